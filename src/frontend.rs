@@ -1,0 +1,514 @@
+//! The listening side shared by the server and the proxy: the listener,
+//! the slab of accepted connections, and everything a network service owes
+//! its peers whatever it serves — the accept loop and connection limit, the
+//! read → parse → reply pump, backpressure, idle timeouts and graceful stop.
+//!
+//! What a message *means* is the [`Service`]'s business (`server.rs`,
+//! `proxy.rs`); this file never looks inside a message.
+//!
+//! The pump for one connection, on a READABLE event:
+//!
+//! ```text
+//!   fill (read until WouldBlock / EOF / buffer bound)
+//!     -> next_message ... service.on_message   (every whole message, in order)
+//!     -> pause if the peer is not reading its replies
+//!   flush (one write for the whole batch of replies)
+//!   close if the peer half-closed and nothing more is owed
+//! ```
+
+use crate::buffer::Buffer;
+use crate::conn::{is_peer_gone, Conn, Framing, Next, ReadOutcome, State, WriteOutcome, READ_CHUNK};
+use crate::proto::{code, encode_error, Op, Problem, DEFAULT_MAX_MESSAGE_BYTES};
+use crate::reactor::{LoopStats, TimerKind, Timers, LISTENER};
+use crate::trace_event;
+use log::{debug, info, warn};
+use mio::event::Event;
+use mio::net::TcpListener;
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The bounds a listening node enforces (docs/architecture.md, "Limits").
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// A connection with no whole message for this long is closed.
+    pub idle_timeout: Duration,
+    /// Bound on one message's body.
+    pub max_message_bytes: usize,
+    /// Stop reading from a connection whose unsent output exceeds this.
+    pub max_pending_output: usize,
+    /// Silence that ends a message of a bare (unterminated) peer.
+    pub bare_idle: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            idle_timeout: Duration::from_millis(300_000),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_pending_output: 256 * 1024,
+            bare_idle: Duration::from_millis(15),
+        }
+    }
+}
+
+/// What a listening node does with messages.
+pub trait Service {
+    /// The service's own per-connection state.
+    type Ext: Default;
+    /// A whole message arrived: its body is `conn.input.data()[..body]`.
+    /// The reply (or a place for it) goes into `conn.output`, ended by
+    /// `conn.end_message()`.
+    fn on_message(&mut self, conn: &mut Conn<Self::Ext>, body: usize, front: &FrontInfo, now: Instant);
+    /// A reply the service answered itself (413, 400): counted by code.
+    fn on_error_reply(&mut self, code: u16);
+    /// True while `conn` is owed replies not yet in its output.
+    fn owes(&self, conn: &Conn<Self::Ext>) -> bool;
+    /// True when `conn` should stop sending more requests for now (the
+    /// proxy's pending queue is long).
+    fn congested(&self, _conn: &Conn<Self::Ext>) -> bool {
+        false
+    }
+    /// `conn` is closing: drop whatever refers to it.
+    fn on_close(&mut self, conn: &mut Conn<Self::Ext>);
+}
+
+/// Counters of the listening side.
+#[derive(Debug, Default, Clone)]
+pub struct FrontStats {
+    /// Connections accepted and served.
+    pub accepted: u64,
+    /// Connections refused at the `max_connections` limit.
+    pub rejected: u64,
+    /// Connections closed for idleness.
+    pub idle_closed: u64,
+    /// Times a connection's reading was paused for backpressure.
+    pub paused: u64,
+    /// Whole messages received.
+    pub messages: u64,
+    /// The event loop's own counters.
+    pub reactor: LoopStats,
+}
+
+/// What a service may read about the listening side (for STS).
+pub struct FrontInfo<'a> {
+    /// Counters.
+    pub stats: &'a FrontStats,
+    /// Connections open now.
+    pub connections: usize,
+}
+
+/// The listener and its connections.
+pub struct Frontend<X> {
+    role: &'static str,
+    listener: Option<TcpListener>,
+    addr: SocketAddr,
+    /// Accepted connections; a connection's token is its key.
+    pub conns: Slab<Conn<X>>,
+    /// The bounds enforced.
+    pub limits: Limits,
+    /// Idle and bare-framing deadlines of the connections.
+    pub timers: Timers,
+    registry: Registry,
+    /// The read buffer a connection borrows while it reads.
+    scratch: Buffer,
+    next_gen: u64,
+    /// Counters.
+    pub stats: FrontStats,
+    stopping: bool,
+}
+
+impl<X: Default> Frontend<X> {
+    /// Binds and listens on `addr` (port 0 picks a free port), registered
+    /// under `LISTENER`.
+    pub fn bind(addr: SocketAddr, role: &'static str, limits: Limits, registry: &Registry) -> io::Result<Self> {
+        // mio's bind performs socket(2), setsockopt(SO_REUSEADDR), bind(2)
+        // and listen(2) in one call; the trace shows the three steps.
+        let mut listener = TcpListener::bind(addr)?;
+        let local = listener.local_addr()?;
+        let me = Some(local);
+        trace_event!(
+            role,
+            LISTENER,
+            me,
+            "SOCKET",
+            "socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK)"
+        );
+        trace_event!(role, LISTENER, me, "BIND", "bound to {local}");
+        trace_event!(role, LISTENER, me, "LISTEN", "listening");
+        registry.register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Frontend {
+            role,
+            listener: Some(listener),
+            addr: local,
+            conns: Slab::new(),
+            limits,
+            timers: Timers::default(),
+            registry: registry.try_clone()?,
+            scratch: Buffer::with_capacity(READ_CHUNK),
+            next_gen: 1,
+            stats: FrontStats::default(),
+            stopping: false,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The registry (nodes use it for their other sockets).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// True once stop was asked and every connection is gone.
+    pub fn finished(&self) -> bool {
+        self.stopping && self.conns.is_empty()
+    }
+
+    /// Whether stop was asked.
+    pub fn stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Dispatches an event for the listener or one of the connections.
+    pub fn ready<S: Service<Ext = X>>(&mut self, svc: &mut S, token: Token, event: &Event, now: Instant) {
+        if token == LISTENER {
+            self.accept(now);
+            return;
+        }
+        let key = token.0;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return; // spurious: the connection is already gone
+        };
+        // Fixed order: error, then read, then write.
+        if event.is_error() {
+            let err = conn.sock.take_error().ok().flatten();
+            trace_event!(conn.role, conn.token, conn.peer, "ERROR", "{err:?}");
+            self.close(svc, key, "socket error");
+            return;
+        }
+        if event.is_readable() || event.is_read_closed() {
+            self.pump(svc, key, now);
+        }
+        self.after_io(svc, key, now);
+    }
+
+    /// Accepts until WouldBlock.
+    fn accept(&mut self, now: Instant) {
+        let Some(listener) = &self.listener else { return };
+        loop {
+            let (mut sock, peer) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    // EMFILE/ENFILE and the like: the pending connection
+                    // stays in the backlog, and no new edge will come for
+                    // it, so retry from a timer.
+                    warn!("{} accept failed: {e}; retrying in 100 ms", self.role);
+                    self.timers
+                        .add(now + Duration::from_millis(100), TimerKind::Accept, LISTENER.0, 0);
+                    return;
+                }
+            };
+            if self.conns.len() >= self.limits.max_connections {
+                self.stats.rejected += 1;
+                // Best effort: a fresh socket's buffer is empty, so this
+                // short write normally goes through whole.
+                let _ = sock.write(b"CODE=503;MSG=too many connections\n");
+                debug!("{} rejected {peer}: {} connections", self.role, self.conns.len());
+                trace_event!(
+                    self.role,
+                    LISTENER,
+                    Some(peer),
+                    "REJECT",
+                    "max-connections {} reached",
+                    self.limits.max_connections
+                );
+                continue;
+            }
+            let _ = sock.set_nodelay(true);
+            let entry = self.conns.vacant_entry();
+            let token = Token(entry.key());
+            let gen = self.next_gen;
+            self.next_gen += 1;
+            let mut conn = Conn::new(sock, token, gen, self.role, State::Open, now, X::default());
+            conn.peer = Some(peer);
+            conn.framing = Framing::Line;
+            trace_event!(self.role, token, conn.peer, "ACCEPT", "new connection from {peer}");
+            if let Err(e) = conn.register(&self.registry) {
+                warn!("{} cannot register {peer}: {e}", self.role);
+                continue;
+            }
+            debug!("{} tok={} peer={peer}: accepted", self.role, token.0);
+            entry.insert(conn);
+            self.stats.accepted += 1;
+            self.timers
+                .add(now + self.limits.idle_timeout, TimerKind::Idle, token.0, gen);
+        }
+    }
+
+    /// Reads and handles messages until the socket is drained, the peer
+    /// half-closes, or backpressure pauses the connection.
+    fn pump<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, now: Instant) {
+        let read_limit = READ_CHUNK.max(self.limits.max_message_bytes + 2);
+        let connections = self.conns.len();
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let mut failed = None;
+        while conn.reading() {
+            let (_, outcome) = conn.fill(&mut self.scratch, read_limit, now);
+            process(svc, conn, &self.limits, &mut self.stats, connections, now);
+            match outcome {
+                ReadOutcome::WouldBlock => break,
+                ReadOutcome::Full => continue,
+                ReadOutcome::Eof => {
+                    trace_event!(
+                        conn.role,
+                        conn.token,
+                        conn.peer,
+                        "PEER_FIN",
+                        "read returned 0: peer half-closed"
+                    );
+                    conn.set_state(State::ReadClosed, "peer sent FIN");
+                    break;
+                }
+                ReadOutcome::Error(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        conn.return_scratch(&mut self.scratch);
+        if conn.state() == State::ReadClosed && !conn.paused && !conn.input.is_empty() {
+            debug!(
+                "{} tok={key}: {} bytes of a partial message dropped at EOF",
+                self.role,
+                conn.input.len()
+            );
+            conn.input.clear();
+        }
+        if let Some(e) = failed {
+            if is_peer_gone(&e) {
+                debug!("{} tok={key}: read: {e}", self.role);
+            } else {
+                warn!("{} tok={key}: read: {e}", self.role);
+            }
+            self.close(svc, key, "read error");
+        }
+    }
+
+    /// After events or new output: flush, resume a paused reader, and close
+    /// when the connection is finished. Proxies call this for clients whose
+    /// replies arrived from upstream.
+    pub fn after_io<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, now: Instant) {
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else { return };
+            if !conn.output.is_empty() {
+                if let WriteOutcome::Error(e) = conn.flush() {
+                    if is_peer_gone(&e) {
+                        debug!("{} tok={key}: write: {e}", self.role);
+                    } else {
+                        warn!("{} tok={key}: write: {e}", self.role);
+                    }
+                    self.close(svc, key, "write error");
+                    return;
+                }
+                conn.last_active = now;
+            }
+            // Resume once the peer has taken most of its replies.
+            let resume = conn.paused
+                && conn.output.len() <= self.limits.max_pending_output / 4
+                && !svc.congested(conn)
+                && matches!(conn.state(), State::Open | State::ReadClosed);
+            if !resume {
+                break;
+            }
+            conn.paused = false;
+            trace_event!(
+                conn.role,
+                conn.token,
+                conn.peer,
+                "RESUME",
+                "pending output {} bytes: reading again",
+                conn.output.len()
+            );
+            let n = self.conns.len();
+            let conn = &mut self.conns[key];
+            process(svc, conn, &self.limits, &mut self.stats, n, now);
+            if conn.reading() {
+                self.pump(svc, key, now);
+            }
+        }
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let finished = match conn.state() {
+            State::ReadClosed | State::Closing => conn.output.is_empty() && !svc.owes(conn) && !conn.paused,
+            _ => false,
+        };
+        if finished {
+            let why = if conn.state() == State::ReadClosed {
+                "peer half-closed, all replies sent"
+            } else {
+                "closing, all replies sent"
+            };
+            self.close(svc, key, why);
+            return;
+        }
+        if let Err(e) = conn.update_interest(&self.registry) {
+            warn!("{} tok={key}: reregister: {e}", self.role);
+            self.close(svc, key, "reregister failed");
+        }
+    }
+
+    /// Closes and forgets a connection.
+    pub fn close<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, why: &str) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            svc.on_close(&mut conn);
+            conn.close(&self.registry, why);
+        }
+    }
+
+    /// Fires due timers; returns the next deadline.
+    pub fn tick<S: Service<Ext = X>>(&mut self, svc: &mut S, now: Instant) -> Option<Instant> {
+        while let Some(t) = self.timers.pop_due(now) {
+            match t.kind {
+                TimerKind::Accept => self.accept(now),
+                TimerKind::StopDeadline => {
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for k in keys {
+                        self.close(svc, k, "stop deadline");
+                    }
+                }
+                TimerKind::Idle => self.idle_timer(svc, t.key, t.gen, now),
+                _ => {}
+            }
+        }
+        self.timers.next()
+    }
+
+    fn idle_timer<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, gen: u64, now: Instant) {
+        let Some(conn) = self.conns.get(key) else { return };
+        if conn.gen != gen {
+            return; // the connection this timer was for is gone
+        }
+        let idle = self.limits.idle_timeout;
+        // Not idle: owed replies, or paused by us, or not reading.
+        let waiting_on_us = !conn.output.is_empty() || svc.owes(conn) || conn.paused || conn.state() != State::Open;
+        let deadline = conn.last_active + idle;
+        if waiting_on_us || now < deadline {
+            let next = if waiting_on_us { now + idle } else { deadline };
+            self.timers.add(next, TimerKind::Idle, key, gen);
+            return;
+        }
+        self.stats.idle_closed += 1;
+        let half = if conn.input.is_empty() {
+            "idle"
+        } else {
+            "stuck in a partial message"
+        };
+        info!(
+            "{} tok={key} peer={:?}: closing, {half} for {} ms",
+            self.role,
+            conn.peer,
+            idle.as_millis()
+        );
+        self.close(svc, key, "idle timeout");
+    }
+
+    /// Graceful stop: close the listener, close idle connections, and let
+    /// the others finish what they are owed (bounded by a deadline).
+    pub fn stop<S: Service<Ext = X>>(&mut self, svc: &mut S, now: Instant) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.registry.deregister(&mut l);
+            trace_event!(
+                self.role,
+                LISTENER,
+                Some(self.addr),
+                "CLOSE",
+                "listener closed (stopping)"
+            );
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            let conn = &mut self.conns[k];
+            if conn.state() == State::Open {
+                conn.set_state(State::Closing, "node stopping");
+            }
+            self.after_io(svc, k, now);
+        }
+        self.timers
+            .add(now + Duration::from_secs(5), TimerKind::StopDeadline, LISTENER.0, 0);
+    }
+}
+
+/// Handles every whole message in `conn.input`, in order, until none is
+/// left or the connection pauses.
+fn process<S: Service>(
+    svc: &mut S,
+    conn: &mut Conn<S::Ext>,
+    limits: &Limits,
+    stats: &mut FrontStats,
+    connections: usize,
+    now: Instant,
+) {
+    while !conn.paused && matches!(conn.state(), State::Open | State::ReadClosed) {
+        match conn.next_message(limits.max_message_bytes) {
+            Next::Message { body, total } => {
+                stats.messages += 1;
+                trace_event!(
+                    conn.role,
+                    conn.token,
+                    conn.peer,
+                    "DECODED",
+                    "{}",
+                    String::from_utf8_lossy(&conn.input.data()[..body])
+                );
+                let info = FrontInfo { stats, connections };
+                svc.on_message(conn, body, &info, now);
+                conn.consume(total);
+                conn.last_active = now;
+            }
+            Next::Oversize(op) => {
+                encode_error(
+                    &mut conn.output,
+                    op,
+                    code::TOO_LARGE,
+                    &Problem::TooLong(limits.max_message_bytes),
+                );
+                conn.end_message();
+                svc.on_error_reply(code::TOO_LARGE);
+                conn.last_active = now;
+            }
+            Next::Wait => break,
+        }
+        if conn.output.len() > limits.max_pending_output || svc.congested(conn) {
+            conn.paused = true;
+            stats.paused += 1;
+            trace_event!(
+                conn.role,
+                conn.token,
+                conn.peer,
+                "PAUSE",
+                "pending output {} bytes: reading stopped (backpressure)",
+                conn.output.len()
+            );
+        }
+    }
+}
+
+/// Encodes a 400 reply for a message that failed to parse.
+pub fn reply_problem<X>(conn: &mut Conn<X>, op: Option<Op>, p: &Problem) {
+    encode_error(&mut conn.output, op, p.code(), p);
+    conn.end_message();
+}

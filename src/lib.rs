@@ -1,0 +1,88 @@
+//! tablecache: a table server, a caching proxy and a client that speak a
+//! small text protocol over TCP (`OP=GET;IND=1,2`), each node a hand-written
+//! nonblocking reactor on `mio`.
+//!
+//! # Layout
+//!
+//! Pure code, no I/O:
+//! - [`proto`]: framing, parsing and encoding of messages.
+//! - [`table`]: the server's table and what each operation does to it.
+//! - [`cache`]: the proxy's cache and its eviction policy (FIFO).
+//! - [`buffer`]: the byte buffer behind every connection.
+//!
+//! The reactor pieces:
+//! - [`reactor`]: the poll loop, reserved tokens, timers, stop handle, signals.
+//! - [`conn`]: one connection's state machine, buffers and read/write pumps.
+//! - [`frontend`]: the listening side shared by server and proxy (accept,
+//!   limits, backpressure, idle timeouts, graceful stop).
+//!
+//! The nodes:
+//! - [`server`]: the table server.
+//! - [`proxy`]: the caching proxy and its queue of pending upstream requests.
+//! - [`client`]: the command-line client.
+//!
+//! And [`cli`] for argument parsing, [`trace`] for the `--trace` stream.
+//! docs/architecture.md draws how they fit together.
+#![deny(missing_docs)]
+
+pub mod buffer;
+pub mod cli;
+pub mod client;
+pub mod conn;
+pub mod frontend;
+pub mod proto;
+pub mod reactor;
+pub mod server;
+pub mod table;
+pub mod trace;
+
+use std::io;
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+
+/// A node running on a thread of its own (tests and the demo use it).
+pub struct NodeHandle {
+    addr: SocketAddr,
+    stop: reactor::StopHandle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl NodeHandle {
+    /// Wraps a spawned node.
+    pub fn new(addr: SocketAddr, stop: reactor::StopHandle, thread: JoinHandle<io::Result<()>>) -> Self {
+        NodeHandle {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The address the node listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to stop the node.
+    pub fn stop_handle(&self) -> reactor::StopHandle {
+        self.stop.clone()
+    }
+
+    /// Stops the node gracefully and waits for its thread.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop.stop();
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other("node thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.stop();
+            let _ = t.join();
+        }
+    }
+}

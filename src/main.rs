@@ -1,0 +1,328 @@
+//! The `tablecache` binary: one subcommand per program.
+//!
+//! Run it: `cargo run --release -- server`, `... -- proxy`, `... -- client get 1 2`.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use tablecache::cli::{self, opt, switch, CliError, Flag, Parsed};
+use tablecache::client::{parse_command, render, Client, Command, COMMANDS_HELP};
+use tablecache::frontend::Limits;
+use tablecache::server::{Server, ServerConfig};
+
+const TOP_HELP: &str = "\
+tablecache: a table server, a caching proxy and a client over a small text protocol
+
+usage: tablecache <command> [options]
+
+commands:
+  server   hold the table (default 127.0.0.1:8080, 10 entries)
+  proxy    cache part of the table in front of a server (default 127.0.0.1:8081)
+  client   send commands to a proxy or server (one-shot, or line by line from stdin)
+  bench    measure throughput and latency
+  demo     start all three nodes and play a short scenario
+
+`tablecache <command> --help` lists each command's options.";
+
+const LOG_FLAGS: [Flag; 2] = [
+    opt(
+        "log-level",
+        "LEVEL",
+        "error, warn, info, debug, trace or off (default info)",
+    ),
+    switch("trace", "log every socket event (same as --log-level trace)"),
+];
+
+const LIMIT_FLAGS: [Flag; 4] = [
+    opt("max-connections", "N", "connections served at once (default 10000)"),
+    opt(
+        "idle-timeout-ms",
+        "MS",
+        "close a connection with no whole message for this long (default 300000)",
+    ),
+    opt(
+        "max-message-bytes",
+        "N",
+        "longest message accepted, else 413 (default 65536)",
+    ),
+    opt(
+        "bare-idle-ms",
+        "MS",
+        "silence that ends a bare (unterminated) message (default 15)",
+    ),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprintln!("{TOP_HELP}");
+        return ExitCode::from(2);
+    };
+    let result = match cmd.as_str() {
+        "server" => cmd_server(rest),
+        "client" => cmd_client(rest),
+        "proxy" | "bench" | "demo" => {
+            eprintln!("tablecache {cmd}: not yet");
+            Ok(ExitCode::from(2))
+        }
+        "help" | "--help" | "-h" => {
+            println!("{TOP_HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        "--version" | "-V" => {
+            println!("tablecache {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(CliError::Usage(format!("unknown command {other:?}\n\n{TOP_HELP}"))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError::Help(text)) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(CliError::Usage(msg)) => {
+            eprintln!("tablecache {cmd}: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn flags(groups: &[&[Flag]]) -> Vec<Flag> {
+    groups
+        .iter()
+        .flat_map(|g| g.iter())
+        .map(|f| Flag {
+            name: f.name,
+            value: f.value,
+            help: f.help,
+        })
+        .collect()
+}
+
+fn addr(p: &Parsed, name: &str, default: &str) -> Result<SocketAddr, CliError> {
+    let v = p.raw(name).unwrap_or(default);
+    v.parse()
+        .map_err(|_| CliError::Usage(format!("bad value for --{name}: {v:?} (want IP:PORT)")))
+}
+
+fn limits(p: &Parsed) -> Result<Limits, CliError> {
+    let d = Limits::default();
+    Ok(Limits {
+        max_connections: p.get_min("max-connections", d.max_connections, 1)?,
+        idle_timeout: Duration::from_millis(p.get_min("idle-timeout-ms", d.idle_timeout.as_millis() as u64, 1)?),
+        max_message_bytes: p.get_min("max-message-bytes", d.max_message_bytes, 16)?,
+        bare_idle: Duration::from_millis(p.get_min("bare-idle-ms", d.bare_idle.as_millis() as u64, 1)?),
+        ..d
+    })
+}
+
+/// Prints the bound address the way scripts and tests wait for it.
+fn announce(addr: SocketAddr) {
+    println!("listening on {addr}");
+    let _ = io::stdout().flush();
+}
+
+fn cmd_server(args: &[String]) -> Result<ExitCode, CliError> {
+    let fl = flags(&[
+        &[
+            opt(
+                "listen",
+                "ADDR",
+                "address to listen on (default 127.0.0.1:8080; port 0 picks one)",
+            ),
+            opt("size", "N", "entries in the table (default 10)"),
+        ],
+        &LIMIT_FLAGS,
+        &LOG_FLAGS,
+    ]);
+    let p = cli::parse(
+        args,
+        "tablecache server [options]",
+        "Holds the table and answers requests.",
+        &fl,
+        false,
+    )?;
+    let cfg = ServerConfig {
+        listen: addr(&p, "listen", "127.0.0.1:8080")?,
+        size: p.get_min("size", 10usize, 1)?,
+        limits: limits(&p)?,
+    };
+    tablecache::trace::init_logging(cli::log_level(&p)?);
+    let mut server = match Server::bind(cfg.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tablecache server: cannot listen on {}: {e}", cfg.listen);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if let Err(e) = server.handle_signals() {
+        log::warn!("signals: {e}");
+    }
+    announce(server.local_addr());
+    run_to_exit("server", server.run())
+}
+
+fn run_to_exit(name: &str, r: io::Result<()>) -> Result<ExitCode, CliError> {
+    match r {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("tablecache {name}: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn cmd_client(args: &[String]) -> Result<ExitCode, CliError> {
+    let fl = flags(&[
+        &[
+            opt("connect", "ADDR", "the proxy or server (default 127.0.0.1:8081)"),
+            switch("timing", "print each round-trip time"),
+            opt(
+                "timeout-ms",
+                "MS",
+                "give up on a connect or reply after this long (default 5000)",
+            ),
+            opt(
+                "framing",
+                "line|bare",
+                "line: messages end with \\n (default); bare: no terminator, replies end with a pause",
+            ),
+            opt("bare-idle-ms", "MS", "the pause that ends a bare reply (default 15)"),
+        ],
+        &LOG_FLAGS,
+    ]);
+    let usage = "tablecache client [options] [COMMAND ...]";
+    let about = format!("Sends one command and prints its result, or reads commands from stdin.\n\n{COMMANDS_HELP}");
+    let p = cli::parse(args, usage, &about, &fl, true)?;
+    let target = addr(&p, "connect", "127.0.0.1:8081")?;
+    let timeout = Duration::from_millis(p.get_min("timeout-ms", 5000u64, 1)?);
+    let bare = match p.raw("framing").unwrap_or("line") {
+        "line" => false,
+        "bare" => true,
+        v => {
+            return Err(CliError::Usage(format!(
+                "bad value for --framing: {v:?} (line or bare)"
+            )))
+        }
+    };
+    let bare_idle = Duration::from_millis(p.get_min("bare-idle-ms", 15u64, 1)?);
+    let timing = p.has("timing");
+    let one_shot = if p.positional.is_empty() {
+        None
+    } else {
+        let words: Vec<&str> = p.positional.iter().map(|s| s.as_str()).collect();
+        Some(parse_command(&words).map_err(CliError::Usage)?)
+    };
+    let level = if p.has("log-level") || p.has("trace") {
+        cli::log_level(&p)?
+    } else {
+        log::LevelFilter::Warn
+    };
+    tablecache::trace::init_logging(level);
+
+    let mut client = match Client::connect(target, timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tablecache client: cannot connect to {target}: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if bare {
+        client.set_bare(bare_idle);
+    }
+    if let Some(cmd) = one_shot {
+        return Ok(match run_command(&mut client, &cmd, timing) {
+            Step::Ok => ExitCode::SUCCESS,
+            Step::ErrorReply => ExitCode::from(1),
+            Step::Lost(e) => {
+                eprintln!("tablecache client: {e}");
+                ExitCode::from(2)
+            }
+            Step::Quit => ExitCode::SUCCESS,
+        });
+    }
+    // Line by line from stdin: a prompt on a terminal, none when piped.
+    let interactive = io::stdin().is_terminal();
+    let mut worst = 0u8;
+    let stdin = io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            print!("tablecache> ");
+            let _ = io::stdout().flush();
+        }
+        let Some(Ok(line)) = lines.next() else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() || words[0].starts_with('#') {
+            continue;
+        }
+        let cmd = match parse_command(&words) {
+            Ok(c) => c,
+            Err(e) => {
+                println!("error: {e}");
+                worst = worst.max(1);
+                continue;
+            }
+        };
+        match run_command(&mut client, &cmd, timing) {
+            Step::Ok => {}
+            Step::ErrorReply => worst = worst.max(1),
+            Step::Quit => break,
+            Step::Lost(e) => {
+                eprintln!("tablecache client: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(ExitCode::from(worst))
+}
+
+enum Step {
+    Ok,
+    ErrorReply,
+    Quit,
+    Lost(io::Error),
+}
+
+fn run_command(client: &mut Client, cmd: &Command, timing: bool) -> Step {
+    let (op, body) = match cmd {
+        Command::Help => {
+            println!("{COMMANDS_HELP}");
+            return Step::Ok;
+        }
+        Command::Quit => return Step::Quit,
+        Command::Raw(s) => (None, s.clone()),
+        Command::Request(r) => {
+            let mut b = tablecache::buffer::Buffer::new();
+            r.encode(&mut b);
+            (Some(r.op), String::from_utf8_lossy(b.data()).into_owned())
+        }
+    };
+    let start = Instant::now();
+    let line = match client.request_raw(body.as_bytes()) {
+        Ok(l) => l,
+        Err(e) => return Step::Lost(e),
+    };
+    let rtt = start.elapsed();
+    let (ok, text) = match op {
+        Some(op) => render(op, &line),
+        None => {
+            let mut r = tablecache::proto::Reply::default();
+            let ok = r.parse(line.as_bytes()).is_ok() && r.is_ok();
+            (ok, line)
+        }
+    };
+    if timing {
+        println!("{text}  ({} us)", rtt.as_micros());
+    } else {
+        println!("{text}");
+    }
+    if ok {
+        Step::Ok
+    } else {
+        Step::ErrorReply
+    }
+}

@@ -1,0 +1,107 @@
+//! Helpers shared by the integration tests: start nodes in-process on
+//! 127.0.0.1:0, and talk to them with plain blocking sockets (the way a
+//! student's program would), always with generous timeouts instead of
+//! sleeps.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use tablecache::frontend::Limits;
+use tablecache::server::{Server, ServerConfig};
+use tablecache::NodeHandle;
+
+/// Upper bound for anything a test waits for; never reached when all is well.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn any_addr() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+pub fn start_server(size: usize) -> NodeHandle {
+    start_server_with(size, Limits::default())
+}
+
+pub fn start_server_with(size: usize, limits: Limits) -> NodeHandle {
+    Server::bind(ServerConfig {
+        listen: any_addr(),
+        size,
+        limits,
+    })
+    .expect("bind server")
+    .spawn()
+}
+
+/// A blocking line-oriented peer.
+pub struct Peer {
+    pub reader: BufReader<TcpStream>,
+    pub stream: TcpStream,
+}
+
+impl Peer {
+    pub fn connect(addr: SocketAddr) -> Peer {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_write_timeout(Some(PATIENCE)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Peer {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            stream,
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Reads one reply line, without its newline.
+    pub fn line(&mut self) -> String {
+        let mut s = String::new();
+        let n = self.reader.read_line(&mut s).expect("read reply");
+        assert!(n > 0, "connection closed while a reply was expected");
+        assert!(s.ends_with('\n'), "reply not terminated: {s:?}");
+        s.pop();
+        s
+    }
+
+    /// Sends one message (adding the newline) and reads its reply.
+    pub fn ask(&mut self, msg: &str) -> String {
+        self.send(format!("{msg}\n").as_bytes());
+        self.line()
+    }
+
+    /// True if the peer closed the connection (EOF) within PATIENCE.
+    pub fn closed_by_peer(&mut self) -> bool {
+        let mut buf = [0u8; 256];
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    return false
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        false
+    }
+}
+
+/// Polls `cond` until it holds or PATIENCE passes.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The value of one field of an STS reply.
+pub fn field(reply: &str, key: &str) -> Option<String> {
+    reply
+        .split(';')
+        .find_map(|f| f.strip_prefix(&format!("{key}=")).map(|v| v.to_string()))
+}
