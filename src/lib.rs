@@ -26,11 +26,13 @@
 #![deny(missing_docs)]
 
 pub mod buffer;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod conn;
 pub mod frontend;
 pub mod proto;
+pub mod proxy;
 pub mod reactor;
 pub mod server;
 pub mod table;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tablecache::cli::{self, opt, switch, CliError, Flag, Parsed};
 use tablecache::client::{parse_command, render, Client, Command, COMMANDS_HELP};
 use tablecache::frontend::Limits;
+use tablecache::proxy::{Proxy, ProxyConfig};
 use tablecache::server::{Server, ServerConfig};
 
 const TOP_HELP: &str = "\
@@ -63,7 +64,8 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "server" => cmd_server(rest),
         "client" => cmd_client(rest),
-        "proxy" | "bench" | "demo" => {
+        "proxy" => cmd_proxy(rest),
+        "bench" | "demo" => {
             eprintln!("tablecache {cmd}: not yet");
             Ok(ExitCode::from(2))
         }
@@ -163,6 +165,58 @@ fn cmd_server(args: &[String]) -> Result<ExitCode, CliError> {
     }
     announce(server.local_addr());
     run_to_exit("server", server.run())
+}
+
+fn cmd_proxy(args: &[String]) -> Result<ExitCode, CliError> {
+    let fl = flags(&[
+        &[
+            opt(
+                "listen",
+                "ADDR",
+                "address clients connect to (default 127.0.0.1:8081; port 0 picks one)",
+            ),
+            opt("upstream", "ADDR", "the server (default 127.0.0.1:8080)"),
+            opt(
+                "capacity",
+                "N",
+                "cache entries at most; the oldest inserted is overwritten (default 5)",
+            ),
+            opt(
+                "upstream-timeout-ms",
+                "MS",
+                "answer 504 if the server takes longer (default 5000)",
+            ),
+        ],
+        &LIMIT_FLAGS,
+        &LOG_FLAGS,
+    ]);
+    let p = cli::parse(
+        args,
+        "tablecache proxy [options]",
+        "Caches part of the table in front of a server; writes go through to it.",
+        &fl,
+        false,
+    )?;
+    let cfg = ProxyConfig {
+        listen: addr(&p, "listen", "127.0.0.1:8081")?,
+        upstream: addr(&p, "upstream", "127.0.0.1:8080")?,
+        capacity: p.get("capacity", 5usize)?,
+        upstream_timeout: Duration::from_millis(p.get_min("upstream-timeout-ms", 5000u64, 1)?),
+        limits: limits(&p)?,
+    };
+    tablecache::trace::init_logging(cli::log_level(&p)?);
+    let mut proxy = match Proxy::bind(cfg.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tablecache proxy: cannot listen on {}: {e}", cfg.listen);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if let Err(e) = proxy.handle_signals() {
+        log::warn!("signals: {e}");
+    }
+    announce(proxy.local_addr());
+    run_to_exit("proxy", proxy.run())
 }
 
 fn run_to_exit(name: &str, r: io::Result<()>) -> Result<ExitCode, CliError> {

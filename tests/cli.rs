@@ -47,7 +47,10 @@ fn client(addr: &str, args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .expect("run client");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -57,7 +60,10 @@ fn one_shot_commands_and_exit_codes() {
     assert_eq!(client(a, &["put", "1=10", "2=-3"]), (0, "ok\n".into()));
     assert_eq!(client(a, &["get", "1", "2"]), (0, "1=10 2=-3\n".into()));
     assert_eq!(client(a, &["add", "1", "2", "3"]), (0, "7\n".into()));
-    assert_eq!(client(a, &["raw", "OP=GET;IND=1"]), (0, "OP=GET;IND=1;DATA=10;CODE=200\n".into()));
+    assert_eq!(
+        client(a, &["raw", "OP=GET;IND=1"]),
+        (0, "OP=GET;IND=1;DATA=10;CODE=200\n".into())
+    );
     assert_eq!(
         client(a, &["get", "12"]),
         (1, "error 400: index 12 out of range 0..9\n".into()),
@@ -101,7 +107,11 @@ fn piped_commands_one_result_per_line() {
 #[test]
 fn cannot_connect_exits_2() {
     // A port that was free a moment ago: bind, read it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (code, _) = client(&format!("127.0.0.1:{port}"), &["get", "1"]);
     assert_eq!(code, 2);
 }

@@ -12,7 +12,10 @@ fn seed_examples_round_trip() {
     let mut p = Peer::connect(node.addr());
     assert_eq!(p.ask("OP=PUT;IND=1,2;DATA=10,-3"), "OP=PUT;IND=1,2;DATA=10,-3;CODE=200");
     assert_eq!(p.ask("OP=GET;IND=1,2"), "OP=GET;IND=1,2;DATA=10,-3;CODE=200");
-    assert_eq!(p.ask("OP=PUT;IND=0,4,7;DATA=1,2,3"), "OP=PUT;IND=0,4,7;DATA=1,2,3;CODE=200");
+    assert_eq!(
+        p.ask("OP=PUT;IND=0,4,7;DATA=1,2,3"),
+        "OP=PUT;IND=0,4,7;DATA=1,2,3;CODE=200"
+    );
     assert_eq!(p.ask("OP=ADD;IND=0,4,7"), "OP=ADD;IND=0,4,7;DATA=6;CODE=200");
     assert_eq!(p.ask("OP=CLR"), "OP=CLR;CODE=200");
     assert_eq!(p.ask("OP=GET;IND=1,2,1"), "OP=GET;IND=1,2,1;DATA=0,0,0;CODE=200");
@@ -27,7 +30,10 @@ fn trailing_semicolon_crlf_and_blank_lines() {
     let mut p = Peer::connect(node.addr());
     p.send(b"\n\r\nOP=PUT;IND=3;DATA=9;\r\n\n");
     assert_eq!(p.line(), "OP=PUT;IND=3;DATA=9;CODE=200");
-    assert_eq!(p.ask("OP=ADD;IND=3,3,3,3,3,3,3"), "OP=ADD;IND=3,3,3,3,3,3,3;DATA=63;CODE=200");
+    assert_eq!(
+        p.ask("OP=ADD;IND=3,3,3,3,3,3,3"),
+        "OP=ADD;IND=3,3,3,3,3,3,3;DATA=63;CODE=200"
+    );
 }
 
 #[test]
@@ -81,8 +87,14 @@ fn every_bad_request_gets_400_and_the_connection_lives_on() {
         ("OP=GET;IND=one", "OP=GET;CODE=400;MSG=not a number in IND"),
         ("OP=GET;IND=10", "OP=GET;CODE=400;MSG=index 10 out of range 0..9"),
         ("OP=GET;IND=-1", "OP=GET;CODE=400;MSG=index -1 out of range 0..9"),
-        ("OP=PUT;IND=1,2;DATA=5", "OP=PUT;CODE=400;MSG=IND has 2 items but DATA has 1"),
-        ("OP=PUT;IND=1;DATA=9223372036854775808", "OP=PUT;CODE=400;MSG=number over i64 in DATA"),
+        (
+            "OP=PUT;IND=1,2;DATA=5",
+            "OP=PUT;CODE=400;MSG=IND has 2 items but DATA has 1",
+        ),
+        (
+            "OP=PUT;IND=1;DATA=9223372036854775808",
+            "OP=PUT;CODE=400;MSG=number over i64 in DATA",
+        ),
         ("OP=GET;IND=1;IND=2", "OP=GET;CODE=400;MSG=repeated field IND"),
         ("OP=GET;IND=1;X=2", "OP=GET;CODE=400;MSG=unknown field X"),
         ("OP=CLR;IND=1", "OP=CLR;CODE=400;MSG=CLR takes no IND"),
@@ -175,8 +187,14 @@ fn a_big_table() {
     let mut p = Peer::connect(node.addr());
     assert_eq!(p.ask("OP=PUT;IND=999999;DATA=7"), "OP=PUT;IND=999999;DATA=7;CODE=200");
     assert_eq!(p.ask("OP=GET;IND=999999,0"), "OP=GET;IND=999999,0;DATA=7,0;CODE=200");
-    assert_eq!(p.ask("OP=GET;IND=1000000"), "OP=GET;CODE=400;MSG=index 1000000 out of range 0..999999");
-    assert_eq!(p.ask("OP=DMP"), "OP=DMP;SIZE=1000000;SPARSE=1;IND=999999;DATA=7;CODE=200");
+    assert_eq!(
+        p.ask("OP=GET;IND=1000000"),
+        "OP=GET;CODE=400;MSG=index 1000000 out of range 0..999999"
+    );
+    assert_eq!(
+        p.ask("OP=DMP"),
+        "OP=DMP;SIZE=1000000;SPARSE=1;IND=999999;DATA=7;CODE=200"
+    );
 }
 
 #[test]

@@ -1,0 +1,190 @@
+//! The proxy's cache: at most `capacity` (index, value) entries, and the
+//! policy that picks which entry a new one overwrites when full.
+//!
+//! [`Fifo`] is the default and the one the seed asks for: the **oldest
+//! inserted** entry goes first; a hit does not change the order, and an
+//! update of an entry already held keeps its place. Another policy (LRU,
+//! say) implements [`Policy`] and nothing else changes. Pure code, no I/O.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// What a cache policy offers the proxy.
+pub trait Policy {
+    /// The value held for `index`, if any (a hit does not reorder FIFO).
+    fn get(&mut self, index: i64) -> Option<i64>;
+    /// Holds `value` for `index`: updates in place if held, else inserts,
+    /// overwriting the entry the policy picks when full. Returns the
+    /// evicted entry.
+    fn insert(&mut self, index: i64, value: i64) -> Option<(i64, i64)>;
+    /// Updates `index` only if it is held (write-through after a PUT).
+    fn update(&mut self, index: i64, value: i64) -> bool;
+    /// Forgets `index` (its value is no longer known to be right).
+    fn remove(&mut self, index: i64);
+    /// Forgets everything.
+    fn clear(&mut self);
+    /// The entries in eviction order (next to go first).
+    fn entries(&self) -> Vec<(i64, i64)>;
+    /// Entries held.
+    fn len(&self) -> usize;
+    /// True when nothing is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Entries it may hold.
+    fn capacity(&self) -> usize;
+    /// The policy's name, for STS and logs.
+    fn name(&self) -> &'static str;
+}
+
+/// A small, fast hasher for integer keys (a multiply and a rotate); the
+/// keys are indices chosen by clients, and a cache of `capacity` entries
+/// does not need SipHash's resistance to crafted collisions: with the
+/// proxy's small capacities, a colliding chain is as long as the cache.
+#[derive(Default)]
+pub struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.0 = (n as u64 ^ 0x9e37_79b9_7f4a_7c15)
+            .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+            .rotate_left(29);
+    }
+}
+
+/// A `HashMap` keyed by index with [`IntHasher`].
+pub type IndexMap<V> = HashMap<i64, V, BuildHasherDefault<IntHasher>>;
+
+/// First in, first out: evicts the oldest inserted entry.
+#[derive(Debug, Default)]
+pub struct Fifo {
+    values: IndexMap<i64>,
+    /// Indices, oldest inserted first.
+    order: VecDeque<i64>,
+    capacity: usize,
+}
+
+impl Fifo {
+    /// An empty cache of `capacity` entries (0 caches nothing).
+    pub fn new(capacity: usize) -> Fifo {
+        Fifo {
+            values: IndexMap::default(),
+            order: VecDeque::with_capacity(capacity.min(1 << 16)),
+            capacity,
+        }
+    }
+}
+
+impl Policy for Fifo {
+    #[inline]
+    fn get(&mut self, index: i64) -> Option<i64> {
+        self.values.get(&index).copied()
+    }
+
+    fn insert(&mut self, index: i64, value: i64) -> Option<(i64, i64)> {
+        if let Some(v) = self.values.get_mut(&index) {
+            *v = value;
+            return None;
+        }
+        if self.capacity == 0 {
+            return None;
+        }
+        let evicted = if self.order.len() >= self.capacity {
+            self.order
+                .pop_front()
+                .and_then(|old| self.values.remove(&old).map(|v| (old, v)))
+        } else {
+            None
+        };
+        self.values.insert(index, value);
+        self.order.push_back(index);
+        evicted
+    }
+
+    fn update(&mut self, index: i64, value: i64) -> bool {
+        match self.values.get_mut(&index) {
+            Some(v) => {
+                *v = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&mut self, index: i64) {
+        if self.values.remove(&index).is_some() {
+            self.order.retain(|&i| i != index);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.order.clear();
+    }
+
+    fn entries(&self) -> Vec<(i64, i64)> {
+        self.order.iter().map(|i| (*i, self.values[i])).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn name(&self) -> &'static str {
+        "fifo"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_the_oldest_inserted_and_hits_do_not_refresh() {
+        let mut c = Fifo::new(3);
+        assert_eq!(c.insert(1, 10), None);
+        assert_eq!(c.insert(2, 20), None);
+        assert_eq!(c.insert(3, 30), None);
+        assert_eq!(c.get(1), Some(10), "a hit...");
+        assert_eq!(c.insert(4, 40), Some((1, 10)), "...does not save the oldest");
+        assert_eq!(c.entries(), vec![(2, 20), (3, 30), (4, 40)]);
+    }
+
+    #[test]
+    fn updates_keep_their_place_and_never_insert() {
+        let mut c = Fifo::new(2);
+        c.insert(1, 10);
+        c.insert(2, 20);
+        assert!(c.update(1, 11));
+        assert!(!c.update(9, 90), "absent entries are not inserted");
+        assert_eq!(c.insert(2, 21), None, "re-inserting a held index updates in place");
+        assert_eq!(c.entries(), vec![(1, 11), (2, 21)]);
+        assert_eq!(c.insert(3, 30), Some((1, 11)));
+    }
+
+    #[test]
+    fn remove_clear_and_zero_capacity() {
+        let mut c = Fifo::new(3);
+        c.insert(1, 1);
+        c.insert(2, 2);
+        c.remove(1);
+        assert_eq!(c.entries(), vec![(2, 2)]);
+        c.clear();
+        assert!(c.is_empty());
+        let mut z = Fifo::new(0);
+        assert_eq!(z.insert(1, 1), None);
+        assert_eq!(z.get(1), None);
+    }
+}

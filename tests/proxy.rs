@@ -1,0 +1,370 @@
+//! The caching proxy over loopback, against the real server and against a
+//! scripted stand-in server the test drives line by line (to see exactly
+//! what goes upstream, and to hold replies back).
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use tablecache::proxy::{Proxy, ProxyConfig};
+use tablecache::NodeHandle;
+
+fn start_proxy(upstream: SocketAddr, capacity: usize) -> NodeHandle {
+    start_proxy_cfg(ProxyConfig {
+        listen: any_addr(),
+        upstream,
+        capacity,
+        ..Default::default()
+    })
+}
+
+fn start_proxy_cfg(cfg: ProxyConfig) -> NodeHandle {
+    Proxy::bind(cfg).expect("bind proxy").spawn()
+}
+
+/// A stand-in server: accepts the proxy's one upstream connection and lets
+/// the test read each request and write each reply itself.
+struct Scripted {
+    listener: TcpListener,
+    conn: Option<(BufReader<TcpStream>, TcpStream)>,
+}
+
+impl Scripted {
+    fn new() -> Scripted {
+        Scripted {
+            listener: TcpListener::bind("127.0.0.1:0").unwrap(),
+            conn: None,
+        }
+    }
+    fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap()
+    }
+    fn accept(&mut self) {
+        let (s, _) = self.listener.accept().unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        self.conn = Some((BufReader::new(s.try_clone().unwrap()), s));
+    }
+    fn recv(&mut self) -> String {
+        if self.conn.is_none() {
+            self.accept();
+        }
+        let (r, _) = self.conn.as_mut().unwrap();
+        let mut s = String::new();
+        assert!(r.read_line(&mut s).unwrap() > 0, "proxy closed the upstream");
+        s.trim_end().to_string()
+    }
+    fn reply(&mut self, line: &str) {
+        let (_, w) = self.conn.as_mut().unwrap();
+        w.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+    /// True if nothing arrives within `ms` (used only to show that the
+    /// proxy did NOT send something; a pass never depends on the timing).
+    fn silent_for(&mut self, ms: u64) -> bool {
+        let (r, _) = self.conn.as_mut().unwrap();
+        r.get_ref().set_read_timeout(Some(Duration::from_millis(ms))).unwrap();
+        let mut s = String::new();
+        let silent = r.read_line(&mut s).is_err();
+        r.get_ref().set_read_timeout(Some(PATIENCE)).unwrap();
+        silent
+    }
+}
+
+#[test]
+fn fifo_order_at_capacity_and_hits_do_not_refresh() {
+    let server = start_server(10);
+    let proxy = start_proxy(server.addr(), 3);
+    let mut c = Peer::connect(proxy.addr());
+    c.ask("OP=GET;IND=1");
+    c.ask("OP=GET;IND=2");
+    c.ask("OP=GET;IND=3");
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=3;IND=1,2,3;DATA=0,0,0;CODE=200");
+    c.ask("OP=GET;IND=1"); // a hit on the oldest: it stays oldest
+    c.ask("OP=GET;IND=4");
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=3;IND=2,3,4;DATA=0,0,0;CODE=200");
+    let sts = c.ask("OP=STS");
+    assert_eq!(field(&sts, "EVICTIONS").as_deref(), Some("1"), "{sts}");
+    assert_eq!(field(&sts, "HITS").as_deref(), Some("1"), "{sts}");
+    assert_eq!(field(&sts, "MISSES").as_deref(), Some("4"), "{sts}");
+    assert_eq!(field(&sts, "HIT_IND").as_deref(), Some("1:1"), "{sts}");
+}
+
+#[test]
+fn a_miss_fetches_only_the_missing_indices_in_one_request() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    up.reply("OP=GET;IND=1;DATA=11;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=11;CODE=200");
+    c.send(b"OP=GET;IND=3,1,2,3\n");
+    assert_eq!(up.recv(), "OP=GET;IND=3,2", "only the misses, each once");
+    up.reply("OP=GET;IND=3,2;DATA=33,22;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=3,1,2,3;DATA=33,11,22,33;CODE=200");
+    c.send(b"OP=ADD;IND=1,2,3,4\n");
+    assert_eq!(up.recv(), "OP=GET;IND=4", "ADD fetches like GET");
+    up.reply("OP=GET;IND=4;DATA=44;CODE=200");
+    assert_eq!(c.line(), "OP=ADD;IND=1,2,3,4;DATA=110;CODE=200");
+    // All hits now: nothing goes upstream.
+    assert_eq!(c.ask("OP=ADD;IND=1,2,3,4,1"), "OP=ADD;IND=1,2,3,4,1;DATA=121;CODE=200");
+    assert!(up.silent_for(100));
+}
+
+#[test]
+fn write_through_the_server_has_the_value_before_the_ack() {
+    let server = start_server(10);
+    let proxy = start_proxy(server.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    let mut direct = Peer::connect(server.addr());
+    c.ask("OP=GET;IND=1"); // cached
+    assert_eq!(c.ask("OP=PUT;IND=1,6;DATA=10,60"), "OP=PUT;IND=1,6;DATA=10,60;CODE=200");
+    assert_eq!(direct.ask("OP=GET;IND=1,6"), "OP=GET;IND=1,6;DATA=10,60;CODE=200");
+    // The held entry was updated in place; the absent one was not inserted.
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;IND=1;DATA=10;CODE=200");
+    assert_eq!(c.ask("OP=CLR"), "OP=CLR;CODE=200");
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;CODE=200");
+    assert_eq!(direct.ask("OP=GET;IND=1,6"), "OP=GET;IND=1,6;DATA=0,0;CODE=200");
+}
+
+#[test]
+fn a_refused_put_leaves_the_cache_unchanged_and_errors_pass_through() {
+    let server = start_server(10);
+    let proxy = start_proxy(server.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    c.ask("OP=PUT;IND=2;DATA=5");
+    c.ask("OP=GET;IND=2");
+    assert_eq!(
+        c.ask("OP=PUT;IND=2,12;DATA=9,9"),
+        "OP=PUT;CODE=400;MSG=index 12 out of range 0..9"
+    );
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;IND=2;DATA=5;CODE=200");
+    assert_eq!(
+        c.ask("OP=GET;IND=2,12"),
+        "OP=GET;CODE=400;MSG=index 12 out of range 0..9"
+    );
+    assert_eq!(
+        c.ask("OP=DMP"),
+        "OP=DMP;CAPACITY=5;IND=2;DATA=5;CODE=200",
+        "nothing of it cached"
+    );
+
+    // A server that refuses with another code: passed on, cache untouched.
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\n");
+    up.recv();
+    up.reply("OP=GET;IND=1;DATA=1;CODE=200");
+    c.line();
+    c.send(b"OP=PUT;IND=1;DATA=2\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=1;DATA=2");
+    up.reply("OP=PUT;CODE=500;MSG=disk on fire");
+    assert_eq!(c.line(), "OP=PUT;CODE=500;MSG=disk on fire");
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=1;CODE=200");
+}
+
+#[test]
+fn replies_keep_request_order_behind_a_delayed_miss() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\n");
+    up.recv();
+    up.reply("OP=GET;IND=1;DATA=1;CODE=200");
+    c.line();
+    // A miss, then a hit, then an error, pipelined: the miss is held.
+    c.send(b"OP=GET;IND=2\nOP=GET;IND=1\nOP=BAD\nOP=DMP\n");
+    assert_eq!(up.recv(), "OP=GET;IND=2");
+    assert!(up.silent_for(50));
+    up.reply("OP=GET;IND=2;DATA=2;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=2;DATA=2;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=1;CODE=200");
+    assert_eq!(c.line(), "CODE=400;MSG=unknown OP BAD");
+    // DMP, like a hit, is decided when it arrives: before 2 was fetched.
+    assert_eq!(c.line(), "OP=DMP;CAPACITY=5;IND=1;DATA=1;CODE=200");
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;IND=1,2;DATA=1,2;CODE=200");
+}
+
+#[test]
+fn one_clients_pending_miss_never_delays_another_clients_hit() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut a = Peer::connect(proxy.addr());
+    let mut b = Peer::connect(proxy.addr());
+    a.send(b"OP=GET;IND=1\n");
+    up.recv();
+    up.reply("OP=GET;IND=1;DATA=1;CODE=200");
+    a.line();
+    a.send(b"OP=GET;IND=7\n");
+    assert_eq!(up.recv(), "OP=GET;IND=7");
+    // A's miss is held upstream; B's hit is answered anyway.
+    assert_eq!(b.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=1;CODE=200");
+    up.reply("OP=GET;IND=7;DATA=7;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=7;DATA=7;CODE=200");
+}
+
+#[test]
+fn a_fetch_sent_before_a_put_does_not_leave_the_old_value_cached() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut a = Peer::connect(proxy.addr());
+    let mut b = Peer::connect(proxy.addr());
+    a.send(b"OP=GET;IND=3\n");
+    assert_eq!(up.recv(), "OP=GET;IND=3");
+    b.send(b"OP=PUT;IND=3;DATA=7\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=3;DATA=7");
+    // The server answers in order: the fetch saw the old value.
+    up.reply("OP=GET;IND=3;DATA=0;CODE=200");
+    up.reply("OP=PUT;IND=3;DATA=7;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=3;DATA=0;CODE=200");
+    assert_eq!(b.line(), "OP=PUT;IND=3;DATA=7;CODE=200");
+    assert_eq!(
+        a.ask("OP=GET;IND=3"),
+        "OP=GET;IND=3;DATA=7;CODE=200",
+        "a hit after the ack"
+    );
+    assert!(up.silent_for(50), "served from the cache");
+}
+
+#[test]
+fn a_read_never_mixes_a_cached_value_with_one_fetched_after_a_write() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut a = Peer::connect(proxy.addr());
+    let mut b = Peer::connect(proxy.addr());
+    a.send(b"OP=GET;IND=1\n");
+    up.recv();
+    up.reply("OP=GET;IND=1;DATA=0;CODE=200");
+    a.line();
+    // PUT 1,2 in flight; GET 1,2 with 1 cached (old) and 2 missing.
+    b.send(b"OP=PUT;IND=1,2;DATA=7,7\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=1,2;DATA=7,7");
+    a.send(b"OP=GET;IND=1,2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1,2", "the cached 1 is fetched again");
+    up.reply("OP=PUT;IND=1,2;DATA=7,7;CODE=200");
+    up.reply("OP=GET;IND=1,2;DATA=7,7;CODE=200");
+    assert_eq!(b.line(), "OP=PUT;IND=1,2;DATA=7,7;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=1,2;DATA=7,7;CODE=200");
+}
+
+#[test]
+fn a_client_that_leaves_still_fills_the_cache() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut a = Peer::connect(proxy.addr());
+    a.send(b"OP=GET;IND=4\n");
+    assert_eq!(up.recv(), "OP=GET;IND=4");
+    drop(a);
+    let mut b = Peer::connect(proxy.addr());
+    // B's request queues behind the fetch upstream, so when B hears back,
+    // the fetch for the departed client has been applied.
+    b.send(b"OP=GET;IND=5\n");
+    assert_eq!(up.recv(), "OP=GET;IND=5");
+    up.reply("OP=GET;IND=4;DATA=40;CODE=200");
+    up.reply("OP=GET;IND=5;DATA=50;CODE=200");
+    assert_eq!(b.line(), "OP=GET;IND=5;DATA=50;CODE=200");
+    assert_eq!(b.ask("OP=DMP"), "OP=DMP;CAPACITY=5;IND=4,5;DATA=40,50;CODE=200");
+}
+
+#[test]
+fn a_reply_that_does_not_match_is_a_502_and_resets_the_upstream() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    up.reply("OP=GET;IND=1,2;DATA=1,2;CODE=200");
+    let line = c.line();
+    assert!(line.starts_with("OP=GET;CODE=502;"), "{line}");
+    // The proxy reconnects by itself and carries on.
+    up.conn = None;
+    up.accept();
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    up.reply("OP=GET;IND=1;DATA=1;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=1;CODE=200");
+}
+
+#[test]
+fn the_server_going_down_and_coming_back() {
+    let server = start_server(10);
+    let addr = server.addr();
+    let proxy = start_proxy(addr, 5);
+    let mut c = Peer::connect(proxy.addr());
+    assert_eq!(c.ask("OP=PUT;IND=1;DATA=5"), "OP=PUT;IND=1;DATA=5;CODE=200");
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=5;CODE=200");
+    server.stop().unwrap();
+    // Misses and writes fail fast while it is down; hits are still served.
+    let mut saw_unavailable = false;
+    wait_until("the proxy notices the server is gone", || {
+        let r = c.ask("OP=GET;IND=2");
+        saw_unavailable = r.starts_with("OP=GET;CODE=503;") || r.starts_with("OP=GET;CODE=502;");
+        saw_unavailable
+    });
+    let t = Instant::now();
+    let r = c.ask("OP=PUT;IND=2;DATA=1");
+    assert!(r.starts_with("OP=PUT;CODE=503;"), "{r}");
+    assert!(t.elapsed() < PATIENCE, "no hang");
+    assert_eq!(
+        c.ask("OP=GET;IND=1"),
+        "OP=GET;IND=1;DATA=5;CODE=200",
+        "a hit while down"
+    );
+    // A new server on the same address: the proxy reconnects by itself.
+    let server2 = tablecache::server::Server::bind(tablecache::server::ServerConfig {
+        listen: addr,
+        size: 10,
+        limits: Default::default(),
+    })
+    .expect("rebind the same port")
+    .spawn();
+    wait_until("the proxy reconnects", || {
+        c.ask("OP=GET;IND=2") == "OP=GET;IND=2;DATA=0;CODE=200"
+    });
+    // The fresh server lost the table; the proxy dropped its cache at reconnect.
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200");
+    drop(server2);
+}
+
+#[test]
+fn a_thousand_concurrent_clients_through_the_proxy() {
+    let server = start_server(10);
+    let proxy = start_proxy(server.addr(), 5);
+    let mut setup = Peer::connect(proxy.addr());
+    setup.ask("OP=PUT;IND=0,1,2,3,4,5,6,7,8,9;DATA=0,1,2,3,4,5,6,7,8,9");
+    let mut peers: Vec<Peer> = (0..1000).map(|_| Peer::connect(proxy.addr())).collect();
+    for (i, p) in peers.iter_mut().enumerate() {
+        p.send(format!("OP=GET;IND={},{}\n", i % 10, (i * 7) % 10).as_bytes());
+    }
+    for (i, p) in peers.iter_mut().enumerate() {
+        let (a, b) = (i % 10, (i * 7) % 10);
+        assert_eq!(p.line(), format!("OP=GET;IND={a},{b};DATA={a},{b};CODE=200"));
+    }
+    let sts = setup.ask("OP=STS");
+    assert_eq!(field(&sts, "CONNS").as_deref(), Some("1001"), "{sts}");
+}
+
+#[test]
+fn a_write_whose_outcome_is_unknown_is_not_served_from_the_cache() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1,5\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1,5");
+    up.reply("OP=GET;IND=1,5;DATA=1,5;CODE=200");
+    c.line();
+    c.send(b"OP=PUT;IND=1;DATA=2\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=1;DATA=2");
+    // The server vanishes after taking the PUT, and stays away.
+    drop(up);
+    let r = c.line();
+    assert!(r.starts_with("OP=PUT;CODE=502;"), "{r}");
+    // Index 1 may be 1 or 2 on the server now: it is no longer cached;
+    // index 5 is unaffected and still served while the server is down.
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;IND=5;DATA=5;CODE=200");
+    assert_eq!(c.ask("OP=GET;IND=5"), "OP=GET;IND=5;DATA=5;CODE=200");
+    let r = c.ask("OP=GET;IND=1");
+    assert!(r.starts_with("OP=GET;CODE=503;"), "{r}");
+}
