@@ -162,11 +162,11 @@ fn linearizable(events: &[Event]) -> bool {
             .map(|i| events[i].ret)
             .min()
             .unwrap();
-        for i in 0..n {
-            if done & (1 << i) != 0 || events[i].call > min_ret {
+        for (i, e) in events.iter().enumerate() {
+            if done & (1 << i) != 0 || e.call > min_ret {
                 continue;
             }
-            if let Some(next) = step(&state, &events[i]) {
+            if let Some(next) = step(&state, e) {
                 let key = (done | (1 << i), next);
                 if seen.insert(key) {
                     stack.push(key);
