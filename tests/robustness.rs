@@ -1,0 +1,319 @@
+//! Abuse and faults: connection limits, idle and slowloris peers, a client
+//! that never reads, a frozen or killed server behind the proxy, random
+//! bytes, and graceful stop on SIGTERM.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use tablecache::frontend::Limits;
+
+#[test]
+fn the_connection_limit_holds_and_room_comes_back() {
+    let node = start_server_with(
+        10,
+        Limits {
+            max_connections: 3,
+            ..Default::default()
+        },
+    );
+    let mut held: Vec<Peer> = (0..3).map(|_| Peer::connect(node.addr())).collect();
+    for p in &mut held {
+        assert_eq!(p.ask("OP=GET;IND=0"), "OP=GET;IND=0;DATA=0;CODE=200");
+    }
+    // The fourth is accepted, told why, and closed; the others go on.
+    let mut extra = Peer::connect(node.addr());
+    assert_eq!(extra.line(), "CODE=503;MSG=too many connections");
+    assert!(extra.closed_by_peer());
+    assert_eq!(held[0].ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200");
+    // Closing one gives its room back.
+    drop(held.pop());
+    wait_until("a slot frees up", || {
+        let mut p = Peer::connect(node.addr());
+        p.ask("OP=GET;IND=2") == "OP=GET;IND=2;DATA=0;CODE=200"
+    });
+    let sts = held[0].ask("OP=STS");
+    assert!(field(&sts, "REJECTED").unwrap().parse::<u64>().unwrap() >= 1, "{sts}");
+}
+
+#[test]
+fn idle_and_half_sent_connections_are_closed_after_the_timeout() {
+    let node = start_server_with(
+        10,
+        Limits {
+            idle_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+    );
+    let t0 = Instant::now();
+    let mut idle = Peer::connect(node.addr());
+    let mut slow = Peer::connect(node.addr());
+    slow.send(b"OP=GET;IN"); // and never the rest
+    let mut busy = Peer::connect(node.addr());
+    // A connection that keeps sending whole messages stays open.
+    while t0.elapsed() < Duration::from_millis(900) {
+        assert_eq!(busy.ask("OP=GET;IND=0"), "OP=GET;IND=0;DATA=0;CODE=200");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(idle.closed_by_peer(), "the idle connection is closed");
+    assert!(slow.closed_by_peer(), "the half-sent connection is closed");
+    assert!(t0.elapsed() >= Duration::from_millis(300), "not before the timeout");
+    assert_eq!(busy.ask("OP=GET;IND=0"), "OP=GET;IND=0;DATA=0;CODE=200");
+    let sts = busy.ask("OP=STS");
+    assert_eq!(field(&sts, "IDLE_CLOSED").as_deref(), Some("2"), "{sts}");
+}
+
+/// Sends `n` GETs without reading a single reply; the node must stop
+/// reading from us rather than buffer our replies without bound.
+fn flood_without_reading(addr: &str, n: usize) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    let batch: Vec<u8> = b"OP=GET;IND=1\n".repeat(1000);
+    for _ in 0..n / 1000 {
+        s.write_all(&batch).expect("the kernel buffers take the requests");
+    }
+    s
+}
+
+#[test]
+fn a_client_that_does_not_read_cannot_grow_the_proxy_and_gets_every_reply_later() {
+    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &server.addr,
+        "--log-level",
+        "warn",
+    ]);
+    let mut other = Peer::connect(proxy.addr.parse().unwrap());
+    assert_eq!(other.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200"); // cached now
+    let rss_before = proxy.rss_kib();
+    let n = 100_000;
+    let mut hog = flood_without_reading(&proxy.addr, n);
+    // Give the proxy every chance to (wrongly) buffer: wait until it has
+    // paused the hog, then check memory and another client's service.
+    wait_until("the proxy pauses the non-reading client", || {
+        field(&other.ask("OP=STS"), "PAUSED").is_some_and(|v| v != "0")
+    });
+    let rss_after = proxy.rss_kib();
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "proxy memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    // Another client still gets a hit quickly (best of 5, on a shared machine).
+    let best = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            assert_eq!(other.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200");
+            t.elapsed()
+        })
+        .min()
+        .unwrap();
+    assert!(best < Duration::from_millis(100), "hit took {best:?}");
+    // Now the hog reads: every reply arrives, in order.
+    hog.set_read_timeout(Some(PATIENCE)).unwrap();
+    let want = b"OP=GET;IND=1;DATA=0;CODE=200\n";
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut got = 0;
+    while got < n {
+        let k = hog.read(&mut buf).expect("replies keep coming");
+        assert!(k > 0, "closed after {got} replies");
+        pending.extend_from_slice(&buf[..k]);
+        let whole = pending.len() / want.len();
+        for chunk in pending[..whole * want.len()].chunks(want.len()) {
+            assert_eq!(chunk, want);
+        }
+        pending.drain(..whole * want.len());
+        got += whole;
+    }
+    assert_eq!(got, n);
+}
+
+#[test]
+fn a_frozen_server_gives_504_in_time_and_service_resumes_after_sigcont() {
+    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &server.addr,
+        "--upstream-timeout-ms",
+        "300",
+        "--log-level",
+        "warn",
+    ]);
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    assert_eq!(c.ask("OP=PUT;IND=1;DATA=5"), "OP=PUT;IND=1;DATA=5;CODE=200");
+    server.signal("STOP");
+    let t = Instant::now();
+    let r = c.ask("OP=GET;IND=2");
+    let waited = t.elapsed();
+    server.signal("CONT");
+    assert_eq!(r, "OP=GET;CODE=504;MSG=upstream timeout");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "not before the timeout: {waited:?}"
+    );
+    wait_until("service resumes", || {
+        c.ask("OP=GET;IND=1") == "OP=GET;IND=1;DATA=5;CODE=200"
+    });
+    wait_until("misses reach the server again", || {
+        c.ask("OP=GET;IND=2") == "OP=GET;IND=2;DATA=0;CODE=200"
+    });
+}
+
+#[test]
+fn a_server_killed_under_a_deep_pipeline_answers_everything_then_recovers() {
+    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
+    let addr = server.addr.clone();
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &addr,
+        "--capacity",
+        "0",
+        "--log-level",
+        "warn",
+    ]);
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200");
+    let depth = 2000;
+    let mut batch = String::new();
+    for i in 0..depth {
+        batch.push_str(&format!("OP=GET;IND={}\n", i % 10));
+    }
+    c.send(batch.as_bytes());
+    drop(server); // SIGKILL, somewhere in the middle of the pipeline
+    let mut ok = 0;
+    let mut failed = 0;
+    for i in 0..depth {
+        let r = c.line();
+        if r == format!("OP=GET;IND={};DATA=0;CODE=200", i % 10) {
+            ok += 1;
+        } else {
+            assert!(
+                r.starts_with("OP=GET;CODE=502;") || r.starts_with("OP=GET;CODE=503;"),
+                "reply {i}: {r}"
+            );
+            failed += 1;
+        }
+    }
+    assert_eq!(ok + failed, depth, "every request answered");
+    // A new server on the same address; the proxy finds it by itself.
+    let _server2 = spawn_node(&["server", "--listen", &addr, "--log-level", "warn"]);
+    wait_until("recovery after restart", || {
+        c.ask("OP=GET;IND=3") == "OP=GET;IND=3;DATA=0;CODE=200"
+    });
+}
+
+#[test]
+fn random_and_mutated_bytes_never_take_a_node_down() {
+    let server = start_server(10);
+    let proxy = tablecache::proxy::Proxy::bind(tablecache::proxy::ProxyConfig {
+        listen: any_addr(),
+        upstream: server.addr(),
+        ..Default::default()
+    })
+    .unwrap()
+    .spawn();
+    let seeds: [&[u8]; 6] = [
+        b"OP=GET;IND=1,2\n",
+        b"OP=PUT;IND=1,2;DATA=10,-3\n",
+        b"OP=CLR\n",
+        b"OP=ADD;IND=0,4,7\n",
+        b"OP=STS\n",
+        b"OP=DMP\n",
+    ];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for target in [server.addr(), proxy.addr()] {
+        for round in 0..50 {
+            let mut s = TcpStream::connect(target).unwrap();
+            s.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut all = Vec::new();
+            for _ in 0..250 {
+                let mut msg = seeds[(rnd() % 6) as usize].to_vec();
+                match rnd() % 4 {
+                    0 => {
+                        // Pure noise.
+                        msg = (0..rnd() % 64).map(|_| rnd() as u8).collect();
+                    }
+                    1 => {
+                        let p = (rnd() as usize) % msg.len();
+                        msg[p] = rnd() as u8;
+                    }
+                    2 => {
+                        let p = (rnd() as usize) % msg.len();
+                        msg.insert(p, b";=,-\r\n\x00\xff9"[(rnd() % 9) as usize]);
+                    }
+                    _ => {
+                        let p = (rnd() as usize) % msg.len();
+                        msg.truncate(p);
+                    }
+                }
+                all.extend_from_slice(&msg);
+            }
+            s.write_all(&all).unwrap();
+            if round % 2 == 0 {
+                // Vanish without reading the replies.
+                let _ = s.shutdown(Shutdown::Both);
+                continue;
+            }
+            // Half-close: the node answers what it can, then closes.
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut sink = Vec::new();
+            s.read_to_end(&mut sink).expect("the node closes after answering");
+            assert!(!sink.is_empty(), "round {round}: some replies");
+        }
+        // The node still answers a valid request correctly.
+        let mut p = Peer::connect(target);
+        assert_eq!(p.ask("OP=PUT;IND=9;DATA=99"), "OP=PUT;IND=9;DATA=99;CODE=200");
+        assert_eq!(p.ask("OP=GET;IND=9"), "OP=GET;IND=9;DATA=99;CODE=200");
+    }
+}
+
+#[test]
+fn sigterm_stops_the_proxy_after_answering_what_is_in_flight() {
+    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
+    let mut proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &server.addr,
+        "--log-level",
+        "warn",
+    ]);
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    assert_eq!(c.ask("OP=GET;IND=0"), "OP=GET;IND=0;DATA=0;CODE=200");
+    // Freeze the server so a miss is in flight when the proxy is told to stop.
+    server.signal("STOP");
+    c.send(b"OP=GET;IND=5\n");
+    wait_until("the miss is upstream", || {
+        let mut probe = Peer::connect(proxy.addr.parse().unwrap());
+        field(&probe.ask("OP=STS"), "UP_INFLIGHT").as_deref() == Some("1")
+    });
+    proxy.signal("TERM");
+    server.signal("CONT");
+    assert_eq!(c.line(), "OP=GET;IND=5;DATA=0;CODE=200", "in-flight request answered");
+    assert!(c.closed_by_peer());
+    let mut status = None;
+    wait_until("proxy exits", || {
+        status = proxy.child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(0));
+}
