@@ -20,11 +20,13 @@
 //! - [`server`]: the table server.
 //! - [`proxy`]: the caching proxy and its queue of pending upstream requests.
 //! - [`client`]: the command-line client.
+//! - [`bench`]: the load generator and latency meter.
 //!
 //! And [`cli`] for argument parsing, [`trace`] for the `--trace` stream.
 //! docs/architecture.md draws how they fit together.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod buffer;
 pub mod cache;
 pub mod cli;

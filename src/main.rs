@@ -65,7 +65,8 @@ fn main() -> ExitCode {
         "server" => cmd_server(rest),
         "client" => cmd_client(rest),
         "proxy" => cmd_proxy(rest),
-        "bench" | "demo" => {
+        "bench" => cmd_bench(rest),
+        "demo" => {
             eprintln!("tablecache {cmd}: not yet");
             Ok(ExitCode::from(2))
         }
@@ -217,6 +218,96 @@ fn cmd_proxy(args: &[String]) -> Result<ExitCode, CliError> {
     }
     announce(proxy.local_addr());
     run_to_exit("proxy", proxy.run())
+}
+
+fn cmd_bench(args: &[String]) -> Result<ExitCode, CliError> {
+    use tablecache::bench::{self, BenchConfig};
+    let fl = flags(&[
+        &[
+            opt("connect", "ADDR", "the proxy or server (default 127.0.0.1:8081)"),
+            opt(
+                "rate",
+                "R",
+                "open loop: R requests per second, latency from the scheduled time (default: closed loop)",
+            ),
+            opt("duration", "SECS", "measured time (default 10)"),
+            opt("warmup", "SECS", "time before measuring, excluded (default 1)"),
+            opt("connections", "C", "connections (default 1)"),
+            opt("pipeline", "D", "requests outstanding per connection (default 1)"),
+            opt("keys", "N", "indices 0..N are used (default 10)"),
+            opt(
+                "mix",
+                "SPEC",
+                "operation weights, e.g. get=80,put=15,add=5 (default get=100)",
+            ),
+            opt("batch", "K", "indices per request (default 1)"),
+            opt("dist", "D", "uniform or zipf:S (default uniform)"),
+            opt("seed", "N", "seed of the random choices (default fixed)"),
+            switch("json", "end with one JSON line of the results"),
+        ],
+        &LOG_FLAGS,
+    ]);
+    let p = cli::parse(
+        args,
+        "tablecache bench [options]",
+        "Measures throughput and latency of a proxy or server (HDR histogram, coordinated-omission corrected in open loop).",
+        &fl,
+        false,
+    )?;
+    let d = BenchConfig::default();
+    let secs = |name: &str, default: f64, min: f64| -> Result<Duration, CliError> {
+        let v: f64 = p.get(name, default)?;
+        if !(v >= min && v.is_finite()) {
+            return Err(CliError::Usage(format!("--{name} must be at least {min}")));
+        }
+        Ok(Duration::from_secs_f64(v))
+    };
+    let rate = match p.raw("rate") {
+        None => None,
+        Some(_) => {
+            let r: f64 = p.get("rate", 0.0)?;
+            if !(r > 0.0 && r.is_finite()) {
+                return Err(CliError::Usage("--rate must be above 0".into()));
+            }
+            Some(r)
+        }
+    };
+    let cfg = BenchConfig {
+        connect: addr(&p, "connect", "127.0.0.1:8081")?,
+        rate,
+        duration: secs("duration", 10.0, 0.1)?,
+        warmup: secs("warmup", 1.0, 0.0)?,
+        connections: p.get_min("connections", d.connections, 1)?,
+        pipeline: p.get_min("pipeline", d.pipeline, 1)?,
+        keys: p.get_min("keys", d.keys, 1)?,
+        mix: match p.raw("mix") {
+            Some(m) => bench::parse_mix(m).map_err(CliError::Usage)?,
+            None => d.mix,
+        },
+        batch: p.get_min("batch", d.batch, 1)?,
+        dist: match p.raw("dist") {
+            Some(v) => bench::parse_dist(v).map_err(CliError::Usage)?,
+            None => d.dist,
+        },
+        progress: !p.has("json"),
+        seed: p.get("seed", d.seed)?,
+    };
+    let level = if p.has("log-level") || p.has("trace") {
+        cli::log_level(&p)?
+    } else {
+        log::LevelFilter::Warn
+    };
+    tablecache::trace::init_logging(level);
+    match bench::run(cfg.clone()) {
+        Ok(report) => {
+            bench::print(&cfg, &report, p.has("json"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("tablecache bench: {e}");
+            Ok(ExitCode::from(2))
+        }
+    }
 }
 
 fn run_to_exit(name: &str, r: io::Result<()>) -> Result<ExitCode, CliError> {
