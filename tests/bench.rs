@@ -1,0 +1,116 @@
+//! `tablecache bench`: the rate it is asked for, a stall showing in the
+//! high percentiles, and the JSON summary.
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+use tablecache::bench::{run, BenchConfig};
+
+#[test]
+fn open_loop_holds_the_requested_rate() {
+    let server = start_server(10);
+    let cfg = BenchConfig {
+        connect: server.addr(),
+        rate: Some(2000.0),
+        duration: Duration::from_secs(2),
+        warmup: Duration::from_millis(200),
+        connections: 4,
+        pipeline: 64,
+        mix: [80, 15, 5],
+        ..Default::default()
+    };
+    let r = run(cfg).unwrap();
+    // Requests are scheduled at fixed times; every one scheduled in the
+    // measured window is sent and answered.
+    let want = 4000.0;
+    assert!(
+        (r.requests as f64 - want).abs() / want < 0.03,
+        "{} requests, want about {want}",
+        r.requests
+    );
+    assert_eq!(r.error_count(), 0);
+    assert!((r.throughput() - 2000.0).abs() / 2000.0 < 0.03, "{}", r.throughput());
+}
+
+#[test]
+fn a_frozen_target_shows_in_the_high_percentiles() {
+    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
+    let addr = server.addr.parse().unwrap();
+    let pid = server.pid();
+    let freezer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        let kill = |sig: &str| Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
+        kill("-STOP");
+        std::thread::sleep(Duration::from_millis(300));
+        kill("-CONT");
+    });
+    let r = run(BenchConfig {
+        connect: addr,
+        rate: Some(500.0),
+        duration: Duration::from_secs(2),
+        warmup: Duration::from_millis(200),
+        connections: 2,
+        pipeline: 1000,
+        ..Default::default()
+    })
+    .unwrap();
+    freezer.join().unwrap();
+    let [p50, _, p99, _, _, max] = r.latency_us;
+    // The request scheduled as the freeze began waited for all of it.
+    assert!(max >= 250_000, "max {max} us should include the 300 ms freeze");
+    assert!(
+        p99 >= 100_000,
+        "p99 {p99} us should show the freeze (15% of requests were scheduled in it)"
+    );
+    assert!(p50 < max, "most requests did not wait");
+    assert_eq!(r.requests, 1000);
+}
+
+#[test]
+fn json_summary_parses_and_percentiles_do_not_decrease() {
+    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &server.addr,
+        "--log-level",
+        "warn",
+    ]);
+    let out = Command::new(BIN)
+        .args(["bench", "--connect", &proxy.addr, "--duration", "1", "--warmup", "0.2"])
+        .args([
+            "--connections",
+            "4",
+            "--pipeline",
+            "4",
+            "--keys",
+            "10",
+            "--dist",
+            "zipf:0.99",
+        ])
+        .args(["--mix", "get=80,put=15,add=5", "--batch", "2", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last = text.lines().last().unwrap();
+    let v: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
+    assert!(v["requests"].as_u64().unwrap() > 0);
+    assert_eq!(v["errors"].as_u64(), Some(0), "{last}");
+    assert!(v["throughput"].as_f64().unwrap() > 0.0);
+    let l = &v["latency_us"];
+    let ps: Vec<u64> = ["p50", "p90", "p99", "p999", "p9999", "max"]
+        .iter()
+        .map(|k| l[k].as_u64().unwrap())
+        .collect();
+    assert!(ps.windows(2).all(|w| w[0] <= w[1]), "{ps:?}");
+    let hit = v["hit_ratio"].as_f64().expect("a proxy target reports its hit ratio");
+    assert!((0.0..=1.0).contains(&hit));
+    assert_eq!(v["connections"].as_u64(), Some(4));
+    assert_eq!(v["mode"].as_str(), Some("closed"));
+    assert!(text.contains("latency us"), "the human report comes first: {text}");
+}
