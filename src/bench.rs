@@ -138,7 +138,8 @@ pub struct Report {
     /// Open loop: p99 of the generator's own send lag (µs), i.e. how late
     /// it sent requests that had a free connection.
     pub send_lag_p99_us: Option<u64>,
-    /// Open loop: requests that waited for a free connection.
+    /// Open loop: measured requests that had to wait for a connection with
+    /// room (every connection was at its pipeline limit when they were due).
     pub backlogged: u64,
     /// CPU time the generator used, as a fraction of the wall time.
     pub cpu: Option<f64>,
@@ -322,11 +323,14 @@ impl Bench {
                 // Every connection is at its pipeline limit: the rest waits,
                 // its clock running from its scheduled time.
                 self.free_since = None;
-                self.backlogged += 1;
                 break;
             };
             self.cursor = k + 1;
             let ready = self.free_since.map_or(sched, |f| f.max(sched));
+            if ready > sched && sched >= self.measure_from {
+                // It had to wait for a connection with room.
+                self.backlogged += 1;
+            }
             if sched >= self.measure_from {
                 let _ = self.lag.record(now.saturating_duration_since(ready).as_micros() as u64);
             }
@@ -723,7 +727,7 @@ pub fn render(cfg: &BenchConfig, r: &Report) -> String {
         if r.backlogged > 0 {
             let _ = writeln!(
                 s,
-                "backlog     {} times every connection was at its pipeline limit when a request was due (target slower than the rate)",
+                "backlog     {} requests found every connection at its pipeline limit when due (the target fell behind)",
                 r.backlogged
             );
         }
