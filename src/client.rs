@@ -15,7 +15,7 @@ use crate::reactor::UPSTREAM;
 use crate::trace_event;
 use mio::net::TcpStream;
 use mio::{Events, Poll};
-use std::io;
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -379,4 +379,98 @@ mod tests {
             (false, "error 400: index 12 out of range 0..9".into())
         );
     }
+}
+
+/// How one command went.
+#[derive(Debug)]
+pub enum Step {
+    /// A success reply (or a local command).
+    Ok,
+    /// An error reply.
+    ErrorReply,
+    /// `quit`.
+    Quit,
+    /// The connection failed.
+    Lost(io::Error),
+}
+
+/// Sends one command and prints its result (and the round trip with
+/// `timing`).
+pub fn run_command(client: &mut Client, cmd: &Command, timing: bool) -> Step {
+    let (op, body) = match cmd {
+        Command::Help => {
+            println!("{COMMANDS_HELP}");
+            return Step::Ok;
+        }
+        Command::Quit => return Step::Quit,
+        Command::Raw(s) => (None, s.clone()),
+        Command::Request(r) => {
+            let mut b = Buffer::new();
+            r.encode(&mut b);
+            (Some(r.op), String::from_utf8_lossy(b.data()).into_owned())
+        }
+    };
+    let start = Instant::now();
+    let line = match client.request_raw(body.as_bytes()) {
+        Ok(l) => l,
+        Err(e) => return Step::Lost(e),
+    };
+    let rtt = start.elapsed();
+    let (ok, text) = match op {
+        Some(op) => render(op, &line),
+        None => {
+            let mut r = Reply::default();
+            let ok = r.parse(line.as_bytes()).is_ok() && r.is_ok();
+            (ok, line)
+        }
+    };
+    if timing {
+        println!("{text}  ({} us)", rtt.as_micros());
+    } else {
+        println!("{text}");
+    }
+    if ok {
+        Step::Ok
+    } else {
+        Step::ErrorReply
+    }
+}
+
+/// Reads commands from stdin, one a line (a prompt on a terminal, none when
+/// piped), until EOF or `quit`. Returns the exit status: 0, 1 if any
+/// command got an error reply, 2 if the connection was lost.
+pub fn repl(client: &mut Client, timing: bool) -> u8 {
+    let interactive = io::stdin().is_terminal();
+    let mut worst = 0u8;
+    let stdin = io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            print!("tablecache> ");
+            let _ = io::stdout().flush();
+        }
+        let Some(Ok(line)) = lines.next() else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() || words[0].starts_with('#') {
+            continue;
+        }
+        let cmd = match parse_command(&words) {
+            Ok(c) => c,
+            Err(e) => {
+                println!("error: {e}");
+                worst = worst.max(1);
+                continue;
+            }
+        };
+        match run_command(client, &cmd, timing) {
+            Step::Ok => {}
+            Step::ErrorReply => worst = worst.max(1),
+            Step::Quit => break,
+            Step::Lost(e) => {
+                eprintln!("tablecache client: {e}");
+                return 2;
+            }
+        }
+    }
+    worst
 }

@@ -475,7 +475,26 @@ fn process<S: Service>(
                     String::from_utf8_lossy(&conn.input.data()[..body])
                 );
                 let info = FrontInfo { stats, connections };
+                let before = conn.output.len();
                 svc.on_message(conn, body, &info, now);
+                if conn.output.len() > before {
+                    trace_event!(
+                        conn.role,
+                        conn.token,
+                        conn.peer,
+                        "QUEUED",
+                        "reply queued, {} bytes to write",
+                        conn.output.len()
+                    );
+                } else {
+                    trace_event!(
+                        conn.role,
+                        conn.token,
+                        conn.peer,
+                        "PENDING",
+                        "reply waits for the upstream or an earlier reply"
+                    );
+                }
                 conn.consume(total);
                 conn.last_active = now;
             }

@@ -21,6 +21,7 @@
 //! - [`proxy`]: the caching proxy and its queue of pending upstream requests.
 //! - [`client`]: the command-line client.
 //! - [`bench`]: the load generator and latency meter.
+//! - [`demo`]: all three nodes in one process, playing a scenario.
 //!
 //! And [`cli`] for argument parsing, [`trace`] for the `--trace` stream.
 //! docs/architecture.md draws how they fit together.
@@ -32,6 +33,7 @@ pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod conn;
+pub mod demo;
 pub mod frontend;
 pub mod proto;
 pub mod proxy;

@@ -2,13 +2,13 @@
 //!
 //! Run it: `cargo run --release -- server`, `... -- proxy`, `... -- client get 1 2`.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tablecache::cli::{self, opt, switch, CliError, Flag, Parsed};
-use tablecache::client::{parse_command, render, Client, Command, COMMANDS_HELP};
+use tablecache::client::{parse_command, repl, run_command, Client, Step, COMMANDS_HELP};
 use tablecache::frontend::Limits;
 use tablecache::proxy::{Proxy, ProxyConfig};
 use tablecache::server::{Server, ServerConfig};
@@ -66,10 +66,7 @@ fn main() -> ExitCode {
         "client" => cmd_client(rest),
         "proxy" => cmd_proxy(rest),
         "bench" => cmd_bench(rest),
-        "demo" => {
-            eprintln!("tablecache {cmd}: not yet");
-            Ok(ExitCode::from(2))
-        }
+        "demo" => cmd_demo(rest),
         "help" | "--help" | "-h" => {
             println!("{TOP_HELP}");
             Ok(ExitCode::SUCCESS)
@@ -310,6 +307,27 @@ fn cmd_bench(args: &[String]) -> Result<ExitCode, CliError> {
     }
 }
 
+fn cmd_demo(args: &[String]) -> Result<ExitCode, CliError> {
+    let fl = [switch(
+        "interactive",
+        "leave me at a client prompt connected to the proxy instead of the scenario",
+    )];
+    let p = cli::parse(
+        args,
+        "tablecache demo [--interactive]",
+        "Starts a server, a proxy and a client in one process and shows each message per hop and the tables after each step.",
+        &fl,
+        false,
+    )?;
+    match tablecache::demo::run(p.has("interactive")) {
+        Ok(code) => Ok(ExitCode::from(code)),
+        Err(e) => {
+            eprintln!("tablecache demo: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn run_to_exit(name: &str, r: io::Result<()>) -> Result<ExitCode, CliError> {
     match r {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -389,85 +407,5 @@ fn cmd_client(args: &[String]) -> Result<ExitCode, CliError> {
             Step::Quit => ExitCode::SUCCESS,
         });
     }
-    // Line by line from stdin: a prompt on a terminal, none when piped.
-    let interactive = io::stdin().is_terminal();
-    let mut worst = 0u8;
-    let stdin = io::stdin();
-    let mut lines = stdin.lock().lines();
-    loop {
-        if interactive {
-            print!("tablecache> ");
-            let _ = io::stdout().flush();
-        }
-        let Some(Ok(line)) = lines.next() else { break };
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.is_empty() || words[0].starts_with('#') {
-            continue;
-        }
-        let cmd = match parse_command(&words) {
-            Ok(c) => c,
-            Err(e) => {
-                println!("error: {e}");
-                worst = worst.max(1);
-                continue;
-            }
-        };
-        match run_command(&mut client, &cmd, timing) {
-            Step::Ok => {}
-            Step::ErrorReply => worst = worst.max(1),
-            Step::Quit => break,
-            Step::Lost(e) => {
-                eprintln!("tablecache client: {e}");
-                return Ok(ExitCode::from(2));
-            }
-        }
-    }
-    Ok(ExitCode::from(worst))
-}
-
-enum Step {
-    Ok,
-    ErrorReply,
-    Quit,
-    Lost(io::Error),
-}
-
-fn run_command(client: &mut Client, cmd: &Command, timing: bool) -> Step {
-    let (op, body) = match cmd {
-        Command::Help => {
-            println!("{COMMANDS_HELP}");
-            return Step::Ok;
-        }
-        Command::Quit => return Step::Quit,
-        Command::Raw(s) => (None, s.clone()),
-        Command::Request(r) => {
-            let mut b = tablecache::buffer::Buffer::new();
-            r.encode(&mut b);
-            (Some(r.op), String::from_utf8_lossy(b.data()).into_owned())
-        }
-    };
-    let start = Instant::now();
-    let line = match client.request_raw(body.as_bytes()) {
-        Ok(l) => l,
-        Err(e) => return Step::Lost(e),
-    };
-    let rtt = start.elapsed();
-    let (ok, text) = match op {
-        Some(op) => render(op, &line),
-        None => {
-            let mut r = tablecache::proto::Reply::default();
-            let ok = r.parse(line.as_bytes()).is_ok() && r.is_ok();
-            (ok, line)
-        }
-    };
-    if timing {
-        println!("{text}  ({} us)", rtt.as_micros());
-    } else {
-        println!("{text}");
-    }
-    if ok {
-        Step::Ok
-    } else {
-        Step::ErrorReply
-    }
+    Ok(ExitCode::from(repl(&mut client, timing)))
 }

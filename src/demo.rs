@@ -1,0 +1,181 @@
+//! `tablecache demo`: a server, a proxy and a client in one process, each
+//! node on its own thread with its own reactor, playing a short scenario
+//! that shows a miss, a hit, a FIFO eviction, a write-through PUT, an ADD
+//! over hits and misses, a CLR and an error. Every message is printed per
+//! hop as it crosses a socket, and both tables after each step.
+//!
+//! Run it: `cargo run --release -- demo` (or `demo --interactive` for a
+//! prompt connected to the proxy, with the same per-hop printing).
+//!
+//! The per-hop lines come from the nodes' own trace events (`DECODED`,
+//! logged as each message is decoded), picked up by a small logger, so
+//! what is printed is what the sockets carried, in the order it happened.
+
+use crate::client::{render, repl, Client};
+use crate::proto::{Op, Request};
+use crate::proxy::{Proxy, ProxyConfig};
+use crate::server::{Server, ServerConfig};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Cache capacity in the demo: small, so eviction shows early.
+pub const DEMO_CAPACITY: usize = 3;
+
+static SHOW_WIRE: AtomicBool = AtomicBool::new(false);
+
+/// Prints the wire messages and cache changes from the nodes' log stream.
+struct WireLogger;
+
+impl log::Log for WireLogger {
+    fn enabled(&self, meta: &log::Metadata) -> bool {
+        meta.target().starts_with("tablecache")
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !SHOW_WIRE.load(Ordering::Relaxed) {
+            return;
+        }
+        let line = record.args().to_string();
+        if record.target() == crate::trace::TARGET {
+            // "<us>us <role> tok=<t> <peer> <EVENT> <details>"
+            let mut parts = line.split_whitespace();
+            let (_, role, _, _, event) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
+            if event != Some("DECODED") {
+                return;
+            }
+            let msg: Vec<&str> = parts.collect();
+            let hop = match role {
+                Some("proxy") => "client -> proxy ",
+                Some("server") => "proxy  -> server",
+                Some("upstream") => "server -> proxy ",
+                _ => return,
+            };
+            println!("    {hop}  {}", msg.join(" "));
+        } else if record.level() <= log::Level::Info && line.contains("evicted") {
+            println!("    ({line})");
+        }
+        let _ = io::stdout().flush();
+    }
+
+    fn flush(&self) {}
+}
+
+fn step(client: &mut Client, title: &str, req: Request) -> io::Result<bool> {
+    println!("\n== {title}");
+    let mut body = crate::buffer::Buffer::new();
+    req.encode(&mut body);
+    let text = String::from_utf8_lossy(body.data()).into_owned();
+    SHOW_WIRE.store(true, Ordering::SeqCst);
+    let reply = client.request_raw(text.as_bytes())?;
+    SHOW_WIRE.store(false, Ordering::SeqCst);
+    println!("    proxy  -> client  {reply}");
+    let (ok, shown) = render(req.op, &reply);
+    println!("    client shows: {shown}");
+    Ok(ok)
+}
+
+fn tables(server: &mut Client, proxy: &mut Client) -> io::Result<()> {
+    let s = server.request_raw(b"OP=DMP")?;
+    let p = proxy.request_raw(b"OP=DMP")?;
+    println!("    server table: {}", render(Op::Dmp, &s).1);
+    println!(
+        "    proxy cache (oldest first, capacity {DEMO_CAPACITY}): {}",
+        render(Op::Dmp, &p).1
+    );
+    Ok(())
+}
+
+/// Runs the demo; returns the exit code.
+pub fn run(interactive: bool) -> io::Result<u8> {
+    let _ = log::set_boxed_logger(Box::new(WireLogger)).map(|()| log::set_max_level(log::LevelFilter::Trace));
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+    let server = Server::bind(ServerConfig {
+        listen: any,
+        size: 10,
+        limits: Default::default(),
+    })?
+    .spawn();
+    let proxy = Proxy::bind(ProxyConfig {
+        listen: any,
+        upstream: server.addr(),
+        capacity: DEMO_CAPACITY,
+        ..Default::default()
+    })?
+    .spawn();
+    println!(
+        "tablecache demo: server on {} (10 entries), proxy on {} (FIFO cache of {DEMO_CAPACITY}), client connected to the proxy",
+        server.addr(),
+        proxy.addr()
+    );
+    let timeout = Duration::from_secs(5);
+    let mut client = Client::connect(proxy.addr(), timeout)?;
+    if interactive {
+        println!("each message is printed per hop as it crosses a socket; type `help` for commands, `quit` to leave");
+        SHOW_WIRE.store(true, Ordering::SeqCst);
+        let code = repl(&mut client, false);
+        SHOW_WIRE.store(false, Ordering::SeqCst);
+        proxy.stop()?;
+        server.stop()?;
+        return Ok(code);
+    }
+    let mut to_server = Client::connect(server.addr(), timeout)?;
+    let mut to_proxy = Client::connect(proxy.addr(), timeout)?;
+    let r = Request::new;
+    let script: Vec<(&str, Request, bool)> = vec![
+        (
+            "PUT 1=10 2=20 3=30 4=40: write-through (the server first; nothing cached yet, so nothing inserted)",
+            r(Op::Put, &[1, 2, 3, 4], &[10, 20, 30, 40]),
+            true,
+        ),
+        (
+            "GET 1 2: a miss, both fetched in one request, then cached",
+            r(Op::Get, &[1, 2], &[]),
+            true,
+        ),
+        (
+            "GET 2 1: a hit, answered by the proxy alone",
+            r(Op::Get, &[2, 1], &[]),
+            true,
+        ),
+        (
+            "GET 3 4: 3 fills the cache; 4 overwrites the oldest entry (1): FIFO eviction",
+            r(Op::Get, &[3, 4], &[]),
+            true,
+        ),
+        (
+            "ADD 1 3 4: 3 and 4 are hits, 1 is a miss; the proxy sums",
+            r(Op::Add, &[1, 3, 4], &[]),
+            true,
+        ),
+        (
+            "PUT 4=44: write-through; the cached 4 is updated in place once the server said 200",
+            r(Op::Put, &[4], &[44]),
+            true,
+        ),
+        (
+            "CLR: forwarded; on success the cache is emptied",
+            r(Op::Clr, &[], &[]),
+            true,
+        ),
+        (
+            "GET 12: an error from the server, passed on unchanged",
+            r(Op::Get, &[12], &[]),
+            false,
+        ),
+    ];
+    for (title, req, want_ok) in script {
+        let ok = step(&mut client, title, req)?;
+        if ok != want_ok {
+            eprintln!("demo: unexpected result in step {title:?}");
+            return Ok(1);
+        }
+        tables(&mut to_server, &mut to_proxy)?;
+    }
+    println!("\ndone: run `tablecache demo --interactive` to type your own commands, or add --trace to any node to see every socket event");
+    drop((to_server, to_proxy, client));
+    proxy.stop()?;
+    server.stop()?;
+    Ok(0)
+}

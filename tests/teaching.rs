@@ -1,0 +1,169 @@
+//! The teaching features: the `--trace` event stream of a GET miss through
+//! the proxy, and `tablecache demo`.
+
+mod common;
+use common::*;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+/// Starts a node from the binary with `--trace`, its stderr in a file.
+fn traced(args: &[&str], log: &std::path::Path) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--trace")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    Proc { child, addr }
+}
+
+/// Trace events per (role, token), in order: (EVENT, details).
+fn events(log: &str) -> HashMap<(String, String), Vec<(String, String)>> {
+    let mut by_conn: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
+    for line in log.lines() {
+        let Some((_, rest)) = line.split_once("[tablecache::trace] ") else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let (ts, role, tok, _peer, event) = (f.next(), f.next(), f.next(), f.next(), f.next());
+        assert!(ts.unwrap().ends_with("us"), "timestamp first: {line}");
+        let details: Vec<&str> = f.collect();
+        by_conn
+            .entry((role.unwrap().to_string(), tok.unwrap().to_string()))
+            .or_default()
+            .push((event.unwrap().to_string(), details.join(" ")));
+    }
+    by_conn
+}
+
+/// Asserts `want` occurs in `got` in this order (other events may come between).
+fn in_order(got: &[(String, String)], want: &[&str], what: &str) {
+    let mut it = got.iter();
+    for w in want {
+        assert!(
+            it.any(|(e, _)| e == w),
+            "{what}: {w} missing or out of order in {:?}",
+            got.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn trace_of_a_get_miss_through_the_proxy() {
+    let dir = std::env::temp_dir().join(format!("tablecache-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (slog, plog, clog) = (dir.join("server.log"), dir.join("proxy.log"), dir.join("client.log"));
+    let server = traced(&["server", "--listen", "127.0.0.1:0"], &slog);
+    let proxy = traced(&["proxy", "--listen", "127.0.0.1:0", "--upstream", &server.addr], &plog);
+    let out = Command::new(BIN)
+        .args(["client", "--trace", "--connect", &proxy.addr, "get", "1", "2"])
+        .stderr(std::fs::File::create(&clog).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1=0 2=0\n");
+    // Stop both gracefully so every event is written.
+    proxy.signal("TERM");
+    server.signal("TERM");
+    for p in [proxy, server] {
+        let mut p = p;
+        p.child.wait().unwrap();
+    }
+    let p = events(&std::fs::read_to_string(&plog).unwrap());
+    let s = events(&std::fs::read_to_string(&slog).unwrap());
+    let c = events(&std::fs::read_to_string(&clog).unwrap());
+    let key = |r: &str, t: &str| (r.to_string(), t.to_string());
+
+    in_order(
+        &p[&key("proxy", "tok=L")],
+        &["SOCKET", "BIND", "LISTEN", "CLOSE"],
+        "proxy listener",
+    );
+    in_order(
+        &p[&key("upstream", "tok=U")],
+        &[
+            "CONNECT_START",
+            "CONNECTED",
+            "STATE",
+            "QUEUED",
+            "WRITABLE",
+            "READABLE",
+            "DECODED",
+        ],
+        "proxy upstream",
+    );
+    let client_side = &p[&key("proxy", "tok=0")];
+    in_order(
+        client_side,
+        &[
+            "ACCEPT", "READABLE", "DECODED", "PENDING", "WRITABLE", "PEER_FIN", "STATE", "CLOSE",
+        ],
+        "proxy's client connection",
+    );
+    assert!(client_side
+        .iter()
+        .any(|(e, d)| e == "STATE" && d.starts_with("Open -> ReadClosed")));
+    assert!(client_side.iter().any(|(e, d)| e == "DECODED" && d == "OP=GET;IND=1,2"));
+    let up = &p[&key("upstream", "tok=U")];
+    assert!(up
+        .iter()
+        .any(|(e, d)| e == "STATE" && d.starts_with("Connecting -> Open")));
+    assert!(up
+        .iter()
+        .any(|(e, d)| e == "DECODED" && d == "OP=GET;IND=1,2;DATA=0,0;CODE=200"));
+
+    in_order(
+        &s[&key("server", "tok=L")],
+        &["SOCKET", "BIND", "LISTEN"],
+        "server listener",
+    );
+    in_order(
+        &s[&key("server", "tok=0")],
+        &["ACCEPT", "READABLE", "DECODED", "QUEUED", "WRITABLE"],
+        "server's connection from the proxy",
+    );
+    in_order(
+        &c[&key("client", "tok=U")],
+        &["CONNECT_START", "CONNECTED", "STATE", "WRITABLE", "READABLE"],
+        "client",
+    );
+    // Every READABLE says how many bytes and how the pass ended.
+    for evs in p.values().chain(s.values()) {
+        for (e, d) in evs {
+            if e == "READABLE" {
+                assert!(d.starts_with("read="), "{d}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_demo_plays_every_step_and_exits_0() {
+    let out = Command::new(BIN).arg("demo").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for must in [
+        "== GET 1 2: a miss",
+        "    proxy  -> server  OP=GET;IND=1,2\n",
+        "== GET 2 1: a hit",
+        "evicted (oldest)",
+        "== PUT 4=44",
+        "== ADD 1 3 4",
+        "    proxy  -> server  OP=GET;IND=1\n",
+        "== CLR",
+        "client shows: error 400: index 12 out of range 0..9",
+        "proxy cache (oldest first, capacity 3): 3:30 4:44 1:10",
+    ] {
+        assert!(text.contains(must), "demo output lacks {must:?}:\n{text}");
+    }
+    // The hit step goes nowhere near the server.
+    let hit = text.split("== GET 2 1").nth(1).unwrap().split("==").next().unwrap();
+    assert!(!hit.contains("proxy  -> server"), "{hit}");
+}
