@@ -25,8 +25,12 @@ pub const DEMO_CAPACITY: usize = 3;
 
 static SHOW_WIRE: AtomicBool = AtomicBool::new(false);
 
-/// Prints the wire messages and cache changes from the nodes' log stream.
-struct WireLogger;
+/// Prints the wire messages and cache changes from the nodes' log stream;
+/// with `all`, every trace event too (one process, so one clock: the
+/// lines of the three nodes interleave in true order).
+struct WireLogger {
+    all: bool,
+}
 
 impl log::Log for WireLogger {
     fn enabled(&self, meta: &log::Metadata) -> bool {
@@ -42,7 +46,11 @@ impl log::Log for WireLogger {
             // "<us>us <role> tok=<t> <peer> <EVENT> <details>"
             let mut parts = line.split_whitespace();
             let (_, role, _, _, event) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
+            if self.all {
+                println!("      {line}");
+            }
             if event != Some("DECODED") {
+                let _ = io::stdout().flush();
                 return;
             }
             let msg: Vec<&str> = parts.collect();
@@ -88,8 +96,11 @@ fn tables(server: &mut Client, proxy: &mut Client) -> io::Result<()> {
 }
 
 /// Runs the demo; returns the exit code.
-pub fn run(interactive: bool) -> io::Result<u8> {
-    let _ = log::set_boxed_logger(Box::new(WireLogger)).map(|()| log::set_max_level(log::LevelFilter::Trace));
+pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
+    let _ = log::set_boxed_logger(Box::new(WireLogger { all: trace }))
+        .map(|()| log::set_max_level(log::LevelFilter::Trace));
+    // With --trace, the setup shows too: listeners, connects.
+    SHOW_WIRE.store(trace, Ordering::SeqCst);
     let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
     let server = Server::bind(ServerConfig {
         listen: any,
@@ -111,6 +122,7 @@ pub fn run(interactive: bool) -> io::Result<u8> {
     );
     let timeout = Duration::from_secs(5);
     let mut client = Client::connect(proxy.addr(), timeout)?;
+    SHOW_WIRE.store(false, Ordering::SeqCst);
     if interactive {
         println!("each message is printed per hop as it crosses a socket; type `help` for commands, `quit` to leave");
         SHOW_WIRE.store(true, Ordering::SeqCst);

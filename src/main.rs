@@ -308,18 +308,24 @@ fn cmd_bench(args: &[String]) -> Result<ExitCode, CliError> {
 }
 
 fn cmd_demo(args: &[String]) -> Result<ExitCode, CliError> {
-    let fl = [switch(
-        "interactive",
-        "leave me at a client prompt connected to the proxy instead of the scenario",
-    )];
+    let fl = [
+        switch(
+            "interactive",
+            "leave me at a client prompt connected to the proxy instead of the scenario",
+        ),
+        switch(
+            "trace",
+            "also print every socket event of the three nodes, on one clock",
+        ),
+    ];
     let p = cli::parse(
         args,
-        "tablecache demo [--interactive]",
+        "tablecache demo [--interactive] [--trace]",
         "Starts a server, a proxy and a client in one process and shows each message per hop and the tables after each step.",
         &fl,
         false,
     )?;
-    match tablecache::demo::run(p.has("interactive")) {
+    match tablecache::demo::run(p.has("interactive"), p.has("trace")) {
         Ok(code) => Ok(ExitCode::from(code)),
         Err(e) => {
             eprintln!("tablecache demo: {e}");
