@@ -148,8 +148,14 @@ pub struct Conn<X> {
     pub output: Buffer,
     /// How many bytes of `input` are known to hold no newline.
     scanned: usize,
-    /// Discarding the rest of an oversize line.
+    /// Discarding the rest of an oversize message (until a newline, or for
+    /// bare framing until the peer pauses).
     skipping: bool,
+    /// Bare framing: the peer paused (or closed), so the bytes buffered
+    /// are one whole message.
+    burst_done: bool,
+    /// A bare-framing timer is set for this connection.
+    pub bare_timer: bool,
     /// `input` is the node's scratch buffer, lent for this read pass.
     borrowed: bool,
     /// What is registered with the poll now (`None`: not registered).
@@ -189,6 +195,8 @@ impl<X> Conn<X> {
             output: Buffer::new(),
             scanned: 0,
             skipping: false,
+            burst_done: false,
+            bare_timer: false,
             borrowed: false,
             registered: None,
             paused: false,
@@ -342,9 +350,73 @@ impl<X> Conn<X> {
         (total, outcome)
     }
 
-    /// Finds the next message in `input` (line framing): skips blank lines
-    /// and the rest of an oversize line.
+    /// Finds the next whole message in `input`, by this connection's
+    /// framing. Under `Detect`, a newline (or more bytes than any message
+    /// may hold) makes the connection a line connection for good, and a
+    /// pause before any newline ([`Conn::end_burst`]) makes it bare for good.
     pub fn next_message(&mut self, max: usize) -> Next {
+        match self.framing {
+            Framing::Line => self.next_line(max),
+            Framing::Detect => {
+                if self.input.data().contains(&b'\n') || self.input.len() > max + 1 {
+                    self.set_framing(Framing::Line, "a newline ends the first message");
+                    self.next_line(max)
+                } else if self.burst_done {
+                    self.set_framing(Framing::Bare, "the peer paused before any newline");
+                    self.next_bare(max)
+                } else {
+                    Next::Wait
+                }
+            }
+            Framing::Bare => self.next_bare(max),
+        }
+    }
+
+    fn set_framing(&mut self, to: Framing, why: &str) {
+        debug!(
+            "{} tok={}: framing {:?} ({why})",
+            self.role,
+            crate::trace::TokenName(self.token),
+            to
+        );
+        trace_event!(self.role, self.token, self.peer, "FRAMING", "{to:?} ({why})");
+        self.framing = to;
+    }
+
+    /// The peer paused (or sent FIN): for bare framing, what is buffered is
+    /// one whole message.
+    pub fn end_burst(&mut self) {
+        self.burst_done = true;
+    }
+
+    /// Bare framing: the whole burst is the message.
+    fn next_bare(&mut self, max: usize) -> Next {
+        let done = std::mem::take(&mut self.burst_done);
+        if self.skipping {
+            // The rest of an oversize burst: dropped until the peer pauses.
+            self.input.clear();
+            self.skipping = !done;
+            return Next::Wait;
+        }
+        if self.input.len() > max {
+            let op = peek_op(self.input.data());
+            self.input.clear();
+            self.skipping = !done;
+            return Next::Oversize(op);
+        }
+        if !done || self.input.is_empty() {
+            return Next::Wait;
+        }
+        let n = self.input.len();
+        if is_blank(self.input.data()) {
+            self.input.clear();
+            return Next::Wait;
+        }
+        Next::Message { body: n, total: n }
+    }
+
+    /// Line framing: skips blank lines and the rest of an oversize line.
+    fn next_line(&mut self, max: usize) -> Next {
         loop {
             if self.skipping {
                 match self.input.data().iter().position(|&b| b == b'\n') {

@@ -242,7 +242,8 @@ impl<X: Default> Frontend<X> {
             self.next_gen += 1;
             let mut conn = Conn::new(sock, token, gen, self.role, State::Open, now, X::default());
             conn.peer = Some(peer);
-            conn.framing = Framing::Line;
+            // Line or bare: decided by the first message (docs/protocol.md).
+            conn.framing = Framing::Detect;
             trace_event!(self.role, token, conn.peer, "ACCEPT", "new connection from {peer}");
             if let Err(e) = conn.register(&self.registry) {
                 warn!("{} cannot register {peer}: {e}", self.role);
@@ -287,6 +288,17 @@ impl<X: Default> Frontend<X> {
             }
         }
         conn.return_scratch(&mut self.scratch);
+        if conn.framing != Framing::Line && !conn.input.is_empty() && !conn.bare_timer && conn.state() == State::Open {
+            // A message without a newline so far: it ends when the peer
+            // has been quiet for the bare window.
+            conn.bare_timer = true;
+            self.timers.add(
+                conn.last_bytes + self.limits.bare_idle,
+                TimerKind::BareIdle,
+                key,
+                conn.gen,
+            );
+        }
         if conn.state() == State::ReadClosed && !conn.paused && !conn.input.is_empty() {
             debug!(
                 "{} tok={key}: {} bytes of a partial message dropped at EOF",
@@ -387,10 +399,34 @@ impl<X: Default> Frontend<X> {
                     }
                 }
                 TimerKind::Idle => self.idle_timer(svc, t.key, t.gen, now),
+                TimerKind::BareIdle => self.bare_timer(svc, t.key, t.gen, now),
                 _ => {}
             }
         }
         self.timers.next()
+    }
+
+    /// The bare window after a connection's last bytes: if the peer has
+    /// been quiet that long, what it sent is one whole message.
+    fn bare_timer<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, gen: u64, now: Instant) {
+        let connections = self.conns.len();
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        if conn.gen != gen {
+            return;
+        }
+        conn.bare_timer = false;
+        if conn.framing == Framing::Line || conn.input.is_empty() {
+            return;
+        }
+        let due = conn.last_bytes + self.limits.bare_idle;
+        if now < due {
+            conn.bare_timer = true;
+            self.timers.add(due, TimerKind::BareIdle, key, gen);
+            return;
+        }
+        conn.end_burst();
+        process(svc, conn, &self.limits, &mut self.stats, connections, now);
+        self.after_io(svc, key, now);
     }
 
     fn idle_timer<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, gen: u64, now: Instant) {

@@ -72,8 +72,11 @@ pub struct ProxyConfig {
     pub capacity: usize,
     /// An upstream request not answered in this time fails with 504.
     pub upstream_timeout: Duration,
-    /// Limits on clients.
+    /// Limits on clients (`bare_idle` also ends a bare upstream's replies).
     pub limits: Limits,
+    /// How the server frames messages: `Line`, or `Bare` for a naive
+    /// server (then one request at a time).
+    pub upstream_framing: Framing,
 }
 
 impl Default for ProxyConfig {
@@ -84,6 +87,7 @@ impl Default for ProxyConfig {
             capacity: 5,
             upstream_timeout: Duration::from_millis(5000),
             limits: Limits::default(),
+            upstream_framing: Framing::Line,
         }
     }
 }
@@ -159,6 +163,14 @@ struct Upstream {
     conn: Option<Conn<()>>,
     gen: u64,
     inflight: VecDeque<UpReq>,
+    /// How many of `inflight` are written (all of them for line framing;
+    /// at most one for a bare server, which cannot tell messages apart
+    /// without a pause).
+    sent: usize,
+    framing: Framing,
+    bare_idle: Duration,
+    /// Replies received on the current connection.
+    replies: u64,
     timeout: Duration,
     backoff: Duration,
     scratch: Buffer,
@@ -406,25 +418,25 @@ impl Core {
             fill_slot(conn, req.waiter.seq, body);
             return;
         }
-        let Some(up) = self.up.conn.as_mut() else { return };
         match &req.kind {
-            UpKind::Fetch(ind) => encode_request(&mut up.output, Op::Get, ind, &[]),
-            UpKind::Put(ind, data) => {
-                encode_request(&mut up.output, Op::Put, ind, data);
+            UpKind::Put(ind, _) => {
                 for &i in ind {
                     *self.writes_in_flight.entry(i).or_default() += 1;
                 }
             }
-            UpKind::Clr => {
-                encode_request(&mut up.output, Op::Clr, &[], &[]);
-                self.clr_in_flight += 1;
+            UpKind::Clr => self.clr_in_flight += 1,
+            UpKind::Fetch(_) => {}
+        }
+        if self.up.framing != Framing::Bare || self.up.sent == 0 {
+            if let Some(up) = self.up.conn.as_mut() {
+                write_request(up, &req.kind);
+                self.up.sent += 1;
             }
         }
-        up.end_message();
         trace_event!(
             "upstream",
             UPSTREAM,
-            up.peer,
+            Some(self.up.addr),
             "QUEUED",
             "{} for client tok={}",
             kind_name(&req.kind),
@@ -483,7 +495,16 @@ impl Core {
             }
         }
         let mut req = self.up.inflight.pop_front().expect("head checked above");
+        self.up.sent = self.up.sent.saturating_sub(1);
+        self.up.replies += 1;
         self.write_done(&req.kind);
+        if self.up.sent == 0 {
+            // A bare server gets the next request only now.
+            if let (Some(next), Some(up)) = (self.up.inflight.front(), self.up.conn.as_mut()) {
+                write_request(up, &next.kind);
+                self.up.sent = 1;
+            }
+        }
         let _latency = now.saturating_duration_since(req.queued);
         let body = if !self.up.reply.is_ok() {
             // The server's verdict, passed on unchanged; nothing is cached.
@@ -551,6 +572,7 @@ impl Core {
             c.close(&self.registry, why);
         }
         self.up.gen += 1;
+        self.up.sent = 0;
         let n = self.up.inflight.len();
         if n > 0 {
             warn!(
@@ -591,7 +613,7 @@ impl Core {
         );
         self.timers
             .add(now + wait, TimerKind::Reconnect, UPSTREAM.0, self.up.gen);
-        self.up.backoff = (wait * 2).min(BACKOFF_MAX);
+        self.up.backoff = (wait * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
     }
 
     /// Starts a nonblocking connect to the server.
@@ -684,39 +706,23 @@ impl Core {
         loop {
             let Some(up) = self.up.conn.as_mut() else { return };
             let (_, outcome) = up.fill(&mut self.up.scratch, MAX_UPSTREAM_REPLY, now);
-            // Apply every whole reply, in order.
-            loop {
-                let Some(up) = self.up.conn.as_mut() else { return };
-                match up.next_message(MAX_UPSTREAM_REPLY) {
-                    Next::Message { body, total } => {
-                        let parsed = self.up.reply.parse(&up.input.data()[..body]);
-                        trace_event!(
-                            "upstream",
-                            UPSTREAM,
-                            up.peer,
-                            "DECODED",
-                            "{}",
-                            String::from_utf8_lossy(&up.input.data()[..body])
-                        );
-                        up.consume(total);
-                        let res = match parsed {
-                            Ok(()) => self.apply_reply(conns, now),
-                            Err(p) => Err(format!("unreadable reply ({p})")),
-                        };
-                        if let Err(why) = res {
-                            self.reset_upstream(conns, code::BAD_GATEWAY, &format!("upstream out of step: {why}"), now);
-                            return;
-                        }
-                    }
-                    Next::Oversize(_) => {
-                        self.reset_upstream(conns, code::BAD_GATEWAY, "upstream reply too long", now);
-                        return;
-                    }
-                    Next::Wait => break,
-                }
+            if matches!(outcome, ReadOutcome::Eof) && up.framing == Framing::Bare && !up.input.is_empty() {
+                up.end_burst(); // FIN ends a bare reply too
+            }
+            if !self.upstream_process(conns, now) {
+                return;
             }
             let Some(up) = self.up.conn.as_mut() else { return };
             up.return_scratch(&mut self.up.scratch);
+            if up.framing == Framing::Bare && !up.input.is_empty() && !up.bare_timer {
+                up.bare_timer = true;
+                self.timers.add(
+                    up.last_bytes + self.up.bare_idle,
+                    TimerKind::BareIdle,
+                    UPSTREAM.0,
+                    self.up.gen,
+                );
+            }
             match outcome {
                 ReadOutcome::WouldBlock => return,
                 ReadOutcome::Full => continue,
@@ -728,7 +734,14 @@ impl Core {
                         "PEER_FIN",
                         "server closed the connection"
                     );
+                    // A server that answers and then closes (many naive ones
+                    // do) is reconnected at once; one that never answered
+                    // is retried with backoff.
+                    let clean = self.up.inflight.is_empty() && self.up.replies > 0;
                     self.reset_upstream(conns, code::BAD_GATEWAY, "upstream connection lost", now);
+                    if clean && !self.stopping {
+                        self.connect(now);
+                    }
                     return;
                 }
                 ReadOutcome::Error(e) => {
@@ -741,6 +754,41 @@ impl Core {
                     );
                     return;
                 }
+            }
+        }
+    }
+
+    /// Applies every whole reply in the upstream input, in order. Returns
+    /// false if the connection was reset.
+    fn upstream_process(&mut self, conns: &mut Slab<Conn<Pending>>, now: Instant) -> bool {
+        loop {
+            let Some(up) = self.up.conn.as_mut() else { return false };
+            match up.next_message(MAX_UPSTREAM_REPLY) {
+                Next::Message { body, total } => {
+                    let parsed = self.up.reply.parse(&up.input.data()[..body]);
+                    trace_event!(
+                        "upstream",
+                        UPSTREAM,
+                        up.peer,
+                        "DECODED",
+                        "{}",
+                        String::from_utf8_lossy(&up.input.data()[..body])
+                    );
+                    up.consume(total);
+                    let res = match parsed {
+                        Ok(()) => self.apply_reply(conns, now),
+                        Err(p) => Err(format!("unreadable reply ({p})")),
+                    };
+                    if let Err(why) = res {
+                        self.reset_upstream(conns, code::BAD_GATEWAY, &format!("upstream out of step: {why}"), now);
+                        return false;
+                    }
+                }
+                Next::Oversize(_) => {
+                    self.reset_upstream(conns, code::BAD_GATEWAY, "upstream reply too long", now);
+                    return false;
+                }
+                Next::Wait => return true,
             }
         }
     }
@@ -771,6 +819,21 @@ impl Core {
             }
             match t.kind {
                 TimerKind::Reconnect if self.up.conn.is_none() && !self.stopping => self.connect(now),
+                TimerKind::BareIdle => {
+                    let Some(up) = self.up.conn.as_mut() else { continue };
+                    up.bare_timer = false;
+                    if up.input.is_empty() {
+                        continue;
+                    }
+                    let due = up.last_bytes + self.up.bare_idle;
+                    if now < due {
+                        up.bare_timer = true;
+                        self.timers.add(due, TimerKind::BareIdle, UPSTREAM.0, t.gen);
+                        continue;
+                    }
+                    up.end_burst();
+                    self.upstream_process(conns, now);
+                }
                 TimerKind::Upstream => {
                     if let Some(State::Connecting { since }) = self.up.conn.as_ref().map(|c| c.state()) {
                         if now >= since + self.up.timeout {
@@ -860,6 +923,16 @@ impl Core {
         }
         out.extend(b";CODE=200");
     }
+}
+
+/// Encodes an upstream request into the connection's output.
+fn write_request(up: &mut Conn<()>, kind: &UpKind) {
+    match kind {
+        UpKind::Fetch(ind) => encode_request(&mut up.output, Op::Get, ind, &[]),
+        UpKind::Put(ind, data) => encode_request(&mut up.output, Op::Put, ind, data),
+        UpKind::Clr => encode_request(&mut up.output, Op::Clr, &[], &[]),
+    }
+    up.end_message();
 }
 
 fn kind_name(k: &UpKind) -> &'static str {
@@ -997,7 +1070,7 @@ impl Proxy {
     /// Binds the listener and starts connecting to the upstream.
     pub fn bind(cfg: ProxyConfig) -> io::Result<Proxy> {
         let reactor = Reactor::new()?;
-        let front = Frontend::bind(cfg.listen, "proxy", cfg.limits, reactor.registry())?;
+        let front = Frontend::bind(cfg.listen, "proxy", cfg.limits.clone(), reactor.registry())?;
         info!(
             "proxy listening on {}, upstream {}, cache of {} entries (fifo)",
             front.local_addr(),
@@ -1012,6 +1085,10 @@ impl Proxy {
                 conn: None,
                 gen: 0,
                 inflight: VecDeque::new(),
+                sent: 0,
+                framing: cfg.upstream_framing,
+                bare_idle: cfg.limits.bare_idle,
+                replies: 0,
                 timeout: cfg.upstream_timeout,
                 backoff: BACKOFF_MIN,
                 scratch: Buffer::with_capacity(crate::conn::READ_CHUNK),

@@ -40,6 +40,9 @@ fn trailing_semicolon_crlf_and_blank_lines() {
 fn a_message_one_byte_at_a_time() {
     let node = start_server(10);
     let mut p = Peer::connect(node.addr());
+    // A first whole line makes this a line connection for good (a pause
+    // inside a first message could otherwise read as bare framing).
+    assert_eq!(p.ask("OP=GET;IND=5"), "OP=GET;IND=5;DATA=0;CODE=200");
     for b in b"OP=PUT;IND=5;DATA=-77\n" {
         p.send(&[*b]);
         p.stream.flush().unwrap();
