@@ -96,6 +96,11 @@ impl Buffer {
         }
     }
 
+    /// Keeps only the first `len` live bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.end = self.start + len.min(self.len());
+    }
+
     /// Drops every live byte.
     pub fn clear(&mut self) {
         self.start = 0;

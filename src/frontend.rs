@@ -271,6 +271,11 @@ impl<X: Default> Frontend<X> {
                 ReadOutcome::WouldBlock => break,
                 ReadOutcome::Full => continue,
                 ReadOutcome::Eof => {
+                    if conn.framing != Framing::Line && !conn.input.is_empty() {
+                        // FIN ends a bare message as surely as a pause.
+                        conn.end_burst();
+                        process(svc, conn, &self.limits, &mut self.stats, connections, now);
+                    }
                     trace_event!(
                         conn.role,
                         conn.token,

@@ -184,6 +184,11 @@ fn cmd_proxy(args: &[String]) -> Result<ExitCode, CliError> {
                 "MS",
                 "answer 504 if the server takes longer (default 5000)",
             ),
+            opt(
+                "upstream-framing",
+                "line|bare",
+                "line (default), or bare for a naive server: no terminator, one request at a time",
+            ),
         ],
         &LIMIT_FLAGS,
         &LOG_FLAGS,

@@ -546,10 +546,15 @@ pub fn encode_error(out: &mut Buffer, op: Option<Op>, code: u16, msg: &dyn fmt::
     }
     out.extend(b"CODE=");
     put_i64(out, code as i64);
+    let before = out.len();
     out.extend(b";MSG=");
     let start = out.len();
     let _ = std::io::Write::write_fmt(&mut BufWriter(out), format_args!("{msg}"));
-    sanitize_tail(out, start);
+    if out.len() == start {
+        // No message (a naive upstream may give none): no MSG field.
+        out.truncate(before);
+    }
+    sanitize_tail(out, start.min(out.len()));
 }
 
 /// `KEY=VALUE;` pairs for STS replies.

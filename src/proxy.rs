@@ -645,6 +645,8 @@ impl Core {
             (),
         );
         conn.peer = Some(addr);
+        conn.framing = self.up.framing;
+        self.up.replies = 0;
         if let Err(e) = conn.register(&self.registry) {
             warn!("proxy upstream {addr}: register: {e}");
             self.schedule_reconnect(now);
