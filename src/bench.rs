@@ -474,7 +474,8 @@ fn proxy_counts(addr: SocketAddr) -> Option<(u64, u64)> {
 
 /// Runs a benchmark.
 pub fn run(cfg: BenchConfig) -> io::Result<Report> {
-    if cfg.connections == 0 || cfg.pipeline == 0 || cfg.batch == 0 || cfg.keys == 0 {
+    if cfg.connections == 0 || cfg.pipeline == 0 || cfg.batch == 0 || cfg.keys == 0 || cfg.mix.iter().sum::<u32>() == 0
+    {
         return Err(invalid(
             "connections, pipeline, batch and keys must be at least 1".into(),
         ));

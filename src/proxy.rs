@@ -463,7 +463,7 @@ impl Core {
                     }
                 }
             }
-            UpKind::Clr => self.clr_in_flight -= 1,
+            UpKind::Clr => self.clr_in_flight = self.clr_in_flight.saturating_sub(1),
             UpKind::Fetch(_) => {}
         }
     }
@@ -494,7 +494,9 @@ impl Core {
                 }
             }
         }
-        let mut req = self.up.inflight.pop_front().expect("head checked above");
+        let Some(mut req) = self.up.inflight.pop_front() else {
+            return Err("a reply with no request in flight".into());
+        };
         self.up.sent = self.up.sent.saturating_sub(1);
         self.up.replies += 1;
         self.write_done(&req.kind);
