@@ -107,14 +107,14 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
         size: 10,
         limits: Default::default(),
     })?
-    .spawn();
+    .spawn()?;
     let proxy = Proxy::bind(ProxyConfig {
         listen: any,
         upstream: server.addr(),
         capacity: DEMO_CAPACITY,
         ..Default::default()
     })?
-    .spawn();
+    .spawn()?;
     println!(
         "tablecache demo: server on {} (10 entries), proxy on {} (FIFO cache of {DEMO_CAPACITY}), client connected to the proxy",
         server.addr(),

@@ -11,6 +11,7 @@ use tablecache::cli::{self, opt, switch, CliError, Flag, Parsed};
 use tablecache::client::{parse_command, repl, run_command, Client, Step, COMMANDS_HELP};
 use tablecache::frontend::Limits;
 use tablecache::proxy::{Proxy, ProxyConfig};
+use tablecache::reactor::{Bound, Node};
 use tablecache::server::{Server, ServerConfig};
 
 const TOP_HELP: &str = "\
@@ -151,18 +152,8 @@ fn cmd_server(args: &[String]) -> Result<ExitCode, CliError> {
         limits: limits(&p)?,
     };
     tablecache::trace::init_logging(cli::log_level(&p)?);
-    let mut server = match Server::bind(cfg.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("tablecache server: cannot listen on {}: {e}", cfg.listen);
-            return Ok(ExitCode::from(1));
-        }
-    };
-    if let Err(e) = server.handle_signals() {
-        log::warn!("signals: {e}");
-    }
-    announce(server.local_addr());
-    run_to_exit("server", server.run())
+    let listen = cfg.listen;
+    serve("server", listen, Server::bind(cfg))
 }
 
 fn cmd_proxy(args: &[String]) -> Result<ExitCode, CliError> {
@@ -217,18 +208,8 @@ fn cmd_proxy(args: &[String]) -> Result<ExitCode, CliError> {
         },
     };
     tablecache::trace::init_logging(cli::log_level(&p)?);
-    let mut proxy = match Proxy::bind(cfg.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("tablecache proxy: cannot listen on {}: {e}", cfg.listen);
-            return Ok(ExitCode::from(1));
-        }
-    };
-    if let Err(e) = proxy.handle_signals() {
-        log::warn!("signals: {e}");
-    }
-    announce(proxy.local_addr());
-    run_to_exit("proxy", proxy.run())
+    let listen = cfg.listen;
+    serve("proxy", listen, Proxy::bind(cfg))
 }
 
 fn cmd_bench(args: &[String]) -> Result<ExitCode, CliError> {
@@ -348,8 +329,25 @@ fn cmd_demo(args: &[String]) -> Result<ExitCode, CliError> {
     }
 }
 
-fn run_to_exit(name: &str, r: io::Result<()>) -> Result<ExitCode, CliError> {
-    match r {
+/// Runs a bound node in this thread until a signal stops it: prints
+/// `listening on ADDR` first, exits 0 after a graceful stop.
+fn serve<N: Node + Send + 'static>(
+    name: &str,
+    listen: SocketAddr,
+    bound: io::Result<Bound<N>>,
+) -> Result<ExitCode, CliError> {
+    let mut node = match bound {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("tablecache {name}: cannot listen on {listen}: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if let Err(e) = node.handle_signals() {
+        log::warn!("signals: {e}");
+    }
+    announce(node.local_addr());
+    match node.run() {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("tablecache {name}: {e}");

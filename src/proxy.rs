@@ -38,8 +38,8 @@ use crate::cache::{Fifo, IndexMap, Policy};
 use crate::conn::{is_peer_gone, Conn, Framing, Next, ReadOutcome, State, WriteOutcome};
 use crate::frontend::{reply_problem, FrontInfo, Frontend, Limits, Service};
 use crate::proto::{code, encode_error, encode_field, encode_ok, encode_request, put_i64, Op, Problem, Reply, Request};
-use crate::reactor::{earliest, LoopStats, Node, Reactor, StopHandle, TimerKind, Timers, UPSTREAM};
-use crate::{trace_event, NodeHandle};
+use crate::reactor::{earliest, Bound, LoopStats, Node, Reactor, TimerKind, Timers, UPSTREAM};
+use crate::trace_event;
 use log::{debug, info, warn};
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -1012,7 +1012,8 @@ fn log_cache(c: &dyn Policy) {
     }
 }
 
-struct ProxyNode {
+/// The proxy's node: its listening side, cache and upstream.
+pub struct ProxyNode {
     front: Frontend<Pending>,
     core: Core,
 }
@@ -1064,11 +1065,8 @@ impl Node for ProxyNode {
     }
 }
 
-/// A bound proxy, ready to run.
-pub struct Proxy {
-    reactor: Reactor,
-    node: ProxyNode,
-}
+/// A bound proxy, ready to run: `Proxy::bind(cfg)?.spawn()?`, or `.run()`.
+pub type Proxy = Bound<ProxyNode>;
 
 impl Proxy {
     /// Binds the listener and starts connecting to the upstream.
@@ -1109,40 +1107,7 @@ impl Proxy {
             stopping: false,
         };
         core.connect(now);
-        Ok(Proxy {
-            node: ProxyNode { front, core },
-            reactor,
-        })
-    }
-
-    /// The address clients connect to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.node.front.local_addr()
-    }
-
-    /// A handle to stop the proxy from another thread.
-    pub fn stop_handle(&self) -> StopHandle {
-        self.reactor.stop_handle()
-    }
-
-    /// Makes SIGINT/SIGTERM stop it gracefully.
-    pub fn handle_signals(&mut self) -> io::Result<()> {
-        self.reactor.handle_signals()
-    }
-
-    /// Runs until stopped.
-    pub fn run(mut self) -> io::Result<()> {
-        self.reactor.run(&mut self.node)
-    }
-
-    /// Runs on a thread of its own.
-    pub fn spawn(self) -> NodeHandle {
-        let addr = self.local_addr();
-        let stop = self.stop_handle();
-        let thread = std::thread::Builder::new()
-            .name("proxy".into())
-            .spawn(move || self.run())
-            .expect("spawn proxy thread");
-        NodeHandle::new(addr, stop, thread)
+        let addr = front.local_addr();
+        Ok(Bound::new(reactor, ProxyNode { front, core }, addr, "proxy"))
     }
 }

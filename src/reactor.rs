@@ -205,6 +205,57 @@ mod signals {
     }
 }
 
+/// A node bound to its address together with its reactor, ready to run in
+/// the calling thread (`run`) or on a thread of its own (`spawn`).
+pub struct Bound<N> {
+    reactor: Reactor,
+    node: N,
+    addr: std::net::SocketAddr,
+    name: &'static str,
+}
+
+impl<N: Node + Send + 'static> Bound<N> {
+    /// Pairs a node with the reactor its sockets are registered with.
+    pub fn new(reactor: Reactor, node: N, addr: std::net::SocketAddr, name: &'static str) -> Self {
+        Bound {
+            reactor,
+            node,
+            addr,
+            name,
+        }
+    }
+
+    /// The address bound (the real port when asked for port 0).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// A handle to stop the node from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.reactor.stop_handle()
+    }
+
+    /// Makes SIGINT/SIGTERM stop it gracefully.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        self.reactor.handle_signals()
+    }
+
+    /// Runs until stopped.
+    pub fn run(mut self) -> io::Result<()> {
+        self.reactor.run(&mut self.node)
+    }
+
+    /// Runs on a thread of its own.
+    pub fn spawn(self) -> io::Result<crate::NodeHandle> {
+        let addr = self.addr;
+        let stop = self.stop_handle();
+        let thread = std::thread::Builder::new()
+            .name(self.name.into())
+            .spawn(move || self.run())?;
+        Ok(crate::NodeHandle::new(addr, stop, thread))
+    }
+}
+
 /// What a timer is for; the node interprets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TimerKind {

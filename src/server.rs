@@ -7,9 +7,8 @@
 use crate::conn::Conn;
 use crate::frontend::{reply_problem, FrontInfo, Frontend, Limits, Service};
 use crate::proto::{code, encode_field, encode_request, put_i64, Op, Request};
-use crate::reactor::{LoopStats, Node, Reactor, StopHandle};
+use crate::reactor::{Bound, LoopStats, Node, Reactor};
 use crate::table::Table;
-use crate::NodeHandle;
 use log::info;
 use mio::event::Event;
 use mio::Token;
@@ -177,7 +176,8 @@ fn log_table(t: &Table) {
     }
 }
 
-struct ServerNode {
+/// The server's node: its listening side and its table.
+pub struct ServerNode {
     front: Frontend<()>,
     core: Core,
 }
@@ -201,59 +201,24 @@ impl Node for ServerNode {
     }
 }
 
-/// A bound server, ready to run.
-pub struct Server {
-    reactor: Reactor,
-    node: ServerNode,
-}
+/// A bound server, ready to run: `Server::bind(cfg)?.spawn()?`, or `.run()`.
+pub type Server = Bound<ServerNode>;
 
 impl Server {
     /// Binds the listener (so the address is known before running).
     pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
         let reactor = Reactor::new()?;
         let front = Frontend::bind(cfg.listen, "server", cfg.limits, reactor.registry())?;
-        info!("server listening on {} with {} entries", front.local_addr(), cfg.size);
-        Ok(Server {
-            node: ServerNode {
-                front,
-                core: Core {
-                    table: Table::new(cfg.size),
-                    req: Request::default(),
-                    counters: Counters::default(),
-                },
+        let addr = front.local_addr();
+        info!("server listening on {addr} with {} entries", cfg.size);
+        let node = ServerNode {
+            front,
+            core: Core {
+                table: Table::new(cfg.size),
+                req: Request::default(),
+                counters: Counters::default(),
             },
-            reactor,
-        })
-    }
-
-    /// The address bound (the real port when asked for port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.node.front.local_addr()
-    }
-
-    /// A handle to stop the server from another thread.
-    pub fn stop_handle(&self) -> StopHandle {
-        self.reactor.stop_handle()
-    }
-
-    /// Makes SIGINT/SIGTERM stop it gracefully.
-    pub fn handle_signals(&mut self) -> io::Result<()> {
-        self.reactor.handle_signals()
-    }
-
-    /// Runs until stopped.
-    pub fn run(mut self) -> io::Result<()> {
-        self.reactor.run(&mut self.node)
-    }
-
-    /// Runs on a thread of its own.
-    pub fn spawn(self) -> NodeHandle {
-        let addr = self.local_addr();
-        let stop = self.stop_handle();
-        let thread = std::thread::Builder::new()
-            .name("server".into())
-            .spawn(move || self.run())
-            .expect("spawn server thread");
-        NodeHandle::new(addr, stop, thread)
+        };
+        Ok(Bound::new(reactor, node, addr, "server"))
     }
 }

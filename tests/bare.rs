@@ -72,6 +72,7 @@ fn proxy_to(upstream: &str, framing: Framing) -> tablecache::NodeHandle {
     })
     .unwrap()
     .spawn()
+    .unwrap()
 }
 
 #[test]

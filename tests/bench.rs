@@ -70,16 +70,7 @@ fn a_frozen_target_shows_in_the_high_percentiles() {
 
 #[test]
 fn json_summary_parses_and_percentiles_do_not_decrease() {
-    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
-    let proxy = spawn_node(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &server.addr,
-        "--log-level",
-        "warn",
-    ]);
+    let (_server, proxy) = spawn_server_and_proxy(&[]);
     let out = Command::new(BIN)
         .args(["bench", "--connect", &proxy.addr, "--duration", "1", "--warmup", "0.2"])
         .args([

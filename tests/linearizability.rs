@@ -231,7 +231,8 @@ fn histories_through_the_proxy_are_linearizable() {
             ..Default::default()
         })
         .unwrap()
-        .spawn();
+        .spawn()
+        .unwrap();
         let addr = proxy.addr();
         let barrier = Arc::new(Barrier::new(clients));
         let threads: Vec<_> = (0..clients)

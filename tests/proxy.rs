@@ -21,7 +21,7 @@ fn start_proxy(upstream: SocketAddr, capacity: usize) -> NodeHandle {
 }
 
 fn start_proxy_cfg(cfg: ProxyConfig) -> NodeHandle {
-    Proxy::bind(cfg).expect("bind proxy").spawn()
+    Proxy::bind(cfg).expect("bind proxy").spawn().expect("spawn proxy")
 }
 
 /// A stand-in server: accepts the proxy's one upstream connection and lets
@@ -319,7 +319,8 @@ fn the_server_going_down_and_coming_back() {
         limits: Default::default(),
     })
     .expect("rebind the same port")
-    .spawn();
+    .spawn()
+    .unwrap();
     wait_until("the proxy reconnects", || {
         c.ask("OP=GET;IND=2") == "OP=GET;IND=2;DATA=0;CODE=200"
     });

@@ -79,16 +79,7 @@ fn flood_without_reading(addr: &str, n: usize) -> TcpStream {
 
 #[test]
 fn a_client_that_does_not_read_cannot_grow_the_proxy_and_gets_every_reply_later() {
-    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
-    let proxy = spawn_node(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &server.addr,
-        "--log-level",
-        "warn",
-    ]);
+    let (_server, proxy) = spawn_server_and_proxy(&[]);
     let mut other = Peer::connect(proxy.addr.parse().unwrap());
     assert_eq!(other.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200"); // cached now
     let rss_before = proxy.rss_kib();
@@ -136,18 +127,7 @@ fn a_client_that_does_not_read_cannot_grow_the_proxy_and_gets_every_reply_later(
 
 #[test]
 fn a_frozen_server_gives_504_in_time_and_service_resumes_after_sigcont() {
-    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
-    let proxy = spawn_node(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &server.addr,
-        "--upstream-timeout-ms",
-        "300",
-        "--log-level",
-        "warn",
-    ]);
+    let (server, proxy) = spawn_server_and_proxy(&["--upstream-timeout-ms", "300"]);
     let mut c = Peer::connect(proxy.addr.parse().unwrap());
     assert_eq!(c.ask("OP=PUT;IND=1;DATA=5"), "OP=PUT;IND=1;DATA=5;CODE=200");
     server.signal("STOP");
@@ -223,7 +203,8 @@ fn random_and_mutated_bytes_never_take_a_node_down() {
         ..Default::default()
     })
     .unwrap()
-    .spawn();
+    .spawn()
+    .unwrap();
     let seeds: [&[u8]; 6] = [
         b"OP=GET;IND=1,2\n",
         b"OP=PUT;IND=1,2;DATA=10,-3\n",
@@ -287,16 +268,7 @@ fn random_and_mutated_bytes_never_take_a_node_down() {
 
 #[test]
 fn sigterm_stops_the_proxy_after_answering_what_is_in_flight() {
-    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
-    let mut proxy = spawn_node(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &server.addr,
-        "--log-level",
-        "warn",
-    ]);
+    let (server, mut proxy) = spawn_server_and_proxy(&[]);
     let mut c = Peer::connect(proxy.addr.parse().unwrap());
     assert_eq!(c.ask("OP=GET;IND=0"), "OP=GET;IND=0;DATA=0;CODE=200");
     // Freeze the server so a miss is in flight when the proxy is told to stop.

@@ -32,6 +32,7 @@ pub fn start_server_with(size: usize, limits: Limits) -> NodeHandle {
     })
     .expect("bind server")
     .spawn()
+    .expect("spawn server")
 }
 
 /// A blocking line-oriented peer.
@@ -166,4 +167,22 @@ impl Proc {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmRSS")
     }
+}
+
+/// A server binary, then a proxy binary in front of it (both at
+/// `--log-level warn`); `proxy_args` are added to the proxy's.
+pub fn spawn_server_and_proxy(proxy_args: &[&str]) -> (Proc, Proc) {
+    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
+    let mut args = vec![
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &server.addr,
+        "--log-level",
+        "warn",
+    ];
+    args.extend_from_slice(proxy_args);
+    let proxy = spawn_node(&args);
+    (server, proxy)
 }
