@@ -71,6 +71,15 @@ impl Scripted {
     }
 }
 
+/// Fetches `ind` through the proxy, with the stand-in server answering
+/// `data`, so that it is cached.
+fn warm(c: &mut Peer, up: &mut Scripted, ind: &str, data: &str) {
+    c.send(format!("OP=GET;IND={ind}\n").as_bytes());
+    assert_eq!(up.recv(), format!("OP=GET;IND={ind}"));
+    up.reply(&format!("OP=GET;IND={ind};DATA={data};CODE=200"));
+    assert_eq!(c.line(), format!("OP=GET;IND={ind};DATA={data};CODE=200"));
+}
+
 #[test]
 fn fifo_order_at_capacity_and_hits_do_not_refresh() {
     let server = start_server(10);
@@ -154,10 +163,7 @@ fn a_refused_put_leaves_the_cache_unchanged_and_errors_pass_through() {
     let mut up = Scripted::new();
     let proxy = start_proxy(up.addr(), 5);
     let mut c = Peer::connect(proxy.addr());
-    c.send(b"OP=GET;IND=1\n");
-    up.recv();
-    up.reply("OP=GET;IND=1;DATA=1;CODE=200");
-    c.line();
+    warm(&mut c, &mut up, "1", "1");
     c.send(b"OP=PUT;IND=1;DATA=2\n");
     assert_eq!(up.recv(), "OP=PUT;IND=1;DATA=2");
     up.reply("OP=PUT;CODE=500;MSG=disk on fire");
@@ -170,10 +176,7 @@ fn replies_keep_request_order_behind_a_delayed_miss() {
     let mut up = Scripted::new();
     let proxy = start_proxy(up.addr(), 5);
     let mut c = Peer::connect(proxy.addr());
-    c.send(b"OP=GET;IND=1\n");
-    up.recv();
-    up.reply("OP=GET;IND=1;DATA=1;CODE=200");
-    c.line();
+    warm(&mut c, &mut up, "1", "1");
     // A miss, then a hit, then an error, pipelined: the miss is held.
     c.send(b"OP=GET;IND=2\nOP=GET;IND=1\nOP=BAD\nOP=DMP\n");
     assert_eq!(up.recv(), "OP=GET;IND=2");
@@ -193,10 +196,7 @@ fn one_clients_pending_miss_never_delays_another_clients_hit() {
     let proxy = start_proxy(up.addr(), 5);
     let mut a = Peer::connect(proxy.addr());
     let mut b = Peer::connect(proxy.addr());
-    a.send(b"OP=GET;IND=1\n");
-    up.recv();
-    up.reply("OP=GET;IND=1;DATA=1;CODE=200");
-    a.line();
+    warm(&mut a, &mut up, "1", "1");
     a.send(b"OP=GET;IND=7\n");
     assert_eq!(up.recv(), "OP=GET;IND=7");
     // A's miss is held upstream; B's hit is answered anyway.
