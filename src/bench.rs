@@ -562,7 +562,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     b.flush_all()?;
     let mut last_progress = start;
     let mut last_count = 0u64;
-    let progress = b.cfg.progress && io::stderr().is_terminal();
+    let progress = b.cfg.progress && io::stderr().is_terminal() && io::stdout().is_terminal();
     loop {
         let now = Instant::now();
         if now >= b.end && (b.outstanding() == 0 || now >= b.end + Duration::from_secs(5)) {
