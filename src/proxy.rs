@@ -53,6 +53,8 @@ use std::time::{Duration, Instant};
 /// A client may have this many requests unanswered before the proxy stops
 /// reading from it (backpressure).
 const MAX_CLIENT_SLOTS: usize = 1024;
+/// Indices with their own hit and miss counters in STS, at most.
+const MAX_TRACKED_INDICES: usize = 4096;
 /// Requests in flight upstream at most; beyond it, 503 at once.
 const MAX_INFLIGHT: usize = 65536;
 /// Longest upstream reply accepted (a big fetch of a big table).
@@ -306,28 +308,26 @@ impl Core {
             // Every value from the cache at this instant: a consistent
             // snapshot, whatever is in flight.
             self.count();
-            let mut out = Buffer::new();
-            let reply = if op == Op::Get {
-                let data: Vec<i64> = self.vals.iter().map(|v| v.unwrap_or(0)).collect();
-                encode_ok(&mut out, Op::Get, &self.req.ind, &data);
-                Ok(())
+            let reply = if conn.ext.slots.is_empty() {
+                // The hot path: encoded straight into the output, no
+                // allocation.
+                let r = encode_values(&mut conn.output, op, &self.req.ind, &self.vals);
+                if r.is_ok() {
+                    conn.end_message();
+                }
+                r
             } else {
-                sum(&self.vals).map(|s| encode_ok(&mut out, Op::Add, &self.req.ind, &[s]))
+                // Behind a pending reply: kept until its turn.
+                let mut out = Buffer::new();
+                let r = encode_values(&mut out, op, &self.req.ind, &self.vals);
+                if r.is_ok() {
+                    push_reply(conn, out.data());
+                }
+                r
             };
-            match reply {
-                Ok(()) => {
-                    if conn.ext.slots.is_empty() {
-                        // The hot path: encode straight into the output.
-                        conn.output.extend(out.data());
-                        conn.end_message();
-                    } else {
-                        push_reply(conn, out.data());
-                    }
-                }
-                Err(p) => {
-                    self.on_error_reply(p.code());
-                    reply_problem_ordered(conn, Some(op), &p);
-                }
+            if let Err(p) = reply {
+                self.on_error_reply(p.code());
+                reply_problem_ordered(conn, Some(op), &p);
             }
             return;
         }
@@ -341,9 +341,12 @@ impl Core {
                 }
             }
         }
+        // Each missing index once, in first-asked order (a set, not a
+        // scan, so a request of thousands of indices stays linear).
         let mut missing: Vec<i64> = Vec::new();
+        let mut seen: IndexMap<()> = IndexMap::default();
         for (v, &i) in self.vals.iter().zip(&self.req.ind) {
-            if v.is_none() && !missing.contains(&i) {
+            if v.is_none() && seen.insert(i, ()).is_none() {
                 missing.push(i);
             }
         }
@@ -381,13 +384,25 @@ impl Core {
     /// cache) or a miss (value fetched).
     fn count(&mut self) {
         for (v, &i) in self.vals.iter().zip(&self.req.ind) {
-            let e = self.counters.by_index.entry(i).or_default();
-            if v.is_some() {
-                e.0 += 1;
+            let hit = v.is_some();
+            if hit {
                 self.counters.hits += 1;
             } else {
-                e.1 += 1;
                 self.counters.misses += 1;
+            }
+            // Per index only for the first MAX_TRACKED_INDICES indices seen:
+            // clients choose indices, and must not grow this map at will.
+            let tracked = self.counters.by_index.len() < MAX_TRACKED_INDICES;
+            if let Some(e) = match self.counters.by_index.get_mut(&i) {
+                Some(e) => Some(e),
+                None if tracked => Some(self.counters.by_index.entry(i).or_default()),
+                None => None,
+            } {
+                if hit {
+                    e.0 += 1;
+                } else {
+                    e.1 += 1;
+                }
             }
         }
     }
@@ -524,29 +539,23 @@ impl Core {
         let mut out = Buffer::new();
         match &req.kind {
             UpKind::Fetch(ind) => {
+                let mut fetched: IndexMap<i64> = IndexMap::default();
                 for (&i, &v) in ind.iter().zip(&self.up.reply.data) {
                     if let Some((old, oldv)) = self.cache.insert(i, v) {
                         self.counters.evictions += 1;
                         info!("proxy cache: {i} in, {old}:{oldv} evicted (oldest)");
                     }
-                    for (slot, &want) in req.vals.iter_mut().zip(&req.ind) {
-                        if want == i && slot.is_none() {
-                            *slot = Some(v);
-                        }
+                    fetched.insert(i, v);
+                }
+                for (slot, want) in req.vals.iter_mut().zip(&req.ind) {
+                    if slot.is_none() {
+                        *slot = fetched.get(want).copied();
                     }
                 }
                 log_cache(&*self.cache);
-                if req.op == Op::Get {
-                    let data: Vec<i64> = req.vals.iter().map(|v| v.unwrap_or(0)).collect();
-                    encode_ok(&mut out, Op::Get, &req.ind, &data);
-                } else {
-                    match sum(&req.vals) {
-                        Ok(s) => encode_ok(&mut out, Op::Add, &req.ind, &[s]),
-                        Err(p) => {
-                            self.on_error_reply(p.code());
-                            encode_error(&mut out, Some(Op::Add), p.code(), &p);
-                        }
-                    }
+                if let Err(p) = encode_values(&mut out, req.op, &req.ind, &req.vals) {
+                    self.on_error_reply(p.code());
+                    encode_error(&mut out, Some(req.op), p.code(), &p);
                 }
             }
             UpKind::Put(ind, data) => {
@@ -945,6 +954,26 @@ fn kind_name(k: &UpKind) -> &'static str {
         UpKind::Put(..) => "PUT (write-through)",
         UpKind::Clr => "CLR",
     }
+}
+
+/// Encodes the success reply of a GET (the values in the order asked) or
+/// an ADD (their sum, overflow-checked). Appends nothing on error.
+fn encode_values(out: &mut Buffer, op: Op, ind: &[i64], vals: &[Option<i64>]) -> Result<(), Problem> {
+    if op == Op::Add {
+        let s = sum(vals)?;
+        encode_ok(out, Op::Add, ind, &[s]);
+        return Ok(());
+    }
+    encode_request(out, Op::Get, ind, &[]);
+    out.extend(b";DATA=");
+    for (n, v) in vals.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        put_i64(out, v.unwrap_or(0));
+    }
+    out.extend(b";CODE=200");
+    Ok(())
 }
 
 fn sum(vals: &[Option<i64>]) -> Result<i64, Problem> {
