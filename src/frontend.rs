@@ -30,6 +30,10 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// Full read passes (or resumes) one connection gets per turn before the
+/// others are served (about 1 MiB of input).
+const MAX_ROUNDS: usize = 16;
+
 /// The bounds a listening node enforces (docs/architecture.md, "Limits").
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -121,6 +125,8 @@ pub struct Frontend<X> {
     /// Counters.
     pub stats: FrontStats,
     stopping: bool,
+    /// Connections that yielded their turn, to serve again in `tick`.
+    requeue: Vec<(usize, u64)>,
 }
 
 impl<X: Default> Frontend<X> {
@@ -154,6 +160,7 @@ impl<X: Default> Frontend<X> {
             next_gen: 1,
             stats: FrontStats::default(),
             stopping: false,
+            requeue: Vec::new(),
         })
     }
 
@@ -264,12 +271,23 @@ impl<X: Default> Frontend<X> {
         let connections = self.conns.len();
         let Some(conn) = self.conns.get_mut(key) else { return };
         let mut failed = None;
+        let mut rounds = 0;
         while conn.reading() {
             let (_, outcome) = conn.fill(&mut self.scratch, read_limit, now);
             process(svc, conn, &self.limits, &mut self.stats, connections, now);
             match outcome {
                 ReadOutcome::WouldBlock => break,
-                ReadOutcome::Full => continue,
+                ReadOutcome::Full => {
+                    rounds += 1;
+                    if rounds >= MAX_ROUNDS {
+                        // Fairness: this peer keeps its socket full. Let the
+                        // others have their turn and come back in `tick`
+                        // (no new edge would come for bytes already there).
+                        trace_event!(conn.role, conn.token, conn.peer, "YIELD", "{rounds} full reads: later");
+                        self.requeue.push((key, conn.gen));
+                        break;
+                    }
+                }
                 ReadOutcome::Eof => {
                     if conn.framing != Framing::Line && !conn.input.is_empty() {
                         // FIN ends a bare message as surely as a pause.
@@ -326,6 +344,7 @@ impl<X: Default> Frontend<X> {
     /// when the connection is finished. Proxies call this for clients whose
     /// replies arrived from upstream.
     pub fn after_io<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, now: Instant) {
+        let mut resumes = 0;
         loop {
             let Some(conn) = self.conns.get_mut(key) else { return };
             if !conn.output.is_empty() {
@@ -346,6 +365,13 @@ impl<X: Default> Frontend<X> {
                 && !svc.congested(conn)
                 && matches!(conn.state(), State::Open | State::ReadClosed);
             if !resume {
+                break;
+            }
+            resumes += 1;
+            if resumes > MAX_ROUNDS {
+                // A peer that reads as fast as it writes could keep us here:
+                // finish this pass, resume it from `tick`.
+                self.requeue.push((key, conn.gen));
                 break;
             }
             conn.paused = false;
@@ -394,6 +420,13 @@ impl<X: Default> Frontend<X> {
 
     /// Fires due timers; returns the next deadline.
     pub fn tick<S: Service<Ext = X>>(&mut self, svc: &mut S, now: Instant) -> Option<Instant> {
+        // Connections that yielded their turn: read and flush them again.
+        for (key, gen) in std::mem::take(&mut self.requeue) {
+            if self.conns.get(key).is_some_and(|c| c.gen == gen) {
+                self.pump(svc, key, now);
+                self.after_io(svc, key, now);
+            }
+        }
         while let Some(t) = self.timers.pop_due(now) {
             match t.kind {
                 TimerKind::Accept => self.accept(now),
@@ -408,7 +441,11 @@ impl<X: Default> Frontend<X> {
                 _ => {}
             }
         }
-        self.timers.next()
+        if self.requeue.is_empty() {
+            self.timers.next()
+        } else {
+            Some(now) // poll without sleeping, then serve them again
+        }
     }
 
     /// The bare window after a connection's last bytes: if the peer has

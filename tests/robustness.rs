@@ -289,3 +289,40 @@ fn sigterm_stops_the_proxy_after_answering_what_is_in_flight() {
     });
     assert_eq!(status.unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_firehose_client_does_not_starve_the_others() {
+    let node = start_server(10);
+    let addr = node.addr();
+    let n = 200_000;
+    let hose = TcpStream::connect(addr).unwrap();
+    let mut writer = hose.try_clone().unwrap();
+    let mut reader = hose;
+    reader.set_read_timeout(Some(PATIENCE)).unwrap();
+    let w = std::thread::spawn(move || {
+        let batch = b"OP=GET;IND=3\n".repeat(1000);
+        for _ in 0..n / 1000 {
+            writer.write_all(&batch).unwrap();
+        }
+    });
+    let r = std::thread::spawn(move || {
+        let want = b"OP=GET;IND=3;DATA=0;CODE=200\n".len();
+        let mut total = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        while total < n * want {
+            let k = reader.read(&mut buf).expect("firehose replies");
+            assert!(k > 0);
+            total += k;
+        }
+    });
+    // Meanwhile another client is served, request after request.
+    let mut other = Peer::connect(addr);
+    for i in 0..50 {
+        assert_eq!(
+            other.ask(&format!("OP=PUT;IND=4;DATA={i}")),
+            format!("OP=PUT;IND=4;DATA={i};CODE=200")
+        );
+    }
+    w.join().unwrap();
+    r.join().unwrap();
+}
