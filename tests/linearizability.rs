@@ -217,43 +217,79 @@ fn the_checker_rejects_a_torn_read() {
     assert!(!linearizable(&stale), "a read after the write returned must see it");
 }
 
+/// Runs `clients` pipelining clients through a 2-entry proxy in front of
+/// `upstream` and checks the history.
+fn check_round(upstream: std::net::SocketAddr, round: u64, clients: usize, ops: usize) {
+    let proxy = Proxy::bind(ProxyConfig {
+        listen: any_addr(),
+        upstream,
+        capacity: 2,
+        ..Default::default()
+    })
+    .unwrap()
+    .spawn()
+    .unwrap();
+    let addr = proxy.addr();
+    let barrier = Arc::new(Barrier::new(clients));
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let b = barrier.clone();
+            std::thread::spawn(move || {
+                b.wait();
+                run_client(
+                    addr,
+                    c,
+                    (round * 977 + c as u64 * 131 + 7) * 0x9E37_79B9,
+                    ops,
+                    1 + c % 3,
+                )
+            })
+        })
+        .collect();
+    let mut history: Vec<Event> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    history.sort_by_key(|e| e.call);
+    assert!(linearizable(&history), "round {round}: not linearizable: {history:#?}");
+}
+
 #[test]
 fn histories_through_the_proxy_are_linearizable() {
-    let rounds = 25;
-    let clients = 4;
-    let ops = 14;
-    for round in 0..rounds {
+    for round in 0..25 {
         let server = start_server(SIZE);
-        let proxy = Proxy::bind(ProxyConfig {
-            listen: any_addr(),
-            upstream: server.addr(),
-            capacity: 2,
-            ..Default::default()
-        })
-        .unwrap()
-        .spawn()
-        .unwrap();
-        let addr = proxy.addr();
-        let barrier = Arc::new(Barrier::new(clients));
-        let threads: Vec<_> = (0..clients)
-            .map(|c| {
-                let b = barrier.clone();
-                std::thread::spawn(move || {
-                    b.wait();
-                    run_client(
-                        addr,
-                        c,
-                        (round * 977 + c as u64 * 131 + 7) * 0x9E37_79B9,
-                        ops,
-                        1 + c % 3,
-                    )
-                })
+        check_round(server.addr(), round, 4, 14);
+    }
+}
+
+#[test]
+fn histories_stay_linearizable_while_the_server_freezes_and_thaws() {
+    // A server process frozen (SIGSTOP) for short moments widens every
+    // window in which a fetch, a write and a hit can overlap.
+    for round in 0..6 {
+        let server = spawn_node(&[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--size",
+            "4",
+            "--log-level",
+            "warn",
+        ]);
+        let pid = server.pid().to_string();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let freezer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let kill = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    kill("-STOP");
+                    std::thread::sleep(std::time::Duration::from_millis(15));
+                    kill("-CONT");
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                kill("-CONT");
             })
-            .collect();
-        let mut history: Vec<Event> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
-        history.sort_by_key(|e| e.call);
-        assert!(linearizable(&history), "round {round}: not linearizable: {history:#?}");
-        drop(proxy);
-        drop(server);
+        };
+        check_round(server.addr.parse().unwrap(), 100 + round, 4, 14);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        freezer.join().unwrap();
     }
 }
