@@ -985,15 +985,12 @@ fn sum(vals: &[Option<i64>]) -> Result<i64, Problem> {
 /// Puts a reply into a client's slot and moves every ready reply at the
 /// head of its queue into its output. A client that is gone (or whose key
 /// now belongs to another connection) is skipped: the reply is dropped.
-fn deliver(conns: &mut Slab<Conn<Pending>>, dirty: &mut Vec<usize>, w: Waiter, mut body: Vec<u8>) {
+fn deliver(conns: &mut Slab<Conn<Pending>>, dirty: &mut Vec<usize>, w: Waiter, body: Vec<u8>) {
     let Some(conn) = conns.get_mut(w.key) else { return };
     if conn.gen != w.gen {
         return;
     }
-    if conn.framing != Framing::Bare {
-        body.push(b'\n');
-    }
-    fill_slot_raw(conn, w.seq, body);
+    fill_slot(conn, w.seq, body);
     dirty.push(w.key);
 }
 
