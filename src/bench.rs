@@ -21,11 +21,12 @@
 
 use crate::buffer::Buffer;
 use crate::client::Client;
-use crate::conn::{Conn, Next, ReadOutcome, State, WriteOutcome};
+use crate::conn::{Conn, ConnectOutcome, ReadOutcome, State, WriteOutcome};
+use crate::framing::Frame;
 use crate::proto::{encode_request, Op};
+use crate::reactor::poll as poll_retry;
 use hdrhistogram::Histogram;
 use mio::event::Event;
-use mio::net::TcpStream;
 use mio::{Events, Poll, Token};
 use slab::Slab;
 use std::collections::{BTreeMap, VecDeque};
@@ -251,6 +252,8 @@ struct Bench {
     backlogged: u64,
     cursor: usize,
     dead: usize,
+    /// Reply codes of the current read pass (reused).
+    codes: Vec<u16>,
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -357,13 +360,10 @@ impl Bench {
         let key = token.0;
         let Some(conn) = self.conns.get_mut(key) else { return };
         if let State::Connecting { .. } = conn.state() {
-            match conn.finish_connect() {
-                Ok(true) => {
-                    let _ = conn.sock.set_nodelay(true);
-                    conn.set_state(State::Open, "connect completed");
-                }
-                Ok(false) => return,
-                Err(e) => {
+            match conn.on_connect_event(self.poll.registry()) {
+                ConnectOutcome::Connected => {}
+                ConnectOutcome::Pending => return,
+                ConnectOutcome::Failed(e) => {
                     log::warn!("bench: connect to {}: {e}", self.cfg.connect);
                     conn.close(self.poll.registry(), "connect failed");
                     self.dead += 1;
@@ -372,36 +372,29 @@ impl Bench {
             }
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            loop {
-                let conn = &mut self.conns[key];
-                let (_, outcome) = conn.fill(&mut self.scratch, 1 << 20, now);
-                loop {
-                    let conn = &mut self.conns[key];
-                    match conn.next_message(1 << 20) {
-                        Next::Message { body, total } => {
-                            let code = reply_code(&conn.input.data()[..body]);
-                            conn.consume(total);
-                            self.on_reply(key, code, now);
-                        }
-                        Next::Oversize(_) => break,
-                        Next::Wait => break,
+            let codes = &mut self.codes;
+            let outcome = conn.read_pass(&mut self.scratch, 1 << 20, usize::MAX, now, |c| loop {
+                match c.next_message(1 << 20) {
+                    Frame::Complete { body, total } => {
+                        codes.push(reply_code(&c.input.data()[..body]));
+                        c.consume(total);
                     }
+                    Frame::Oversize(_) | Frame::Incomplete => return true,
                 }
+            });
+            let lost = matches!(outcome, ReadOutcome::Eof | ReadOutcome::Error(_));
+            for code in std::mem::take(&mut self.codes) {
+                self.on_reply(key, code, now);
+            }
+            if lost {
                 let conn = &mut self.conns[key];
-                conn.return_scratch(&mut self.scratch);
-                match outcome {
-                    ReadOutcome::Full => continue,
-                    ReadOutcome::WouldBlock => break,
-                    ReadOutcome::Eof | ReadOutcome::Error(_) => {
-                        log::warn!(
-                            "bench: connection {key} lost with {} outstanding",
-                            conn.ext.started.len()
-                        );
-                        conn.close(self.poll.registry(), "lost");
-                        self.dead += 1;
-                        return;
-                    }
-                }
+                log::warn!(
+                    "bench: connection {key} lost with {} outstanding",
+                    conn.ext.started.len()
+                );
+                conn.close(self.poll.registry(), "lost");
+                self.dead += 1;
+                return;
             }
         }
         if self.cfg.rate.is_none() {
@@ -487,18 +480,15 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     for _ in 0..cfg.connections {
         let entry = conns.vacant_entry();
         let token = Token(entry.key());
-        let sock = TcpStream::connect(cfg.connect)?;
-        let mut c = Conn::new(
-            sock,
+        let c = Conn::connect(
+            cfg.connect,
             token,
             1,
             "bench",
-            State::Connecting { since: now },
+            poll.registry(),
             now,
             Outstanding::default(),
-        );
-        c.peer = Some(cfg.connect);
-        c.register(poll.registry())?;
+        )?;
         entry.insert(c);
     }
     let mut b = Bench {
@@ -522,6 +512,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         backlogged: 0,
         cursor: 0,
         dead: 0,
+        codes: Vec::new(),
     };
     let mut events = Events::with_capacity(1024);
     // Connect everything first.
@@ -645,13 +636,6 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         backlogged: b.backlogged,
         cpu,
     })
-}
-
-fn poll_retry(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
-    match poll.poll(events, timeout) {
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-        r => r,
-    }
 }
 
 fn mix_text(m: &[u32; 3]) -> String {

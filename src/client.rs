@@ -9,11 +9,10 @@
 //! so `--timing` measures the network round trip only.
 
 use crate::buffer::Buffer;
-use crate::conn::{Conn, Framing, Next, ReadOutcome, State, WriteOutcome};
+use crate::conn::{Conn, ConnectOutcome, ReadOutcome, WriteOutcome};
+use crate::framing::{Frame, Framing};
 use crate::proto::{encode_request, Op, Reply, Request};
-use crate::reactor::UPSTREAM;
-use crate::trace_event;
-use mio::net::TcpStream;
+use crate::reactor::CLIENT;
 use mio::{Events, Poll};
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -29,8 +28,6 @@ pub struct Client {
     conn: Conn<()>,
     scratch: Buffer,
     timeout: Duration,
-    /// How the peer frames messages.
-    framing: Framing,
     /// The silence that ends a bare reply.
     bare_idle: Duration,
 }
@@ -46,56 +43,30 @@ impl Client {
     pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Client> {
         let poll = Poll::new()?;
         let now = Instant::now();
-        let sock = TcpStream::connect(addr)?;
-        let mut conn = Conn::new(sock, UPSTREAM, 1, "client", State::Connecting { since: now }, now, ());
-        trace_event!(
-            "client",
-            UPSTREAM,
-            Some(addr),
-            "CONNECT_START",
-            "connect() in progress (EINPROGRESS)"
-        );
-        conn.register(poll.registry())?;
+        let conn = Conn::connect(addr, CLIENT, 1, "client", poll.registry(), now, ())?;
         let mut c = Client {
             poll,
             events: Events::with_capacity(16),
             conn,
             scratch: Buffer::with_capacity(crate::conn::READ_CHUNK),
             timeout,
-            framing: Framing::Line,
             bare_idle: Duration::from_millis(15),
         };
         let deadline = now + timeout;
         loop {
             c.wait(deadline, "connect")?;
-            match c.conn.finish_connect() {
-                Ok(true) => break,
-                Ok(false) => continue,
-                Err(e) => {
-                    trace_event!("client", UPSTREAM, Some(addr), "CONNECT_FAILED", "{e}");
-                    return Err(e);
-                }
+            match c.conn.on_connect_event(c.poll.registry()) {
+                ConnectOutcome::Pending => continue,
+                ConnectOutcome::Connected => return Ok(c),
+                ConnectOutcome::Failed(e) => return Err(e),
             }
         }
-        let _ = c.conn.sock.set_nodelay(true);
-        trace_event!(
-            "client",
-            UPSTREAM,
-            c.conn.peer,
-            "CONNECTED",
-            "local {:?}",
-            c.conn.sock.local_addr().ok()
-        );
-        c.conn.set_state(State::Open, "connect completed");
-        c.conn.update_interest(c.poll.registry())?;
-        Ok(c)
     }
 
     /// Sends messages without a terminator and takes a reply as whole
     /// after `idle` of silence (for bare servers).
     pub fn set_bare(&mut self, idle: Duration) {
-        self.framing = Framing::Bare;
-        self.conn.framing = Framing::Bare;
+        self.conn.framer.set_framing(Framing::Bare);
         self.bare_idle = idle;
     }
 
@@ -104,16 +75,18 @@ impl Client {
         self.conn.peer
     }
 
-    fn wait(&mut self, deadline: Instant, what: &str) -> io::Result<()> {
+    /// Waits for an event, or until `wake` (an error once `deadline` is
+    /// past).
+    fn wait_until(&mut self, wake: Instant, deadline: Instant, what: &str) -> io::Result<()> {
         let now = Instant::now();
         if now >= deadline {
             return Err(timed_out(what));
         }
-        match self.poll.poll(&mut self.events, Some(deadline - now)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-            Err(e) => Err(e),
-        }
+        crate::reactor::poll(&mut self.poll, &mut self.events, Some(wake.min(deadline) - now))
+    }
+
+    fn wait(&mut self, deadline: Instant, what: &str) -> io::Result<()> {
+        self.wait_until(deadline, deadline, what)
     }
 
     /// Sends one request body and returns the body of its reply.
@@ -154,67 +127,54 @@ impl Client {
         }
         self.conn.update_interest(self.poll.registry())?;
         // Read until one whole reply is in.
-        let mut eof = false;
         loop {
-            if let Some(reply) = self.take_reply(eof)? {
-                return Ok(reply);
+            let mut reply = None;
+            let outcome = self
+                .conn
+                .read_pass(&mut self.scratch, MAX_REPLY_BYTES, usize::MAX, Instant::now(), |c| {
+                    reply = take_reply(c);
+                    reply.is_none()
+                });
+            let eof = matches!(outcome, ReadOutcome::Eof);
+            if eof && reply.is_none() {
+                reply = take_reply(&mut self.conn);
             }
-            if eof {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "server closed the connection",
-                ));
+            match (reply, outcome) {
+                (Some(r), _) => return r,
+                (None, ReadOutcome::Eof) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "server closed the connection",
+                    ))
+                }
+                (None, ReadOutcome::Error(e)) => return Err(e),
+                _ => {}
             }
-            let now = Instant::now();
-            let wake = match self.framing {
-                Framing::Bare if !self.conn.input.is_empty() => deadline.min(self.conn.last_bytes + self.bare_idle),
-                _ => deadline,
-            };
-            if now >= deadline {
-                return Err(timed_out("reply"));
-            }
-            if wake > now {
-                match self.poll.poll(&mut self.events, Some(wake - now)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+            // A bare reply ends when the server pauses.
+            let quiet = self.conn.last_bytes + self.bare_idle;
+            let bare = self.conn.framer.waits_for_pause(&self.conn.input);
+            if bare && Instant::now() >= quiet {
+                self.conn.framer.end_burst();
+                if let Some(r) = take_reply(&mut self.conn) {
+                    return r;
                 }
             }
-            let (_, outcome) = self.conn.fill(&mut self.scratch, MAX_REPLY_BYTES, Instant::now());
-            match outcome {
-                ReadOutcome::WouldBlock => {}
-                ReadOutcome::Eof => {
-                    self.conn.set_state(State::ReadClosed, "server sent FIN");
-                    eof = true;
-                }
-                ReadOutcome::Full => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "reply too long"));
-                }
-                ReadOutcome::Error(e) => return Err(e),
-            }
-            self.conn.return_scratch(&mut self.scratch);
+            let wake = if bare { quiet } else { deadline };
+            self.wait_until(wake, deadline, "reply")?;
         }
     }
+}
 
-    fn take_reply(&mut self, eof: bool) -> io::Result<Option<String>> {
-        if self.framing == Framing::Bare {
-            let quiet = Instant::now() >= self.conn.last_bytes + self.bare_idle;
-            if !self.conn.input.is_empty() && (quiet || eof) {
-                let s = String::from_utf8_lossy(self.conn.input.data()).trim().to_string();
-                self.conn.input.clear();
-                return Ok(Some(s));
-            }
-            return Ok(None);
+/// Takes one whole reply from the input, if there is one.
+fn take_reply(c: &mut Conn<()>) -> Option<io::Result<String>> {
+    match c.next_message(MAX_REPLY_BYTES) {
+        Frame::Complete { body, total } => {
+            let s = String::from_utf8_lossy(&c.input.data()[..body]).trim().to_string();
+            c.consume(total);
+            Some(Ok(s))
         }
-        match self.conn.next_message(MAX_REPLY_BYTES) {
-            Next::Message { body, total } => {
-                let s = String::from_utf8_lossy(&self.conn.input.data()[..body]).into_owned();
-                self.conn.consume(total);
-                Ok(Some(s))
-            }
-            Next::Oversize(_) => Err(io::Error::new(io::ErrorKind::InvalidData, "reply too long")),
-            Next::Wait => Ok(None),
-        }
+        Frame::Oversize(_) => Some(Err(io::Error::new(io::ErrorKind::InvalidData, "reply too long"))),
+        Frame::Incomplete => None,
     }
 }
 

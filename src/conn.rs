@@ -1,6 +1,7 @@
 //! One TCP connection as a state machine: the socket, its lifecycle state,
-//! its input and output buffers, its framing, and the read/write pumps that
-//! follow mio's edge-triggered rules.
+//! its input and output buffers, its [`Framer`], and the one I/O path per
+//! verb every node uses: start and finish a connect, a read pass, a flush,
+//! the bare-framing pause timer.
 //!
 //! ```text
 //!   connect()                         accept()
@@ -13,9 +14,10 @@
 //!    Closed  <----- output drained --- Closing                             Closed
 //! ```
 //!
-//! Every change of state goes through [`Conn::set_state`], which logs it at
-//! `debug` with both state names and the peer, and as a `STATE` trace event.
-//! docs/socket-states.md maps each state to its syscalls and errors.
+//! Every change of state goes through [`Conn::transition`], an exhaustive
+//! `match (state, event)`: a move the diagram does not have is a bug, caught
+//! by a `debug_assert!`. Each change is logged at `debug` and as a `STATE`
+//! trace event; docs/socket-states.md maps each state to its syscalls.
 //!
 //! Interest policy: READABLE while the node wants to read; WRITABLE only
 //! while output is pending (or a connect is in progress). The registration
@@ -23,14 +25,14 @@
 //! request/reply stream costs no `epoll_ctl`.
 
 use crate::buffer::Buffer;
-use crate::proto::{check_line, is_blank, peek_op, Frame, Op};
+use crate::framing::{Frame, Framer, Framing};
 use crate::trace_event;
-use log::debug;
+use log::{debug, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Size of the node-wide read buffer a connection borrows while it reads.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -49,14 +51,27 @@ pub enum State {
     },
     /// Connected: reading requests and writing replies.
     Open,
-    /// The peer sent FIN (a read returned 0). Replies still owed are
-    /// written, then the connection closes.
+    /// Half-closed: the peer sent FIN (a read returned 0) but can still
+    /// read. Replies still owed are written, then the connection closes.
     ReadClosed,
     /// The node decided to close (shutdown, limit, desync): no more reads;
     /// close once the output is written.
     Closing,
     /// Deregistered; the socket is dropped with the connection.
     Closed,
+}
+
+/// What moves a connection from one [`State`] to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnEvent {
+    /// A nonblocking connect completed.
+    Connected,
+    /// A read returned 0: the peer will send nothing more.
+    PeerFin,
+    /// The node will close once what is owed is written.
+    Stop,
+    /// Deregistered and dropped.
+    Close,
 }
 
 impl State {
@@ -70,18 +85,24 @@ impl State {
             State::Closed => "Closed",
         }
     }
-}
 
-/// How messages are delimited on this connection (docs/protocol.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// Not known yet: decided by the first message (listening side only).
-    Detect,
-    /// Each message ends with `\n`.
-    Line,
-    /// Each message is a burst of bytes followed by a pause; replies carry
-    /// no terminator.
-    Bare,
+    /// The state `event` leads to, or `None` for a move the lifecycle does
+    /// not have. Exhaustive on purpose: a new state or event must be placed
+    /// in this table before the code compiles.
+    pub fn next(self, event: ConnEvent) -> Option<State> {
+        use ConnEvent::*;
+        use State::*;
+        match (self, event) {
+            (Connecting { .. }, Connected) => Some(Open),
+            (Open, PeerFin) => Some(ReadClosed),
+            (Open, Stop) => Some(Closing),
+            (Connecting { .. } | Open | ReadClosed | Closing, Close) => Some(Closed),
+            (Connecting { .. }, PeerFin | Stop)
+            | (Open, Connected)
+            | (ReadClosed | Closing, Connected | PeerFin | Stop)
+            | (Closed, Connected | PeerFin | Stop | Close) => None,
+        }
+    }
 }
 
 /// What a read pass ended on.
@@ -89,9 +110,13 @@ pub enum Framing {
 pub enum ReadOutcome {
     /// The socket has nothing more for now (edge consumed).
     WouldBlock,
-    /// The input buffer reached its bound; more may be waiting in the
-    /// socket, so the caller must come back after parsing.
+    /// The input buffer reached its bound (from [`Conn::fill`] only).
     Full,
+    /// The connection had its share of full reads this turn; bytes may be
+    /// waiting in the socket, so the node must come back without an edge.
+    Yielded,
+    /// The handler (or backpressure) stopped reading; bytes may be waiting.
+    Stopped,
     /// The peer closed its sending side (read returned 0).
     Eof,
     /// The read failed (reset, ...); the connection is dead.
@@ -109,25 +134,30 @@ pub enum WriteOutcome {
     Error(io::Error),
 }
 
-/// The next thing at the front of the input.
+/// What a WRITABLE (or error) event on a connecting socket meant.
+#[derive(Debug)]
+pub enum ConnectOutcome {
+    /// Not settled yet (a spurious event).
+    Pending,
+    /// Connected; the connection is `Open`.
+    Connected,
+    /// Refused, unreachable, reset: the connection is dead.
+    Failed(io::Error),
+}
+
+/// What a bare-framing pause timer found when it fired.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Next {
-    /// A whole message: its body is `input.data()[..body]`; call
-    /// [`Conn::consume`] with `total` once it is handled.
-    Message {
-        /// Body length.
-        body: usize,
-        /// Bytes to consume after handling.
-        total: usize,
-    },
-    /// A message over the size bound was dropped (its OP if it could be seen).
-    Oversize(Option<Op>),
-    /// Nothing whole yet.
-    Wait,
+pub enum BarePause {
+    /// Nothing to end (line framing now, or nothing buffered).
+    Nothing,
+    /// Bytes came since: wait until this instant.
+    Rearm(Instant),
+    /// The peer has been quiet long enough: what is buffered is a message.
+    Ended,
 }
 
 /// One connection. `X` is the node's own per-connection state (the
-/// proxy's queue of pending replies, for example).
+/// proxy's queue of reply slots, for example).
 #[derive(Debug)]
 pub struct Conn<X> {
     /// The socket.
@@ -146,24 +176,16 @@ pub struct Conn<X> {
     pub input: Buffer,
     /// Replies (or requests) encoded and not yet written.
     pub output: Buffer,
-    /// How many bytes of `input` are known to hold no newline.
-    scanned: usize,
-    /// Discarding the rest of an oversize message (until a newline, or for
-    /// bare framing until the peer pauses).
-    skipping: bool,
-    /// Bare framing: the peer paused (or closed), so the bytes buffered
-    /// are one whole message.
-    burst_done: bool,
-    /// A bare-framing timer is set for this connection.
-    pub bare_timer: bool,
+    /// Where messages end in `input`.
+    pub framer: Framer,
+    /// A bare-framing pause timer is set for this connection.
+    bare_timer: bool,
     /// `input` is the node's scratch buffer, lent for this read pass.
     borrowed: bool,
     /// What is registered with the poll now (`None`: not registered).
     registered: Option<Interest>,
     /// Reading stopped because the peer is not reading its replies.
     pub paused: bool,
-    /// How messages are delimited.
-    pub framing: Framing,
     /// When the last whole message arrived (the idle timer runs from it).
     pub last_active: Instant,
     /// When the last bytes arrived (bare framing measures silence from it).
@@ -193,17 +215,76 @@ impl<X> Conn<X> {
             state,
             input: Buffer::new(),
             output: Buffer::new(),
-            scanned: 0,
-            skipping: false,
-            burst_done: false,
+            framer: Framer::new(Framing::Line),
             bare_timer: false,
             borrowed: false,
             registered: None,
             paused: false,
-            framing: Framing::Line,
             last_active: now,
             last_bytes: now,
             ext,
+        }
+    }
+
+    /// Starts a nonblocking connect to `addr` and registers the socket:
+    /// `connect()` returns EINPROGRESS, and [`Conn::on_connect_event`]
+    /// finishes it when the socket turns WRITABLE.
+    pub fn connect(
+        addr: SocketAddr,
+        token: Token,
+        gen: u64,
+        role: &'static str,
+        registry: &Registry,
+        now: Instant,
+        ext: X,
+    ) -> io::Result<Self> {
+        let peer = Some(addr);
+        trace_event!(
+            role,
+            token,
+            peer,
+            "CONNECT_START",
+            "connect() in progress (EINPROGRESS)"
+        );
+        let sock = TcpStream::connect(addr)?;
+        let mut conn = Conn::new(sock, token, gen, role, State::Connecting { since: now }, now, ext);
+        conn.peer = peer;
+        conn.register(registry)?;
+        Ok(conn)
+    }
+
+    /// Finishes a nonblocking connect after an event, the way mio documents
+    /// it: `take_error()` for a failure, then `peer_addr()`, where
+    /// `NotConnected` means "still connecting". On success the connection
+    /// is `Open`, with TCP_NODELAY (requests are small and latency matters).
+    pub fn on_connect_event(&mut self, registry: &Registry) -> ConnectOutcome {
+        let settled = match self.sock.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match self.sock.peer_addr() {
+                Ok(addr) => Ok(addr),
+                Err(e) if matches!(e.kind(), io::ErrorKind::NotConnected | io::ErrorKind::WouldBlock) => {
+                    return ConnectOutcome::Pending
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match settled {
+            Ok(addr) => {
+                self.peer = Some(addr);
+                let _ = self.sock.set_nodelay(true);
+                if let Ok(local) = self.sock.local_addr() {
+                    trace_event!(self.role, self.token, self.peer, "CONNECTED", "local {local}");
+                }
+                self.transition(ConnEvent::Connected, "connect completed");
+                if let Err(e) = self.update_interest(registry) {
+                    return ConnectOutcome::Failed(e);
+                }
+                ConnectOutcome::Connected
+            }
+            Err(e) => {
+                trace_event!(self.role, self.token, self.peer, "CONNECT_FAILED", "{e}");
+                ConnectOutcome::Failed(e)
+            }
         }
     }
 
@@ -212,14 +293,26 @@ impl<X> Conn<X> {
         self.state
     }
 
-    /// The one place a state changes: logs the transition at `debug` and as
-    /// a trace event.
-    pub fn set_state(&mut self, to: State, why: &str) {
+    /// The one place a state changes. A move the lifecycle does not have
+    /// is a bug: it fails a `debug_assert!` (and is ignored in release).
+    pub fn transition(&mut self, event: ConnEvent, why: &str) {
         let from = self.state;
-        if from == to {
+        let Some(to) = from.next(event) else {
+            debug_assert!(
+                false,
+                "{} tok={}: no move from {} on {event:?}",
+                self.role,
+                self.token.0,
+                from.name()
+            );
+            warn!(
+                "{} tok={}: ignored {event:?} in {}",
+                self.role,
+                self.token.0,
+                from.name()
+            );
             return;
-        }
-        debug_assert!(from != State::Closed, "a closed connection does not change state");
+        };
         debug!(
             "{} tok={} peer={}: {} -> {} ({why})",
             self.role,
@@ -285,7 +378,7 @@ impl<X> Conn<X> {
         if self.registered.take().is_some() {
             let _ = registry.deregister(&mut self.sock);
         }
-        self.set_state(State::Closed, why);
+        self.transition(ConnEvent::Close, why);
         trace_event!(self.role, self.token, self.peer, "CLOSE", "{why}");
     }
 
@@ -300,7 +393,7 @@ impl<X> Conn<X> {
     }
 
     /// Gives the scratch buffer back, keeping a copy of any partial message.
-    pub fn return_scratch(&mut self, scratch: &mut Buffer) {
+    fn return_scratch(&mut self, scratch: &mut Buffer) {
         if !self.borrowed {
             self.input.release(KEEP_IDLE_BYTES);
             return;
@@ -313,10 +406,9 @@ impl<X> Conn<X> {
         }
     }
 
-    /// One read pass: reads until WouldBlock, EOF, an error, or `input`
-    /// holds `limit` bytes. Retries on `Interrupted`.
-    pub fn fill(&mut self, scratch: &mut Buffer, limit: usize, now: Instant) -> (usize, ReadOutcome) {
-        self.borrow_scratch(scratch);
+    /// Reads until WouldBlock, EOF, an error, or `input` holds `limit`
+    /// bytes (`Full`). Retries on `Interrupted`.
+    fn fill(&mut self, limit: usize, now: Instant) -> (usize, ReadOutcome) {
         let mut total = 0;
         let outcome = loop {
             let room = limit.saturating_sub(self.input.len());
@@ -345,132 +437,120 @@ impl<X> Conn<X> {
             self.peer,
             "READABLE",
             "read={total} then {}",
-            outcome_name(&outcome)
+            outcome.name()
         );
         (total, outcome)
     }
 
-    /// Finds the next whole message in `input`, by this connection's
-    /// framing. Under `Detect`, a newline (or more bytes than any message
-    /// may hold) makes the connection a line connection for good, and a
-    /// pause before any newline ([`Conn::end_burst`]) makes it bare for good.
-    pub fn next_message(&mut self, max: usize) -> Next {
-        match self.framing {
-            Framing::Line => self.next_line(max),
-            Framing::Detect => {
-                if self.input.data().contains(&b'\n') || self.input.len() > max + 1 {
-                    self.set_framing(Framing::Line, "a newline ends the first message");
-                    self.next_line(max)
-                } else if self.burst_done {
-                    self.set_framing(Framing::Bare, "the peer paused before any newline");
-                    self.next_bare(max)
-                } else {
-                    Next::Wait
-                }
+    /// One read pass, the one every node uses: read until WouldBlock (the
+    /// edge is consumed), handing the input to `handle` after every read so
+    /// complete messages are taken as they arrive and the buffer stays
+    /// bounded by `limit`. Ends early when `handle` returns false or reading
+    /// pauses (`Stopped`), or after `max_rounds` full buffers (`Yielded`:
+    /// fairness, come back without an edge). EOF ends a bare message (it is
+    /// handed over once more) and moves the connection to `ReadClosed`.
+    pub fn read_pass(
+        &mut self,
+        scratch: &mut Buffer,
+        limit: usize,
+        max_rounds: usize,
+        now: Instant,
+        mut handle: impl FnMut(&mut Self) -> bool,
+    ) -> ReadOutcome {
+        self.borrow_scratch(scratch);
+        let mut rounds = 0;
+        let outcome = loop {
+            if !self.reading() {
+                break ReadOutcome::Stopped;
             }
-            Framing::Bare => self.next_bare(max),
-        }
-    }
-
-    fn set_framing(&mut self, to: Framing, why: &str) {
-        debug!(
-            "{} tok={}: framing {:?} ({why})",
-            self.role,
-            crate::trace::TokenName(self.token),
-            to
-        );
-        trace_event!(self.role, self.token, self.peer, "FRAMING", "{to:?} ({why})");
-        self.framing = to;
-    }
-
-    /// The peer paused (or sent FIN): for bare framing, what is buffered is
-    /// one whole message.
-    pub fn end_burst(&mut self) {
-        self.burst_done = true;
-    }
-
-    /// Bare framing: the whole burst is the message.
-    fn next_bare(&mut self, max: usize) -> Next {
-        let done = std::mem::take(&mut self.burst_done);
-        if self.skipping {
-            // The rest of an oversize burst: dropped until the peer pauses.
-            self.input.clear();
-            self.skipping = !done;
-            return Next::Wait;
-        }
-        if self.input.len() > max {
-            let op = peek_op(self.input.data());
-            self.input.clear();
-            self.skipping = !done;
-            return Next::Oversize(op);
-        }
-        if !done || self.input.is_empty() {
-            return Next::Wait;
-        }
-        let n = self.input.len();
-        if is_blank(self.input.data()) {
-            self.input.clear();
-            return Next::Wait;
-        }
-        Next::Message { body: n, total: n }
-    }
-
-    /// Line framing: skips blank lines and the rest of an oversize line.
-    fn next_line(&mut self, max: usize) -> Next {
-        loop {
-            if self.skipping {
-                match self.input.data().iter().position(|&b| b == b'\n') {
-                    Some(i) => {
-                        self.input.consume(i + 1);
-                        self.skipping = false;
-                    }
-                    None => {
-                        self.input.clear();
-                        return Next::Wait;
-                    }
-                }
+            let (_, outcome) = self.fill(limit, now);
+            if matches!(outcome, ReadOutcome::Eof) && self.framer.waits_for_pause(&self.input) {
+                // FIN ends a bare message as surely as a pause.
+                self.framer.end_burst();
             }
-            match check_line(self.input.data(), self.scanned, max) {
-                Frame::Line { body, total } => {
-                    if is_blank(&self.input.data()[..body]) {
-                        self.consume(total);
-                        continue;
-                    }
-                    return Next::Message { body, total };
-                }
-                Frame::Incomplete => {
-                    self.scanned = self.input.len();
-                    return Next::Wait;
-                }
-                Frame::Oversize(end) => {
-                    let op = peek_op(self.input.data());
-                    match end {
-                        Some(total) => self.consume(total),
-                        None => {
-                            self.input.clear();
-                            self.scanned = 0;
-                            self.skipping = true;
-                        }
-                    }
-                    return Next::Oversize(op);
-                }
+            if !handle(self) {
+                break match outcome {
+                    ReadOutcome::Eof | ReadOutcome::Error(_) => outcome,
+                    _ => ReadOutcome::Stopped,
+                };
             }
+            match outcome {
+                ReadOutcome::Full => {
+                    rounds += 1;
+                    if rounds >= max_rounds {
+                        trace_event!(self.role, self.token, self.peer, "YIELD", "{rounds} full reads: later");
+                        break ReadOutcome::Yielded;
+                    }
+                }
+                other => break other,
+            }
+        };
+        if matches!(outcome, ReadOutcome::Eof) {
+            trace_event!(
+                self.role,
+                self.token,
+                self.peer,
+                "PEER_FIN",
+                "read returned 0: peer half-closed"
+            );
+            self.transition(ConnEvent::PeerFin, "peer sent FIN");
         }
+        self.return_scratch(scratch);
+        outcome
+    }
+
+    /// The next whole message in `input` (see [`Framer::next`]); a framing
+    /// decision is logged and traced.
+    pub fn next_message(&mut self, max: usize) -> Frame {
+        let frame = self.framer.next(&mut self.input, max);
+        if let Some((to, why)) = self.framer.take_decision() {
+            debug!(
+                "{} tok={}: framing {to:?} ({why})",
+                self.role,
+                crate::trace::TokenName(self.token)
+            );
+            trace_event!(self.role, self.token, self.peer, "FRAMING", "{to:?} ({why})");
+        }
+        frame
     }
 
     /// Drops a handled message from the front of `input`.
     pub fn consume(&mut self, total: usize) {
-        self.input.consume(total);
-        self.scanned = 0;
+        self.framer.consume(&mut self.input, total);
     }
 
-    /// Ends the message just encoded into `output` with the terminator this
-    /// connection's framing calls for.
+    /// Ends the message just encoded into `output` with this connection's
+    /// terminator.
     #[inline]
     pub fn end_message(&mut self) {
-        if self.framing != Framing::Bare {
-            self.output.push(b'\n');
+        self.output.extend(self.framer.framing().terminator());
+    }
+
+    /// When a pause timer should fire for this connection, if one is
+    /// needed now and not already set (bare or undecided framing with a
+    /// message begun). Marks it set.
+    pub fn bare_timer_due(&mut self, idle: Duration) -> Option<Instant> {
+        if self.bare_timer || self.state != State::Open || !self.framer.waits_for_pause(&self.input) {
+            return None;
         }
+        self.bare_timer = true;
+        Some(self.last_bytes + idle)
+    }
+
+    /// The pause timer fired: has the peer been quiet for `idle`? If so the
+    /// buffered bytes are one message (the framer is told).
+    pub fn bare_timer_fired(&mut self, now: Instant, idle: Duration) -> BarePause {
+        self.bare_timer = false;
+        if !self.framer.waits_for_pause(&self.input) {
+            return BarePause::Nothing;
+        }
+        let due = self.last_bytes + idle;
+        if now < due {
+            self.bare_timer = true;
+            return BarePause::Rearm(due);
+        }
+        self.framer.end_burst();
+        BarePause::Ended
     }
 
     /// Writes `output` until it is empty or the socket would block.
@@ -493,18 +573,18 @@ impl<X> Conn<X> {
             }
         };
         if total > 0 || !matches!(outcome, WriteOutcome::Done) {
+            let partial = if matches!(outcome, WriteOutcome::WouldBlock) {
+                " (partial write, WouldBlock)"
+            } else {
+                ""
+            };
             trace_event!(
                 self.role,
                 self.token,
                 self.peer,
                 "WRITABLE",
-                "wrote={total} left={}{}",
-                self.output.len(),
-                if matches!(outcome, WriteOutcome::WouldBlock) {
-                    " (partial write, WouldBlock)"
-                } else {
-                    ""
-                }
+                "wrote={total} left={}{partial}",
+                self.output.len()
             );
         }
         if self.output.is_empty() {
@@ -512,32 +592,18 @@ impl<X> Conn<X> {
         }
         outcome
     }
-
-    /// Finishes a nonblocking connect after a WRITABLE event, the way mio
-    /// documents it: `take_error()` for a failure, then `peer_addr()`,
-    /// where `NotConnected` means "still connecting".
-    pub fn finish_connect(&mut self) -> io::Result<bool> {
-        if let Some(e) = self.sock.take_error()? {
-            return Err(e);
-        }
-        match self.sock.peer_addr() {
-            Ok(addr) => {
-                self.peer = Some(addr);
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
 }
 
-fn outcome_name(o: &ReadOutcome) -> &'static str {
-    match o {
-        ReadOutcome::WouldBlock => "WouldBlock",
-        ReadOutcome::Full => "buffer full",
-        ReadOutcome::Eof => "EOF",
-        ReadOutcome::Error(_) => "error",
+impl ReadOutcome {
+    fn name(&self) -> &'static str {
+        match self {
+            ReadOutcome::WouldBlock => "WouldBlock",
+            ReadOutcome::Full => "buffer full",
+            ReadOutcome::Yielded => "yielded",
+            ReadOutcome::Stopped => "stopped",
+            ReadOutcome::Eof => "EOF",
+            ReadOutcome::Error(_) => "error",
+        }
     }
 }
 
@@ -549,4 +615,30 @@ pub fn is_peer_gone(e: &io::Error) -> bool {
         e.kind(),
         ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected | ConnectionRefused
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lifecycle_has_exactly_the_moves_of_the_diagram() {
+        let t = Instant::now();
+        let connecting = State::Connecting { since: t };
+        use ConnEvent::*;
+        assert_eq!(connecting.next(Connected), Some(State::Open));
+        assert_eq!(State::Open.next(PeerFin), Some(State::ReadClosed));
+        assert_eq!(State::Open.next(Stop), Some(State::Closing));
+        for s in [connecting, State::Open, State::ReadClosed, State::Closing] {
+            assert_eq!(s.next(Close), Some(State::Closed), "{s:?} can close");
+        }
+        // And nothing else.
+        assert_eq!(State::Open.next(Connected), None);
+        assert_eq!(State::ReadClosed.next(PeerFin), None);
+        assert_eq!(State::Closing.next(Stop), None);
+        assert_eq!(connecting.next(PeerFin), None);
+        for e in [Connected, PeerFin, Stop, Close] {
+            assert_eq!(State::Closed.next(e), None, "Closed is final");
+        }
+    }
 }

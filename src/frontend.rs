@@ -9,17 +9,22 @@
 //! The pump for one connection, on a READABLE event:
 //!
 //! ```text
-//!   fill (read until WouldBlock / EOF / buffer bound)
+//!   read_pass (read until WouldBlock / EOF / its share of the turn)
 //!     -> next_message ... service.on_message   (every whole message, in order)
+//!                     ... service.reject       (an oversize one: a 413 in its turn)
 //!     -> pause if the peer is not reading its replies
 //!   flush (one write for the whole batch of replies)
 //!   close if the peer half-closed and nothing more is owed
 //! ```
+//!
+//! Every reply goes through the service, errors included: this file never
+//! writes reply bytes, so a reply always takes its place in order.
 
 use crate::buffer::Buffer;
-use crate::conn::{is_peer_gone, Conn, Framing, Next, ReadOutcome, State, WriteOutcome, READ_CHUNK};
-use crate::proto::{code, encode_error, Op, Problem, DEFAULT_MAX_MESSAGE_BYTES};
-use crate::reactor::{LoopStats, TimerKind, Timers, LISTENER};
+use crate::conn::{is_peer_gone, BarePause, Conn, ConnEvent, ReadOutcome, State, WriteOutcome, READ_CHUNK};
+use crate::framing::{Frame, Framer, Framing};
+use crate::proto::{encode_field, Op, Problem, DEFAULT_MAX_MESSAGE_BYTES, TOO_MANY_CONNECTIONS};
+use crate::reactor::{LoopStats, Timers, LISTENER};
 use crate::trace_event;
 use log::{debug, info, warn};
 use mio::event::Event;
@@ -61,7 +66,21 @@ impl Default for Limits {
     }
 }
 
-/// What a listening node does with messages.
+/// The frontend's own timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FrontTimer {
+    /// A connection's idle timeout.
+    Idle,
+    /// The end of a bare message (the peer's pause).
+    BareIdle,
+    /// Retry `accept` after running out of file descriptors.
+    Accept,
+    /// Give up waiting for connections to drain at stop.
+    StopDeadline,
+}
+
+/// What a listening node does with messages. The service owns every reply
+/// to a connection: its answers and its errors.
 pub trait Service {
     /// The service's own per-connection state.
     type Ext: Default;
@@ -69,8 +88,9 @@ pub trait Service {
     /// The reply (or a place for it) goes into `conn.output`, ended by
     /// `conn.end_message()`.
     fn on_message(&mut self, conn: &mut Conn<Self::Ext>, body: usize, front: &FrontInfo, now: Instant);
-    /// A reply the service answered itself (413, 400): counted by code.
-    fn on_error_reply(&mut self, code: u16);
+    /// A message the framing refused (over `--max-message-bytes`): the
+    /// service answers `problem` in the message's turn, like any reply.
+    fn reject(&mut self, conn: &mut Conn<Self::Ext>, op: Option<Op>, problem: &Problem);
     /// True while `conn` is owed replies not yet in its output.
     fn owes(&self, conn: &Conn<Self::Ext>) -> bool;
     /// True when `conn` should stop sending more requests for now (the
@@ -107,6 +127,28 @@ pub struct FrontInfo<'a> {
     pub connections: usize,
 }
 
+impl FrontInfo<'_> {
+    /// The STS fields about connections, the same for every node.
+    pub fn encode_conn_fields(&self, out: &mut Buffer) {
+        let s = self.stats;
+        encode_field(out, "CONNS", &self.connections);
+        encode_field(out, "ACCEPTED", &s.accepted);
+        encode_field(out, "REJECTED", &s.rejected);
+        encode_field(out, "IDLE_CLOSED", &s.idle_closed);
+        encode_field(out, "PAUSED", &s.paused);
+        encode_field(out, "REQS", &s.messages);
+    }
+
+    /// The STS fields about the event loop, the same for every node.
+    pub fn encode_loop_fields(&self, out: &mut Buffer) {
+        let r = &self.stats.reactor;
+        encode_field(out, "WAKEUPS", &r.wakeups);
+        encode_field(out, "EVENTS", &r.events);
+        encode_field(out, "FULL_BATCHES", &r.full_batches);
+        encode_field(out, "BUSY_US", &r.busy_us);
+    }
+}
+
 /// The listener and its connections.
 pub struct Frontend<X> {
     role: &'static str,
@@ -117,7 +159,7 @@ pub struct Frontend<X> {
     /// The bounds enforced.
     pub limits: Limits,
     /// Idle and bare-framing deadlines of the connections.
-    pub timers: Timers,
+    pub timers: Timers<FrontTimer>,
     registry: Registry,
     /// The read buffer a connection borrows while it reads.
     scratch: Buffer,
@@ -222,7 +264,7 @@ impl<X: Default> Frontend<X> {
                     // it, so retry from a timer.
                     warn!("{} accept failed: {e}; retrying in 100 ms", self.role);
                     self.timers
-                        .add(now + Duration::from_millis(100), TimerKind::Accept, LISTENER.0, 0);
+                        .add(now + Duration::from_millis(100), FrontTimer::Accept, LISTENER.0, 0);
                     return;
                 }
             };
@@ -230,7 +272,7 @@ impl<X: Default> Frontend<X> {
                 self.stats.rejected += 1;
                 // Best effort: a fresh socket's buffer is empty, so this
                 // short write normally goes through whole.
-                let _ = sock.write(b"CODE=503;MSG=too many connections\n");
+                let _ = sock.write(TOO_MANY_CONNECTIONS);
                 debug!("{} rejected {peer}: {} connections", self.role, self.conns.len());
                 trace_event!(
                     self.role,
@@ -250,7 +292,7 @@ impl<X: Default> Frontend<X> {
             let mut conn = Conn::new(sock, token, gen, self.role, State::Open, now, X::default());
             conn.peer = Some(peer);
             // Line or bare: decided by the first message (docs/protocol.md).
-            conn.framing = Framing::Detect;
+            conn.framer = Framer::new(Framing::Detect);
             trace_event!(self.role, token, conn.peer, "ACCEPT", "new connection from {peer}");
             if let Err(e) = conn.register(&self.registry) {
                 warn!("{} cannot register {peer}: {e}", self.role);
@@ -260,7 +302,7 @@ impl<X: Default> Frontend<X> {
             entry.insert(conn);
             self.stats.accepted += 1;
             self.timers
-                .add(now + self.limits.idle_timeout, TimerKind::Idle, token.0, gen);
+                .add(now + self.limits.idle_timeout, FrontTimer::Idle, token.0, gen);
         }
     }
 
@@ -270,57 +312,31 @@ impl<X: Default> Frontend<X> {
         let read_limit = READ_CHUNK.max(self.limits.max_message_bytes + 2);
         let connections = self.conns.len();
         let Some(conn) = self.conns.get_mut(key) else { return };
-        let mut failed = None;
-        let mut rounds = 0;
-        while conn.reading() {
-            let (_, outcome) = conn.fill(&mut self.scratch, read_limit, now);
-            process(svc, conn, &self.limits, &mut self.stats, connections, now);
-            match outcome {
-                ReadOutcome::WouldBlock => break,
-                ReadOutcome::Full => {
-                    rounds += 1;
-                    if rounds >= MAX_ROUNDS {
-                        // Fairness: this peer keeps its socket full. Let the
-                        // others have their turn and come back in `tick`
-                        // (no new edge would come for bytes already there).
-                        trace_event!(conn.role, conn.token, conn.peer, "YIELD", "{rounds} full reads: later");
-                        self.requeue.push((key, conn.gen));
-                        break;
-                    }
+        let (limits, stats) = (&self.limits, &mut self.stats);
+        let outcome = conn.read_pass(&mut self.scratch, read_limit, MAX_ROUNDS, now, |c| {
+            process(svc, c, limits, stats, connections, now);
+            true
+        });
+        match outcome {
+            // Fairness: this peer keeps its socket full. Let the others have
+            // their turn and come back in `tick` (no new edge would come for
+            // bytes already there).
+            ReadOutcome::Yielded => self.requeue.push((key, conn.gen)),
+            ReadOutcome::Error(e) => {
+                if is_peer_gone(&e) {
+                    debug!("{} tok={key}: read: {e}", self.role);
+                } else {
+                    warn!("{} tok={key}: read: {e}", self.role);
                 }
-                ReadOutcome::Eof => {
-                    if conn.framing != Framing::Line && !conn.input.is_empty() {
-                        // FIN ends a bare message as surely as a pause.
-                        conn.end_burst();
-                        process(svc, conn, &self.limits, &mut self.stats, connections, now);
-                    }
-                    trace_event!(
-                        conn.role,
-                        conn.token,
-                        conn.peer,
-                        "PEER_FIN",
-                        "read returned 0: peer half-closed"
-                    );
-                    conn.set_state(State::ReadClosed, "peer sent FIN");
-                    break;
-                }
-                ReadOutcome::Error(e) => {
-                    failed = Some(e);
-                    break;
-                }
+                self.close(svc, key, "read error");
+                return;
             }
+            _ => {}
         }
-        conn.return_scratch(&mut self.scratch);
-        if conn.framing != Framing::Line && !conn.input.is_empty() && !conn.bare_timer && conn.state() == State::Open {
-            // A message without a newline so far: it ends when the peer
-            // has been quiet for the bare window.
-            conn.bare_timer = true;
-            self.timers.add(
-                conn.last_bytes + self.limits.bare_idle,
-                TimerKind::BareIdle,
-                key,
-                conn.gen,
-            );
+        // A message without a newline so far: it ends when the peer has
+        // been quiet for the bare window.
+        if let Some(at) = conn.bare_timer_due(self.limits.bare_idle) {
+            self.timers.add(at, FrontTimer::BareIdle, key, conn.gen);
         }
         if conn.state() == State::ReadClosed && !conn.paused && !conn.input.is_empty() {
             debug!(
@@ -329,14 +345,6 @@ impl<X: Default> Frontend<X> {
                 conn.input.len()
             );
             conn.input.clear();
-        }
-        if let Some(e) = failed {
-            if is_peer_gone(&e) {
-                debug!("{} tok={key}: read: {e}", self.role);
-            } else {
-                warn!("{} tok={key}: read: {e}", self.role);
-            }
-            self.close(svc, key, "read error");
         }
     }
 
@@ -429,16 +437,15 @@ impl<X: Default> Frontend<X> {
         }
         while let Some(t) = self.timers.pop_due(now) {
             match t.kind {
-                TimerKind::Accept => self.accept(now),
-                TimerKind::StopDeadline => {
+                FrontTimer::Accept => self.accept(now),
+                FrontTimer::StopDeadline => {
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for k in keys {
                         self.close(svc, k, "stop deadline");
                     }
                 }
-                TimerKind::Idle => self.idle_timer(svc, t.key, t.gen, now),
-                TimerKind::BareIdle => self.bare_timer(svc, t.key, t.gen, now),
-                _ => {}
+                FrontTimer::Idle => self.idle_timer(svc, t.key, t.gen, now),
+                FrontTimer::BareIdle => self.bare_timer(svc, t.key, t.gen, now),
             }
         }
         if self.requeue.is_empty() {
@@ -456,19 +463,14 @@ impl<X: Default> Frontend<X> {
         if conn.gen != gen {
             return;
         }
-        conn.bare_timer = false;
-        if conn.framing == Framing::Line || conn.input.is_empty() {
-            return;
+        match conn.bare_timer_fired(now, self.limits.bare_idle) {
+            BarePause::Nothing => {}
+            BarePause::Rearm(at) => self.timers.add(at, FrontTimer::BareIdle, key, gen),
+            BarePause::Ended => {
+                process(svc, conn, &self.limits, &mut self.stats, connections, now);
+                self.after_io(svc, key, now);
+            }
         }
-        let due = conn.last_bytes + self.limits.bare_idle;
-        if now < due {
-            conn.bare_timer = true;
-            self.timers.add(due, TimerKind::BareIdle, key, gen);
-            return;
-        }
-        conn.end_burst();
-        process(svc, conn, &self.limits, &mut self.stats, connections, now);
-        self.after_io(svc, key, now);
     }
 
     fn idle_timer<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, gen: u64, now: Instant) {
@@ -482,7 +484,7 @@ impl<X: Default> Frontend<X> {
         let deadline = conn.last_active + idle;
         if waiting_on_us || now < deadline {
             let next = if waiting_on_us { now + idle } else { deadline };
-            self.timers.add(next, TimerKind::Idle, key, gen);
+            self.timers.add(next, FrontTimer::Idle, key, gen);
             return;
         }
         self.stats.idle_closed += 1;
@@ -521,12 +523,12 @@ impl<X: Default> Frontend<X> {
         for k in keys {
             let conn = &mut self.conns[k];
             if conn.state() == State::Open {
-                conn.set_state(State::Closing, "node stopping");
+                conn.transition(ConnEvent::Stop, "node stopping");
             }
             self.after_io(svc, k, now);
         }
         self.timers
-            .add(now + Duration::from_secs(5), TimerKind::StopDeadline, LISTENER.0, 0);
+            .add(now + Duration::from_secs(5), FrontTimer::StopDeadline, LISTENER.0, 0);
     }
 }
 
@@ -542,7 +544,7 @@ fn process<S: Service>(
 ) {
     while !conn.paused && matches!(conn.state(), State::Open | State::ReadClosed) {
         match conn.next_message(limits.max_message_bytes) {
-            Next::Message { body, total } => {
+            Frame::Complete { body, total } => {
                 stats.messages += 1;
                 trace_event!(
                     conn.role,
@@ -576,18 +578,11 @@ fn process<S: Service>(
                 conn.consume(total);
                 conn.last_active = now;
             }
-            Next::Oversize(op) => {
-                encode_error(
-                    &mut conn.output,
-                    op,
-                    code::TOO_LARGE,
-                    &Problem::TooLong(limits.max_message_bytes),
-                );
-                conn.end_message();
-                svc.on_error_reply(code::TOO_LARGE);
+            Frame::Oversize(op) => {
+                svc.reject(conn, op, &Problem::TooLong(limits.max_message_bytes));
                 conn.last_active = now;
             }
-            Next::Wait => break,
+            Frame::Incomplete => break,
         }
         if conn.output.len() > limits.max_pending_output || svc.congested(conn) {
             conn.paused = true;
@@ -602,10 +597,4 @@ fn process<S: Service>(
             );
         }
     }
-}
-
-/// Encodes a 400 reply for a message that failed to parse.
-pub fn reply_problem<X>(conn: &mut Conn<X>, op: Option<Op>, p: &Problem) {
-    encode_error(&mut conn.output, op, p.code(), p);
-    conn.end_message();
 }

@@ -5,7 +5,8 @@
 //! # Layout
 //!
 //! Pure code, no I/O:
-//! - [`proto`]: framing, parsing and encoding of messages.
+//! - [`framing`]: where a message ends (line or bare), byte by byte.
+//! - [`proto`]: parsing and encoding of one message.
 //! - [`table`]: the server's table and what each operation does to it.
 //! - [`cache`]: the proxy's cache and its eviction policy (FIFO).
 //! - [`buffer`]: the byte buffer behind every connection.
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod client;
 pub mod conn;
 pub mod demo;
+pub mod framing;
 pub mod frontend;
 pub mod proto;
 pub mod proxy;

@@ -198,8 +198,8 @@ fn cmd_proxy(args: &[String]) -> Result<ExitCode, CliError> {
         upstream_timeout: Duration::from_millis(p.get_min("upstream-timeout-ms", 5000u64, 1)?),
         limits: limits(&p)?,
         upstream_framing: match p.raw("upstream-framing").unwrap_or("line") {
-            "line" => tablecache::conn::Framing::Line,
-            "bare" => tablecache::conn::Framing::Bare,
+            "line" => tablecache::framing::Framing::Line,
+            "bare" => tablecache::framing::Framing::Bare,
             v => {
                 return Err(CliError::Usage(format!(
                     "bad value for --upstream-framing: {v:?} (line or bare)"

@@ -1,5 +1,5 @@
-//! The wire protocol, as pure functions over bytes: framing (`check_line`),
-//! parsing (`Request::parse`, `Reply::parse`) and encoding (`encode_*`).
+//! The wire protocol, as pure functions over bytes: parsing
+//! (`Request::parse`, `Reply::parse`) and encoding (`encode_*`).
 //! Nothing here does I/O, so every rule is unit-tested without sockets.
 //! docs/protocol.md is the prose version of this file.
 //!
@@ -11,9 +11,8 @@
 //! OP=GET;CODE=400;MSG=index 12 out of range 0..9
 //! ```
 //!
-//! Framing is decided by the connection (a line ends with `\n`, or a bare
-//! message ends with a pause; see `conn.rs`); this module only ever sees one
-//! whole message body, without its terminator.
+//! Framing (where a message ends) is `framing.rs`'s business; this module
+//! only ever sees one whole message body, without its terminator.
 //!
 //! Hot-path rule: parsing fills caller-owned, reused `Vec`s and encoding
 //! appends to the caller's output buffer, so a steady stream of requests
@@ -21,6 +20,10 @@
 
 use crate::buffer::Buffer;
 use std::fmt;
+
+/// What a node writes to a connection it accepts only to refuse, at its
+/// `--max-connections` limit (the one line written outside any service).
+pub const TOO_MANY_CONNECTIONS: &[u8] = b"CODE=503;MSG=too many connections\n";
 
 /// Default bound on one message's body, in bytes (`--max-message-bytes`).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 65536;
@@ -178,46 +181,6 @@ impl fmt::Display for Problem {
             Problem::AddOverflow => write!(f, "ADD overflow"),
             Problem::TooLong(max) => write!(f, "message over {max} bytes"),
         }
-    }
-}
-
-/// What `check_line` found at the front of a buffer.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Frame {
-    /// One whole line: the body is `buf[..body]` (no `\r\n`), and `total`
-    /// bytes (body and terminator) are to be consumed.
-    Line {
-        /// Length of the body.
-        body: usize,
-        /// Bytes to consume, terminator included.
-        total: usize,
-    },
-    /// No newline yet and still within the limit: wait for more bytes.
-    Incomplete,
-    /// The body is over the limit. With `Some(total)` the line ended within
-    /// the buffer and `total` bytes are to be skipped; with `None` every
-    /// buffered byte is to be skipped, and so is the rest of the line.
-    Oversize(Option<usize>),
-}
-
-/// Finds the first line in `buf`. `from` is how much of `buf` is already
-/// known to hold no newline (so a message arriving a byte at a time is
-/// scanned once, not once per byte). `max` bounds the body.
-pub fn check_line(buf: &[u8], from: usize, max: usize) -> Frame {
-    let from = from.min(buf.len());
-    match buf[from..].iter().position(|&b| b == b'\n') {
-        Some(i) => {
-            let nl = from + i;
-            let body = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
-            if body > max {
-                Frame::Oversize(Some(nl + 1))
-            } else {
-                Frame::Line { body, total: nl + 1 }
-            }
-        }
-        // One byte of slack: a `\r` may still come before the newline.
-        None if buf.len() > max + 1 => Frame::Oversize(None),
-        None => Frame::Incomplete,
     }
 }
 
@@ -508,14 +471,22 @@ pub fn put_i64(out: &mut Buffer, v: i64) {
     out.extend(&tmp[i..]);
 }
 
-fn put_list(out: &mut Buffer, key: &[u8], items: &[i64]) {
-    out.extend(key);
-    for (i, &v) in items.iter().enumerate() {
+/// Appends a comma-separated list of numbers: the one encoder of every
+/// IND and DATA list (requests, replies, STS, DMP).
+#[inline]
+pub fn put_list(out: &mut Buffer, items: impl IntoIterator<Item = i64>) {
+    for (i, v) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         put_i64(out, v);
     }
+}
+
+/// Appends `;KEY=` and the list.
+fn put_field_list(out: &mut Buffer, key: &[u8], items: &[i64]) {
+    out.extend(key);
+    put_list(out, items.iter().copied());
 }
 
 /// Appends a request body: `OP=..[;IND=..][;DATA=..]` (lists omitted when
@@ -524,10 +495,10 @@ pub fn encode_request(out: &mut Buffer, op: Op, ind: &[i64], data: &[i64]) {
     out.extend(b"OP=");
     out.extend(op.name().as_bytes());
     if !ind.is_empty() {
-        put_list(out, b";IND=", ind);
+        put_field_list(out, b";IND=", ind);
     }
     if !data.is_empty() {
-        put_list(out, b";DATA=", data);
+        put_field_list(out, b";DATA=", data);
     }
 }
 
@@ -718,26 +689,7 @@ mod tests {
     }
 
     #[test]
-    fn framing_complete_every_prefix_and_pipelined() {
-        let msg = b"OP=GET;IND=1\r\n";
-        for i in 0..msg.len() {
-            assert_eq!(check_line(&msg[..i], 0, 100), Frame::Incomplete, "prefix {i}");
-        }
-        assert_eq!(check_line(msg, 0, 100), Frame::Line { body: 12, total: 14 });
-        let two = b"OP=CLR\nOP=GET;IND=1\nOP=GE";
-        assert_eq!(check_line(two, 0, 100), Frame::Line { body: 6, total: 7 });
-        assert_eq!(check_line(&two[7..], 0, 100), Frame::Line { body: 12, total: 13 });
-        assert_eq!(check_line(&two[20..], 0, 100), Frame::Incomplete);
-        // `from` skips what was scanned before.
-        assert_eq!(check_line(b"abc\n", 3, 100), Frame::Line { body: 3, total: 4 });
-    }
-
-    #[test]
-    fn framing_oversize() {
-        assert_eq!(check_line(b"12345\n", 0, 4), Frame::Oversize(Some(6)));
-        assert_eq!(check_line(b"1234\r\n", 0, 4), Frame::Line { body: 4, total: 6 });
-        assert_eq!(check_line(b"1234\r", 0, 4), Frame::Incomplete);
-        assert_eq!(check_line(b"123456", 0, 4), Frame::Oversize(None));
+    fn peek_op_names_the_op_of_a_cut_message() {
         assert_eq!(peek_op(b"OP=PUT;IND=1,2,3"), Some(Op::Put));
         assert_eq!(peek_op(b"IND=1"), None);
     }
@@ -757,7 +709,7 @@ mod fuzz {
             let _ = r.parse(&bytes);
             let mut rep = Reply::default();
             let _ = rep.parse(&bytes);
-            let _ = check_line(&bytes, 0, 64);
+            let _ = crate::framing::check_line(&bytes, 0, 64);
             let _ = peek_op(&bytes);
         }
 

@@ -6,9 +6,10 @@
 //!       timeout = node.tick(now)           // fire due timers, learn the next deadline
 //!       poll(events, timeout)              // sleep until a socket is ready or a deadline
 //!       for event in events:
-//!           WAKER   -> node.wake()         // stop() from another thread
-//!           SIGNALS -> node.wake()         // SIGINT / SIGTERM
+//!           WAKER   -> (nothing)           // StopHandle::stop from another thread
+//!           SIGNALS -> note the stop        // SIGINT / SIGTERM
 //!           token   -> node.ready(token)   // error, then read, then write
+//!       if a stop was asked: node.stop()   // once
 //!   }
 //! ```
 //!
@@ -33,6 +34,8 @@ pub const LISTENER: Token = Token(usize::MAX - 2);
 pub const UPSTREAM: Token = Token(usize::MAX - 3);
 /// The token of the signal source (SIGINT, SIGTERM).
 pub const SIGNALS: Token = Token(usize::MAX - 4);
+/// The token of the command-line client's (and the demo's) one connection.
+pub const CLIENT: Token = Token(usize::MAX - 5);
 
 /// How many events one `poll` may return.
 const EVENTS_CAPACITY: usize = 1024;
@@ -141,11 +144,7 @@ impl Reactor {
                 let ms = t.as_micros().div_ceil(1000) as u64;
                 Duration::from_millis(ms)
             });
-            match self.poll.poll(&mut self.events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+            poll(&mut self.poll, &mut self.events, timeout)?;
             let start = Instant::now();
             let stats = node.loop_stats();
             stats.wakeups += 1;
@@ -174,6 +173,19 @@ impl Reactor {
             }
             node.loop_stats().busy_us += start.elapsed().as_micros() as u64;
         }
+    }
+}
+
+/// One `poll`, the way every loop in tablecache calls it: a signal that
+/// interrupts the wait (EINTR) is an empty wakeup, not an error, so the
+/// caller simply goes round again.
+pub fn poll(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+    match poll.poll(events, timeout) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            events.clear();
+            Ok(())
+        }
+        r => r,
     }
 }
 
@@ -256,30 +268,14 @@ impl<N: Node + Send + 'static> Bound<N> {
     }
 }
 
-/// What a timer is for; the node interprets it.
+/// One due timer: what it is for (`K`, each node's own kinds), and which
+/// connection it belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TimerKind {
-    /// A connection's idle timeout.
-    Idle,
-    /// The end of a bare message (the peer's pause).
-    BareIdle,
-    /// The oldest upstream request's deadline.
-    Upstream,
-    /// Reconnect to the upstream after a backoff.
-    Reconnect,
-    /// Retry `accept` after running out of file descriptors.
-    Accept,
-    /// Give up waiting for connections to drain at stop.
-    StopDeadline,
-}
-
-/// One due timer: what it is for, and which connection it belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Timer {
+pub struct Timer<K> {
     /// When it is due.
     pub at: Instant,
     /// Its purpose.
-    pub kind: TimerKind,
+    pub kind: K,
     /// The connection's token (slab key or reserved token).
     pub key: usize,
     /// The connection's generation: a timer for a connection that has since
@@ -291,14 +287,20 @@ pub struct Timer {
 /// closes or is active again is recognised when its timer fires (wrong
 /// `gen`, or a later deadline in the connection itself), which costs
 /// nothing per message.
-#[derive(Debug, Default)]
-pub struct Timers {
-    set: BTreeSet<Timer>,
+#[derive(Debug)]
+pub struct Timers<K> {
+    set: BTreeSet<Timer<K>>,
 }
 
-impl Timers {
+impl<K> Default for Timers<K> {
+    fn default() -> Self {
+        Timers { set: BTreeSet::new() }
+    }
+}
+
+impl<K: Ord + Copy> Timers<K> {
     /// Adds a timer.
-    pub fn add(&mut self, at: Instant, kind: TimerKind, key: usize, gen: u64) {
+    pub fn add(&mut self, at: Instant, kind: K, key: usize, gen: u64) {
         self.set.insert(Timer { at, kind, key, gen });
     }
 
@@ -308,7 +310,7 @@ impl Timers {
     }
 
     /// Removes and returns one timer due at `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+    pub fn pop_due(&mut self, now: Instant) -> Option<Timer<K>> {
         if self.set.first()?.at <= now {
             self.set.pop_first()
         } else {
@@ -343,13 +345,18 @@ mod tests {
     #[test]
     fn timers_pop_in_deadline_order() {
         let t0 = Instant::now();
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+        enum Kind {
+            Idle,
+            Deadline,
+        }
         let mut t = Timers::default();
-        t.add(t0 + Duration::from_millis(5), TimerKind::Idle, 1, 1);
-        t.add(t0 + Duration::from_millis(1), TimerKind::Upstream, 2, 7);
+        t.add(t0 + Duration::from_millis(5), Kind::Idle, 1, 1);
+        t.add(t0 + Duration::from_millis(1), Kind::Deadline, 2, 7);
         assert_eq!(t.next(), Some(t0 + Duration::from_millis(1)));
         assert!(t.pop_due(t0).is_none());
         let first = t.pop_due(t0 + Duration::from_millis(10)).unwrap();
-        assert_eq!((first.kind, first.key, first.gen), (TimerKind::Upstream, 2, 7));
+        assert_eq!((first.kind, first.key, first.gen), (Kind::Deadline, 2, 7));
         assert_eq!(t.pop_due(t0 + Duration::from_millis(10)).unwrap().key, 1);
         assert!(t.is_empty());
     }

@@ -4,9 +4,10 @@
 //!
 //! Run it: `tablecache server --listen 127.0.0.1:8080 --size 10`.
 
+use crate::buffer::Buffer;
 use crate::conn::Conn;
-use crate::frontend::{reply_problem, FrontInfo, Frontend, Limits, Service};
-use crate::proto::{code, encode_field, encode_request, put_i64, Op, Request};
+use crate::frontend::{FrontInfo, Frontend, Limits, Service};
+use crate::proto::{encode_error, encode_field, put_list, Op, Problem, Request};
 use crate::reactor::{Bound, LoopStats, Node, Reactor};
 use crate::table::Table;
 use log::info;
@@ -58,36 +59,30 @@ impl Service for Core {
     type Ext = ();
 
     fn on_message(&mut self, conn: &mut Conn<()>, body: usize, front: &FrontInfo, _now: Instant) {
+        if let Err((op, p)) = self.req.parse(&conn.input.data()[..body]) {
+            return self.reject(conn, op, &p);
+        }
         let out = &mut conn.output;
-        match self.req.parse(&conn.input.data()[..body]) {
-            Err((op, p)) => {
-                self.on_error_reply(p.code());
-                reply_problem(conn, op, &p);
-                return;
-            }
-            Ok(()) => {
-                self.counters.ops[self.req.op as usize] += 1;
-                match self.req.op {
-                    Op::Sts => self.encode_stats(out, front),
-                    Op::Dmp => self.encode_dump(out),
-                    _ => {
-                        if let Err(p) = self.table.execute(&self.req, out) {
-                            self.on_error_reply(p.code());
-                            reply_problem(conn, Some(self.req.op), &p);
-                            return;
-                        }
-                        if self.req.op.is_write() {
-                            log_table(&self.table);
-                        }
-                    }
+        self.counters.ops[self.req.op as usize] += 1;
+        match self.req.op {
+            Op::Sts => self.encode_stats(out, front),
+            Op::Dmp => self.encode_dump(out),
+            _ => {
+                if let Err(p) = self.table.execute(&self.req, out) {
+                    return self.reject(conn, Some(self.req.op), &p);
+                }
+                if self.req.op.is_write() {
+                    log_table(&self.table);
                 }
             }
         }
         conn.end_message();
     }
 
-    fn on_error_reply(&mut self, code: u16) {
-        *self.counters.errors.entry(code).or_default() += 1;
+    fn reject(&mut self, conn: &mut Conn<()>, op: Option<Op>, problem: &Problem) {
+        *self.counters.errors.entry(problem.code()).or_default() += 1;
+        encode_error(&mut conn.output, op, problem.code(), problem);
+        conn.end_message();
     }
 
     fn owes(&self, _conn: &Conn<()>) -> bool {
@@ -98,65 +93,46 @@ impl Service for Core {
 }
 
 impl Core {
-    fn encode_stats(&self, out: &mut crate::buffer::Buffer, front: &FrontInfo) {
-        let s = front.stats;
+    fn encode_stats(&self, out: &mut Buffer, front: &FrontInfo) {
         out.extend(b"OP=STS");
         encode_field(out, "ROLE", &"server");
         encode_field(out, "SIZE", &self.table.size());
-        encode_field(out, "CONNS", &front.connections);
-        encode_field(out, "ACCEPTED", &s.accepted);
-        encode_field(out, "REJECTED", &s.rejected);
-        encode_field(out, "IDLE_CLOSED", &s.idle_closed);
-        encode_field(out, "PAUSED", &s.paused);
-        encode_field(out, "REQS", &s.messages);
+        front.encode_conn_fields(out);
         for op in [Op::Get, Op::Put, Op::Clr, Op::Add, Op::Sts, Op::Dmp] {
             encode_field(out, op.name(), &self.counters.ops[op as usize]);
         }
         for (c, n) in &self.counters.errors {
             encode_field(out, &format!("ERR{c}"), n);
         }
-        encode_field(out, "WAKEUPS", &s.reactor.wakeups);
-        encode_field(out, "EVENTS", &s.reactor.events);
-        encode_field(out, "FULL_BATCHES", &s.reactor.full_batches);
-        encode_field(out, "BUSY_US", &s.reactor.busy_us);
+        front.encode_loop_fields(out);
         out.extend(b";CODE=200");
     }
 
     /// The whole table when it is small; otherwise its non-zero entries.
-    fn encode_dump(&self, out: &mut crate::buffer::Buffer) {
+    fn encode_dump(&self, out: &mut Buffer) {
         let vals = self.table.values();
-        let (ind, data): (Vec<i64>, Vec<i64>) = if vals.len() <= DUMP_MAX {
-            vals.iter().enumerate().map(|(i, &v)| (i as i64, v)).unzip()
-        } else {
+        let sparse = vals.len() > DUMP_MAX;
+        // The listed entries: all of a small table, else the first
+        // DUMP_MAX non-zero ones.
+        let listed = || {
             vals.iter()
                 .enumerate()
-                .filter(|(_, &v)| v != 0)
+                .filter(move |(_, &v)| !sparse || v != 0)
                 .take(DUMP_MAX)
                 .map(|(i, &v)| (i as i64, v))
-                .unzip()
         };
-        encode_request(out, Op::Dmp, &[], &[]);
+        out.extend(b"OP=DMP");
         encode_field(out, "SIZE", &vals.len());
-        if vals.len() > DUMP_MAX {
+        if sparse {
             encode_field(out, "SPARSE", &1);
         }
-        if !ind.is_empty() {
+        if listed().next().is_some() {
             out.extend(b";IND=");
-            join(out, &ind);
+            put_list(out, listed().map(|(i, _)| i));
             out.extend(b";DATA=");
-            join(out, &data);
+            put_list(out, listed().map(|(_, v)| v));
         }
-        out.extend(b";CODE=");
-        put_i64(out, code::OK as i64);
-    }
-}
-
-fn join(out: &mut crate::buffer::Buffer, v: &[i64]) {
-    for (i, &x) in v.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        put_i64(out, x);
+        out.extend(b";CODE=200");
     }
 }
 

@@ -68,10 +68,11 @@ pub struct TokenName(pub mio::Token);
 
 impl std::fmt::Display for TokenName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::reactor::{LISTENER, SIGNALS, UPSTREAM, WAKER};
+        use crate::reactor::{CLIENT, LISTENER, SIGNALS, UPSTREAM, WAKER};
         let name = match self.0 {
             LISTENER => "L",
             UPSTREAM => "U",
+            CLIENT => "C",
             WAKER => "W",
             SIGNALS => "S",
             mio::Token(n) => return f.pad(&n.to_string()),

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tablecache::conn::Framing;
+use tablecache::framing::Framing;
 use tablecache::proxy::{Proxy, ProxyConfig};
 
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers");

@@ -2,8 +2,9 @@
 //! PUT, ADD and CLR requests through a small cache (so hits, misses and
 //! evictions mix), every invocation and reply is timed, and the history is
 //! checked against a model of the whole table with the Wing–Gong search
-//! (with memoisation, as Lowe and Porcupine do). Every PUT writes unique
-//! values, so each read can be traced to its write.
+//! (with memoisation, as Lowe and Porcupine do), with the rule that one
+//! connection's requests take effect in the order it sent them. Every PUT
+//! writes unique values, so each read can be traced to its write.
 
 mod common;
 use common::*;
@@ -25,6 +26,9 @@ enum Op {
 
 #[derive(Debug, Clone)]
 struct Event {
+    /// The client connection, and the request's position in its pipeline.
+    conn: usize,
+    pos: usize,
     op: Op,
     /// Values read (GET) or the sum (ADD).
     result: Vec<i64>,
@@ -112,7 +116,15 @@ fn run_client(addr: std::net::SocketAddr, client: usize, seed: u64, ops: usize, 
                 .collect(),
             _ => vec![],
         };
-        done.push(Event { op, result, call, ret });
+        let pos = done.len();
+        done.push(Event {
+            conn: client,
+            pos,
+            op,
+            result,
+            call,
+            ret,
+        });
     }
     done
 }
@@ -140,8 +152,8 @@ fn step(state: &[i64; SIZE], e: &Event) -> Option<[i64; SIZE]> {
 }
 
 /// Wing–Gong search with memoisation of (linearized set, state). Returns
-/// true if some order of the events, consistent with real time, explains
-/// every result.
+/// true if some order of the events, consistent with real time and with
+/// each connection's order, explains every result.
 fn linearizable(events: &[Event]) -> bool {
     assert!(events.len() <= 128, "the bitset holds 128 events");
     let n = events.len();
@@ -166,6 +178,14 @@ fn linearizable(events: &[Event]) -> bool {
             if done & (1 << i) != 0 || e.call > min_ret {
                 continue;
             }
+            // A connection's requests take effect in the order sent.
+            let earlier_pending = events
+                .iter()
+                .enumerate()
+                .any(|(j, o)| done & (1 << j) == 0 && o.conn == e.conn && o.pos < e.pos);
+            if earlier_pending {
+                continue;
+            }
             if let Some(next) = step(&state, e) {
                 let key = (done | (1 << i), next);
                 if seen.insert(key) {
@@ -184,12 +204,16 @@ fn the_checker_rejects_a_torn_read() {
     // PUT 1=7,2=7 completes; a later GET sees 1 old and 2 new: no instant.
     let h = vec![
         Event {
+            conn: 0,
+            pos: 0,
             op: Op::Put(vec![1, 2], vec![7, 7]),
             result: vec![],
             call: at(0),
             ret: at(10),
         },
         Event {
+            conn: 1,
+            pos: 0,
             op: Op::Get(vec![1, 2]),
             result: vec![0, 7],
             call: at(5),
@@ -215,6 +239,40 @@ fn the_checker_rejects_a_torn_read() {
         },
     ];
     assert!(!linearizable(&stale), "a read after the write returned must see it");
+}
+
+#[test]
+fn the_checker_keeps_each_connections_order() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+    // One connection pipelines PUT 2=5 then GET 2; both overlap in time, so
+    // only the order rule forbids the GET reading the old 0.
+    let put = Event {
+        conn: 0,
+        pos: 0,
+        op: Op::Put(vec![2], vec![5]),
+        result: vec![],
+        call: at(0),
+        ret: at(10),
+    };
+    let get = Event {
+        conn: 0,
+        pos: 1,
+        op: Op::Get(vec![2]),
+        result: vec![0],
+        call: at(1),
+        ret: at(11),
+    };
+    assert!(!linearizable(&[put.clone(), get.clone()]));
+    assert!(linearizable(&[
+        put.clone(),
+        Event {
+            result: vec![5],
+            ..get.clone()
+        }
+    ]));
+    // The same two on different connections may go either way.
+    assert!(linearizable(&[put, Event { conn: 1, pos: 0, ..get }]));
 }
 
 /// Runs `clients` pipelining clients through a 2-entry proxy in front of

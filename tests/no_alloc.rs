@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tablecache::buffer::Buffer;
 use tablecache::cache::{Fifo, Policy};
-use tablecache::proto::{check_line, encode_ok, Frame, Request};
+use tablecache::framing::{check_line, LineScan};
+use tablecache::proto::{encode_ok, Request};
 use tablecache::table::Table;
 
 struct Counting;
@@ -46,7 +47,7 @@ fn a_steady_stream_of_requests_allocates_nothing() {
     let mut run = |rounds: usize| {
         for _ in 0..rounds {
             let mut rest = input;
-            while let Frame::Line { body, total } = check_line(rest, 0, 65536) {
+            while let LineScan::Line { body, total } = check_line(rest, 0, 65536) {
                 req.parse(&rest[..body]).unwrap();
                 table.execute(&req, &mut out).unwrap();
                 out.push(b'\n');

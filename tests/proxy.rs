@@ -369,3 +369,80 @@ fn a_write_whose_outcome_is_unknown_is_not_served_from_the_cache() {
     let r = c.ask("OP=GET;IND=1");
     assert!(r.starts_with("OP=GET;CODE=503;"), "{r}");
 }
+
+#[test]
+fn a_pipelined_put_then_get_reads_its_own_write() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    warm(&mut c, &mut up, "2", "20");
+    // One write, two requests: the GET must see the PUT before it, as it
+    // would on the server, although 2 is cached with its old value.
+    c.send(b"OP=PUT;IND=2;DATA=2\nOP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=2;DATA=2");
+    assert_eq!(up.recv(), "OP=GET;IND=2", "the GET follows its PUT upstream");
+    up.reply("OP=PUT;IND=2;DATA=2;CODE=200");
+    up.reply("OP=GET;IND=2;DATA=2;CODE=200");
+    assert_eq!(c.line(), "OP=PUT;IND=2;DATA=2;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=2;DATA=2;CODE=200");
+    // The write is acknowledged: 2 is a hit again, with the new value.
+    assert_eq!(c.ask("OP=GET;IND=2"), "OP=GET;IND=2;DATA=2;CODE=200");
+    assert!(up.silent_for(50), "served from the cache");
+}
+
+#[test]
+fn a_hit_behind_its_own_pending_miss_sees_a_write_sent_before_that_miss() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut a = Peer::connect(proxy.addr());
+    let mut b = Peer::connect(proxy.addr());
+    warm(&mut a, &mut up, "1", "1");
+    // B's PUT of 1 goes upstream first, then A's miss of 7; A's GET 1 must
+    // take effect after its GET 7, so after B's PUT: it cannot read the
+    // cached 1.
+    b.send(b"OP=PUT;IND=1;DATA=5\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=1;DATA=5");
+    a.send(b"OP=GET;IND=7\nOP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=7");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    up.reply("OP=PUT;IND=1;DATA=5;CODE=200");
+    up.reply("OP=GET;IND=7;DATA=7;CODE=200");
+    up.reply("OP=GET;IND=1;DATA=5;CODE=200");
+    assert_eq!(b.line(), "OP=PUT;IND=1;DATA=5;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=7;DATA=7;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=1;DATA=5;CODE=200");
+}
+
+#[test]
+fn a_hit_behind_its_own_pending_miss_with_no_write_in_flight_stays_a_hit() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut a = Peer::connect(proxy.addr());
+    warm(&mut a, &mut up, "1", "1");
+    a.send(b"OP=GET;IND=7\nOP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=7");
+    assert!(up.silent_for(50), "1 is answered from the cache");
+    up.reply("OP=GET;IND=7;DATA=7;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=7;DATA=7;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=1;DATA=1;CODE=200");
+}
+
+#[test]
+fn an_oversize_line_is_answered_in_its_turn() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    // A miss, a line over --max-message-bytes, another miss: three
+    // replies, in the order asked.
+    let mut msg = b"OP=GET;IND=7\nOP=GET;IND=".to_vec();
+    msg.extend(std::iter::repeat_n(b'1', 70_000));
+    msg.extend(b"\nOP=GET;IND=8\n");
+    c.send(&msg);
+    assert_eq!(up.recv(), "OP=GET;IND=7");
+    assert_eq!(up.recv(), "OP=GET;IND=8");
+    up.reply("OP=GET;IND=7;DATA=7;CODE=200");
+    up.reply("OP=GET;IND=8;DATA=8;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=7;DATA=7;CODE=200");
+    assert_eq!(c.line(), "OP=GET;CODE=413;MSG=message over 65536 bytes");
+    assert_eq!(c.line(), "OP=GET;IND=8;DATA=8;CODE=200");
+}

@@ -129,7 +129,7 @@ fn trace_of_a_get_miss_through_the_proxy() {
         "server's connection from the proxy",
     );
     in_order(
-        &c[&key("client", "tok=U")],
+        &c[&key("client", "tok=C")],
         &["CONNECT_START", "CONNECTED", "STATE", "WRITABLE", "READABLE"],
         "client",
     );

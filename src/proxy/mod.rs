@@ -1,0 +1,220 @@
+//! The caching proxy: clients on one side, one pipelined upstream
+//! connection to the server on the other, a cache in between.
+//!
+//! ```text
+//!  client A ──► [slots: Ready(hit) Waiting(#7) Ready(hit)] ──► replies in order
+//!  client B ──► [slots: Waiting(#8)]
+//!                         ▲                     ▲
+//!                         │ fill on reply       │
+//!   upstream: inflight = [#7 Fetch{3,4} → A.seq 12, #8 Put{1} → B.seq 3]  ◄── replies in order
+//! ```
+//!
+//! Every client connection owns a FIFO of *slots* ([`pending::Slots`]), one
+//! per request still unanswered; a reply is written only once every slot
+//! before it is ready, so a client's replies leave in request order, while
+//! another client's hits never wait (no head-of-line blocking across
+//! clients). The upstream connection owns a FIFO of *in-flight requests*;
+//! the server answers in order, so each reply belongs to the head.
+//!
+//! Worked example (capacity 2, cache {1:10}): client A pipelines `GET 1,3`
+//! and `GET 1`. Index 1 is a hit, 3 a miss: the proxy sends `OP=GET;IND=3`
+//! upstream, pushes a `Waiting` slot for A, and remembers "A wants [10, ?]".
+//! `GET 1` is a hit too, decided now and queued behind as `Ready` (no write
+//! to 1 is in flight, so 1 is still 10 when the fetch takes effect). The
+//! server answers `DATA=30`: 3 enters the cache ({1:10, 3:30}), A's first
+//! reply is built (`IND=1,3;DATA=10,30`), and both replies leave in one
+//! write. Had A pipelined `PUT 1=5` before `GET 1`, the GET would have gone
+//! upstream behind the PUT and read 5 (docs/architecture.md).
+//!
+//! The rooms, following a request:
+//! - [`service`]: the handlers: parse, decide, queue, and `complete` an
+//!   upstream answer into the cache and a reply;
+//! - [`decide`]: hit or fetch, pure;
+//! - [`pending`]: the client slots and the in-flight request, pure;
+//! - [`upstream`]: the server connection; answers leave it as events;
+//! - [`stats`]: STS and DMP;
+//! - this file: the node that wires them to the reactor.
+
+pub mod decide;
+pub mod pending;
+pub mod service;
+pub mod stats;
+pub mod upstream;
+
+use crate::cache::Fifo;
+use crate::conn::Conn;
+use crate::framing::Framing;
+use crate::frontend::{Frontend, Limits};
+use crate::reactor::{earliest, Bound, LoopStats, Node, Reactor, UPSTREAM};
+use log::info;
+use mio::event::Event;
+use mio::Token;
+use pending::{Slots, Waiter};
+use service::{Core, ProxyService};
+use slab::Slab;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use upstream::{UpEvent, Upstream};
+
+/// Settings of a proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Where clients connect (port 0 picks one).
+    pub listen: SocketAddr,
+    /// The server.
+    pub upstream: SocketAddr,
+    /// Cache entries at most.
+    pub capacity: usize,
+    /// An upstream request not answered in this time fails with 504.
+    pub upstream_timeout: Duration,
+    /// Limits on clients (`bare_idle` also ends a bare upstream's replies).
+    pub limits: Limits,
+    /// How the server frames messages: `Line`, or `Bare` for a naive
+    /// server (then one request at a time).
+    pub upstream_framing: Framing,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: "127.0.0.1:8081".parse().expect("literal address"),
+            upstream: "127.0.0.1:8080".parse().expect("literal address"),
+            capacity: 5,
+            upstream_timeout: Duration::from_millis(5000),
+            limits: Limits::default(),
+            upstream_framing: Framing::Line,
+        }
+    }
+}
+
+/// The proxy's node: its listening side, its core and its upstream.
+pub struct ProxyNode {
+    front: Frontend<Slots>,
+    core: Core,
+    up: Upstream,
+    /// Clients that got replies from upstream in this pass (flushed once
+    /// each in `tick`).
+    dirty: Vec<usize>,
+}
+
+/// Puts an upstream answer into its client's slot. A client that is gone
+/// (or whose key now belongs to another connection) is skipped: the reply
+/// is dropped.
+fn deliver(conns: &mut Slab<Conn<Slots>>, dirty: &mut Vec<usize>, core: &mut Core, event: UpEvent) {
+    let Some((w, body)): Option<(Waiter, &[u8])> = core.complete(event) else {
+        return;
+    };
+    let Some(conn) = conns.get_mut(w.key).filter(|c| c.gen == w.gen) else {
+        return;
+    };
+    let end = conn.framer.framing().terminator();
+    if conn.ext.fill(w.seq, body, end, &mut conn.output) {
+        dirty.push(w.key);
+    }
+}
+
+impl ProxyNode {
+    /// Flushes the clients that got replies, and the requests they (or
+    /// anyone) queued upstream meanwhile.
+    fn flush_dirty(&mut self, now: Instant) {
+        let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
+        self.up.flush(now, &mut |e| deliver(conns, dirty, core, e));
+        while !self.dirty.is_empty() {
+            let mut keys = std::mem::take(&mut self.dirty);
+            keys.sort_unstable();
+            keys.dedup();
+            let mut svc = ProxyService {
+                core: &mut self.core,
+                up: &mut self.up,
+            };
+            for &key in &keys {
+                self.front.after_io(&mut svc, key, now);
+            }
+            // Resumed clients may have queued more upstream.
+            let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
+            self.up.flush(now, &mut |e| deliver(conns, dirty, core, e));
+        }
+    }
+}
+
+impl Node for ProxyNode {
+    fn ready(&mut self, token: Token, event: &Event, now: Instant) {
+        if token == UPSTREAM {
+            let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
+            self.up.on_event(event, now, &mut |e| deliver(conns, dirty, core, e));
+        } else {
+            let mut svc = ProxyService {
+                core: &mut self.core,
+                up: &mut self.up,
+            };
+            self.front.ready(&mut svc, token, event, now);
+        }
+    }
+
+    fn tick(&mut self, now: Instant) -> Option<Instant> {
+        let mut svc = ProxyService {
+            core: &mut self.core,
+            up: &mut self.up,
+        };
+        let next_front = self.front.tick(&mut svc, now);
+        let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
+        self.up.fire_timers(now, &mut |e| deliver(conns, dirty, core, e));
+        self.flush_dirty(now);
+        if self.front.stopping() && self.front.conns.is_empty() {
+            self.up.close("proxy stopped");
+        }
+        earliest(earliest(next_front, self.up.next_deadline()), self.front.timers.next())
+    }
+
+    fn stop(&mut self, now: Instant) {
+        info!("proxy stopping: {} clients to finish", self.front.conns.len());
+        self.up.stop();
+        let mut svc = ProxyService {
+            core: &mut self.core,
+            up: &mut self.up,
+        };
+        self.front.stop(&mut svc, now);
+    }
+
+    fn done(&self) -> bool {
+        self.front.finished()
+    }
+
+    fn loop_stats(&mut self) -> &mut LoopStats {
+        &mut self.front.stats.reactor
+    }
+}
+
+/// A bound proxy, ready to run: `Proxy::bind(cfg)?.spawn()?`, or `.run()`.
+pub type Proxy = Bound<ProxyNode>;
+
+impl Proxy {
+    /// Binds the listener and starts connecting to the upstream.
+    pub fn bind(cfg: ProxyConfig) -> io::Result<Proxy> {
+        let reactor = Reactor::new()?;
+        let front = Frontend::bind(cfg.listen, "proxy", cfg.limits.clone(), reactor.registry())?;
+        info!(
+            "proxy listening on {}, upstream {}, cache of {} entries (fifo)",
+            front.local_addr(),
+            cfg.upstream,
+            cfg.capacity
+        );
+        let mut up = Upstream::new(
+            cfg.upstream,
+            cfg.upstream_framing,
+            cfg.upstream_timeout,
+            cfg.limits.bare_idle,
+            reactor.registry(),
+        )?;
+        up.connect(Instant::now());
+        let node = ProxyNode {
+            front,
+            core: Core::new(Box::new(Fifo::new(cfg.capacity))),
+            up,
+            dirty: Vec::new(),
+        };
+        let addr = node.front.local_addr();
+        Ok(Bound::new(reactor, node, addr, "proxy"))
+    }
+}

@@ -1,0 +1,286 @@
+//! The proxy's two queues, as plain data (no sockets, no clock):
+//!
+//! - [`Slots`]: per client, one slot per request still unanswered, in
+//!   arrival order. Replies leave from the head only, so a client's replies
+//!   keep its request order whatever order the answers come in.
+//! - [`UpReq`]: one request in flight upstream. The upstream connection
+//!   keeps them in a FIFO; the server answers in order, so each reply
+//!   belongs to the head ([`UpReq::check_reply`] says whether it does).
+//!
+//! A request names its client by [`Waiter`] `(slab key, generation, slot
+//! sequence)`, never by reference: the client may be gone (or its key
+//! reused) when the reply comes back, and then the reply is dropped.
+
+use crate::buffer::Buffer;
+use crate::proto::{Op, Reply};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// One unanswered request of a client.
+#[derive(Debug)]
+enum Slot {
+    /// Its reply is decided and encoded (terminator included), waiting for
+    /// the replies before it.
+    Ready(Vec<u8>),
+    /// Waiting for the upstream.
+    Waiting,
+}
+
+/// A client's queue of unanswered requests (the proxy's per-connection
+/// state).
+#[derive(Debug, Default)]
+pub struct Slots {
+    slots: VecDeque<Slot>,
+    /// Sequence number of `slots[0]`.
+    head_seq: u64,
+    /// How many slots are `Waiting`: requests of this client that still
+    /// have to take effect upstream.
+    waiting: usize,
+}
+
+impl Slots {
+    /// True when every request of the client has been answered.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Unanswered requests.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Requests of this client still to take effect upstream. A request
+    /// arriving now takes effect after them (the per-connection order).
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Reserves the next slot for a request that goes upstream; returns its
+    /// sequence number.
+    pub fn reserve(&mut self) -> u64 {
+        let seq = self.head_seq + self.slots.len() as u64;
+        self.slots.push_back(Slot::Waiting);
+        self.waiting += 1;
+        seq
+    }
+
+    /// A reply decided now: encoded by `encode` straight into `out` when no
+    /// earlier reply is owed (no copy, no allocation), else kept until its
+    /// turn. `end` is the connection's terminator.
+    pub fn answer(&mut self, out: &mut Buffer, end: &[u8], encode: impl FnOnce(&mut Buffer)) {
+        if self.slots.is_empty() {
+            encode(out);
+            out.extend(end);
+        } else {
+            let mut b = Buffer::new();
+            encode(&mut b);
+            b.extend(end);
+            self.slots.push_back(Slot::Ready(b.data().to_vec()));
+        }
+    }
+
+    /// Fills waiting slot `seq` with `body` and moves every ready reply at
+    /// the head into `out`. False if `seq` names no waiting slot (a reply
+    /// that arrives twice is dropped, never misplaced).
+    pub fn fill(&mut self, seq: u64, body: &[u8], end: &[u8], out: &mut Buffer) -> bool {
+        let Some(idx) = seq.checked_sub(self.head_seq) else {
+            return false;
+        };
+        let Some(slot @ Slot::Waiting) = self.slots.get_mut(idx as usize) else {
+            return false;
+        };
+        self.waiting -= 1;
+        if idx == 0 {
+            // The head: straight out, then whatever was ready behind it.
+            out.extend(body);
+            out.extend(end);
+            self.slots.pop_front();
+            self.head_seq += 1;
+        } else {
+            let mut v = Vec::with_capacity(body.len() + end.len());
+            v.extend_from_slice(body);
+            v.extend_from_slice(end);
+            *slot = Slot::Ready(v);
+        }
+        while let Some(Slot::Ready(_)) = self.slots.front() {
+            if let Some(Slot::Ready(b)) = self.slots.pop_front() {
+                out.extend(&b);
+            }
+            self.head_seq += 1;
+        }
+        true
+    }
+}
+
+/// Where an upstream reply's result goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiter {
+    /// The client's slab key.
+    pub key: usize,
+    /// The client connection's generation (a reused key has another).
+    pub gen: u64,
+    /// The slot in the client's queue.
+    pub seq: u64,
+}
+
+/// What is sent upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpKind {
+    /// A GET of the indices a client's GET or ADD needs from the server.
+    Fetch(Vec<i64>),
+    /// A client's PUT, forwarded (write-through).
+    Put(Vec<i64>, Vec<i64>),
+    /// A client's CLR, forwarded.
+    Clr,
+}
+
+impl UpKind {
+    /// The operation on the wire.
+    pub fn op(&self) -> Op {
+        match self {
+            UpKind::Fetch(_) => Op::Get,
+            UpKind::Put(..) => Op::Put,
+            UpKind::Clr => Op::Clr,
+        }
+    }
+
+    /// For logs and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UpKind::Fetch(_) => "GET (fetch)",
+            UpKind::Put(..) => "PUT (write-through)",
+            UpKind::Clr => "CLR",
+        }
+    }
+}
+
+/// A request in flight upstream, with what its client's reply needs.
+#[derive(Debug)]
+pub struct UpReq {
+    /// What was sent.
+    pub kind: UpKind,
+    /// Whose slot its reply fills.
+    pub waiter: Waiter,
+    /// The client's operation (GET or ADD for a fetch).
+    pub op: Op,
+    /// For GET/ADD: the client's indices, and the values decided at
+    /// arrival (`None`: to be filled from the fetch).
+    pub ind: Vec<i64>,
+    /// See `ind`.
+    pub vals: Vec<Option<i64>>,
+    /// When it was queued upstream (its timeout runs from here).
+    pub queued: Instant,
+}
+
+impl UpReq {
+    /// Whether `r` can be this request's reply. `Err` says why not: the
+    /// connection is out of step and must be reset.
+    pub fn check_reply(&self, r: &Reply) -> Result<(), String> {
+        let expect = self.kind.op();
+        if r.op.is_some_and(|op| op != expect) {
+            return Err(format!(
+                "a {} reply to a {expect} request",
+                r.op.map(|o| o.name()).unwrap_or("?")
+            ));
+        }
+        if let (true, UpKind::Fetch(ind)) = (r.is_ok(), &self.kind) {
+            if r.data.len() != ind.len() || (r.has_ind && r.ind != *ind) {
+                return Err(format!("a GET reply for other indices than {ind:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(b: &Buffer) -> &str {
+        std::str::from_utf8(b.data()).unwrap()
+    }
+
+    #[test]
+    fn a_hit_with_nothing_owed_goes_straight_out() {
+        let mut s = Slots::default();
+        let mut out = Buffer::new();
+        s.answer(&mut out, b"\n", |b| b.extend(b"A"));
+        assert_eq!(text(&out), "A\n");
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn replies_leave_in_request_order_whatever_order_they_are_decided() {
+        let mut s = Slots::default();
+        let mut out = Buffer::new();
+        let miss1 = s.reserve();
+        s.answer(&mut out, b"\n", |b| b.extend(b"hit"));
+        let miss2 = s.reserve();
+        assert_eq!((s.len(), s.waiting()), (3, 2));
+        assert!(out.is_empty(), "the hit waits behind the first miss");
+        // The second miss is answered first: still nothing leaves.
+        assert!(s.fill(miss2, b"m2", b"\n", &mut out));
+        assert!(out.is_empty());
+        assert_eq!(s.waiting(), 1);
+        // The first: all three leave, in order.
+        assert!(s.fill(miss1, b"m1", b"\n", &mut out));
+        assert_eq!(text(&out), "m1\nhit\nm2\n");
+        assert!(s.is_empty());
+        assert_eq!(s.waiting(), 0);
+    }
+
+    #[test]
+    fn a_slot_is_filled_once_and_unknown_sequences_are_ignored() {
+        let mut s = Slots::default();
+        let mut out = Buffer::new();
+        let a = s.reserve();
+        assert!(!s.fill(a + 1, b"x", b"\n", &mut out), "no such slot");
+        assert!(s.fill(a, b"x", b"", &mut out));
+        assert!(!s.fill(a, b"again", b"", &mut out), "already answered");
+        assert_eq!(text(&out), "x");
+        // A later request's sequence keeps counting from where it was.
+        let b = s.reserve();
+        assert_eq!(b, a + 1);
+    }
+
+    #[test]
+    fn an_error_takes_its_turn_between_two_misses() {
+        let mut s = Slots::default();
+        let mut out = Buffer::new();
+        let m7 = s.reserve();
+        s.answer(&mut out, b"\n", |b| b.extend(b"413"));
+        let m8 = s.reserve();
+        assert!(s.fill(m8, b"8", b"\n", &mut out));
+        assert!(s.fill(m7, b"7", b"\n", &mut out));
+        assert_eq!(text(&out), "7\n413\n8\n");
+    }
+
+    fn req(kind: UpKind) -> UpReq {
+        UpReq {
+            kind,
+            waiter: Waiter { key: 0, gen: 1, seq: 0 },
+            op: Op::Get,
+            ind: vec![],
+            vals: vec![],
+            queued: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_reply_must_match_the_head() {
+        let mut r = Reply::default();
+        let fetch = req(UpKind::Fetch(vec![3, 4]));
+        r.parse(b"OP=GET;IND=3,4;DATA=1,2;CODE=200").unwrap();
+        assert!(fetch.check_reply(&r).is_ok());
+        r.parse(b"OP=GET;IND=4,3;DATA=1,2;CODE=200").unwrap();
+        assert!(fetch.check_reply(&r).is_err(), "other indices");
+        r.parse(b"OP=GET;DATA=1;CODE=200").unwrap();
+        assert!(fetch.check_reply(&r).is_err(), "too few values");
+        r.parse(b"OP=PUT;IND=3;DATA=1;CODE=200").unwrap();
+        assert!(fetch.check_reply(&r).is_err(), "another operation");
+        r.parse(b"OP=GET;CODE=400;MSG=no").unwrap();
+        assert!(fetch.check_reply(&r).is_ok(), "an error is an answer");
+        r.parse(b"OP=CLR;CODE=200").unwrap();
+        assert!(req(UpKind::Clr).check_reply(&r).is_ok());
+    }
+}

@@ -1,0 +1,331 @@
+//! What the proxy does with a request and with an upstream answer: the
+//! GET/ADD and PUT/CLR handlers (hit or miss from [`decide`], a slot in the
+//! client's queue, a request upstream), and [`Core::complete`], which
+//! applies an answer to the cache and builds the client's reply.
+//!
+//! Every reply to a client, errors included, goes through the client's
+//! [`Slots`], so it leaves in its turn.
+
+use crate::buffer::Buffer;
+use crate::cache::{IndexMap, Policy};
+use crate::conn::Conn;
+use crate::frontend::{FrontInfo, Service};
+use crate::proto::{encode_error, encode_ok, encode_request, put_list, Op, Problem, Request};
+use crate::proxy::decide::{decide, Plan, Writes};
+use crate::proxy::pending::{Slots, UpKind, UpReq, Waiter};
+use crate::proxy::stats::Counters;
+use crate::proxy::upstream::{UpEvent, Upstream};
+use log::{debug, info};
+use std::time::Instant;
+
+/// A client may have this many requests unanswered before the proxy stops
+/// reading from it (backpressure).
+const MAX_CLIENT_SLOTS: usize = 1024;
+
+/// The cache and everything the handlers keep between requests.
+pub struct Core {
+    /// The cache and its eviction policy.
+    pub cache: Box<dyn Policy + Send>,
+    /// Writes in flight upstream.
+    pub writes: Writes,
+    /// Counters for STS.
+    pub counters: Counters,
+    /// Reused across requests (no allocation per request).
+    req: Request,
+    vals: Vec<Option<i64>>,
+    missing: Vec<i64>,
+    /// The body of the reply [`Core::complete`] built last.
+    body: Buffer,
+}
+
+/// The proxy's [`Service`]: the core and the upstream it sends to, lent
+/// together for one event.
+pub struct ProxyService<'a> {
+    /// Cache, handlers, counters.
+    pub core: &'a mut Core,
+    /// Where misses and writes go.
+    pub up: &'a mut Upstream,
+}
+
+impl Service for ProxyService<'_> {
+    type Ext = Slots;
+
+    fn on_message(&mut self, conn: &mut Conn<Slots>, body: usize, front: &FrontInfo, now: Instant) {
+        let core = &mut *self.core;
+        if let Err((op, p)) = core.req.parse(&conn.input.data()[..body]) {
+            return self.reject(conn, op, &p);
+        }
+        core.counters.requests += 1;
+        let end = conn.framer.framing().terminator();
+        match core.req.op {
+            // Node introspection, decided at arrival.
+            Op::Sts => conn.ext.answer(&mut conn.output, end, |out| {
+                crate::proxy::stats::encode_stats(out, core, self.up, front)
+            }),
+            Op::Dmp => conn.ext.answer(&mut conn.output, end, |out| {
+                crate::proxy::stats::encode_dump(out, &*core.cache)
+            }),
+            Op::Get | Op::Add => core.handle_read(self.up, conn, now),
+            Op::Put | Op::Clr => core.handle_write(self.up, conn, now),
+        }
+    }
+
+    fn reject(&mut self, conn: &mut Conn<Slots>, op: Option<Op>, problem: &Problem) {
+        self.core.counters.error(problem.code());
+        let end = conn.framer.framing().terminator();
+        conn.ext.answer(&mut conn.output, end, |out| {
+            encode_error(out, op, problem.code(), problem)
+        });
+    }
+
+    fn owes(&self, conn: &Conn<Slots>) -> bool {
+        !conn.ext.is_empty()
+    }
+
+    fn congested(&self, conn: &Conn<Slots>) -> bool {
+        conn.ext.len() >= MAX_CLIENT_SLOTS
+    }
+
+    fn on_close(&mut self, conn: &mut Conn<Slots>) {
+        // Replies still in flight for it are applied to the cache and then
+        // dropped when they arrive (the waiter's generation no longer
+        // matches anything).
+        if !conn.ext.is_empty() {
+            debug!(
+                "proxy tok={}: closed with {} replies owed",
+                conn.token.0,
+                conn.ext.len()
+            );
+        }
+    }
+}
+
+impl Core {
+    /// An empty cache.
+    pub fn new(cache: Box<dyn Policy + Send>) -> Core {
+        Core {
+            cache,
+            writes: Writes::default(),
+            counters: Counters::default(),
+            req: Request::default(),
+            vals: Vec::new(),
+            missing: Vec::new(),
+            body: Buffer::new(),
+        }
+    }
+
+    /// GET or ADD: decide now what comes from the cache; fetch the rest in
+    /// one upstream GET.
+    fn handle_read(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, now: Instant) {
+        let op = self.req.op;
+        let behind = conn.ext.waiting() > 0;
+        let plan = decide(
+            &mut *self.cache,
+            &self.writes,
+            behind,
+            &self.req.ind,
+            &mut self.vals,
+            &mut self.missing,
+        );
+        self.counters.count(&self.req.ind, &self.vals);
+        if plan == Plan::Hit {
+            let (ind, vals) = (&self.req.ind, &self.vals);
+            let end = conn.framer.framing().terminator();
+            match sum_if_add(op, vals) {
+                Ok(sum) => conn
+                    .ext
+                    .answer(&mut conn.output, end, |out| encode_values(out, op, ind, vals, sum)),
+                Err(p) => {
+                    self.counters.error(p.code());
+                    conn.ext
+                        .answer(&mut conn.output, end, |out| encode_error(out, Some(op), p.code(), &p));
+                }
+            }
+            return;
+        }
+        let req = UpReq {
+            kind: UpKind::Fetch(self.missing.clone()),
+            waiter: reserve(conn),
+            op,
+            ind: self.req.ind.clone(),
+            vals: self.vals.clone(),
+            queued: now,
+        };
+        self.send(up, req, conn, now);
+    }
+
+    /// PUT or CLR: forward; the cache changes only once the server said 200.
+    fn handle_write(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, now: Instant) {
+        let kind = if self.req.op == Op::Put {
+            UpKind::Put(self.req.ind.clone(), self.req.data.clone())
+        } else {
+            UpKind::Clr
+        };
+        let req = UpReq {
+            kind,
+            waiter: reserve(conn),
+            op: self.req.op,
+            ind: Vec::new(),
+            vals: Vec::new(),
+            queued: now,
+        };
+        self.send(up, req, conn, now);
+    }
+
+    /// Queues a request upstream; when the upstream cannot take it, its
+    /// slot gets a 503 at once.
+    fn send(&mut self, up: &mut Upstream, req: UpReq, conn: &mut Conn<Slots>, now: Instant) {
+        if let Some(why) = up.refusal() {
+            self.counters.error(crate::proto::code::UNAVAILABLE);
+            self.body.clear();
+            encode_error(&mut self.body, Some(req.op), crate::proto::code::UNAVAILABLE, &why);
+            let end = conn.framer.framing().terminator();
+            conn.ext.fill(req.waiter.seq, self.body.data(), end, &mut conn.output);
+            return;
+        }
+        self.writes.begin(&req.kind);
+        up.send(req, now);
+    }
+
+    /// Applies what happened upstream to the cache and builds the client's
+    /// reply; returns whose slot it fills and the reply body.
+    pub fn complete(&mut self, event: UpEvent) -> Option<(Waiter, &[u8])> {
+        self.body.clear();
+        let (req, code) = match event {
+            UpEvent::Connected => {
+                // The server may have restarted with a fresh table while
+                // we were apart: start from an empty cache.
+                if !self.cache.is_empty() {
+                    info!("proxy cache cleared on (re)connect");
+                    self.cache.clear();
+                }
+                return None;
+            }
+            UpEvent::Answered(mut req, reply) => {
+                self.writes.end(&req.kind);
+                if reply.is_ok() {
+                    self.apply_ok(&mut req, &reply.data);
+                    return Some((req.waiter, self.body.data()));
+                }
+                // The server's verdict, passed on unchanged; nothing cached.
+                encode_error(&mut self.body, Some(req.op), reply.code, &reply.msg);
+                (req, reply.code)
+            }
+            UpEvent::Failed(req, code, why) => {
+                self.writes.end(&req.kind);
+                // The server may or may not have applied a write that got
+                // no reply: the cache must not keep serving the old value.
+                match &req.kind {
+                    UpKind::Put(ind, _) => ind.iter().for_each(|&i| self.cache.remove(i)),
+                    UpKind::Clr => self.cache.clear(),
+                    UpKind::Fetch(_) => {}
+                }
+                encode_error(&mut self.body, Some(req.op), code, &why);
+                (req, code)
+            }
+        };
+        self.counters.error(code);
+        Some((req.waiter, self.body.data()))
+    }
+
+    fn apply_ok(&mut self, req: &mut UpReq, data: &[i64]) {
+        match &req.kind {
+            UpKind::Fetch(ind) => {
+                for (&i, &v) in ind.iter().zip(data) {
+                    if let Some((old, oldv)) = self.cache.insert(i, v) {
+                        self.counters.evictions += 1;
+                        info!("proxy cache: {i} in, {old}:{oldv} evicted (oldest)");
+                    }
+                }
+                // Fill what the request did not take from the cache: by scan
+                // for a small fetch, through a map for a big one (a request
+                // of thousands of indices stays linear).
+                if ind.len() <= 16 {
+                    for (slot, want) in req.vals.iter_mut().zip(&req.ind) {
+                        if slot.is_none() {
+                            *slot = ind.iter().position(|i| i == want).map(|p| data[p]);
+                        }
+                    }
+                } else {
+                    let fetched: IndexMap<i64> = ind.iter().copied().zip(data.iter().copied()).collect();
+                    for (slot, want) in req.vals.iter_mut().zip(&req.ind) {
+                        if slot.is_none() {
+                            *slot = fetched.get(want).copied();
+                        }
+                    }
+                }
+                log_cache(&*self.cache);
+                match sum_if_add(req.op, &req.vals) {
+                    Ok(sum) => encode_values(&mut self.body, req.op, &req.ind, &req.vals, sum),
+                    Err(p) => {
+                        self.counters.error(p.code());
+                        encode_error(&mut self.body, Some(req.op), p.code(), &p);
+                    }
+                }
+            }
+            UpKind::Put(ind, data) => {
+                for (&i, &v) in ind.iter().zip(data) {
+                    self.cache.update(i, v);
+                }
+                log_cache(&*self.cache);
+                encode_ok(&mut self.body, Op::Put, ind, data);
+            }
+            UpKind::Clr => {
+                self.cache.clear();
+                log_cache(&*self.cache);
+                encode_ok(&mut self.body, Op::Clr, &[], &[]);
+            }
+        }
+    }
+}
+
+/// Reserves the client's next slot for a request going upstream.
+fn reserve(conn: &mut Conn<Slots>) -> Waiter {
+    Waiter {
+        key: conn.token.0,
+        gen: conn.gen,
+        seq: conn.ext.reserve(),
+    }
+}
+
+/// For an ADD, the sum (overflow-checked); 0 for a GET.
+fn sum_if_add(op: Op, vals: &[Option<i64>]) -> Result<i64, Problem> {
+    if op != Op::Add {
+        return Ok(0);
+    }
+    vals.iter()
+        .try_fold(0i64, |acc, v| acc.checked_add(v.unwrap_or(0)))
+        .ok_or(Problem::AddOverflow)
+}
+
+/// Encodes the success reply of a GET (the values in the order asked) or
+/// an ADD (`sum`).
+fn encode_values(out: &mut Buffer, op: Op, ind: &[i64], vals: &[Option<i64>], sum: i64) {
+    if op == Op::Add {
+        return encode_ok(out, Op::Add, ind, &[sum]);
+    }
+    encode_request(out, Op::Get, ind, &[]);
+    out.extend(b";DATA=");
+    put_list(out, vals.iter().map(|v| v.unwrap_or(0)));
+    out.extend(b";CODE=200");
+}
+
+/// Logs the cache after a change, oldest first (as the seed's proxy prints
+/// its table).
+fn log_cache(c: &dyn Policy) {
+    if !log::log_enabled!(log::Level::Info) {
+        return;
+    }
+    let e = c.entries();
+    if e.len() <= 32 {
+        let cells: Vec<String> = e.iter().map(|(i, v)| format!("{i}:{v}")).collect();
+        info!(
+            "proxy cache [{}] (oldest first, {}/{})",
+            cells.join(" "),
+            e.len(),
+            c.capacity()
+        );
+    } else {
+        info!("proxy cache: {}/{} entries", e.len(), c.capacity());
+    }
+}

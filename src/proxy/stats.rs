@@ -1,0 +1,118 @@
+//! The proxy's counters, and the two introspection replies: STS (counters)
+//! and DMP (the cache in eviction order).
+
+use crate::buffer::Buffer;
+use crate::cache::Policy;
+use crate::frontend::FrontInfo;
+use crate::proto::{encode_field, put_list};
+use crate::proxy::service::Core;
+use crate::proxy::upstream::Upstream;
+use std::collections::BTreeMap;
+
+/// Indices with their own hit and miss counters in STS, at most.
+const MAX_TRACKED_INDICES: usize = 4096;
+/// Entries of HIT_IND / MISS_IND, and of a DMP reply, at most.
+const LIST_MAX: usize = 1024;
+
+/// What STS reports about the cache and the requests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Requests parsed.
+    pub requests: u64,
+    /// Indices answered from the cache.
+    pub hits: u64,
+    /// Indices fetched.
+    pub misses: u64,
+    /// Per index (the first MAX_TRACKED_INDICES seen): hits, misses.
+    by_index: BTreeMap<i64, (u64, u64)>,
+    /// Entries overwritten by a fetch.
+    pub evictions: u64,
+    /// Error replies by code.
+    errors: BTreeMap<u16, u64>,
+}
+
+impl Counters {
+    /// Counts an error reply.
+    pub fn error(&mut self, code: u16) {
+        *self.errors.entry(code).or_default() += 1;
+    }
+
+    /// Counts each index of a request as a hit (value taken from the
+    /// cache) or a miss (value to fetch).
+    pub fn count(&mut self, ind: &[i64], vals: &[Option<i64>]) {
+        for (v, &i) in vals.iter().zip(ind) {
+            let hit = v.is_some();
+            if hit {
+                self.hits += 1;
+            } else {
+                self.misses += 1;
+            }
+            // Clients choose indices, and must not grow this map at will.
+            let room = self.by_index.len() < MAX_TRACKED_INDICES;
+            let e = match self.by_index.get_mut(&i) {
+                Some(e) => e,
+                None if room => self.by_index.entry(i).or_default(),
+                None => continue,
+            };
+            if hit {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+    }
+}
+
+/// The STS reply.
+pub fn encode_stats(out: &mut Buffer, core: &Core, up: &Upstream, front: &FrontInfo) {
+    let c = &core.counters;
+    out.extend(b"OP=STS");
+    encode_field(out, "ROLE", &"proxy");
+    encode_field(out, "POLICY", &core.cache.name());
+    encode_field(out, "CAPACITY", &core.cache.capacity());
+    encode_field(out, "CACHED", &core.cache.len());
+    front.encode_conn_fields(out);
+    encode_field(out, "HITS", &c.hits);
+    encode_field(out, "MISSES", &c.misses);
+    encode_field(out, "EVICTIONS", &c.evictions);
+    encode_field(out, "UPSTREAM", &if up.connected() { "up" } else { "down" });
+    encode_field(out, "UP_REQS", &up.stats.requests);
+    encode_field(out, "UP_INFLIGHT", &up.in_flight());
+    encode_field(out, "UP_RESETS", &up.stats.resets);
+    for (code, n) in &c.errors {
+        encode_field(out, &format!("ERR{code}"), n);
+    }
+    let list = |out: &mut Buffer, key: &[u8], pick: fn(&(u64, u64)) -> u64| {
+        out.extend(key);
+        let mut first = true;
+        for (i, v) in c.by_index.iter().filter(|(_, v)| pick(v) > 0).take(LIST_MAX) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            put_list(out, [*i]);
+            out.push(b':');
+            put_list(out, [pick(v) as i64]);
+        }
+    };
+    list(out, b";HIT_IND=", |v| v.0);
+    list(out, b";MISS_IND=", |v| v.1);
+    front.encode_loop_fields(out);
+    out.extend(b";CODE=200");
+}
+
+/// The DMP reply: the cache in eviction order (next to be evicted first),
+/// at most LIST_MAX entries.
+pub fn encode_dump(out: &mut Buffer, cache: &dyn Policy) {
+    let entries = cache.entries();
+    let shown = &entries[..entries.len().min(LIST_MAX)];
+    out.extend(b"OP=DMP");
+    encode_field(out, "CAPACITY", &cache.capacity());
+    if !shown.is_empty() {
+        out.extend(b";IND=");
+        put_list(out, shown.iter().map(|e| e.0));
+        out.extend(b";DATA=");
+        put_list(out, shown.iter().map(|e| e.1));
+    }
+    out.extend(b";CODE=200");
+}

@@ -1,0 +1,417 @@
+//! The proxy's one connection to the server: connect and reconnect with
+//! backoff, the FIFO of requests in flight, reading and pairing replies,
+//! the request deadline, and the reset that fails everything in flight.
+//!
+//! It knows nothing of clients or of the cache: every reply (or failure)
+//! leaves as an [`UpEvent`] handed to the caller's sink, in the order the
+//! requests were sent, which is the order the server applied them.
+//!
+//! One ordered connection is what makes the cache safe (trap 1 of
+//! docs/architecture.md): a fetch's reply is applied before the reply of a
+//! PUT sent after it. A pool of connections would reopen that gap.
+
+use crate::buffer::Buffer;
+use crate::conn::{is_peer_gone, BarePause, Conn, ConnectOutcome, ReadOutcome, State, WriteOutcome, READ_CHUNK};
+use crate::framing::{Frame, Framer, Framing};
+use crate::proto::{code, encode_request, Reply};
+use crate::proxy::pending::{UpKind, UpReq};
+use crate::reactor::{Timers, UPSTREAM};
+use crate::trace_event;
+use log::{info, warn};
+use mio::event::Event;
+use mio::Registry;
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Requests in flight upstream at most; beyond it, 503 at once.
+const MAX_INFLIGHT: usize = 65536;
+/// Longest upstream reply accepted (a big fetch of a big table).
+const MAX_UPSTREAM_REPLY: usize = 64 << 20;
+/// Reconnect backoff: first wait, and the cap it doubles up to.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The upstream's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UpTimer {
+    /// The connect, or the oldest request in flight, must be answered by now.
+    Deadline,
+    /// Reconnect after a backoff.
+    Reconnect,
+    /// The end of a bare server's reply (its pause).
+    BareIdle,
+}
+
+/// What happened upstream, in order.
+#[derive(Debug)]
+pub enum UpEvent<'a> {
+    /// A (re)connect completed: the server may be a fresh one.
+    Connected,
+    /// The server answered this request.
+    Answered(UpReq, &'a Reply),
+    /// This request got no answer: the connection failed or timed out with
+    /// it in flight (a write may or may not have been applied).
+    Failed(UpReq, u16, &'a str),
+}
+
+/// Upstream counters for STS.
+#[derive(Debug, Default)]
+pub struct UpStats {
+    /// Requests sent.
+    pub requests: u64,
+    /// Times the connection was dropped (failure, timeout, desync).
+    pub resets: u64,
+}
+
+/// The connection to the server and what is in flight on it.
+pub struct Upstream {
+    addr: SocketAddr,
+    /// `None` while down (a reconnect timer is set).
+    conn: Option<Conn<()>>,
+    gen: u64,
+    inflight: VecDeque<UpReq>,
+    /// How many of `inflight` are written (all of them for line framing;
+    /// at most one for a bare server, which cannot tell messages apart
+    /// without a pause).
+    sent: usize,
+    framing: Framing,
+    bare_idle: Duration,
+    /// Replies received on the current connection.
+    replies: u64,
+    timeout: Duration,
+    backoff: Duration,
+    scratch: Buffer,
+    reply: Reply,
+    timers: Timers<UpTimer>,
+    registry: Registry,
+    /// Counters.
+    pub stats: UpStats,
+    stopping: bool,
+}
+
+impl Upstream {
+    /// An upstream to `addr`, not connected yet ([`Upstream::connect`]).
+    pub fn new(
+        addr: SocketAddr,
+        framing: Framing,
+        timeout: Duration,
+        bare_idle: Duration,
+        registry: &Registry,
+    ) -> io::Result<Self> {
+        Ok(Upstream {
+            addr,
+            conn: None,
+            gen: 0,
+            inflight: VecDeque::new(),
+            sent: 0,
+            framing,
+            bare_idle,
+            replies: 0,
+            timeout,
+            backoff: BACKOFF_MIN,
+            scratch: Buffer::with_capacity(READ_CHUNK),
+            reply: Reply::default(),
+            timers: Timers::default(),
+            registry: registry.try_clone()?,
+            stats: UpStats::default(),
+            stopping: false,
+        })
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connected (not just connecting).
+    pub fn connected(&self) -> bool {
+        matches!(&self.conn, Some(c) if c.state() == State::Open)
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// The nearest upstream deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Why a request cannot be queued now (the answer is then a 503), or
+    /// `None` when it can: connected, or a connect in progress (requests
+    /// are sent once connected), and room in the queue.
+    pub fn refusal(&self) -> Option<&'static str> {
+        if self.conn.is_none() {
+            Some("upstream unavailable")
+        } else if self.inflight.len() >= MAX_INFLIGHT {
+            Some("upstream queue full")
+        } else {
+            None
+        }
+    }
+
+    /// Queues a request (written at the next flush). Call only when
+    /// [`Upstream::refusal`] is `None`.
+    pub fn send(&mut self, req: UpReq, now: Instant) {
+        debug_assert!(self.refusal().is_none());
+        let Some(conn) = self.conn.as_mut() else { return };
+        if self.framing != Framing::Bare || self.sent == 0 {
+            write_request(conn, &req.kind);
+            self.sent += 1;
+        }
+        trace_event!(
+            "upstream",
+            UPSTREAM,
+            Some(self.addr),
+            "QUEUED",
+            "{} for client tok={}",
+            req.kind.name(),
+            req.waiter.key
+        );
+        self.stats.requests += 1;
+        if self.inflight.is_empty() {
+            self.timers
+                .add(now + self.timeout, UpTimer::Deadline, UPSTREAM.0, self.gen);
+        }
+        self.inflight.push_back(req);
+    }
+
+    /// Starts a nonblocking connect to the server.
+    pub fn connect(&mut self, now: Instant) {
+        self.gen += 1;
+        self.replies = 0;
+        match Conn::connect(self.addr, UPSTREAM, self.gen, "upstream", &self.registry, now, ()) {
+            Ok(mut conn) => {
+                conn.framer = Framer::new(self.framing);
+                self.conn = Some(conn);
+                self.timers
+                    .add(now + self.timeout, UpTimer::Deadline, UPSTREAM.0, self.gen);
+            }
+            Err(e) => {
+                warn!("proxy upstream {}: connect: {e}", self.addr);
+                self.schedule_reconnect(now);
+            }
+        }
+    }
+
+    /// Handles an event on the upstream socket.
+    pub fn on_event(&mut self, event: &Event, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        if let State::Connecting { .. } = conn.state() {
+            match conn.on_connect_event(&self.registry) {
+                ConnectOutcome::Pending => return,
+                ConnectOutcome::Connected => {
+                    info!("proxy upstream {}: connected", self.addr);
+                    self.backoff = BACKOFF_MIN;
+                    sink(UpEvent::Connected);
+                }
+                ConnectOutcome::Failed(e) => {
+                    let why = format!("connect failed: {e}");
+                    return self.reset(code::UNAVAILABLE, &why, now, sink);
+                }
+            }
+        }
+        if event.is_error() {
+            let e = self.conn.as_ref().and_then(|c| c.sock.take_error().ok().flatten());
+            let why = match e {
+                Some(e) => format!("upstream socket error: {e}"),
+                None => "upstream socket error".to_string(),
+            };
+            return self.reset(code::BAD_GATEWAY, &why, now, sink);
+        }
+        if event.is_readable() || event.is_read_closed() {
+            self.read(now, sink);
+        }
+        self.flush(now, sink);
+    }
+
+    /// Reads and pairs every whole reply with the head of the queue.
+    fn read(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        let mut broken: Option<String> = None;
+        let (inflight, sent, replies, reply) = (&mut self.inflight, &mut self.sent, &mut self.replies, &mut self.reply);
+        let outcome = conn.read_pass(&mut self.scratch, MAX_UPSTREAM_REPLY, usize::MAX, now, |c| loop {
+            let (body, total) = match c.next_message(MAX_UPSTREAM_REPLY) {
+                Frame::Complete { body, total } => (body, total),
+                Frame::Incomplete => return true,
+                Frame::Oversize(_) => {
+                    broken = Some("upstream reply too long".into());
+                    return false;
+                }
+            };
+            let parsed = reply.parse(&c.input.data()[..body]);
+            trace_event!(
+                "upstream",
+                UPSTREAM,
+                c.peer,
+                "DECODED",
+                "{}",
+                String::from_utf8_lossy(&c.input.data()[..body])
+            );
+            c.consume(total);
+            let paired = match (parsed, inflight.front()) {
+                (Err(p), _) => Err(format!("unreadable reply ({p})")),
+                (Ok(()), None) => Err("a reply with no request in flight".into()),
+                (Ok(()), Some(head)) => head.check_reply(reply),
+            };
+            if let Err(why) = paired {
+                broken = Some(format!("upstream out of step: {why}"));
+                return false;
+            }
+            let Some(req) = inflight.pop_front() else { return false };
+            *sent = sent.saturating_sub(1);
+            *replies += 1;
+            if *sent == 0 {
+                // A bare server gets the next request only now.
+                if let Some(next) = inflight.front() {
+                    write_request(c, &next.kind);
+                    *sent = 1;
+                }
+            }
+            sink(UpEvent::Answered(req, reply));
+        });
+        if let Some(why) = broken {
+            return self.reset(code::BAD_GATEWAY, &why, now, sink);
+        }
+        match outcome {
+            ReadOutcome::Eof => {
+                // A server that answers and then closes (many naive ones
+                // do) is reconnected at once; one that never answered is
+                // retried with backoff.
+                let clean = self.inflight.is_empty() && self.replies > 0;
+                self.reset(code::BAD_GATEWAY, "upstream connection lost", now, sink);
+                if clean && !self.stopping {
+                    self.connect(now);
+                }
+            }
+            ReadOutcome::Error(e) => {
+                let lvl = if is_peer_gone(&e) { "lost" } else { "failed" };
+                self.reset(code::BAD_GATEWAY, &format!("upstream connection {lvl}: {e}"), now, sink);
+            }
+            _ => {
+                if let Some(at) = self.conn.as_mut().and_then(|c| c.bare_timer_due(self.bare_idle)) {
+                    self.timers.add(at, UpTimer::BareIdle, UPSTREAM.0, self.gen);
+                }
+            }
+        }
+    }
+
+    /// Writes queued requests (once per loop pass, so requests from many
+    /// clients leave in one write).
+    pub fn flush(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        if conn.state() != State::Open {
+            return;
+        }
+        if let WriteOutcome::Error(e) = conn.flush() {
+            return self.reset(code::BAD_GATEWAY, &format!("upstream write failed: {e}"), now, sink);
+        }
+        if let Err(e) = conn.update_interest(&self.registry) {
+            self.reset(code::BAD_GATEWAY, &format!("reregister: {e}"), now, sink);
+        }
+    }
+
+    /// Fires due timers: the request deadline, reconnects, a bare reply's end.
+    pub fn fire_timers(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        while let Some(t) = self.timers.pop_due(now) {
+            if t.gen != self.gen {
+                continue; // for an upstream connection that is gone
+            }
+            match t.kind {
+                UpTimer::Reconnect => {
+                    if self.conn.is_none() && !self.stopping {
+                        self.connect(now);
+                    }
+                }
+                UpTimer::BareIdle => {
+                    let Some(conn) = self.conn.as_mut() else { continue };
+                    match conn.bare_timer_fired(now, self.bare_idle) {
+                        BarePause::Nothing => {}
+                        BarePause::Rearm(at) => self.timers.add(at, UpTimer::BareIdle, UPSTREAM.0, t.gen),
+                        // The reply is whole: take it (an empty read pass
+                        // hands the input over).
+                        BarePause::Ended => self.read(now, sink),
+                    }
+                }
+                UpTimer::Deadline => self.deadline(t.gen, now, sink),
+            }
+        }
+    }
+
+    fn deadline(&mut self, gen: u64, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        let since = match self.conn.as_ref().map(|c| c.state()) {
+            Some(State::Connecting { since }) => since,
+            _ => match self.inflight.front() {
+                Some(head) => head.queued,
+                None => return,
+            },
+        };
+        let connecting = matches!(self.conn.as_ref().map(|c| c.state()), Some(State::Connecting { .. }));
+        if now < since + self.timeout {
+            self.timers
+                .add(since + self.timeout, UpTimer::Deadline, UPSTREAM.0, gen);
+        } else if connecting {
+            self.reset(code::UNAVAILABLE, "connect timed out", now, sink);
+        } else {
+            self.reset(code::GATEWAY_TIMEOUT, "upstream timeout", now, sink);
+        }
+    }
+
+    /// Drops the connection: every request in flight fails with `code`, in
+    /// order, and a reconnect is scheduled.
+    fn reset(&mut self, code: u16, why: &str, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        self.stats.resets += 1;
+        if let Some(mut c) = self.conn.take() {
+            c.close(&self.registry, why);
+        }
+        self.gen += 1;
+        self.sent = 0;
+        let n = self.inflight.len();
+        if n > 0 {
+            warn!(
+                "proxy upstream {}: {why}; failing {n} requests in flight with {code}",
+                self.addr
+            );
+        } else {
+            info!("proxy upstream {}: {why}", self.addr);
+        }
+        while let Some(req) = self.inflight.pop_front() {
+            sink(UpEvent::Failed(req, code, why));
+        }
+        if !self.stopping {
+            self.schedule_reconnect(now);
+        }
+    }
+
+    fn schedule_reconnect(&mut self, now: Instant) {
+        let wait = self.backoff;
+        info!("proxy upstream {}: reconnecting in {} ms", self.addr, wait.as_millis());
+        self.timers.add(now + wait, UpTimer::Reconnect, UPSTREAM.0, self.gen);
+        self.backoff = (wait * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+    }
+
+    /// No reconnects from now on (the proxy is stopping).
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    /// Closes the connection for good.
+    pub fn close(&mut self, why: &str) {
+        if let Some(mut c) = self.conn.take() {
+            c.close(&self.registry, why);
+        }
+    }
+}
+
+/// Encodes an upstream request into the connection's output.
+fn write_request(up: &mut Conn<()>, kind: &UpKind) {
+    match kind {
+        UpKind::Fetch(ind) => encode_request(&mut up.output, kind.op(), ind, &[]),
+        UpKind::Put(ind, data) => encode_request(&mut up.output, kind.op(), ind, data),
+        UpKind::Clr => encode_request(&mut up.output, kind.op(), &[], &[]),
+    }
+    up.end_message();
+}
