@@ -1,0 +1,381 @@
+//! `tablecache bench`: the load generator and latency meter. One thread,
+//! one `mio::Poll`, many connections, like the other nodes.
+//!
+//! Run it: `tablecache bench --connect 127.0.0.1:8081 --connections 50 --pipeline 16`.
+//!
+//! Two modes:
+//! - **Closed loop** (no `--rate`): every connection keeps `--pipeline`
+//!   requests outstanding and sends the next one as soon as a reply
+//!   arrives. Gives the maximum throughput.
+//! - **Open loop** (`--rate R`): request *k* is *scheduled* at
+//!   `start + k / R`, whatever happened before, and its latency is measured
+//!   **from that scheduled instant**, not from when it could be sent. A
+//!   target that stalls for 100 ms therefore shows up as 100 ms of latency
+//!   for every request scheduled during the stall (the coordinated-omission
+//!   correction wrk2 makes). A request that finds every connection at its
+//!   pipeline limit waits in a backlog, its clock already running.
+//!
+//! What a latency number spans: from the scheduled send time (open loop)
+//! or from just before the request is encoded (closed loop), to the moment
+//! the whole reply line has been read from the socket.
+//!
+//! The rooms: this file (settings, the run), [`load`] (the generator: what
+//! to send, when, on which connection; the replies), [`report`] (what a
+//! run measured, as text and JSON).
+
+mod load;
+mod report;
+
+pub use report::{json, print, render};
+
+use crate::buffer::Buffer;
+use crate::conn::{Conn, State};
+use crate::reactor::poll as poll_retry;
+use hdrhistogram::Histogram;
+use load::{invalid, Bench, Keys, Outstanding, Rng};
+use mio::{Events, Poll, Token};
+use report::{cpu_seconds, proxy_counts};
+use slab::Slab;
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How keys are picked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dist {
+    /// Every key equally likely.
+    Uniform,
+    /// Zipf with exponent `s` (key 0 the most popular).
+    Zipf(f64),
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The target (proxy or server).
+    pub connect: SocketAddr,
+    /// Requests per second (open loop); `None` for closed loop.
+    pub rate: Option<f64>,
+    /// Measured time.
+    pub duration: Duration,
+    /// Time before measuring starts (excluded from the results).
+    pub warmup: Duration,
+    /// Connections.
+    pub connections: usize,
+    /// Requests outstanding per connection at most.
+    pub pipeline: usize,
+    /// Keys are `0..keys`.
+    pub keys: u64,
+    /// Weights of GET, PUT, ADD.
+    pub mix: [u32; 3],
+    /// Indices per request.
+    pub batch: usize,
+    /// Key distribution.
+    pub dist: Dist,
+    /// Print a progress line on a terminal.
+    pub progress: bool,
+    /// Seed of the key and operation choices.
+    pub seed: u64,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            connect: "127.0.0.1:8081".parse().expect("literal address"),
+            rate: None,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            connections: 1,
+            pipeline: 1,
+            keys: 10,
+            mix: [100, 0, 0],
+            batch: 1,
+            dist: Dist::Uniform,
+            progress: false,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// Parses `get=80,put=15,add=5` (missing kinds weigh 0).
+pub fn parse_mix(s: &str) -> Result<[u32; 3], String> {
+    let mut mix = [0u32; 3];
+    for part in s.split(',') {
+        let (k, v) = part.split_once('=').ok_or_else(|| format!("bad mix item {part:?}"))?;
+        let v: u32 = v.trim().parse().map_err(|_| format!("bad weight in {part:?}"))?;
+        let slot = match k.trim().to_ascii_lowercase().as_str() {
+            "get" => 0,
+            "put" => 1,
+            "add" => 2,
+            other => return Err(format!("unknown operation {other:?} in mix (get, put, add)")),
+        };
+        mix[slot] = v;
+    }
+    if mix.iter().sum::<u32>() == 0 {
+        return Err("the mix weighs nothing".into());
+    }
+    Ok(mix)
+}
+
+/// Parses `uniform` or `zipf:S`.
+pub fn parse_dist(s: &str) -> Result<Dist, String> {
+    if s == "uniform" {
+        return Ok(Dist::Uniform);
+    }
+    match s.strip_prefix("zipf:").map(|v| v.parse::<f64>()) {
+        Some(Ok(v)) if v > 0.0 && v.is_finite() => Ok(Dist::Zipf(v)),
+        _ => Err(format!("bad distribution {s:?} (uniform or zipf:S, S > 0)")),
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Replies received in the measured window.
+    pub requests: u64,
+    /// Of those, replies whose CODE was not 200, by code.
+    pub errors: BTreeMap<u16, u64>,
+    /// Measured window, seconds.
+    pub elapsed: f64,
+    /// Latency percentiles, microseconds: p50, p90, p99, p99.9, p99.99, max.
+    pub latency_us: [u64; 6],
+    /// Proxy hit ratio over the run (from STS), when the target is a proxy.
+    pub hit_ratio: Option<f64>,
+    /// Open loop: p99 of the generator's own send lag (µs), i.e. how late
+    /// it sent requests that had a free connection.
+    pub send_lag_p99_us: Option<u64>,
+    /// Open loop: measured requests that had to wait for a connection with
+    /// room (every connection was at its pipeline limit when they were due).
+    pub backlogged: u64,
+    /// CPU time the generator used, as a fraction of the wall time.
+    pub cpu: Option<f64>,
+}
+
+impl Report {
+    /// Total errors.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Replies per second.
+    pub fn throughput(&self) -> f64 {
+        if self.elapsed > 0.0 {
+            self.requests as f64 / self.elapsed
+        } else {
+            0.0
+        }
+    }
+
+    /// True when the generator, not the target, may have limited the run.
+    pub fn generator_fell_behind(&self) -> bool {
+        self.send_lag_p99_us.is_some_and(|l| l > 1000)
+    }
+}
+
+/// Runs a benchmark.
+pub fn run(cfg: BenchConfig) -> io::Result<Report> {
+    if cfg.connections == 0 || cfg.pipeline == 0 || cfg.batch == 0 || cfg.keys == 0 || cfg.mix.iter().sum::<u32>() == 0
+    {
+        return Err(invalid(
+            "connections, pipeline, batch and keys must be at least 1".into(),
+        ));
+    }
+    let before = proxy_counts(cfg.connect);
+    let poll = Poll::new()?;
+    let mut conns = Slab::with_capacity(cfg.connections);
+    let now = Instant::now();
+    for _ in 0..cfg.connections {
+        let entry = conns.vacant_entry();
+        let token = Token(entry.key());
+        let c = Conn::connect(
+            cfg.connect,
+            token,
+            1,
+            "bench",
+            poll.registry(),
+            now,
+            Outstanding::default(),
+        )?;
+        entry.insert(c);
+    }
+    let mut b = Bench {
+        keys: Keys::new(cfg.keys, &cfg.dist),
+        rng: Rng(cfg.seed | 1),
+        cfg,
+        poll,
+        conns,
+        scratch: Buffer::with_capacity(crate::conn::READ_CHUNK),
+        ind: Vec::new(),
+        data: Vec::new(),
+        hist: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| invalid(e.to_string()))?,
+        lag: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| invalid(e.to_string()))?,
+        errors: BTreeMap::new(),
+        measured: 0,
+        measure_from: now,
+        end: now,
+        sched_start: now,
+        next_k: 0,
+        free_since: None,
+        backlogged: 0,
+        cursor: 0,
+        dead: 0,
+        codes: Vec::new(),
+    };
+    let mut events = Events::with_capacity(1024);
+    // Connect everything first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b
+        .conns
+        .iter()
+        .any(|(_, c)| matches!(c.state(), State::Connecting { .. }))
+    {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "connecting timed out"));
+        }
+        poll_retry(&mut b.poll, &mut events, Some(deadline - now))?;
+        for ev in events.iter() {
+            b.ready(ev.token(), ev, now);
+        }
+    }
+    if b.dead > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("cannot connect to {}", b.cfg.connect),
+        ));
+    }
+    let start = Instant::now();
+    b.sched_start = start;
+    b.measure_from = start + b.cfg.warmup;
+    b.end = b.measure_from + b.cfg.duration;
+    b.free_since = Some(start);
+    let cpu0 = cpu_seconds();
+    if b.cfg.rate.is_none() {
+        for k in 0..b.conns.capacity() {
+            if b.conns.contains(k) {
+                b.refill_closed(k, start);
+            }
+        }
+    }
+    b.flush_all()?;
+    let mut last_progress = start;
+    let mut last_count = 0u64;
+    let progress = b.cfg.progress && io::stderr().is_terminal() && io::stdout().is_terminal();
+    loop {
+        let now = Instant::now();
+        if now >= b.end && (b.outstanding() == 0 || now >= b.end + Duration::from_secs(5)) {
+            break;
+        }
+        if b.dead == b.cfg.connections {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "every connection was lost",
+            ));
+        }
+        if let Some(rate) = b.cfg.rate {
+            b.send_due(now, rate);
+            b.flush_all()?;
+        }
+        // Sleep until the next scheduled send or a reply. epoll counts in
+        // milliseconds: for the last sub-millisecond stretch before a send,
+        // poll without sleeping, so requests leave on time (the price is a
+        // busy core at rates over ~1000/s).
+        let timeout = match b.cfg.rate {
+            Some(rate) if now < b.end => {
+                let next = b.sched_start + Duration::from_secs_f64(b.next_k as f64 / rate);
+                let wait = next.saturating_duration_since(now);
+                Some(Duration::from_millis(wait.as_millis() as u64))
+            }
+            _ => Some(Duration::from_millis(100)),
+        };
+        poll_retry(&mut b.poll, &mut events, timeout)?;
+        let now = Instant::now();
+        for ev in events.iter() {
+            b.ready(ev.token(), ev, now);
+        }
+        b.flush_all()?;
+        if progress && now.duration_since(last_progress) >= Duration::from_secs(1) {
+            let rate = (b.measured - last_count) as f64 / now.duration_since(last_progress).as_secs_f64();
+            let p99 = b.hist.value_at_quantile(0.99);
+            let t = now.saturating_duration_since(start).as_secs();
+            eprint!("\r  {t:>3}s  {rate:>10.0} req/s  p99 {p99} us      ");
+            last_progress = now;
+            last_count = b.measured;
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    let wall = b.end.min(Instant::now()).saturating_duration_since(start).as_secs_f64();
+    let cpu = match (cpu0, cpu_seconds()) {
+        (Some(a), Some(z)) if wall > 0.0 => Some((z - a) / wall),
+        _ => None,
+    };
+    let after = proxy_counts(b.cfg.connect);
+    let hit_ratio = match (before, after) {
+        (Some((h0, m0)), Some((h1, m1))) if (h1 + m1) > (h0 + m0) => {
+            Some((h1 - h0) as f64 / ((h1 - h0) + (m1 - m0)) as f64)
+        }
+        _ => None,
+    };
+    let h = &b.hist;
+    let q = |x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
+    Ok(Report {
+        requests: b.measured,
+        errors: b.errors,
+        elapsed: b.cfg.duration.as_secs_f64(),
+        latency_us: [
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            q(0.9999),
+            if h.is_empty() { 0 } else { h.max() },
+        ],
+        hit_ratio,
+        send_lag_p99_us: b.cfg.rate.map(|_| {
+            if b.lag.is_empty() {
+                0
+            } else {
+                b.lag.value_at_quantile(0.99)
+            }
+        }),
+        backlogged: b.backlogged,
+        cpu,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load::reply_code;
+    use super::*;
+
+    #[test]
+    fn mix_and_dist_parse() {
+        assert_eq!(parse_mix("get=80,put=15,add=5").unwrap(), [80, 15, 5]);
+        assert_eq!(parse_mix("put=1").unwrap(), [0, 1, 0]);
+        assert!(parse_mix("get=0").is_err());
+        assert!(parse_mix("mul=3").is_err());
+        assert_eq!(parse_dist("zipf:0.99").unwrap(), Dist::Zipf(0.99));
+        assert!(parse_dist("zipf:-1").is_err());
+    }
+
+    #[test]
+    fn zipf_favours_low_keys_and_stays_in_range() {
+        let k = Keys::new(100, &Dist::Zipf(0.99));
+        let mut rng = Rng(7);
+        let picks: Vec<i64> = (0..10_000).map(|_| k.pick(&mut rng)).collect();
+        assert!(picks.iter().all(|&p| (0..100).contains(&p)));
+        let zeros = picks.iter().filter(|&&p| p == 0).count();
+        let fifties = picks.iter().filter(|&&p| p == 50).count();
+        assert!(zeros > 5 * fifties.max(1), "{zeros} vs {fifties}");
+    }
+
+    #[test]
+    fn reply_codes() {
+        assert_eq!(reply_code(b"OP=GET;IND=1;DATA=2;CODE=200"), 200);
+        assert_eq!(reply_code(b"OP=GET;CODE=503;MSG=upstream unavailable"), 503);
+        assert_eq!(reply_code(b"OP=GET;IND=1;DATA=2"), 200);
+    }
+}

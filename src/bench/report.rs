@@ -1,0 +1,174 @@
+//! What a benchmark run measured, as a human-readable report and as one
+//! JSON line, and the probes it takes around the run (CPU time, a proxy's
+//! hit and miss counts).
+
+use super::{BenchConfig, Dist, Report};
+use crate::client::Client;
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// CPU seconds this process has used (from /proc; `None` elsewhere).
+pub(super) fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some((utime + stime) / 100.0)
+}
+
+/// Hits and misses from a proxy's STS (`None` when the target is not a proxy).
+pub(super) fn proxy_counts(addr: SocketAddr) -> Option<(u64, u64)> {
+    let mut c = Client::connect(addr, Duration::from_secs(5)).ok()?;
+    let line = c.request_raw(b"OP=STS").ok()?;
+    let get = |k: &str| {
+        line.split(';')
+            .find_map(|f| f.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    if !line.contains("ROLE=proxy") {
+        return None;
+    }
+    Some((get("HITS")?, get("MISSES")?))
+}
+
+pub(super) fn mix_text(m: &[u32; 3]) -> String {
+    ["get", "put", "add"]
+        .iter()
+        .zip(m)
+        .filter(|(_, &w)| w > 0)
+        .map(|(n, w)| format!("{n}={w}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(super) fn dist_text(d: &Dist) -> String {
+    match d {
+        Dist::Uniform => "uniform".into(),
+        Dist::Zipf(s) => format!("zipf:{s}"),
+    }
+}
+
+/// The human-readable report.
+pub fn render(cfg: &BenchConfig, r: &Report) -> String {
+    let mut s = String::new();
+    let mode = match cfg.rate {
+        Some(rate) => format!("open loop at {rate} req/s"),
+        None => "closed loop".into(),
+    };
+    let _ = writeln!(
+        s,
+        "tablecache bench: {} {mode}, {} connections x pipeline {}, {} s measured after {} s of warm-up (excluded)",
+        cfg.connect,
+        cfg.connections,
+        cfg.pipeline,
+        cfg.duration.as_secs_f64(),
+        cfg.warmup.as_secs_f64()
+    );
+    let _ = writeln!(
+        s,
+        "  mix {}, {} index(es) per request, {} keys {}",
+        mix_text(&cfg.mix),
+        cfg.batch,
+        cfg.keys,
+        dist_text(&cfg.dist)
+    );
+    let errs: Vec<String> = r.errors.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+    let _ = writeln!(
+        s,
+        "requests    {}  (errors {}{})",
+        r.requests,
+        r.error_count(),
+        if errs.is_empty() {
+            String::new()
+        } else {
+            format!(" = {}", errs.join(", "))
+        }
+    );
+    let _ = writeln!(s, "throughput  {:.0} req/s", r.throughput());
+    let l = r.latency_us;
+    let _ = writeln!(
+        s,
+        "latency us  p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+        l[0], l[1], l[2], l[3], l[4], l[5]
+    );
+    if let Some(h) = r.hit_ratio {
+        let _ = writeln!(s, "hit ratio   {:.1}% (proxy STS before and after)", h * 100.0);
+    }
+    if let Some(cpu) = r.cpu {
+        let _ = writeln!(s, "generator   {:.0}% of one core", cpu * 100.0);
+    }
+    if let Some(lag) = r.send_lag_p99_us {
+        let _ = writeln!(
+            s,
+            "send lag    p99 {lag} us (how late the generator sent requests that had a free connection)"
+        );
+        if r.backlogged > 0 {
+            let _ = writeln!(
+                s,
+                "backlog     {} requests found every connection at its pipeline limit when due (the target fell behind)",
+                r.backlogged
+            );
+        }
+        if r.generator_fell_behind() {
+            let _ = writeln!(
+                s,
+                "WARNING     the generator fell behind its schedule: latencies include its own delay"
+            );
+        }
+    }
+    s
+}
+
+/// The one-line JSON summary (`--json`).
+pub fn json(cfg: &BenchConfig, r: &Report) -> String {
+    let l = r.latency_us;
+    let errs: Vec<String> = r.errors.iter().map(|(c, n)| format!("\"{c}\":{n}")).collect();
+    let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.4}"));
+    format!(
+        concat!(
+            "{{\"requests\":{},\"errors\":{},\"errors_by_code\":{{{}}},\"throughput\":{:.1},",
+            "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"p9999\":{},\"max\":{}}},",
+            "\"hit_ratio\":{},\"generator_cpu\":{},\"send_lag_p99_us\":{},\"backlogged\":{},",
+            "\"target\":\"{}\",\"mode\":\"{}\",\"rate\":{},\"duration_s\":{},\"warmup_s\":{},",
+            "\"connections\":{},\"pipeline\":{},\"keys\":{},\"mix\":\"{}\",\"batch\":{},\"dist\":\"{}\"}}"
+        ),
+        r.requests,
+        r.error_count(),
+        errs.join(","),
+        r.throughput(),
+        l[0],
+        l[1],
+        l[2],
+        l[3],
+        l[4],
+        l[5],
+        opt(r.hit_ratio),
+        opt(r.cpu),
+        r.send_lag_p99_us.map_or("null".to_string(), |v| v.to_string()),
+        r.backlogged,
+        cfg.connect,
+        if cfg.rate.is_some() { "open" } else { "closed" },
+        cfg.rate.map_or("null".to_string(), |v| v.to_string()),
+        cfg.duration.as_secs_f64(),
+        cfg.warmup.as_secs_f64(),
+        cfg.connections,
+        cfg.pipeline,
+        cfg.keys,
+        mix_text(&cfg.mix),
+        cfg.batch,
+        dist_text(&cfg.dist)
+    )
+}
+
+/// Writes the report (and the JSON line) to stdout.
+pub fn print(cfg: &BenchConfig, r: &Report, as_json: bool) {
+    let mut out = io::stdout().lock();
+    let _ = write!(out, "{}", render(cfg, r));
+    if as_json {
+        let _ = writeln!(out, "{}", json(cfg, r));
+    }
+}

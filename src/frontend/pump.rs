@@ -1,0 +1,188 @@
+//! The read → message → reply pump of one connection, and what follows
+//! every burst of I/O: flush, resume a paused reader, close a finished one.
+
+use super::{FrontInfo, FrontStats, FrontTimer, Frontend, Limits, Service, MAX_ROUNDS};
+use crate::conn::{is_peer_gone, Conn, ReadOutcome, State, WriteOutcome, READ_CHUNK};
+use crate::framing::Frame;
+use crate::proto::Problem;
+use crate::trace_event;
+use log::{debug, warn};
+use std::time::Instant;
+
+impl<X: Default> Frontend<X> {
+    /// Reads and handles messages until the socket is drained, the peer
+    /// half-closes, or backpressure pauses the connection.
+    pub(super) fn pump<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, now: Instant) {
+        let read_limit = READ_CHUNK.max(self.limits.max_message_bytes + 2);
+        let connections = self.conns.len();
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let (limits, stats) = (&self.limits, &mut self.stats);
+        let outcome = conn.read_pass(&mut self.scratch, read_limit, MAX_ROUNDS, now, |c| {
+            process(svc, c, limits, stats, connections, now);
+            true
+        });
+        match outcome {
+            // Fairness: this peer keeps its socket full. Let the others have
+            // their turn and come back in `tick` (no new edge would come for
+            // bytes already there).
+            ReadOutcome::Yielded => self.requeue.push((key, conn.gen)),
+            ReadOutcome::Error(e) => return self.io_failed(svc, key, "read", &e),
+            _ => {}
+        }
+        // A message without a newline so far: it ends when the peer has
+        // been quiet for the bare window.
+        if let Some(at) = conn.bare_timer_due(self.limits.bare_idle) {
+            self.timers.add(at, FrontTimer::BareIdle, key, conn.gen);
+        }
+        if conn.state() == State::ReadClosed && !conn.paused && !conn.input.is_empty() {
+            debug!(
+                "{} tok={key}: {} bytes of a partial message dropped at EOF",
+                self.role,
+                conn.input.len()
+            );
+            conn.input.clear();
+        }
+    }
+
+    /// A read or write failed: the connection is dead. A peer that simply
+    /// went away is logged at debug, anything else at warn.
+    fn io_failed<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, what: &str, e: &std::io::Error) {
+        if is_peer_gone(e) {
+            debug!("{} tok={key}: {what}: {e}", self.role);
+        } else {
+            warn!("{} tok={key}: {what}: {e}", self.role);
+        }
+        self.close(svc, key, &format!("{what} error"));
+    }
+
+    /// After events or new output: flush, resume a paused reader, and close
+    /// when the connection is finished. Proxies call this for clients whose
+    /// replies arrived from upstream.
+    pub fn after_io<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, now: Instant) {
+        let mut resumes = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else { return };
+            if !conn.output.is_empty() {
+                if let WriteOutcome::Error(e) = conn.flush() {
+                    return self.io_failed(svc, key, "write", &e);
+                }
+                conn.last_active = now;
+            }
+            // Resume once the peer has taken most of its replies.
+            let resume = conn.paused
+                && conn.output.len() <= self.limits.max_pending_output / 4
+                && !svc.congested(conn)
+                && matches!(conn.state(), State::Open | State::ReadClosed);
+            if !resume {
+                break;
+            }
+            resumes += 1;
+            if resumes > MAX_ROUNDS {
+                // A peer that reads as fast as it writes could keep us here:
+                // finish this pass, resume it from `tick`.
+                self.requeue.push((key, conn.gen));
+                break;
+            }
+            conn.paused = false;
+            trace_event!(
+                conn.role,
+                conn.token,
+                conn.peer,
+                "RESUME",
+                "pending output {} bytes: reading again",
+                conn.output.len()
+            );
+            let n = self.conns.len();
+            let conn = &mut self.conns[key];
+            process(svc, conn, &self.limits, &mut self.stats, n, now);
+            if conn.reading() {
+                self.pump(svc, key, now);
+            }
+        }
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let finished = match conn.state() {
+            State::ReadClosed | State::Closing => conn.output.is_empty() && !svc.owes(conn) && !conn.paused,
+            _ => false,
+        };
+        if finished {
+            let why = if conn.state() == State::ReadClosed {
+                "peer half-closed, all replies sent"
+            } else {
+                "closing, all replies sent"
+            };
+            self.close(svc, key, why);
+            return;
+        }
+        if let Err(e) = conn.update_interest(&self.registry) {
+            warn!("{} tok={key}: reregister: {e}", self.role);
+            self.close(svc, key, "reregister failed");
+        }
+    }
+}
+
+/// Handles every whole message in `conn.input`, in order, until none is
+/// left or the connection pauses.
+pub(super) fn process<S: Service>(
+    svc: &mut S,
+    conn: &mut Conn<S::Ext>,
+    limits: &Limits,
+    stats: &mut FrontStats,
+    connections: usize,
+    now: Instant,
+) {
+    while !conn.paused && matches!(conn.state(), State::Open | State::ReadClosed) {
+        match conn.next_message(limits.max_message_bytes) {
+            Frame::Complete { body, total } => {
+                stats.messages += 1;
+                trace_event!(
+                    conn.role,
+                    conn.token,
+                    conn.peer,
+                    "DECODED",
+                    "{}",
+                    String::from_utf8_lossy(&conn.input.data()[..body])
+                );
+                let info = FrontInfo { stats, connections };
+                let before = conn.output.len();
+                svc.on_message(conn, body, &info, now);
+                if conn.output.len() > before {
+                    trace_event!(
+                        conn.role,
+                        conn.token,
+                        conn.peer,
+                        "QUEUED",
+                        "reply queued, {} bytes to write",
+                        conn.output.len()
+                    );
+                } else {
+                    trace_event!(
+                        conn.role,
+                        conn.token,
+                        conn.peer,
+                        "PENDING",
+                        "reply waits for the upstream or an earlier reply"
+                    );
+                }
+                conn.consume(total);
+                conn.last_active = now;
+            }
+            Frame::Oversize(op) => {
+                svc.reject(conn, op, &Problem::TooLong(limits.max_message_bytes));
+                conn.last_active = now;
+            }
+            Frame::Incomplete => break,
+        }
+        if conn.output.len() > limits.max_pending_output || svc.congested(conn) {
+            conn.paused = true;
+            stats.paused += 1;
+            trace_event!(
+                conn.role,
+                conn.token,
+                conn.peer,
+                "PAUSE",
+                "pending output {} bytes: reading stopped (backpressure)",
+                conn.output.len()
+            );
+        }
+    }
+}

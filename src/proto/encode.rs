@@ -1,0 +1,116 @@
+//! Encoding messages: appends to the caller's output buffer, never
+//! allocates (numbers are formatted by hand, not with `format!`).
+
+use super::Op;
+use crate::buffer::Buffer;
+use std::fmt;
+
+/// Appends the decimal form of `v`; no allocation (unlike `format!`).
+#[inline]
+pub fn put_i64(out: &mut Buffer, v: i64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend(&tmp[i..]);
+}
+
+/// Appends a comma-separated list of numbers: the one encoder of every
+/// IND and DATA list (requests, replies, STS, DMP).
+#[inline]
+pub fn put_list(out: &mut Buffer, items: impl IntoIterator<Item = i64>) {
+    for (i, v) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        put_i64(out, v);
+    }
+}
+
+/// Appends `;KEY=` and the list.
+fn put_field_list(out: &mut Buffer, key: &[u8], items: &[i64]) {
+    out.extend(key);
+    put_list(out, items.iter().copied());
+}
+
+/// Appends a request body: `OP=..[;IND=..][;DATA=..]` (lists omitted when
+/// empty).
+pub fn encode_request(out: &mut Buffer, op: Op, ind: &[i64], data: &[i64]) {
+    out.extend(b"OP=");
+    out.extend(op.name().as_bytes());
+    if !ind.is_empty() {
+        put_field_list(out, b";IND=", ind);
+    }
+    if !data.is_empty() {
+        put_field_list(out, b";DATA=", data);
+    }
+}
+
+/// Appends a success reply body: the request's form plus `CODE=200`.
+pub fn encode_ok(out: &mut Buffer, op: Op, ind: &[i64], data: &[i64]) {
+    encode_request(out, op, ind, data);
+    out.extend(b";CODE=200");
+}
+
+/// Appends an error reply body: `[OP=..;]CODE=..;MSG=..`.
+pub fn encode_error(out: &mut Buffer, op: Option<Op>, code: u16, msg: &dyn fmt::Display) {
+    if let Some(op) = op {
+        out.extend(b"OP=");
+        out.extend(op.name().as_bytes());
+        out.push(b';');
+    }
+    out.extend(b"CODE=");
+    put_i64(out, code as i64);
+    let before = out.len();
+    out.extend(b";MSG=");
+    let start = out.len();
+    let _ = std::io::Write::write_fmt(&mut BufWriter(out), format_args!("{msg}"));
+    if out.len() == start {
+        // No message (a naive upstream may give none): no MSG field.
+        out.truncate(before);
+    }
+    sanitize_tail(out, start.min(out.len()));
+}
+
+/// `KEY=VALUE;` pairs for STS replies.
+pub fn encode_field(out: &mut Buffer, key: &str, value: &dyn fmt::Display) {
+    out.push(b';');
+    out.extend(key.as_bytes());
+    out.push(b'=');
+    let start = out.len();
+    let _ = std::io::Write::write_fmt(&mut BufWriter(out), format_args!("{value}"));
+    sanitize_tail(out, start);
+}
+
+/// MSG and field values must not break framing: `;`, `\r` and `\n` become
+/// blanks (an upstream's MSG is passed on through here too).
+fn sanitize_tail(out: &mut Buffer, start: usize) {
+    for b in &mut out.data_mut()[start..] {
+        if matches!(*b, b';' | b'\n' | b'\r') {
+            *b = b' ';
+        }
+    }
+}
+
+/// `io::Write` over a `Buffer`, for `write!` of Display values.
+struct BufWriter<'a>(&'a mut Buffer);
+
+impl std::io::Write for BufWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.extend(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

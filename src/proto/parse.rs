@@ -1,0 +1,273 @@
+//! Parsing one message body: a request ([`Request::parse`]) or a reply
+//! ([`Reply::parse`]), into caller-owned structs reused from message to
+//! message (no allocation per message once warm).
+
+use super::{code, encode_request, Op, Problem};
+use crate::buffer::Buffer;
+
+/// True if a body holds nothing but blanks (such lines are ignored).
+pub fn is_blank(body: &[u8]) -> bool {
+    body.iter().all(|b| b.is_ascii_whitespace())
+}
+
+/// The OP of a message that may be cut short, if its first field names one
+/// (used to echo OP in a 413 reply).
+pub fn peek_op(buf: &[u8]) -> Option<Op> {
+    let end = buf.iter().position(|&b| b == b';').unwrap_or(buf.len());
+    let (k, v) = split_field(&buf[..end])?;
+    if k.eq_ignore_ascii_case(b"OP") {
+        Op::from_bytes(v)
+    } else {
+        None
+    }
+}
+
+fn trim(mut b: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = b {
+        if first.is_ascii_whitespace() {
+            b = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = b {
+        if last.is_ascii_whitespace() {
+            b = rest;
+        } else {
+            break;
+        }
+    }
+    b
+}
+
+fn split_field(field: &[u8]) -> Option<(&[u8], &[u8])> {
+    let eq = field.iter().position(|&b| b == b'=')?;
+    Some((trim(&field[..eq]), trim(&field[eq + 1..])))
+}
+
+/// Iterates the `KEY=VALUE` fields of a body; a trailing `;` is allowed.
+fn fields(body: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), Problem>> {
+    let body = match body {
+        [rest @ .., b';'] => rest,
+        _ => body,
+    };
+    body.split(|&b| b == b';').map(|f| {
+        if trim(f).is_empty() {
+            Err(Problem::EmptyField)
+        } else {
+            split_field(f).ok_or(Problem::NoEquals)
+        }
+    })
+}
+
+/// Parses one decimal i64 (optional sign, blanks around allowed).
+fn parse_i64(item: &[u8], field: &'static str) -> Result<i64, Problem> {
+    let item = trim(item);
+    let (neg, digits) = match item {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, item),
+    };
+    if item.is_empty() {
+        return Err(Problem::EmptyNumber(field));
+    }
+    if digits.is_empty() {
+        return Err(Problem::NotNumber(field));
+    }
+    // Accumulate negatively so that i64::MIN parses.
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return Err(Problem::NotNumber(field));
+        }
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_sub((d - b'0') as i64))
+            .ok_or(Problem::NumberTooBig(field))?;
+    }
+    if neg {
+        Ok(v)
+    } else {
+        v.checked_neg().ok_or(Problem::NumberTooBig(field))
+    }
+}
+
+/// Parses a comma-separated list into `out` (cleared first).
+fn parse_list(value: &[u8], field: &'static str, out: &mut Vec<i64>) -> Result<(), Problem> {
+    out.clear();
+    for item in value.split(|&b| b == b',') {
+        out.push(parse_i64(item, field)?);
+    }
+    Ok(())
+}
+
+/// A parsed request. Reused from message to message: `parse` overwrites it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The operation.
+    pub op: Op,
+    /// IND, in the order given (empty for CLR, STS, DMP).
+    pub ind: Vec<i64>,
+    /// DATA, in the order given (PUT only).
+    pub data: Vec<i64>,
+}
+
+impl Request {
+    /// A request built from parts (for clients and tests).
+    pub fn new(op: Op, ind: &[i64], data: &[i64]) -> Request {
+        Request {
+            op,
+            ind: ind.to_vec(),
+            data: data.to_vec(),
+        }
+    }
+
+    /// Parses one message body into `self`. On error, `Err` says why and
+    /// `self.op` is the operation if one was recognised, to echo it.
+    pub fn parse(&mut self, body: &[u8]) -> Result<(), (Option<Op>, Problem)> {
+        self.ind.clear();
+        self.data.clear();
+        let mut op = None;
+        let (mut seen_ind, mut seen_data) = (false, false);
+        let mut first_problem = None;
+        if std::str::from_utf8(body).is_err() {
+            first_problem = Some(Problem::NotUtf8);
+        }
+        // One pass over the fields; OP is looked for even after a problem so
+        // that the error reply can echo it.
+        for f in fields(body) {
+            let (k, v) = match f {
+                Ok(kv) => kv,
+                Err(p) => {
+                    first_problem.get_or_insert(p);
+                    continue;
+                }
+            };
+            let res = if k.eq_ignore_ascii_case(b"OP") {
+                if op.is_some() {
+                    Err(Problem::RepeatedField("OP"))
+                } else {
+                    match Op::from_bytes(v) {
+                        Some(o) => {
+                            op = Some(o);
+                            Ok(())
+                        }
+                        None => Err(Problem::UnknownOp(printable(v))),
+                    }
+                }
+            } else if k.eq_ignore_ascii_case(b"IND") {
+                if std::mem::replace(&mut seen_ind, true) {
+                    Err(Problem::RepeatedField("IND"))
+                } else {
+                    parse_list(v, "IND", &mut self.ind)
+                }
+            } else if k.eq_ignore_ascii_case(b"DATA") {
+                if std::mem::replace(&mut seen_data, true) {
+                    Err(Problem::RepeatedField("DATA"))
+                } else {
+                    parse_list(v, "DATA", &mut self.data)
+                }
+            } else {
+                Err(Problem::UnknownField(printable(k)))
+            };
+            if let Err(p) = res {
+                first_problem.get_or_insert(p);
+            }
+        }
+        if let Some(p) = first_problem {
+            return Err((op, p));
+        }
+        let op = op.ok_or((None, Problem::NoOp))?;
+        self.op = op;
+        let fail = |p| Err((Some(op), p));
+        match op {
+            Op::Get | Op::Add | Op::Put if !seen_ind => fail(Problem::MissingInd),
+            Op::Put if !seen_data => fail(Problem::MissingData),
+            Op::Put if self.ind.len() != self.data.len() => fail(Problem::LengthMismatch {
+                ind: self.ind.len(),
+                data: self.data.len(),
+            }),
+            Op::Get | Op::Add if seen_data => fail(Problem::NotAllowed("DATA", op)),
+            Op::Clr | Op::Sts | Op::Dmp if seen_ind => fail(Problem::NotAllowed("IND", op)),
+            Op::Clr | Op::Sts | Op::Dmp if seen_data => fail(Problem::NotAllowed("DATA", op)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends this request's body (no terminator) to `out`.
+    pub fn encode(&self, out: &mut Buffer) {
+        encode_request(out, self.op, &self.ind, &self.data);
+    }
+}
+
+/// Makes a peer's bytes safe to echo in MSG: printable ASCII only, short.
+pub(super) fn printable(b: &[u8]) -> String {
+    b.iter()
+        .take(32)
+        .map(|&c| {
+            if c.is_ascii_graphic() && c != b';' {
+                c as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// A parsed reply, as a client or the proxy sees it. Reused like `Request`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// OP, if the reply names one.
+    pub op: Option<Op>,
+    /// IND, if any.
+    pub ind: Vec<i64>,
+    /// DATA, if any.
+    pub data: Vec<i64>,
+    /// CODE; a reply without CODE counts as 200 (naive servers omit it).
+    pub code: u16,
+    /// MSG, if any.
+    pub msg: String,
+    /// Whether IND and DATA were present.
+    pub has_ind: bool,
+    /// Whether DATA was present.
+    pub has_data: bool,
+}
+
+impl Reply {
+    /// Parses a reply body. Unknown fields are skipped (STS replies carry
+    /// many), so a newer node's reply still parses.
+    pub fn parse(&mut self, body: &[u8]) -> Result<(), Problem> {
+        self.op = None;
+        self.ind.clear();
+        self.data.clear();
+        self.code = code::OK;
+        self.msg.clear();
+        self.has_ind = false;
+        self.has_data = false;
+        let text = std::str::from_utf8(body).map_err(|_| Problem::NotUtf8)?;
+        for f in fields(text.as_bytes()) {
+            let (k, v) = f?;
+            if k.eq_ignore_ascii_case(b"OP") {
+                self.op = Some(Op::from_bytes(v).ok_or_else(|| Problem::UnknownOp(printable(v)))?);
+            } else if k.eq_ignore_ascii_case(b"IND") {
+                self.has_ind = true;
+                parse_list(v, "IND", &mut self.ind)?;
+            } else if k.eq_ignore_ascii_case(b"DATA") {
+                self.has_data = true;
+                parse_list(v, "DATA", &mut self.data)?;
+            } else if k.eq_ignore_ascii_case(b"CODE") {
+                let c = parse_i64(v, "CODE")?;
+                self.code = u16::try_from(c).map_err(|_| Problem::NumberTooBig("CODE"))?;
+            } else if k.eq_ignore_ascii_case(b"MSG") {
+                // Valid UTF-8: the whole body was checked above.
+                self.msg.push_str(std::str::from_utf8(v).unwrap_or("?"));
+            }
+        }
+        Ok(())
+    }
+
+    /// True for CODE=200.
+    pub fn is_ok(&self) -> bool {
+        self.code == code::OK
+    }
+}
