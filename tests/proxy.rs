@@ -446,3 +446,25 @@ fn an_oversize_line_is_answered_in_its_turn() {
     assert_eq!(c.line(), "OP=GET;CODE=413;MSG=message over 65536 bytes");
     assert_eq!(c.line(), "OP=GET;IND=8;DATA=8;CODE=200");
 }
+
+#[test]
+fn a_hit_behind_its_own_pending_miss_may_come_before_a_later_write() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut a = Peer::connect(proxy.addr());
+    let mut b = Peer::connect(proxy.addr());
+    warm(&mut a, &mut up, "1", "1");
+    // A's miss goes upstream first, then B's PUT of 1: A's GET 1 takes
+    // effect between the two, so the cached 1 is the right answer.
+    a.send(b"OP=GET;IND=7\n");
+    assert_eq!(up.recv(), "OP=GET;IND=7");
+    b.send(b"OP=PUT;IND=1;DATA=5\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=1;DATA=5");
+    a.send(b"OP=GET;IND=1\n");
+    assert!(up.silent_for(50), "answered from the cache");
+    up.reply("OP=GET;IND=7;DATA=7;CODE=200");
+    up.reply("OP=PUT;IND=1;DATA=5;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=7;DATA=7;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=1;DATA=1;CODE=200");
+    assert_eq!(b.line(), "OP=PUT;IND=1;DATA=5;CODE=200");
+}

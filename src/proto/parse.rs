@@ -227,7 +227,7 @@ pub struct Reply {
     pub code: u16,
     /// MSG, if any.
     pub msg: String,
-    /// Whether IND and DATA were present.
+    /// Whether IND was present.
     pub has_ind: bool,
     /// Whether DATA was present.
     pub has_data: bool,

@@ -7,10 +7,13 @@
 //!   now; whatever is in flight has not been acknowledged, so it may come
 //!   after).
 //! - Every index cached, the client has earlier requests still upstream,
-//!   and no write (PUT, CLR) to any of those indices is in flight: still a
+//!   and no write (PUT, CLR) to any of those indices that is still in
+//!   flight was sent before the latest of them (or is it): still a
 //!   **hit**, decided now, queued behind them. Its instant is just after
-//!   theirs: every write that could change these values is sent after
-//!   them, so the values are the same then.
+//!   theirs: every write
+//!   that could have changed these values before then has been answered
+//!   (and applied to the cache), and the writes still in flight were sent
+//!   after them, so they may take effect after this read.
 //! - Otherwise a **fetch**: the request goes upstream, in order, after
 //!   everything sent before it. Cached values of indices with a write in
 //!   flight are fetched again (a value from before a write must not be
@@ -19,41 +22,73 @@
 use crate::cache::{IndexMap, Policy};
 use crate::proxy::pending::UpKind;
 
-/// Writes in flight upstream: per index, and CLRs (which write every index).
+/// Writes in flight to one index (or CLRs in flight): how many, and a
+/// lower bound on the upstream sequence number of the oldest.
+#[derive(Debug, Default, Clone, Copy)]
+struct InFlight {
+    count: u32,
+    /// Requests leave the upstream queue in the order sent, so when the
+    /// oldest ends the next one was sent after it: `seq + 1` is a safe
+    /// lower bound without keeping a list per index.
+    oldest: u64,
+}
+
+impl InFlight {
+    fn begin(&mut self, seq: u64) {
+        if self.count == 0 {
+            self.oldest = seq;
+        }
+        self.count += 1;
+    }
+
+    /// Returns true when none is left.
+    fn end(&mut self, seq: u64) -> bool {
+        self.count = self.count.saturating_sub(1);
+        self.oldest = self.oldest.max(seq + 1);
+        self.count == 0
+    }
+
+    fn sent_up_to(&self, seq: u64) -> bool {
+        self.count > 0 && self.oldest <= seq
+    }
+}
+
+/// Writes in flight upstream: per index, and CLRs (which write every
+/// index). `seq` is the upstream sequence number of a request: requests
+/// are numbered in the order they are sent.
 #[derive(Debug, Default)]
 pub struct Writes {
-    per_index: IndexMap<u32>,
-    clr: u32,
+    per_index: IndexMap<InFlight>,
+    clr: InFlight,
 }
 
 impl Writes {
-    /// A request was sent upstream.
-    pub fn begin(&mut self, kind: &UpKind) {
+    /// Request `seq` was sent upstream.
+    pub fn begin(&mut self, kind: &UpKind, seq: u64) {
         match kind {
             UpKind::Put(ind, _) => {
                 for &i in ind {
-                    *self.per_index.entry(i).or_default() += 1;
+                    self.per_index.entry(i).or_default().begin(seq);
                 }
             }
-            UpKind::Clr => self.clr += 1,
+            UpKind::Clr => self.clr.begin(seq),
             UpKind::Fetch(_) => {}
         }
     }
 
-    /// A request left the upstream queue (answered or failed).
-    pub fn end(&mut self, kind: &UpKind) {
+    /// Request `seq` left the upstream queue (answered or failed).
+    pub fn end(&mut self, kind: &UpKind, seq: u64) {
         match kind {
             UpKind::Put(ind, _) => {
                 for i in ind {
-                    if let Some(n) = self.per_index.get_mut(i) {
-                        *n -= 1;
-                        if *n == 0 {
-                            self.per_index.remove(i);
-                        }
+                    if self.per_index.get_mut(i).is_some_and(|w| w.end(seq)) {
+                        self.per_index.remove(i);
                     }
                 }
             }
-            UpKind::Clr => self.clr = self.clr.saturating_sub(1),
+            UpKind::Clr => {
+                self.clr.end(seq);
+            }
             UpKind::Fetch(_) => {}
         }
     }
@@ -61,7 +96,14 @@ impl Writes {
     /// True if a write that may change `index` is in flight.
     #[inline]
     pub fn touches(&self, index: i64) -> bool {
-        self.clr > 0 || (!self.per_index.is_empty() && self.per_index.contains_key(&index))
+        self.clr.count > 0 || (!self.per_index.is_empty() && self.per_index.contains_key(&index))
+    }
+
+    /// True if a write that may change `index` is in flight and is request
+    /// `seq` or was sent before it.
+    #[inline]
+    pub fn touches_up_to(&self, index: i64, seq: u64) -> bool {
+        self.clr.sent_up_to(seq) || self.per_index.get(&index).is_some_and(|w| w.sent_up_to(seq))
     }
 }
 
@@ -75,14 +117,15 @@ pub enum Plan {
     Fetch,
 }
 
-/// Decides a GET or ADD of `ind`. `behind` is true when the client has
-/// earlier requests still to take effect upstream. Fills `vals` (one per
-/// index asked) and, for a fetch, `missing` (each index once, in the order
-/// first asked).
+/// Decides a GET or ADD of `ind`. `behind` is the upstream sequence number
+/// of the client's latest request still in flight, if it has one (its
+/// earlier requests must take effect first). Fills `vals` (one per index
+/// asked) and, for a fetch, `missing` (each index once, in the order first
+/// asked).
 pub fn decide(
     cache: &mut dyn Policy,
     writes: &Writes,
-    behind: bool,
+    behind: Option<u64>,
     ind: &[i64],
     vals: &mut Vec<Option<i64>>,
     missing: &mut Vec<i64>,
@@ -95,7 +138,11 @@ pub fn decide(
         all_hit &= v.is_some();
         vals.push(v);
     }
-    if all_hit && (!behind || !ind.iter().any(|&i| writes.touches(i))) {
+    let safe = match behind {
+        None => true,
+        Some(seq) => !ind.iter().any(|&i| writes.touches_up_to(i, seq)),
+    };
+    if all_hit && safe {
         return Plan::Hit;
     }
     for (v, &i) in vals.iter_mut().zip(ind) {
@@ -127,7 +174,7 @@ mod tests {
         c
     }
 
-    fn run(c: &mut Fifo, w: &Writes, behind: bool, ind: &[i64]) -> (Plan, Vec<Option<i64>>, Vec<i64>) {
+    fn run(c: &mut Fifo, w: &Writes, behind: Option<u64>, ind: &[i64]) -> (Plan, Vec<Option<i64>>, Vec<i64>) {
         let (mut vals, mut missing) = (Vec::new(), Vec::new());
         let plan = decide(c, w, behind, ind, &mut vals, &mut missing);
         (plan, vals, missing)
@@ -137,19 +184,20 @@ mod tests {
     fn all_cached_is_a_hit_whatever_is_in_flight_when_nothing_is_owed_before() {
         let mut c = cache(&[(1, 10), (2, 20)]);
         let mut w = Writes::default();
-        w.begin(&UpKind::Put(vec![2], vec![5]));
-        let (plan, vals, _) = run(&mut c, &w, false, &[1, 2]);
+        w.begin(&UpKind::Put(vec![2], vec![5]), 1);
+        let (plan, vals, _) = run(&mut c, &w, None, &[1, 2]);
         assert_eq!(plan, Plan::Hit);
         assert_eq!(vals, [Some(10), Some(20)]);
     }
 
     #[test]
     fn behind_its_own_pending_request_a_written_index_is_fetched() {
-        // A client pipelines PUT 2=5 then GET 2, with 2 cached at 20.
+        // A client pipelines PUT 2=5 (upstream request 1) then GET 2, with
+        // 2 cached at 20.
         let mut c = cache(&[(1, 10), (2, 20)]);
         let mut w = Writes::default();
-        w.begin(&UpKind::Put(vec![2], vec![5]));
-        let (plan, vals, missing) = run(&mut c, &w, true, &[1, 2]);
+        w.begin(&UpKind::Put(vec![2], vec![5]), 1);
+        let (plan, vals, missing) = run(&mut c, &w, Some(1), &[1, 2]);
         assert_eq!(plan, Plan::Fetch);
         assert_eq!(vals, [Some(10), None], "1 kept from the cache, 2 fetched");
         assert_eq!(missing, [2]);
@@ -159,21 +207,46 @@ mod tests {
     fn behind_its_own_pending_request_an_unwritten_index_stays_a_hit() {
         let mut c = cache(&[(1, 10)]);
         let mut w = Writes::default();
-        w.begin(&UpKind::Put(vec![2], vec![5]));
-        assert_eq!(run(&mut c, &w, true, &[1]).0, Plan::Hit);
-        w.end(&UpKind::Put(vec![2], vec![5]));
-        w.begin(&UpKind::Clr);
-        assert_eq!(run(&mut c, &w, true, &[1]).0, Plan::Fetch, "a CLR writes every index");
-        w.end(&UpKind::Clr);
-        assert_eq!(run(&mut c, &w, true, &[1]).0, Plan::Hit);
+        w.begin(&UpKind::Put(vec![2], vec![5]), 1);
+        assert_eq!(run(&mut c, &w, Some(2), &[1]).0, Plan::Hit);
+        w.end(&UpKind::Put(vec![2], vec![5]), 1);
+        w.begin(&UpKind::Clr, 3);
+        assert_eq!(
+            run(&mut c, &w, Some(4), &[1]).0,
+            Plan::Fetch,
+            "a CLR writes every index"
+        );
+        w.end(&UpKind::Clr, 3);
+        assert_eq!(run(&mut c, &w, Some(4), &[1]).0, Plan::Hit);
+    }
+
+    #[test]
+    fn a_write_sent_after_the_clients_pending_request_may_come_after_the_hit() {
+        // The client's miss is upstream request 5; another client's PUT of
+        // 1 is request 6: the hit takes effect between the two.
+        let mut c = cache(&[(1, 10)]);
+        let mut w = Writes::default();
+        w.begin(&UpKind::Put(vec![1], vec![7]), 6);
+        assert_eq!(run(&mut c, &w, Some(5), &[1]).0, Plan::Hit);
+        // The same PUT sent before the client's request: fetched again.
+        assert_eq!(run(&mut c, &w, Some(7), &[1]).0, Plan::Fetch);
+        // Two PUTs of 1 in flight, 6 and 9. When 6 ends, only a lower bound
+        // of the oldest is kept (7): safe, if cautious for a request at 8.
+        w.begin(&UpKind::Put(vec![1], vec![8]), 9);
+        w.end(&UpKind::Put(vec![1], vec![7]), 6);
+        assert_eq!(run(&mut c, &w, Some(6), &[1]).0, Plan::Hit);
+        assert_eq!(run(&mut c, &w, Some(8), &[1]).0, Plan::Fetch);
+        assert_eq!(run(&mut c, &w, Some(9), &[1]).0, Plan::Fetch, "behind its own PUT");
+        w.end(&UpKind::Put(vec![1], vec![8]), 9);
+        assert_eq!(run(&mut c, &w, Some(10), &[1]).0, Plan::Hit, "no write left");
     }
 
     #[test]
     fn a_miss_fetches_each_missing_index_once_and_refetches_written_ones() {
         let mut c = cache(&[(1, 10), (2, 20)]);
         let mut w = Writes::default();
-        w.begin(&UpKind::Put(vec![1], vec![7]));
-        let (plan, vals, missing) = run(&mut c, &w, false, &[3, 1, 2, 3, 1]);
+        w.begin(&UpKind::Put(vec![1], vec![7]), 1);
+        let (plan, vals, missing) = run(&mut c, &w, None, &[3, 1, 2, 3, 1]);
         assert_eq!(plan, Plan::Fetch);
         assert_eq!(vals, [None, None, Some(20), None, None]);
         assert_eq!(missing, [3, 1]);
@@ -183,13 +256,13 @@ mod tests {
     fn writes_count_per_index_until_the_last_one_ends() {
         let mut w = Writes::default();
         let put = UpKind::Put(vec![4, 4], vec![1, 2]);
-        w.begin(&put);
-        w.begin(&UpKind::Put(vec![4], vec![3]));
-        w.end(&put);
+        w.begin(&put, 1);
+        w.begin(&UpKind::Put(vec![4], vec![3]), 2);
+        w.end(&put, 1);
         assert!(w.touches(4));
-        w.end(&UpKind::Put(vec![4], vec![3]));
+        w.end(&UpKind::Put(vec![4], vec![3]), 2);
         assert!(!w.touches(4));
-        w.begin(&UpKind::Fetch(vec![4]));
+        w.begin(&UpKind::Fetch(vec![4]), 3);
         assert!(!w.touches(4), "a fetch is not a write");
     }
 }

@@ -36,6 +36,8 @@ pub struct Slots {
     /// How many slots are `Waiting`: requests of this client that still
     /// have to take effect upstream.
     waiting: usize,
+    /// The upstream sequence number of this client's latest request sent.
+    last_sent: u64,
 }
 
 impl Slots {
@@ -53,6 +55,19 @@ impl Slots {
     /// arriving now takes effect after them (the per-connection order).
     pub fn waiting(&self) -> usize {
         self.waiting
+    }
+
+    /// The request in slot just reserved went upstream as request `seq`.
+    pub fn sent(&mut self, seq: u64) {
+        self.last_sent = seq;
+    }
+
+    /// The upstream sequence number of the client's latest request still in
+    /// flight, if any: a request arriving now must take effect after it.
+    /// (The upstream answers in order, so while any of the client's
+    /// requests is in flight, its latest is.)
+    pub fn behind(&self) -> Option<u64> {
+        (self.waiting > 0).then_some(self.last_sent)
     }
 
     /// Reserves the next slot for a request that goes upstream; returns its
@@ -159,6 +174,8 @@ impl UpKind {
 pub struct UpReq {
     /// What was sent.
     pub kind: UpKind,
+    /// Its upstream sequence number (requests are numbered as sent).
+    pub seq: u64,
     /// Whose slot its reply fills.
     pub waiter: Waiter,
     /// The client's operation (GET or ADD for a fetch).
@@ -215,8 +232,10 @@ mod tests {
         let mut out = Buffer::new();
         let miss1 = s.reserve();
         s.answer(&mut out, b"\n", |b| b.extend(b"hit"));
+        s.sent(7);
         let miss2 = s.reserve();
-        assert_eq!((s.len(), s.waiting()), (3, 2));
+        s.sent(8);
+        assert_eq!((s.len(), s.waiting(), s.behind()), (3, 2, Some(8)));
         assert!(out.is_empty(), "the hit waits behind the first miss");
         // The second miss is answered first: still nothing leaves.
         assert!(s.fill(miss2, b"m2", b"\n", &mut out));
@@ -226,7 +245,7 @@ mod tests {
         assert!(s.fill(miss1, b"m1", b"\n", &mut out));
         assert_eq!(text(&out), "m1\nhit\nm2\n");
         assert!(s.is_empty());
-        assert_eq!(s.waiting(), 0);
+        assert_eq!((s.waiting(), s.behind()), (0, None));
     }
 
     #[test]
@@ -258,6 +277,7 @@ mod tests {
     fn req(kind: UpKind) -> UpReq {
         UpReq {
             kind,
+            seq: 0,
             waiter: Waiter { key: 0, gen: 1, seq: 0 },
             op: Op::Get,
             ind: vec![],

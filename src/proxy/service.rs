@@ -36,6 +36,8 @@ pub struct Core {
     missing: Vec<i64>,
     /// The body of the reply [`Core::complete`] built last.
     body: Buffer,
+    /// The sequence number the next request sent upstream gets.
+    next_seq: u64,
 }
 
 /// The proxy's [`Service`]: the core and the upstream it sends to, lent
@@ -111,6 +113,7 @@ impl Core {
             vals: Vec::new(),
             missing: Vec::new(),
             body: Buffer::new(),
+            next_seq: 1,
         }
     }
 
@@ -118,7 +121,7 @@ impl Core {
     /// one upstream GET.
     fn handle_read(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, now: Instant) {
         let op = self.req.op;
-        let behind = conn.ext.waiting() > 0;
+        let behind = conn.ext.behind();
         let plan = decide(
             &mut *self.cache,
             &self.writes,
@@ -145,6 +148,7 @@ impl Core {
         }
         let req = UpReq {
             kind: UpKind::Fetch(self.missing.clone()),
+            seq: 0,
             waiter: reserve(conn),
             op,
             ind: self.req.ind.clone(),
@@ -163,6 +167,7 @@ impl Core {
         };
         let req = UpReq {
             kind,
+            seq: 0,
             waiter: reserve(conn),
             op: self.req.op,
             ind: Vec::new(),
@@ -174,7 +179,7 @@ impl Core {
 
     /// Queues a request upstream; when the upstream cannot take it, its
     /// slot gets a 503 at once.
-    fn send(&mut self, up: &mut Upstream, req: UpReq, conn: &mut Conn<Slots>, now: Instant) {
+    fn send(&mut self, up: &mut Upstream, mut req: UpReq, conn: &mut Conn<Slots>, now: Instant) {
         if let Some(why) = up.refusal() {
             self.counters.error(crate::proto::code::UNAVAILABLE);
             self.body.clear();
@@ -183,7 +188,10 @@ impl Core {
             conn.ext.fill(req.waiter.seq, self.body.data(), end, &mut conn.output);
             return;
         }
-        self.writes.begin(&req.kind);
+        req.seq = self.next_seq;
+        self.next_seq += 1;
+        self.writes.begin(&req.kind, req.seq);
+        conn.ext.sent(req.seq);
         up.send(req, now);
     }
 
@@ -202,7 +210,7 @@ impl Core {
                 return None;
             }
             UpEvent::Answered(mut req, reply) => {
-                self.writes.end(&req.kind);
+                self.writes.end(&req.kind, req.seq);
                 if reply.is_ok() {
                     self.apply_ok(&mut req, &reply.data);
                     return Some((req.waiter, self.body.data()));
@@ -212,7 +220,7 @@ impl Core {
                 (req, reply.code)
             }
             UpEvent::Failed(req, code, why) => {
-                self.writes.end(&req.kind);
+                self.writes.end(&req.kind, req.seq);
                 // The server may or may not have applied a write that got
                 // no reply: the cache must not keep serving the old value.
                 match &req.kind {

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# A/B comparison of two tablecache builds, interleaved, with ONE generator
+# (the `bench` of build A) so the generator's own cost is the same on both
+# sides. Each round starts a fresh server and proxy of each build at the
+# default flags (--log-level warn) and runs every shape against both.
+# Usage: benches/ab.sh BIN_A BIN_B [ROUNDS] [SECONDS]
+# Prints one line per run: round shape build req/s p50_us p99_us hit-ratio errors.
+set -euo pipefail
+A=$1; B=$2; R=${3:-3}; D=${4:-3}
+tmp=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+# Starts a node in the background; its address is left in $addr.
+start() { # bin name args...
+  local bin=$1 name=$2; shift 2
+  "$bin" "$@" --listen 127.0.0.1:0 --log-level warn >"$tmp/$name" 2>/dev/null &
+  pids+=($!)
+  until grep -q listening "$tmp/$name"; do sleep 0.05; done
+  addr=$(sed 's/listening on //' "$tmp/$name")
+}
+shapes=(
+  "hits-1x1|--keys 5 --connections 1 --pipeline 1"
+  "hits-50x16|--keys 5 --connections 50 --pipeline 16"
+  "misses-50x16|--keys 100000 --connections 50 --pipeline 16"
+  "mixed-50x16|--keys 10 --mix get=80,put=15,add=5 --connections 50 --pipeline 16"
+)
+for r in $(seq 1 "$R"); do
+  for shape in "${shapes[@]}"; do
+    name=${shape%%|*}; args=${shape#*|}
+    for side in A B; do
+      bin=$A; [ "$side" = B ] && bin=$B
+      start "$bin" "s$side$r$name" server --size 100000; S=$addr
+      start "$bin" "p$side$r$name" proxy --upstream "$S"; P=$addr
+      # shellcheck disable=SC2086
+      json=$("$A" bench --connect "$P" --duration "$D" --warmup 1 --json $args | tail -1)
+      echo "$r $name $side $json" | python3 -c '
+import json,sys
+r,name,side,js=sys.stdin.read().split(" ",3)
+j=json.loads(js)
+l=j["latency_us"]; print(r,name,side,round(j["throughput"]),l["p50"],l["p99"],j["hit_ratio"],j["errors"])'
+      kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; pids=()
+    done
+  done
+done
