@@ -5,27 +5,33 @@
 //! # Layout
 //!
 //! Pure code, no I/O:
-//! - [`framing`]: where a message ends (line or bare), byte by byte.
-//! - [`proto`]: parsing and encoding of one message.
+//! - [`framing`]: where a message ends (line, bare, detect), byte by byte.
+//! - [`proto`]: one message: parsing and encoding requests and replies.
 //! - [`table`]: the server's table and what each operation does to it.
 //! - [`cache`]: the proxy's cache and its eviction policy (FIFO).
 //! - [`buffer`]: the byte buffer behind every connection.
 //!
 //! The reactor pieces:
-//! - [`reactor`]: the poll loop, reserved tokens, timers, stop handle, signals.
-//! - [`conn`]: one connection's state machine, buffers and read/write pumps.
+//! - [`reactor`]: the poll loop, reserved tokens, timers, stop handle,
+//!   signals.
+//! - [`conn`]: one connection's state machine and buffers, and the one
+//!   I/O path per verb: connect, read pass, flush, bare pause timer.
 //! - [`frontend`]: the listening side shared by server and proxy (accept,
-//!   limits, backpressure, idle timeouts, graceful stop).
+//!   limits, the read → message → reply pump, backpressure, idle
+//!   timeouts, graceful stop) and the [`frontend::Service`] trait.
 //!
 //! The nodes:
 //! - [`server`]: the table server.
-//! - [`proxy`]: the caching proxy and its queue of pending upstream requests.
+//! - [`proxy`]: the caching proxy, in rooms: `service` (handlers),
+//!   `decide` (hit or fetch), `pending` (reply slots, requests in flight),
+//!   `upstream` (the server connection), `stats` (STS, DMP).
 //! - [`client`]: the command-line client.
 //! - [`bench`]: the load generator and latency meter.
 //! - [`demo`]: all three nodes in one process, playing a scenario.
 //!
 //! And [`cli`] for argument parsing, [`trace`] for the `--trace` stream.
-//! docs/architecture.md draws how they fit together.
+//! docs/architecture.md draws how they fit together and follows a GET miss
+//! through them, file by file.
 #![deny(missing_docs)]
 
 pub mod bench;

@@ -56,15 +56,8 @@ impl Table {
         match req.op {
             Op::Get => {
                 self.check_all(&req.ind)?;
-                crate::proto::encode_request(out, Op::Get, &req.ind, &[]);
-                out.extend(b";DATA=");
-                for (n, &i) in req.ind.iter().enumerate() {
-                    if n > 0 {
-                        out.push(b',');
-                    }
-                    crate::proto::put_i64(out, self.vals[i as usize]);
-                }
-                out.extend(b";CODE=200");
+                let vals = &self.vals;
+                crate::proto::encode_get_reply(out, &req.ind, req.ind.iter().map(|&i| vals[i as usize]));
             }
             Op::Put => {
                 self.check_all(&req.ind)?;

@@ -19,8 +19,8 @@
 //! or from just before the request is encoded (closed loop), to the moment
 //! the whole reply line has been read from the socket.
 //!
-//! The rooms: this file (settings, the run), [`load`] (the generator: what
-//! to send, when, on which connection; the replies), [`report`] (what a
+//! The rooms: this file (settings, the run), `load` (the generator: what
+//! to send, when, on which connection; the replies), `report` (what a
 //! run measured, as text and JSON).
 
 mod load;

@@ -113,7 +113,7 @@ impl State {
 pub enum ReadOutcome {
     /// The socket has nothing more for now (edge consumed).
     WouldBlock,
-    /// The input buffer reached its bound (from [`Conn::fill`] only).
+    /// The input buffer reached its bound (inside a read pass only; never returned by one).
     Full,
     /// The connection had its share of full reads this turn; bytes may be
     /// waiting in the socket, so the node must come back without an edge.

@@ -128,7 +128,7 @@ impl<X> Conn<X> {
         outcome
     }
 
-    /// The next whole message in `input` (see [`Framer::next`]); a framing
+    /// The next whole message in `input` (see [`crate::framing::Framer::next`]); a framing
     /// decision is logged and traced.
     pub fn next_message(&mut self, max: usize) -> Frame {
         let frame = self.framer.next(&mut self.input, max);

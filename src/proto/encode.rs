@@ -56,6 +56,16 @@ pub fn encode_request(out: &mut Buffer, op: Op, ind: &[i64], data: &[i64]) {
     }
 }
 
+/// Appends the success reply of a GET: the indices asked and their
+/// `values`, in the order asked (the server's table and the proxy's
+/// cache answer with the same bytes).
+pub fn encode_get_reply(out: &mut Buffer, ind: &[i64], values: impl IntoIterator<Item = i64>) {
+    encode_request(out, Op::Get, ind, &[]);
+    out.extend(b";DATA=");
+    put_list(out, values);
+    out.extend(b";CODE=200");
+}
+
 /// Appends a success reply body: the request's form plus `CODE=200`.
 pub fn encode_ok(out: &mut Buffer, op: Op, ind: &[i64], data: &[i64]) {
     encode_request(out, op, ind, data);

@@ -21,7 +21,7 @@
 mod encode;
 mod parse;
 
-pub use encode::{encode_error, encode_field, encode_ok, encode_request, put_i64, put_list};
+pub use encode::{encode_error, encode_field, encode_get_reply, encode_ok, encode_request, put_i64, put_list};
 pub use parse::{is_blank, peek_op, Reply, Request};
 
 use std::fmt;

@@ -10,7 +10,7 @@ use crate::buffer::Buffer;
 use crate::cache::{IndexMap, Policy};
 use crate::conn::Conn;
 use crate::frontend::{FrontInfo, Service};
-use crate::proto::{encode_error, encode_ok, encode_request, put_list, Op, Problem, Request};
+use crate::proto::{encode_error, encode_get_reply, encode_ok, Op, Problem, Request};
 use crate::proxy::decide::{decide, Plan, Writes};
 use crate::proxy::pending::{Slots, UpKind, UpReq, Waiter};
 use crate::proxy::stats::Counters;
@@ -312,10 +312,7 @@ fn encode_values(out: &mut Buffer, op: Op, ind: &[i64], vals: &[Option<i64>], su
     if op == Op::Add {
         return encode_ok(out, Op::Add, ind, &[sum]);
     }
-    encode_request(out, Op::Get, ind, &[]);
-    out.extend(b";DATA=");
-    put_list(out, vals.iter().map(|v| v.unwrap_or(0)));
-    out.extend(b";CODE=200");
+    encode_get_reply(out, ind, vals.iter().map(|v| v.unwrap_or(0)));
 }
 
 /// Logs the cache after a change, oldest first (as the seed's proxy prints
