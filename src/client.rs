@@ -9,7 +9,7 @@
 //! so `--timing` measures the network round trip only.
 
 use crate::buffer::Buffer;
-use crate::conn::{Conn, ConnectOutcome, ReadOutcome, WriteOutcome};
+use crate::conn::{read_limit, Conn, ConnectOutcome, ReadOutcome, WriteOutcome};
 use crate::framing::{Frame, Framing};
 use crate::proto::{encode_request, Op, Reply, Request};
 use crate::reactor::CLIENT;
@@ -129,12 +129,16 @@ impl Client {
         // Read until one whole reply is in.
         loop {
             let mut reply = None;
-            let outcome = self
-                .conn
-                .read_pass(&mut self.scratch, MAX_REPLY_BYTES, usize::MAX, Instant::now(), |c| {
+            let outcome = self.conn.read_pass(
+                &mut self.scratch,
+                read_limit(MAX_REPLY_BYTES),
+                usize::MAX,
+                Instant::now(),
+                |c| {
                     reply = take_reply(c);
                     reply.is_none()
-                });
+                },
+            );
             let eof = matches!(outcome, ReadOutcome::Eof);
             if eof && reply.is_none() {
                 reply = take_reply(&mut self.conn);

@@ -468,3 +468,70 @@ fn a_hit_behind_its_own_pending_miss_may_come_before_a_later_write() {
     assert_eq!(a.line(), "OP=GET;IND=1;DATA=1;CODE=200");
     assert_eq!(b.line(), "OP=PUT;IND=1;DATA=5;CODE=200");
 }
+
+#[test]
+fn a_client_resumed_by_an_upstream_reply_is_served_to_the_end() {
+    // A miss held upstream, then a long pipeline of hits: the client is
+    // paused (too many unanswered requests), and resumed when the miss is
+    // answered. Resuming it many times over within that one pass must not
+    // leave it parked with its bytes unread.
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    warm(&mut c, &mut up, "1", "1");
+    const HITS: usize = 100_000;
+    let mut w = c.stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(b"OP=GET;IND=7\n").unwrap();
+        let hits = b"OP=GET;IND=1\n".repeat(HITS);
+        w.write_all(&hits).unwrap();
+    });
+    assert_eq!(up.recv(), "OP=GET;IND=7");
+    // Hold the miss until the proxy has paused the client and every byte
+    // of the pipeline sits in the sockets: from then on no new edge comes
+    // from this client.
+    let mut probe = Peer::connect(proxy.addr());
+    wait_until("the client is paused", || {
+        field(&probe.ask("OP=STS"), "PAUSED").is_some_and(|n| n != "0")
+    });
+    writer.join().unwrap();
+    up.reply("OP=GET;IND=7;DATA=7;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=7;DATA=7;CODE=200");
+    for n in 0..HITS {
+        let l = c.line();
+        assert_eq!(l, "OP=GET;IND=1;DATA=1;CODE=200", "reply {n}");
+    }
+}
+
+#[test]
+fn an_upstream_502_or_504_for_a_write_leaves_its_outcome_unknown() {
+    // The upstream may itself be a proxy: its 502/504 for a PUT means the
+    // write may have been applied. The old value must not be served.
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    warm(&mut c, &mut up, "1,2", "10,20");
+    c.send(b"OP=PUT;IND=1;DATA=5\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=1;DATA=5");
+    up.reply("OP=PUT;CODE=504;MSG=upstream timeout");
+    assert_eq!(c.line(), "OP=PUT;CODE=504;MSG=upstream timeout");
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1", "1 is asked again");
+    up.reply("OP=GET;IND=1;DATA=5;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=5;CODE=200");
+    // A 400 is a refusal: the cache stays.
+    c.send(b"OP=PUT;IND=1;DATA=6\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=1;DATA=6");
+    up.reply("OP=PUT;CODE=400;MSG=no");
+    assert_eq!(c.line(), "OP=PUT;CODE=400;MSG=no");
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=5;CODE=200");
+    // A CLR answered 502: nothing cached is known any more.
+    c.send(b"OP=CLR\n");
+    assert_eq!(up.recv(), "OP=CLR");
+    up.reply("OP=CLR;CODE=502;MSG=upstream connection lost");
+    assert_eq!(c.line(), "OP=CLR;CODE=502;MSG=upstream connection lost");
+    c.send(b"OP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=2", "2 is asked again");
+    up.reply("OP=GET;IND=2;DATA=0;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=2;DATA=0;CODE=200");
+}

@@ -337,3 +337,60 @@ fn a_firehose_client_does_not_starve_the_others() {
     w.join().unwrap();
     r.join().unwrap();
 }
+
+/// A stand-in server that answers the first request of whoever connects
+/// with `bytes` of one endless line.
+fn endless_line_server(bytes: usize) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let _ = s.read(&mut [0u8; 64]); // the request
+        let chunk = vec![b'7'; 1 << 20];
+        let mut sent = 0;
+        while sent < bytes {
+            if s.write_all(&chunk).is_err() {
+                return; // the peer gave up: what we wanted
+            }
+            sent += chunk.len();
+        }
+        // Keep the connection open (no EOF) until the peer closes it.
+        let _ = s.read(&mut [0u8; 16]);
+    });
+    (addr, t)
+}
+
+#[test]
+fn a_reply_longer_than_any_reply_is_an_error_not_a_spin() {
+    // 64 MiB is the longest reply the client and the proxy accept.
+    let (addr, server) = endless_line_server(80 << 20);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = tablecache::client::Client::connect(addr, PATIENCE).and_then(|mut c| c.request_raw(b"OP=GET;IND=1"));
+        let _ = tx.send(r.map_err(|e| e.to_string()));
+    });
+    let got = rx.recv_timeout(PATIENCE).expect("the client answers within the bound");
+    assert_eq!(got, Err("reply too long".to_string()));
+    server.join().unwrap();
+}
+
+#[test]
+fn an_upstream_reply_longer_than_any_reply_resets_the_upstream() {
+    let (up, server) = endless_line_server(80 << 20);
+    let (_s, proxy) = (
+        (),
+        spawn_node(&[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &up.to_string(),
+            "--log-level",
+            "warn",
+        ]),
+    );
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    let reply = c.ask("OP=GET;IND=1");
+    assert_eq!(reply, "OP=GET;CODE=502;MSG=upstream reply too long");
+    server.join().unwrap();
+}

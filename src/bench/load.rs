@@ -4,7 +4,10 @@
 
 use super::{BenchConfig, Dist};
 use crate::buffer::Buffer;
-use crate::conn::{Conn, ConnectOutcome, ReadOutcome, State, WriteOutcome};
+use crate::conn::{read_limit, Conn, ConnectOutcome, ReadOutcome, State, WriteOutcome};
+
+/// Longest reply the generator takes (its requests are small).
+const MAX_REPLY: usize = 1 << 20;
 use crate::framing::Frame;
 use crate::proto::{encode_request, Op};
 use hdrhistogram::Histogram;
@@ -221,8 +224,8 @@ impl Bench {
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             let codes = &mut self.codes;
-            let outcome = conn.read_pass(&mut self.scratch, 1 << 20, usize::MAX, now, |c| loop {
-                match c.next_message(1 << 20) {
+            let outcome = conn.read_pass(&mut self.scratch, read_limit(MAX_REPLY), usize::MAX, now, |c| loop {
+                match c.next_message(MAX_REPLY) {
                     Frame::Complete { body, total } => {
                         codes.push(reply_code(&c.input.data()[..body]));
                         c.consume(total);

@@ -40,6 +40,15 @@ use std::time::Instant;
 /// Size of the node-wide read buffer a connection borrows while it reads.
 pub const READ_CHUNK: usize = 64 * 1024;
 
+/// How many bytes a read pass may hold for messages of at most `max`
+/// bytes: one more than the framer needs to see that a line is too long
+/// (the body, a `\r`, one byte more), and at least one read chunk. A
+/// smaller bound would fill the buffer before the framer could decide, and
+/// the pass would spin on a full buffer.
+pub fn read_limit(max: usize) -> usize {
+    READ_CHUNK.max(max + 2)
+}
+
 /// An empty buffer bigger than this is freed, so idle connections stay small.
 const KEEP_IDLE_BYTES: usize = 4096;
 

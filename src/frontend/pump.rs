@@ -2,7 +2,7 @@
 //! every burst of I/O: flush, resume a paused reader, close a finished one.
 
 use super::{FrontInfo, FrontStats, FrontTimer, Frontend, Limits, Service, MAX_ROUNDS};
-use crate::conn::{is_peer_gone, Conn, ReadOutcome, State, WriteOutcome, READ_CHUNK};
+use crate::conn::{is_peer_gone, read_limit, Conn, ReadOutcome, State, WriteOutcome};
 use crate::framing::Frame;
 use crate::proto::Problem;
 use crate::trace_event;
@@ -13,7 +13,7 @@ impl<X: Default> Frontend<X> {
     /// Reads and handles messages until the socket is drained, the peer
     /// half-closes, or backpressure pauses the connection.
     pub(super) fn pump<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, now: Instant) {
-        let read_limit = READ_CHUNK.max(self.limits.max_message_bytes + 2);
+        let read_limit = read_limit(self.limits.max_message_bytes);
         let connections = self.conns.len();
         let Some(conn) = self.conns.get_mut(key) else { return };
         let (limits, stats) = (&self.limits, &mut self.stats);

@@ -32,6 +32,14 @@ impl<X: Default> Frontend<X> {
                 FrontTimer::BareIdle => self.bare_timer(svc, t.key, t.gen, now),
             }
         }
+        self.next_deadline(now)
+    }
+
+    /// When the node must look at the frontend again: `now` while a
+    /// connection waits to be served again (its bytes raise no new edge),
+    /// else the nearest timer. A node that does more I/O after `tick` (the
+    /// proxy delivering upstream replies) asks again afterwards.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
         if self.requeue.is_empty() {
             self.timers.next()
         } else {

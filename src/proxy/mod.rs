@@ -157,14 +157,16 @@ impl Node for ProxyNode {
             core: &mut self.core,
             up: &mut self.up,
         };
-        let next_front = self.front.tick(&mut svc, now);
+        self.front.tick(&mut svc, now);
         let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
         self.up.fire_timers(now, &mut |e| deliver(conns, dirty, core, e));
         self.flush_dirty(now);
         if self.front.stopping() && self.front.conns.is_empty() {
             self.up.close("proxy stopped");
         }
-        earliest(earliest(next_front, self.up.next_deadline()), self.front.timers.next())
+        // Asked after delivering: a client resumed by an upstream reply may
+        // have yielded its turn and wait to be served again.
+        earliest(self.front.next_deadline(now), self.up.next_deadline())
     }
 
     fn stop(&mut self, now: Instant) {

@@ -10,7 +10,7 @@ use crate::buffer::Buffer;
 use crate::cache::{IndexMap, Policy};
 use crate::conn::Conn;
 use crate::frontend::{FrontInfo, Service};
-use crate::proto::{encode_error, encode_get_reply, encode_ok, Op, Problem, Request};
+use crate::proto::{code, encode_error, encode_get_reply, encode_ok, Op, Problem, Request};
 use crate::proxy::decide::{decide, Plan, Writes};
 use crate::proxy::pending::{Slots, UpKind, UpReq, Waiter};
 use crate::proxy::stats::Counters;
@@ -181,9 +181,9 @@ impl Core {
     /// slot gets a 503 at once.
     fn send(&mut self, up: &mut Upstream, mut req: UpReq, conn: &mut Conn<Slots>, now: Instant) {
         if let Some(why) = up.refusal() {
-            self.counters.error(crate::proto::code::UNAVAILABLE);
+            self.counters.error(code::UNAVAILABLE);
             self.body.clear();
-            encode_error(&mut self.body, Some(req.op), crate::proto::code::UNAVAILABLE, &why);
+            encode_error(&mut self.body, Some(req.op), code::UNAVAILABLE, &why);
             let end = conn.framer.framing().terminator();
             conn.ext.fill(req.waiter.seq, self.body.data(), end, &mut conn.output);
             return;
@@ -215,25 +215,35 @@ impl Core {
                     self.apply_ok(&mut req, &reply.data);
                     return Some((req.waiter, self.body.data()));
                 }
+                // A 502 or 504 from upstream (itself a proxy, say) means
+                // the write may or may not have been applied.
+                if matches!(reply.code, code::BAD_GATEWAY | code::GATEWAY_TIMEOUT) {
+                    self.forget_written(&req.kind);
+                }
                 // The server's verdict, passed on unchanged; nothing cached.
                 encode_error(&mut self.body, Some(req.op), reply.code, &reply.msg);
                 (req, reply.code)
             }
             UpEvent::Failed(req, code, why) => {
                 self.writes.end(&req.kind, req.seq);
-                // The server may or may not have applied a write that got
-                // no reply: the cache must not keep serving the old value.
-                match &req.kind {
-                    UpKind::Put(ind, _) => ind.iter().for_each(|&i| self.cache.remove(i)),
-                    UpKind::Clr => self.cache.clear(),
-                    UpKind::Fetch(_) => {}
-                }
+                self.forget_written(&req.kind);
                 encode_error(&mut self.body, Some(req.op), code, &why);
                 (req, code)
             }
         };
         self.counters.error(code);
         Some((req.waiter, self.body.data()))
+    }
+
+    /// A write whose outcome is unknown (no reply, or a gateway error from
+    /// upstream): the server may or may not hold the new values, so the
+    /// cache must not keep serving the old ones.
+    fn forget_written(&mut self, kind: &UpKind) {
+        match kind {
+            UpKind::Put(ind, _) => ind.iter().for_each(|&i| self.cache.remove(i)),
+            UpKind::Clr => self.cache.clear(),
+            UpKind::Fetch(_) => {}
+        }
     }
 
     fn apply_ok(&mut self, req: &mut UpReq, data: &[i64]) {

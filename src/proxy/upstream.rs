@@ -11,7 +11,9 @@
 //! PUT sent after it. A pool of connections would reopen that gap.
 
 use crate::buffer::Buffer;
-use crate::conn::{is_peer_gone, BarePause, Conn, ConnectOutcome, ReadOutcome, State, WriteOutcome, READ_CHUNK};
+use crate::conn::{
+    is_peer_gone, read_limit, BarePause, Conn, ConnectOutcome, ReadOutcome, State, WriteOutcome, READ_CHUNK,
+};
 use crate::framing::{Frame, Framer, Framing};
 use crate::proto::{code, encode_request, Reply};
 use crate::proxy::pending::{UpKind, UpReq};
@@ -233,46 +235,52 @@ impl Upstream {
         let Some(conn) = self.conn.as_mut() else { return };
         let mut broken: Option<String> = None;
         let (inflight, sent, replies, reply) = (&mut self.inflight, &mut self.sent, &mut self.replies, &mut self.reply);
-        let outcome = conn.read_pass(&mut self.scratch, MAX_UPSTREAM_REPLY, usize::MAX, now, |c| loop {
-            let (body, total) = match c.next_message(MAX_UPSTREAM_REPLY) {
-                Frame::Complete { body, total } => (body, total),
-                Frame::Incomplete => return true,
-                Frame::Oversize(_) => {
-                    broken = Some("upstream reply too long".into());
+        let outcome = conn.read_pass(
+            &mut self.scratch,
+            read_limit(MAX_UPSTREAM_REPLY),
+            usize::MAX,
+            now,
+            |c| loop {
+                let (body, total) = match c.next_message(MAX_UPSTREAM_REPLY) {
+                    Frame::Complete { body, total } => (body, total),
+                    Frame::Incomplete => return true,
+                    Frame::Oversize(_) => {
+                        broken = Some("upstream reply too long".into());
+                        return false;
+                    }
+                };
+                let parsed = reply.parse(&c.input.data()[..body]);
+                trace_event!(
+                    "upstream",
+                    UPSTREAM,
+                    c.peer,
+                    "DECODED",
+                    "{}",
+                    String::from_utf8_lossy(&c.input.data()[..body])
+                );
+                c.consume(total);
+                let paired = match (parsed, inflight.front()) {
+                    (Err(p), _) => Err(format!("unreadable reply ({p})")),
+                    (Ok(()), None) => Err("a reply with no request in flight".into()),
+                    (Ok(()), Some(head)) => head.check_reply(reply),
+                };
+                if let Err(why) = paired {
+                    broken = Some(format!("upstream out of step: {why}"));
                     return false;
                 }
-            };
-            let parsed = reply.parse(&c.input.data()[..body]);
-            trace_event!(
-                "upstream",
-                UPSTREAM,
-                c.peer,
-                "DECODED",
-                "{}",
-                String::from_utf8_lossy(&c.input.data()[..body])
-            );
-            c.consume(total);
-            let paired = match (parsed, inflight.front()) {
-                (Err(p), _) => Err(format!("unreadable reply ({p})")),
-                (Ok(()), None) => Err("a reply with no request in flight".into()),
-                (Ok(()), Some(head)) => head.check_reply(reply),
-            };
-            if let Err(why) = paired {
-                broken = Some(format!("upstream out of step: {why}"));
-                return false;
-            }
-            let Some(req) = inflight.pop_front() else { return false };
-            *sent = sent.saturating_sub(1);
-            *replies += 1;
-            if *sent == 0 {
-                // A bare server gets the next request only now.
-                if let Some(next) = inflight.front() {
-                    write_request(c, &next.kind);
-                    *sent = 1;
+                let Some(req) = inflight.pop_front() else { return false };
+                *sent = sent.saturating_sub(1);
+                *replies += 1;
+                if *sent == 0 {
+                    // A bare server gets the next request only now.
+                    if let Some(next) = inflight.front() {
+                        write_request(c, &next.kind);
+                        *sent = 1;
+                    }
                 }
-            }
-            sink(UpEvent::Answered(req, reply));
-        });
+                sink(UpEvent::Answered(req, reply));
+            },
+        );
         if let Some(why) = broken {
             return self.reset(code::BAD_GATEWAY, &why, now, sink);
         }
