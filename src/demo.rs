@@ -61,7 +61,7 @@ impl log::Log for WireLogger {
                 _ => return,
             };
             println!("    {hop}  {}", msg.join(" "));
-        } else if record.level() <= log::Level::Info && line.contains("evicted") {
+        } else if record.level() <= log::Level::Debug && line.contains("evicted") {
             println!("    ({line})");
         }
         let _ = io::stdout().flush();

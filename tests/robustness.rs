@@ -394,3 +394,42 @@ fn an_upstream_reply_longer_than_any_reply_resets_the_upstream() {
     assert_eq!(reply, "OP=GET;CODE=502;MSG=upstream reply too long");
     server.join().unwrap();
 }
+
+#[test]
+fn at_the_default_log_level_the_log_does_not_grow_per_request() {
+    let dir = std::env::temp_dir().join(format!("tablecache-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+    let server = spawn_node_logging(
+        &["server", "--listen", "127.0.0.1:0", "--size", "1000"],
+        file("server").into(),
+    );
+    let proxy = spawn_node_logging(
+        &["proxy", "--listen", "127.0.0.1:0", "--upstream", &server.addr],
+        file("proxy").into(),
+    );
+    // 3,000 requests: misses that evict (capacity 5 over 1,000 indices),
+    // PUTs, hits, ADDs.
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    let mut batch = String::new();
+    for n in 0..3000 {
+        let i = (n * 37) % 1000;
+        batch += &match n % 4 {
+            0 => format!("OP=GET;IND={i}\n"),
+            1 => format!("OP=PUT;IND={i};DATA={n}\n"),
+            2 => format!("OP=GET;IND={i}\n"),
+            _ => format!("OP=ADD;IND={i},{}\n", (i + 1) % 1000),
+        };
+    }
+    c.send(batch.as_bytes());
+    for _ in 0..3000 {
+        assert!(c.line().ends_with("CODE=200"));
+    }
+    let lines = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap().lines().count();
+    let (s, p) = (lines("server"), lines("proxy"));
+    assert!(
+        s < 20 && p < 20,
+        "log lines after 3,000 requests: server {s}, proxy {p}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,7 +6,7 @@ use super::{FrontTimer, Frontend, Service};
 use crate::conn::{BarePause, ConnEvent, State};
 use crate::reactor::LISTENER;
 use crate::trace_event;
-use log::info;
+use log::debug;
 use std::time::{Duration, Instant};
 
 impl<X: Default> Frontend<X> {
@@ -85,7 +85,7 @@ impl<X: Default> Frontend<X> {
         } else {
             "stuck in a partial message"
         };
-        info!(
+        debug!(
             "{} tok={key} peer={:?}: closing, {half} for {} ms",
             self.role,
             conn.peer,

@@ -252,7 +252,7 @@ impl Core {
                 for (&i, &v) in ind.iter().zip(data) {
                     if let Some((old, oldv)) = self.cache.insert(i, v) {
                         self.counters.evictions += 1;
-                        info!("proxy cache: {i} in, {old}:{oldv} evicted (oldest)");
+                        debug!("proxy cache: {i} in, {old}:{oldv} evicted (oldest)");
                     }
                 }
                 // Fill what the request did not take from the cache: by scan
@@ -325,22 +325,22 @@ fn encode_values(out: &mut Buffer, op: Op, ind: &[i64], vals: &[Option<i64>], su
     encode_get_reply(out, ind, vals.iter().map(|v| v.unwrap_or(0)));
 }
 
-/// Logs the cache after a change, oldest first (as the seed's proxy prints
-/// its table).
+/// Logs the cache after a change at `debug`, oldest first (as the seed's
+/// proxy prints its table): every entry of a small cache, only its size for
+/// a big one, so the cost never depends on the cache's size.
 fn log_cache(c: &dyn Policy) {
-    if !log::log_enabled!(log::Level::Info) {
+    if !log::log_enabled!(log::Level::Debug) {
         return;
     }
-    let e = c.entries();
-    if e.len() <= 32 {
-        let cells: Vec<String> = e.iter().map(|(i, v)| format!("{i}:{v}")).collect();
-        info!(
+    if c.len() <= 32 {
+        let cells: Vec<String> = c.entries().iter().map(|(i, v)| format!("{i}:{v}")).collect();
+        debug!(
             "proxy cache [{}] (oldest first, {}/{})",
             cells.join(" "),
-            e.len(),
+            c.len(),
             c.capacity()
         );
     } else {
-        info!("proxy cache: {}/{} entries", e.len(), c.capacity());
+        debug!("proxy cache: {}/{} entries (DMP shows them)", c.len(), c.capacity());
     }
 }

@@ -124,10 +124,15 @@ impl Drop for Proc {
 }
 
 pub fn spawn_node(args: &[&str]) -> Proc {
+    spawn_node_logging(args, Stdio::null())
+}
+
+/// Like `spawn_node`, with the node's stderr (its log) going to `stderr`.
+pub fn spawn_node_logging(args: &[&str], stderr: Stdio) -> Proc {
     let mut child = Command::new(BIN)
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start binary");
     let mut line = String::new();
