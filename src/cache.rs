@@ -64,11 +64,21 @@ impl Hasher for IntHasher {
 pub type IndexMap<V> = HashMap<i64, V, BuildHasherDefault<IntHasher>>;
 
 /// First in, first out: evicts the oldest inserted entry.
+///
+/// Every operation is O(1) (amortized), whatever the capacity: a removal
+/// (a write whose outcome is unknown, after an upstream failure) only
+/// forgets the value and leaves a dead entry in the queue, recognised by
+/// its insertion stamp and skipped when it reaches the front. Dead entries
+/// are swept out once they outnumber the live ones, so the queue stays
+/// within about twice the capacity.
 #[derive(Debug, Default)]
 pub struct Fifo {
-    values: IndexMap<i64>,
-    /// Indices, oldest inserted first.
-    order: VecDeque<i64>,
+    /// Value and insertion stamp per index held.
+    values: IndexMap<(i64, u64)>,
+    /// (index, stamp), oldest inserted first; an entry whose stamp is not
+    /// the index's current one is dead.
+    order: VecDeque<(i64, u64)>,
+    next_stamp: u64,
     capacity: usize,
 }
 
@@ -78,40 +88,55 @@ impl Fifo {
         Fifo {
             values: IndexMap::default(),
             order: VecDeque::with_capacity(capacity.min(1 << 16)),
+            next_stamp: 0,
             capacity,
         }
+    }
+
+    fn live(&self, &(index, stamp): &(i64, u64)) -> bool {
+        self.values.get(&index).is_some_and(|&(_, s)| s == stamp)
+    }
+
+    /// Pops the oldest live entry.
+    fn pop_oldest(&mut self) -> Option<(i64, i64)> {
+        while let Some(e) = self.order.pop_front() {
+            if self.live(&e) {
+                return self.values.remove(&e.0).map(|(v, _)| (e.0, v));
+            }
+        }
+        None
     }
 }
 
 impl Policy for Fifo {
     #[inline]
     fn get(&mut self, index: i64) -> Option<i64> {
-        self.values.get(&index).copied()
+        self.values.get(&index).map(|&(v, _)| v)
     }
 
     fn insert(&mut self, index: i64, value: i64) -> Option<(i64, i64)> {
-        if let Some(v) = self.values.get_mut(&index) {
+        if let Some((v, _)) = self.values.get_mut(&index) {
             *v = value;
             return None;
         }
         if self.capacity == 0 {
             return None;
         }
-        let evicted = if self.order.len() >= self.capacity {
-            self.order
-                .pop_front()
-                .and_then(|old| self.values.remove(&old).map(|v| (old, v)))
+        let evicted = if self.values.len() >= self.capacity {
+            self.pop_oldest()
         } else {
             None
         };
-        self.values.insert(index, value);
-        self.order.push_back(index);
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        self.values.insert(index, (value, stamp));
+        self.order.push_back((index, stamp));
         evicted
     }
 
     fn update(&mut self, index: i64, value: i64) -> bool {
         match self.values.get_mut(&index) {
-            Some(v) => {
+            Some((v, _)) => {
                 *v = value;
                 true
             }
@@ -120,8 +145,11 @@ impl Policy for Fifo {
     }
 
     fn remove(&mut self, index: i64) {
-        if self.values.remove(&index).is_some() {
-            self.order.retain(|&i| i != index);
+        if self.values.remove(&index).is_some() && self.order.len() > 2 * self.values.len() + 64 {
+            // Sweep: paid for by the removals that left the dead entries.
+            let values = &self.values;
+            self.order
+                .retain(|(i, stamp)| values.get(i).is_some_and(|&(_, s)| s == *stamp));
         }
     }
 
@@ -131,11 +159,15 @@ impl Policy for Fifo {
     }
 
     fn entries(&self) -> Vec<(i64, i64)> {
-        self.order.iter().map(|i| (*i, self.values[i])).collect()
+        self.order
+            .iter()
+            .filter(|e| self.live(e))
+            .map(|&(i, _)| (i, self.values[&i].0))
+            .collect()
     }
 
     fn len(&self) -> usize {
-        self.order.len()
+        self.values.len()
     }
 
     fn capacity(&self) -> usize {
@@ -186,5 +218,38 @@ mod tests {
         let mut z = Fifo::new(0);
         assert_eq!(z.insert(1, 1), None);
         assert_eq!(z.get(1), None);
+    }
+
+    #[test]
+    fn a_removed_entry_leaves_no_trace_in_the_eviction_order() {
+        let mut c = Fifo::new(3);
+        c.insert(1, 1);
+        c.insert(2, 2);
+        c.insert(3, 3);
+        c.remove(1);
+        // Re-inserted after its removal: now the newest, not the oldest.
+        c.insert(1, 10);
+        assert_eq!(c.entries(), vec![(2, 2), (3, 3), (1, 10)]);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.insert(4, 4), Some((2, 2)));
+        assert_eq!(c.insert(5, 5), Some((3, 3)));
+        assert_eq!(c.insert(6, 6), Some((1, 10)));
+    }
+
+    #[test]
+    fn many_removals_keep_the_queue_bounded() {
+        let mut c = Fifo::new(1000);
+        for i in 0..1000 {
+            c.insert(i, i);
+        }
+        for round in 0..50 {
+            for i in 0..1000 {
+                c.remove(i);
+                c.insert(i, i + round);
+            }
+            assert!(c.order.len() <= 2 * c.len() + 65, "{}", c.order.len());
+        }
+        assert_eq!(c.len(), 1000);
+        assert_eq!(c.entries().first(), Some(&(0, 49)));
     }
 }

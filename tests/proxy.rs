@@ -535,3 +535,55 @@ fn an_upstream_502_or_504_for_a_write_leaves_its_outcome_unknown() {
     up.reply("OP=GET;IND=2;DATA=0;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=2;DATA=0;CODE=200");
 }
+
+#[test]
+fn losing_the_upstream_with_a_big_cache_does_not_stall_hits() {
+    // 200,000 entries cached, 20,000 indices of PUTs in flight when the
+    // upstream goes away: each of those indices leaves the cache, and hits
+    // from another client must keep flowing meanwhile.
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 200_000);
+    let mut a = Peer::connect(proxy.addr());
+    let mut b = Peer::connect(proxy.addr());
+    for k in 0..25 {
+        let list = (k * 8000..(k + 1) * 8000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        a.send(format!("OP=GET;IND={list}\n").as_bytes());
+        assert_eq!(up.recv(), format!("OP=GET;IND={list}"));
+        up.reply(&format!("OP=GET;IND={list};DATA={list};CODE=200"));
+        a.line();
+    }
+    for k in 0..4 {
+        let list = (k * 5000..(k + 1) * 5000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        a.send(format!("OP=PUT;IND={list};DATA={list}\n").as_bytes());
+        assert!(up.recv().starts_with("OP=PUT"));
+    }
+    assert_eq!(b.ask("OP=GET;IND=199999"), "OP=GET;IND=199999;DATA=199999;CODE=200");
+    up.conn = None; // the server goes away with the PUTs unanswered
+    let mut slowest = Duration::ZERO;
+    loop {
+        let t = Instant::now();
+        assert_eq!(b.ask("OP=GET;IND=199999"), "OP=GET;IND=199999;DATA=199999;CODE=200");
+        let sts = b.ask("OP=STS");
+        slowest = slowest.max(t.elapsed());
+        if field(&sts, "UP_RESETS").is_some_and(|n| n != "0") {
+            break;
+        }
+    }
+    assert!(slowest < Duration::from_secs(1), "a hit waited {slowest:?}");
+    for _ in 0..4 {
+        assert!(a.line().contains("CODE=502"));
+    }
+    // The written indices (0..20,000) are gone; the oldest left is 20,000.
+    let dmp = b.ask("OP=DMP");
+    assert!(
+        field(&dmp, "IND").unwrap().starts_with("20000,20001,"),
+        "{}",
+        &dmp[..60]
+    );
+}
