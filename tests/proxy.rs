@@ -587,3 +587,57 @@ fn losing_the_upstream_with_a_big_cache_does_not_stall_hits() {
         &dmp[..60]
     );
 }
+
+#[test]
+fn a_reply_that_is_not_the_answer_to_the_request_resets_the_upstream() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    // Each case: the request sent, a reply that does not answer it.
+    let cases = [
+        ("OP=PUT;IND=1;DATA=5", "OP=PUT;IND=3;DATA=777;CODE=200"),
+        ("OP=PUT;IND=1;DATA=5", "OP=PUT;IND=1;DATA=6;CODE=200"),
+        ("OP=PUT;IND=1;DATA=5", "OP=PUT;CODE=400;CODE=200"),
+        ("OP=GET;IND=1", "OP=GET;IND=1;DATA=1;DATA=2;CODE=200"),
+        ("OP=GET;IND=1", "OP=GET;IND=1;DATA=1;CODE=204"),
+        ("OP=PUT;IND=1;DATA=5", "OP=PUT;IND=1;DATA=5;CODE=100"),
+        ("OP=CLR", "OP=CLR;CODE=0"),
+    ];
+    for (req, bad) in cases {
+        c.send(format!("{req}\n").as_bytes());
+        assert_eq!(up.recv(), req);
+        up.reply(bad);
+        let got = c.line();
+        assert!(got.contains("CODE=502;MSG=upstream out of step"), "{bad} -> {got}");
+        up.accept(); // the proxy dropped that connection: take its next one
+    }
+    // Nothing of those replies entered the cache: 1 is asked again.
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    up.reply("OP=GET;IND=1;DATA=0;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=0;CODE=200");
+}
+
+#[test]
+fn an_acknowledgement_given_twice_cannot_stand_for_the_next_write() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut a = Peer::connect(proxy.addr());
+    let mut b = Peer::connect(proxy.addr());
+    warm(&mut a, &mut up, "2", "0");
+    a.send(b"OP=PUT;IND=1;DATA=11\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=1;DATA=11");
+    b.send(b"OP=PUT;IND=2;DATA=22\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=2;DATA=22");
+    up.reply("OP=PUT;IND=1;DATA=11;CODE=200");
+    up.reply("OP=PUT;IND=1;DATA=11;CODE=200");
+    assert_eq!(a.line(), "OP=PUT;IND=1;DATA=11;CODE=200");
+    let got = b.line();
+    assert!(got.contains("CODE=502"), "B's write was not acknowledged: {got}");
+    // And the proxy does not serve 22 as if it had been.
+    up.accept();
+    b.send(b"OP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=2");
+    up.reply("OP=GET;IND=2;DATA=0;CODE=200");
+    assert_eq!(b.line(), "OP=GET;IND=2;DATA=0;CODE=200");
+}

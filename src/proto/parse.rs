@@ -235,7 +235,8 @@ pub struct Reply {
 
 impl Reply {
     /// Parses a reply body. Unknown fields are skipped (STS replies carry
-    /// many), so a newer node's reply still parses.
+    /// many), so a newer node's reply still parses; a known field given
+    /// twice is an error (which of two CODEs would be the answer?).
     pub fn parse(&mut self, body: &[u8]) -> Result<(), Problem> {
         self.op = None;
         self.ind.clear();
@@ -244,26 +245,45 @@ impl Reply {
         self.msg.clear();
         self.has_ind = false;
         self.has_data = false;
+        let (mut has_code, mut has_msg) = (false, false);
         let text = std::str::from_utf8(body).map_err(|_| Problem::NotUtf8)?;
+        let once = |seen: &mut bool, name: &'static str| {
+            if std::mem::replace(seen, true) {
+                Err(Problem::RepeatedField(name))
+            } else {
+                Ok(())
+            }
+        };
         for f in fields(text.as_bytes()) {
             let (k, v) = f?;
             if k.eq_ignore_ascii_case(b"OP") {
+                if self.op.is_some() {
+                    return Err(Problem::RepeatedField("OP"));
+                }
                 self.op = Some(Op::from_bytes(v).ok_or_else(|| Problem::UnknownOp(printable(v)))?);
             } else if k.eq_ignore_ascii_case(b"IND") {
-                self.has_ind = true;
+                once(&mut self.has_ind, "IND")?;
                 parse_list(v, "IND", &mut self.ind)?;
             } else if k.eq_ignore_ascii_case(b"DATA") {
-                self.has_data = true;
+                once(&mut self.has_data, "DATA")?;
                 parse_list(v, "DATA", &mut self.data)?;
             } else if k.eq_ignore_ascii_case(b"CODE") {
+                once(&mut has_code, "CODE")?;
                 let c = parse_i64(v, "CODE")?;
                 self.code = u16::try_from(c).map_err(|_| Problem::NumberTooBig("CODE"))?;
             } else if k.eq_ignore_ascii_case(b"MSG") {
+                once(&mut has_msg, "MSG")?;
                 // Valid UTF-8: the whole body was checked above.
                 self.msg.push_str(std::str::from_utf8(v).unwrap_or("?"));
             }
         }
         Ok(())
+    }
+
+    /// True when CODE is one a node answers with: 200, or an error
+    /// (400-599). Anything else (0, 100, 204...) is not an answer.
+    pub fn is_answer(&self) -> bool {
+        self.code == code::OK || (400..600).contains(&self.code)
     }
 
     /// True for CODE=200.

@@ -190,8 +190,11 @@ pub struct UpReq {
 }
 
 impl UpReq {
-    /// Whether `r` can be this request's reply. `Err` says why not: the
-    /// connection is out of step and must be reset.
+    /// Whether `r` can be this request's reply: the same operation, a code
+    /// that is an answer, and for a success the same indices (and for a PUT
+    /// the same values) as sent, where the reply names them (a naive server
+    /// may answer only `CODE=200`). `Err` says why not: the connection is
+    /// out of step and must be reset.
     pub fn check_reply(&self, r: &Reply) -> Result<(), String> {
         let expect = self.kind.op();
         if r.op.is_some_and(|op| op != expect) {
@@ -200,13 +203,32 @@ impl UpReq {
                 r.op.map(|o| o.name()).unwrap_or("?")
             ));
         }
-        if let (true, UpKind::Fetch(ind)) = (r.is_ok(), &self.kind) {
-            if r.data.len() != ind.len() || (r.has_ind && r.ind != *ind) {
-                return Err(format!("a GET reply for other indices than {ind:?}"));
-            }
+        if !r.is_answer() {
+            return Err(format!("CODE={} is not an answer", r.code));
         }
-        Ok(())
+        if !r.is_ok() {
+            return Ok(());
+        }
+        let names = |ind: &[i64], data: Option<&[i64]>| {
+            (!r.has_ind || r.ind == ind) && data.is_none_or(|d| !r.has_data || r.data == d)
+        };
+        match &self.kind {
+            UpKind::Fetch(ind) if r.data.len() != ind.len() || !names(ind, None) => {
+                Err(format!("a GET reply for other indices than {}", short(ind)))
+            }
+            UpKind::Put(ind, data) if !names(ind, Some(data)) => {
+                Err(format!("a PUT reply for another write than {}", short(ind)))
+            }
+            _ => Ok(()),
+        }
     }
+}
+
+/// A list for a log line: its first few items.
+fn short(v: &[i64]) -> String {
+    let head: Vec<String> = v.iter().take(8).map(|i| i.to_string()).collect();
+    let more = if v.len() > 8 { ",..." } else { "" };
+    format!("[{}{more}]", head.join(","))
 }
 
 #[cfg(test)]
@@ -302,5 +324,19 @@ mod tests {
         assert!(fetch.check_reply(&r).is_ok(), "an error is an answer");
         r.parse(b"OP=CLR;CODE=200").unwrap();
         assert!(req(UpKind::Clr).check_reply(&r).is_ok());
+        let put = req(UpKind::Put(vec![1], vec![5]));
+        r.parse(b"OP=PUT;IND=1;DATA=5;CODE=200").unwrap();
+        assert!(put.check_reply(&r).is_ok());
+        r.parse(b"CODE=200").unwrap();
+        assert!(put.check_reply(&r).is_ok(), "a naive server's bare success");
+        r.parse(b"OP=PUT;IND=3;DATA=777;CODE=200").unwrap();
+        assert!(put.check_reply(&r).is_err(), "another write's ack");
+        r.parse(b"OP=PUT;IND=1;DATA=6;CODE=200").unwrap();
+        assert!(put.check_reply(&r).is_err(), "another value");
+        for code in [0, 100, 204, 302, 600] {
+            r.parse(format!("OP=PUT;CODE={code}").as_bytes()).unwrap();
+            assert!(put.check_reply(&r).is_err(), "CODE={code}");
+        }
+        assert!(r.parse(b"OP=PUT;CODE=400;CODE=200").is_err(), "two codes");
     }
 }
