@@ -101,6 +101,12 @@ pub trait Service {
     fn congested(&self, _conn: &Conn<Self::Ext>) -> bool {
         false
     }
+    /// Bytes of replies owed to `conn` that are not in its output yet
+    /// (decided and queued, or still to come): they count against its
+    /// pending-output limit like bytes already in the output.
+    fn owed_bytes(&self, _conn: &Conn<Self::Ext>) -> usize {
+        0
+    }
     /// `conn` is closing: drop whatever refers to it.
     fn on_close(&mut self, conn: &mut Conn<Self::Ext>);
 }

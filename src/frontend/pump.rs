@@ -70,7 +70,7 @@ impl<X: Default> Frontend<X> {
             }
             // Resume once the peer has taken most of its replies.
             let resume = conn.paused
-                && conn.output.len() <= self.limits.max_pending_output / 4
+                && conn.output.len() + svc.owed_bytes(conn) <= self.limits.max_pending_output / 4
                 && !svc.congested(conn)
                 && matches!(conn.state(), State::Open | State::ReadClosed);
             if !resume {
@@ -172,7 +172,8 @@ pub(super) fn process<S: Service>(
             }
             Frame::Incomplete => break,
         }
-        if conn.output.len() > limits.max_pending_output || svc.congested(conn) {
+        let owed = conn.output.len() + svc.owed_bytes(conn);
+        if owed > limits.max_pending_output || svc.congested(conn) {
             conn.paused = true;
             stats.paused += 1;
             trace_event!(
@@ -180,8 +181,7 @@ pub(super) fn process<S: Service>(
                 conn.token,
                 conn.peer,
                 "PAUSE",
-                "pending output {} bytes: reading stopped (backpressure)",
-                conn.output.len()
+                "owed {owed} bytes of replies: reading stopped (backpressure)"
             );
         }
     }

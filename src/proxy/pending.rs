@@ -22,8 +22,9 @@ enum Slot {
     /// Its reply is decided and encoded (terminator included), waiting for
     /// the replies before it.
     Ready(Vec<u8>),
-    /// Waiting for the upstream.
-    Waiting,
+    /// Waiting for the upstream; its reply is expected to take about this
+    /// many bytes (counted from the request's shape).
+    Waiting(usize),
 }
 
 /// A client's queue of unanswered requests (the proxy's per-connection
@@ -38,6 +39,11 @@ pub struct Slots {
     waiting: usize,
     /// The upstream sequence number of this client's latest request sent.
     last_sent: u64,
+    /// Bytes of replies owed and not yet in the output: held in `Ready`
+    /// slots, or expected for `Waiting` ones. Backpressure counts them, so
+    /// a client that does not read cannot make the proxy hold more than its
+    /// limit (plus one reply) by asking for big replies.
+    owed: usize,
 }
 
 impl Slots {
@@ -70,12 +76,18 @@ impl Slots {
         (self.waiting > 0).then_some(self.last_sent)
     }
 
-    /// Reserves the next slot for a request that goes upstream; returns its
-    /// sequence number.
-    pub fn reserve(&mut self) -> u64 {
+    /// Bytes of replies owed to this client and not yet in its output.
+    pub fn owed(&self) -> usize {
+        self.owed
+    }
+
+    /// Reserves the next slot for a request that goes upstream, whose reply
+    /// should take about `expect` bytes; returns its sequence number.
+    pub fn reserve(&mut self, expect: usize) -> u64 {
         let seq = self.head_seq + self.slots.len() as u64;
-        self.slots.push_back(Slot::Waiting);
+        self.slots.push_back(Slot::Waiting(expect));
         self.waiting += 1;
+        self.owed += expect;
         seq
     }
 
@@ -90,6 +102,7 @@ impl Slots {
             let mut b = Buffer::new();
             encode(&mut b);
             b.extend(end);
+            self.owed += b.len();
             self.slots.push_back(Slot::Ready(b.data().to_vec()));
         }
     }
@@ -101,10 +114,14 @@ impl Slots {
         let Some(idx) = seq.checked_sub(self.head_seq) else {
             return false;
         };
-        let Some(slot @ Slot::Waiting) = self.slots.get_mut(idx as usize) else {
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return false;
+        };
+        let Slot::Waiting(expect) = *slot else {
             return false;
         };
         self.waiting -= 1;
+        self.owed -= expect;
         if idx == 0 {
             // The head: straight out, then whatever was ready behind it.
             out.extend(body);
@@ -115,10 +132,12 @@ impl Slots {
             let mut v = Vec::with_capacity(body.len() + end.len());
             v.extend_from_slice(body);
             v.extend_from_slice(end);
+            self.owed += v.len();
             *slot = Slot::Ready(v);
         }
         while let Some(Slot::Ready(_)) = self.slots.front() {
             if let Some(Slot::Ready(b)) = self.slots.pop_front() {
+                self.owed -= b.len();
                 out.extend(&b);
             }
             self.head_seq += 1;
@@ -252,12 +271,13 @@ mod tests {
     fn replies_leave_in_request_order_whatever_order_they_are_decided() {
         let mut s = Slots::default();
         let mut out = Buffer::new();
-        let miss1 = s.reserve();
+        let miss1 = s.reserve(10);
         s.answer(&mut out, b"\n", |b| b.extend(b"hit"));
         s.sent(7);
-        let miss2 = s.reserve();
+        let miss2 = s.reserve(10);
         s.sent(8);
         assert_eq!((s.len(), s.waiting(), s.behind()), (3, 2, Some(8)));
+        assert_eq!(s.owed(), 10 + 4 + 10, "two expected replies and a ready one");
         assert!(out.is_empty(), "the hit waits behind the first miss");
         // The second miss is answered first: still nothing leaves.
         assert!(s.fill(miss2, b"m2", b"\n", &mut out));
@@ -267,6 +287,7 @@ mod tests {
         assert!(s.fill(miss1, b"m1", b"\n", &mut out));
         assert_eq!(text(&out), "m1\nhit\nm2\n");
         assert!(s.is_empty());
+        assert_eq!(s.owed(), 0);
         assert_eq!((s.waiting(), s.behind()), (0, None));
     }
 
@@ -274,13 +295,13 @@ mod tests {
     fn a_slot_is_filled_once_and_unknown_sequences_are_ignored() {
         let mut s = Slots::default();
         let mut out = Buffer::new();
-        let a = s.reserve();
+        let a = s.reserve(10);
         assert!(!s.fill(a + 1, b"x", b"\n", &mut out), "no such slot");
         assert!(s.fill(a, b"x", b"", &mut out));
         assert!(!s.fill(a, b"again", b"", &mut out), "already answered");
         assert_eq!(text(&out), "x");
         // A later request's sequence keeps counting from where it was.
-        let b = s.reserve();
+        let b = s.reserve(10);
         assert_eq!(b, a + 1);
     }
 
@@ -288,9 +309,9 @@ mod tests {
     fn an_error_takes_its_turn_between_two_misses() {
         let mut s = Slots::default();
         let mut out = Buffer::new();
-        let m7 = s.reserve();
+        let m7 = s.reserve(10);
         s.answer(&mut out, b"\n", |b| b.extend(b"413"));
-        let m8 = s.reserve();
+        let m8 = s.reserve(10);
         assert!(s.fill(m8, b"8", b"\n", &mut out));
         assert!(s.fill(m7, b"7", b"\n", &mut out));
         assert_eq!(text(&out), "7\n413\n8\n");

@@ -67,8 +67,8 @@ impl Service for ProxyService<'_> {
             Op::Dmp => conn.ext.answer(&mut conn.output, end, |out| {
                 crate::proxy::stats::encode_dump(out, &*core.cache)
             }),
-            Op::Get | Op::Add => core.handle_read(self.up, conn, now),
-            Op::Put | Op::Clr => core.handle_write(self.up, conn, now),
+            Op::Get | Op::Add => core.handle_read(self.up, conn, body, now),
+            Op::Put | Op::Clr => core.handle_write(self.up, conn, body, now),
         }
     }
 
@@ -86,6 +86,10 @@ impl Service for ProxyService<'_> {
 
     fn congested(&self, conn: &Conn<Slots>) -> bool {
         conn.ext.len() >= MAX_CLIENT_SLOTS
+    }
+
+    fn owed_bytes(&self, conn: &Conn<Slots>) -> usize {
+        conn.ext.owed()
     }
 
     fn on_close(&mut self, conn: &mut Conn<Slots>) {
@@ -119,7 +123,7 @@ impl Core {
 
     /// GET or ADD: decide now what comes from the cache; fetch the rest in
     /// one upstream GET.
-    fn handle_read(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, now: Instant) {
+    fn handle_read(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, body: usize, now: Instant) {
         let op = self.req.op;
         let behind = conn.ext.behind();
         let plan = decide(
@@ -149,7 +153,7 @@ impl Core {
         let req = UpReq {
             kind: UpKind::Fetch(self.missing.clone()),
             seq: 0,
-            waiter: reserve(conn),
+            waiter: reserve(conn, reply_size(op, body, self.req.ind.len())),
             op,
             ind: self.req.ind.clone(),
             vals: self.vals.clone(),
@@ -159,7 +163,7 @@ impl Core {
     }
 
     /// PUT or CLR: forward; the cache changes only once the server said 200.
-    fn handle_write(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, now: Instant) {
+    fn handle_write(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, body: usize, now: Instant) {
         let kind = if self.req.op == Op::Put {
             UpKind::Put(self.req.ind.clone(), self.req.data.clone())
         } else {
@@ -168,7 +172,7 @@ impl Core {
         let req = UpReq {
             kind,
             seq: 0,
-            waiter: reserve(conn),
+            waiter: reserve(conn, reply_size(self.req.op, body, 0)),
             op: self.req.op,
             ind: Vec::new(),
             vals: Vec::new(),
@@ -297,13 +301,24 @@ impl Core {
     }
 }
 
-/// Reserves the client's next slot for a request going upstream.
-fn reserve(conn: &mut Conn<Slots>) -> Waiter {
+/// Reserves the client's next slot for a request going upstream, whose
+/// reply should take about `expect` bytes.
+fn reserve(conn: &mut Conn<Slots>, expect: usize) -> Waiter {
     Waiter {
         key: conn.token.0,
         gen: conn.gen,
-        seq: conn.ext.reserve(),
+        seq: conn.ext.reserve(expect),
     }
+}
+
+/// About how many bytes the reply to a request of `body` bytes will take,
+/// from its shape alone: a reply repeats the request (or less) plus a code
+/// or a short message, and a GET adds up to 21 bytes per index asked (a
+/// value of i64 and its comma). An estimate above the truth only pauses a
+/// client a little early.
+fn reply_size(op: Op, body: usize, indices: usize) -> usize {
+    let values = if op == Op::Get { 21 * indices } else { 0 };
+    body + values + 64
 }
 
 /// For an ADD, the sum (overflow-checked); 0 for a GET.
