@@ -41,8 +41,12 @@ impl Table {
         ind.iter().try_for_each(|&i| self.slot(i).map(|_| ()))
     }
 
-    /// Sums the entries at `ind` with overflow checking.
+    /// Sums the entries at `ind` with overflow checking. Every index is
+    /// checked first, as GET and PUT do: an index out of range is the
+    /// answer whatever the values, so a proxy that fetches part of an ADD
+    /// gives the same answer as the server.
     pub fn sum(&self, ind: &[i64]) -> Result<i64, Problem> {
+        self.check_all(ind)?;
         ind.iter().try_fold(0i64, |acc, &i| {
             acc.checked_add(self.vals[self.slot(i)?]).ok_or(Problem::AddOverflow)
         })

@@ -641,3 +641,17 @@ fn an_acknowledgement_given_twice_cannot_stand_for_the_next_write() {
     up.reply("OP=GET;IND=2;DATA=0;CODE=200");
     assert_eq!(b.line(), "OP=GET;IND=2;DATA=0;CODE=200");
 }
+
+#[test]
+fn an_add_gets_the_same_answer_through_the_proxy_as_from_the_server() {
+    let server = start_server(10);
+    let proxy = start_proxy(server.addr(), 5);
+    let mut s = Peer::connect(server.addr());
+    let mut p = Peer::connect(proxy.addr());
+    assert!(p.ask("OP=GET;IND=0,1").ends_with("CODE=200")); // cached
+    assert!(p.ask(&format!("OP=PUT;IND=0,1;DATA={},1", i64::MAX)).ends_with("CODE=200"));
+    for add in ["OP=ADD;IND=0,1,99", "OP=ADD;IND=99,0,1", "OP=ADD;IND=0,1", "OP=ADD;IND=0,5"] {
+        assert_eq!(p.ask(add), s.ask(add), "{add}");
+    }
+    assert_eq!(s.ask("OP=ADD;IND=0,1,99"), "OP=ADD;CODE=400;MSG=index 99 out of range 0..9");
+}
