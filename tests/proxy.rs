@@ -649,9 +649,48 @@ fn an_add_gets_the_same_answer_through_the_proxy_as_from_the_server() {
     let mut s = Peer::connect(server.addr());
     let mut p = Peer::connect(proxy.addr());
     assert!(p.ask("OP=GET;IND=0,1").ends_with("CODE=200")); // cached
-    assert!(p.ask(&format!("OP=PUT;IND=0,1;DATA={},1", i64::MAX)).ends_with("CODE=200"));
-    for add in ["OP=ADD;IND=0,1,99", "OP=ADD;IND=99,0,1", "OP=ADD;IND=0,1", "OP=ADD;IND=0,5"] {
+    assert!(p
+        .ask(&format!("OP=PUT;IND=0,1;DATA={},1", i64::MAX))
+        .ends_with("CODE=200"));
+    for add in [
+        "OP=ADD;IND=0,1,99",
+        "OP=ADD;IND=99,0,1",
+        "OP=ADD;IND=0,1",
+        "OP=ADD;IND=0,5",
+    ] {
         assert_eq!(p.ask(add), s.ask(add), "{add}");
     }
-    assert_eq!(s.ask("OP=ADD;IND=0,1,99"), "OP=ADD;CODE=400;MSG=index 99 out of range 0..9");
+    assert_eq!(
+        s.ask("OP=ADD;IND=0,1,99"),
+        "OP=ADD;CODE=400;MSG=index 99 out of range 0..9"
+    );
+}
+
+#[test]
+fn a_server_that_accepts_and_refuses_is_retried_with_a_growing_backoff() {
+    // A server at its connection limit accepts, says 503 and closes. A
+    // connect that works is not an upstream that works: the proxy backs
+    // off further each time until the server has answered a request.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let _ = s.write_all(b"CODE=503;MSG=too many connections\n");
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let proxy = start_proxy(addr, 5);
+    let mut c = Peer::connect(proxy.addr());
+    wait_until("five refusals", || {
+        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 5
+    });
+    let sts = c.ask("OP=STS");
+    let backoff: u64 = field(&sts, "UP_BACKOFF_MS").unwrap().parse().unwrap();
+    assert!(
+        backoff >= 400,
+        "after five refusals the proxy waits {backoff} ms: {sts}"
+    );
 }

@@ -132,6 +132,11 @@ impl Upstream {
         matches!(&self.conn, Some(c) if c.state() == State::Open)
     }
 
+    /// The wait before the next reconnect after a failure.
+    pub fn backoff(&self) -> Duration {
+        self.backoff
+    }
+
     /// Requests in flight.
     pub fn in_flight(&self) -> usize {
         self.inflight.len()
@@ -206,8 +211,9 @@ impl Upstream {
             match conn.on_connect_event(&self.registry) {
                 ConnectOutcome::Pending => return,
                 ConnectOutcome::Connected => {
+                    // The backoff is reset only once the server answers: a
+                    // server at its connection limit accepts and closes.
                     info!("proxy upstream {}: connected", self.addr);
-                    self.backoff = BACKOFF_MIN;
                     sink(UpEvent::Connected);
                 }
                 ConnectOutcome::Failed(e) => {
@@ -234,7 +240,13 @@ impl Upstream {
     fn read(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
         let Some(conn) = self.conn.as_mut() else { return };
         let mut broken: Option<String> = None;
-        let (inflight, sent, replies, reply) = (&mut self.inflight, &mut self.sent, &mut self.replies, &mut self.reply);
+        let (inflight, sent, replies, reply, backoff) = (
+            &mut self.inflight,
+            &mut self.sent,
+            &mut self.replies,
+            &mut self.reply,
+            &mut self.backoff,
+        );
         let outcome = conn.read_pass(
             &mut self.scratch,
             read_limit(MAX_UPSTREAM_REPLY),
@@ -271,6 +283,7 @@ impl Upstream {
                 let Some(req) = inflight.pop_front() else { return false };
                 *sent = sent.saturating_sub(1);
                 *replies += 1;
+                *backoff = BACKOFF_MIN; // the server answers: it works
                 if *sent == 0 {
                     // A bare server gets the next request only now.
                     if let Some(next) = inflight.front() {
