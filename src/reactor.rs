@@ -283,10 +283,11 @@ pub struct Timer<K> {
     pub gen: u64,
 }
 
-/// Deadlines, sorted. Timers are never cancelled: a connection that
-/// closes or is active again is recognised when its timer fires (wrong
-/// `gen`, or a later deadline in the connection itself), which costs
-/// nothing per message.
+/// Deadlines, sorted. Activity does not move a timer: a connection that
+/// is active again is recognised when its timer fires (a later deadline in
+/// the connection itself), which costs nothing per message. A connection
+/// that closes cancels its timers, so memory does not grow with the rate
+/// of connections times the idle timeout.
 #[derive(Debug)]
 pub struct Timers<K> {
     set: BTreeSet<Timer<K>>,
@@ -302,6 +303,11 @@ impl<K: Ord + Copy> Timers<K> {
     /// Adds a timer.
     pub fn add(&mut self, at: Instant, kind: K, key: usize, gen: u64) {
         self.set.insert(Timer { at, kind, key, gen });
+    }
+
+    /// Cancels a timer (one that has fired, or was never set, is ignored).
+    pub fn remove(&mut self, at: Instant, kind: K, key: usize, gen: u64) {
+        self.set.remove(&Timer { at, kind, key, gen });
     }
 
     /// The nearest deadline.

@@ -208,3 +208,23 @@ fn stop_closes_connections_and_returns() {
     node.stop().unwrap();
     assert!(p.closed_by_peer());
 }
+
+#[test]
+fn closed_connections_leave_no_timers_behind() {
+    let server = start_server(10);
+    for _ in 0..2000 {
+        let mut p = Peer::connect(server.addr());
+        assert!(p.ask("OP=GET;IND=1").ends_with("CODE=200"));
+    }
+    let mut p = Peer::connect(server.addr());
+    let mut sts = String::new();
+    wait_until("every other connection is closed", || {
+        sts = p.ask("OP=STS");
+        field(&sts, "CONNS").as_deref() == Some("1")
+    });
+    let timers: usize = field(&sts, "TIMERS").unwrap().parse().unwrap();
+    assert!(
+        timers <= 2,
+        "{timers} timers left after 2,000 connections came and went"
+    );
+}

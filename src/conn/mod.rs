@@ -190,8 +190,11 @@ pub struct Conn<X> {
     pub output: Buffer,
     /// Where messages end in `input`.
     pub framer: Framer,
-    /// A bare-framing pause timer is set for this connection.
-    bare_timer: bool,
+    /// When the bare-framing pause timer set for this connection is due.
+    bare_at: Option<Instant>,
+    /// When the idle timer set for this connection is due (the node that
+    /// sets it keeps this, so closing can cancel it).
+    pub idle_at: Option<Instant>,
     /// `input` is the node's scratch buffer, lent for this read pass.
     borrowed: bool,
     /// What is registered with the poll now (`None`: not registered).
@@ -228,7 +231,8 @@ impl<X> Conn<X> {
             input: Buffer::new(),
             output: Buffer::new(),
             framer: Framer::new(Framing::Line),
-            bare_timer: false,
+            bare_at: None,
+            idle_at: None,
             borrowed: false,
             registered: None,
             paused: false,

@@ -159,23 +159,29 @@ impl<X> Conn<X> {
     /// needed now and not already set (bare or undecided framing with a
     /// message begun). Marks it set.
     pub fn bare_timer_due(&mut self, idle: Duration) -> Option<Instant> {
-        if self.bare_timer || self.state != State::Open || !self.framer.waits_for_pause(&self.input) {
+        if self.bare_at.is_some() || self.state != State::Open || !self.framer.waits_for_pause(&self.input) {
             return None;
         }
-        self.bare_timer = true;
-        Some(self.last_bytes + idle)
+        self.bare_at = Some(self.last_bytes + idle);
+        self.bare_at
+    }
+
+    /// When the pause timer set for this connection is due, if one is set
+    /// (to cancel it when the connection closes).
+    pub fn bare_deadline(&self) -> Option<Instant> {
+        self.bare_at
     }
 
     /// The pause timer fired: has the peer been quiet for `idle`? If so the
     /// buffered bytes are one message (the framer is told).
     pub fn bare_timer_fired(&mut self, now: Instant, idle: Duration) -> BarePause {
-        self.bare_timer = false;
+        self.bare_at = None;
         if !self.framer.waits_for_pause(&self.input) {
             return BarePause::Nothing;
         }
         let due = self.last_bytes + idle;
         if now < due {
-            self.bare_timer = true;
+            self.bare_at = Some(due);
             return BarePause::Rearm(due);
         }
         self.framer.end_burst();

@@ -134,6 +134,8 @@ pub struct FrontInfo<'a> {
     pub stats: &'a FrontStats,
     /// Connections open now.
     pub connections: usize,
+    /// Timers set now (idle and bare-pause timers of the connections).
+    pub timers: usize,
 }
 
 impl FrontInfo<'_> {
@@ -155,6 +157,7 @@ impl FrontInfo<'_> {
         encode_field(out, "EVENTS", &r.events);
         encode_field(out, "FULL_BATCHES", &r.full_batches);
         encode_field(out, "BUSY_US", &r.busy_us);
+        encode_field(out, "TIMERS", &self.timers);
     }
 }
 
@@ -308,16 +311,23 @@ impl<X: Default> Frontend<X> {
                 continue;
             }
             debug!("{} tok={} peer={peer}: accepted", self.role, token.0);
+            let idle_at = now + self.limits.idle_timeout;
+            conn.idle_at = Some(idle_at);
             entry.insert(conn);
             self.stats.accepted += 1;
-            self.timers
-                .add(now + self.limits.idle_timeout, FrontTimer::Idle, token.0, gen);
+            self.timers.add(idle_at, FrontTimer::Idle, token.0, gen);
         }
     }
 
-    /// Closes and forgets a connection.
+    /// Closes and forgets a connection, and cancels its timers.
     pub fn close<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, why: &str) {
         if let Some(mut conn) = self.conns.try_remove(key) {
+            if let Some(at) = conn.idle_at {
+                self.timers.remove(at, FrontTimer::Idle, key, conn.gen);
+            }
+            if let Some(at) = conn.bare_deadline() {
+                self.timers.remove(at, FrontTimer::BareIdle, key, conn.gen);
+            }
             svc.on_close(&mut conn);
             conn.close(&self.registry, why);
         }

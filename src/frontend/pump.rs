@@ -14,11 +14,11 @@ impl<X: Default> Frontend<X> {
     /// half-closes, or backpressure pauses the connection.
     pub(super) fn pump<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, now: Instant) {
         let read_limit = read_limit(self.limits.max_message_bytes);
-        let connections = self.conns.len();
+        let sizes = (self.conns.len(), self.timers.len());
         let Some(conn) = self.conns.get_mut(key) else { return };
         let (limits, stats) = (&self.limits, &mut self.stats);
         let outcome = conn.read_pass(&mut self.scratch, read_limit, MAX_ROUNDS, now, |c| {
-            process(svc, c, limits, stats, connections, now);
+            process(svc, c, limits, stats, sizes, now);
             true
         });
         match outcome {
@@ -92,7 +92,7 @@ impl<X: Default> Frontend<X> {
                 "pending output {} bytes: reading again",
                 conn.output.len()
             );
-            let n = self.conns.len();
+            let n = (self.conns.len(), self.timers.len());
             let conn = &mut self.conns[key];
             process(svc, conn, &self.limits, &mut self.stats, n, now);
             if conn.reading() {
@@ -127,7 +127,7 @@ pub(super) fn process<S: Service>(
     conn: &mut Conn<S::Ext>,
     limits: &Limits,
     stats: &mut FrontStats,
-    connections: usize,
+    (connections, timers): (usize, usize),
     now: Instant,
 ) {
     while !conn.paused && matches!(conn.state(), State::Open | State::ReadClosed) {
@@ -142,7 +142,11 @@ pub(super) fn process<S: Service>(
                     "{}",
                     String::from_utf8_lossy(&conn.input.data()[..body])
                 );
-                let info = FrontInfo { stats, connections };
+                let info = FrontInfo {
+                    stats,
+                    connections,
+                    timers,
+                };
                 let before = conn.output.len();
                 svc.on_message(conn, body, &info, now);
                 if conn.output.len() > before {

@@ -50,7 +50,7 @@ impl<X: Default> Frontend<X> {
     /// The bare window after a connection's last bytes: if the peer has
     /// been quiet that long, what it sent is one whole message.
     fn bare_timer<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, gen: u64, now: Instant) {
-        let connections = self.conns.len();
+        let sizes = (self.conns.len(), self.timers.len());
         let Some(conn) = self.conns.get_mut(key) else { return };
         if conn.gen != gen {
             return;
@@ -59,23 +59,25 @@ impl<X: Default> Frontend<X> {
             BarePause::Nothing => {}
             BarePause::Rearm(at) => self.timers.add(at, FrontTimer::BareIdle, key, gen),
             BarePause::Ended => {
-                process(svc, conn, &self.limits, &mut self.stats, connections, now);
+                process(svc, conn, &self.limits, &mut self.stats, sizes, now);
                 self.after_io(svc, key, now);
             }
         }
     }
 
     fn idle_timer<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, gen: u64, now: Instant) {
-        let Some(conn) = self.conns.get(key) else { return };
+        let Some(conn) = self.conns.get_mut(key) else { return };
         if conn.gen != gen {
             return; // the connection this timer was for is gone
         }
+        conn.idle_at = None;
         let idle = self.limits.idle_timeout;
         // Not idle: owed replies, or paused by us, or not reading.
         let waiting_on_us = !conn.output.is_empty() || svc.owes(conn) || conn.paused || conn.state() != State::Open;
         let deadline = conn.last_active + idle;
         if waiting_on_us || now < deadline {
             let next = if waiting_on_us { now + idle } else { deadline };
+            conn.idle_at = Some(next);
             self.timers.add(next, FrontTimer::Idle, key, gen);
             return;
         }
