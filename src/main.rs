@@ -120,6 +120,18 @@ fn limits(p: &Parsed) -> Result<Limits, CliError> {
     })
 }
 
+/// `--size`, between 1 and `Table::MAX_SIZE`.
+fn table_size(p: &cli::Parsed) -> Result<usize, CliError> {
+    let size = p.get_min("size", 10usize, 1)?;
+    if size > tablecache::table::MAX_SIZE {
+        return Err(CliError::Usage(format!(
+            "--size must be at most {} (got {size})",
+            tablecache::table::MAX_SIZE
+        )));
+    }
+    Ok(size)
+}
+
 /// Prints the bound address the way scripts and tests wait for it.
 fn announce(addr: SocketAddr) {
     println!("listening on {addr}");
@@ -148,7 +160,7 @@ fn cmd_server(args: &[String]) -> Result<ExitCode, CliError> {
     )?;
     let cfg = ServerConfig {
         listen: addr(&p, "listen", "127.0.0.1:8080")?,
-        size: p.get_min("size", 10usize, 1)?,
+        size: table_size(&p)?,
         limits: limits(&p)?,
     };
     tablecache::trace::init_logging(cli::log_level(&p)?);

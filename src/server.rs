@@ -191,7 +191,12 @@ impl Server {
         let node = ServerNode {
             front,
             core: Core {
-                table: Table::new(cfg.size),
+                table: Table::try_new(cfg.size).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        format!("cannot allocate a table of {} entries: {e}", cfg.size),
+                    )
+                })?,
                 req: Request::default(),
                 counters: Counters::default(),
             },

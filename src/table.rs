@@ -11,10 +11,22 @@ pub struct Table {
     vals: Vec<i64>,
 }
 
+/// The most entries a table may have (`--size`): 2^32, 32 GiB of values.
+pub const MAX_SIZE: usize = 1 << 32;
+
 impl Table {
     /// A table of `size` zeros.
     pub fn new(size: usize) -> Table {
         Table { vals: vec![0; size] }
+    }
+
+    /// A table of `size` zeros, or an error when the memory cannot be had
+    /// (instead of aborting the process).
+    pub fn try_new(size: usize) -> Result<Table, std::collections::TryReserveError> {
+        let mut vals = Vec::new();
+        vals.try_reserve_exact(size)?;
+        vals.resize(size, 0);
+        Ok(Table { vals })
     }
 
     /// Number of entries.

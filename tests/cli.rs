@@ -87,6 +87,7 @@ fn usage_errors_exit_2_and_help_exits_0() {
         &["server", "--nope"][..],
         &["server", "--size", "x"],
         &["server", "--size", "0"],
+        &["server", "--size", "100000000000"],
         &["server", "--listen", "nowhere"],
         &["client", "--timeout-ms"],
         &["client", "get"],

@@ -167,9 +167,11 @@ impl fmt::Display for Problem {
             Problem::NotUtf8 => write!(f, "message is not UTF-8"),
             Problem::NoEquals => write!(f, "field without ="),
             Problem::EmptyField => write!(f, "empty field"),
+            Problem::UnknownField(k) if k.is_empty() => write!(f, "field with no name"),
             Problem::UnknownField(k) => write!(f, "unknown field {k}"),
             Problem::RepeatedField(k) => write!(f, "repeated field {k}"),
             Problem::NoOp => write!(f, "missing OP"),
+            Problem::UnknownOp(op) if op.is_empty() => write!(f, "empty OP"),
             Problem::UnknownOp(op) => write!(f, "unknown OP {op}"),
             Problem::MissingInd => write!(f, "missing IND"),
             Problem::MissingData => write!(f, "missing DATA"),
@@ -280,6 +282,14 @@ mod tests {
         }
         let s = body(|b| encode_error(b, None, 502, &"upstream said a;b\nc"));
         assert_eq!(s, "CODE=502;MSG=upstream said a b c");
+    }
+
+    #[test]
+    fn an_empty_op_or_key_is_named_as_such() {
+        let msg = |s: &str| req(s).unwrap_err().1.to_string();
+        assert_eq!(msg("OP="), "empty OP");
+        assert_eq!(msg("=GET"), "field with no name");
+        assert_eq!(msg("OP=GET;=1"), "field with no name");
     }
 
     #[test]
