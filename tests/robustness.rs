@@ -477,3 +477,35 @@ fn replies_still_owed_count_against_a_client_that_does_not_read() {
     );
     drop(hog);
 }
+
+#[test]
+fn sigterm_answers_every_owed_request_before_closing() {
+    // The server stays frozen: nothing in flight will be answered by it
+    // (nor time out: the upstream timeout is a minute). Every request the
+    // proxy took still gets a reply line, in order, before the connection
+    // closes.
+    let (server, mut proxy) = spawn_server_and_proxy(&["--upstream-timeout-ms", "60000"]);
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    assert_eq!(c.ask("OP=GET;IND=0"), "OP=GET;IND=0;DATA=0;CODE=200");
+    server.signal("STOP");
+    c.send(b"OP=GET;IND=5\nOP=PUT;IND=6;DATA=1\nOP=GET;IND=0\n");
+    wait_until("the miss and the write are upstream", || {
+        let mut probe = Peer::connect(proxy.addr.parse().unwrap());
+        field(&probe.ask("OP=STS"), "UP_INFLIGHT").as_deref() == Some("2")
+    });
+    proxy.signal("TERM");
+    for op in ["GET", "PUT"] {
+        let line = c.line();
+        assert!(line.starts_with(&format!("OP={op};CODE=503")), "{line}");
+    }
+    // The hit was decided when it arrived: its real answer, in its turn.
+    assert_eq!(c.line(), "OP=GET;IND=0;DATA=0;CODE=200");
+    assert!(c.closed_by_peer());
+    let mut status = None;
+    wait_until("proxy exits", || {
+        status = proxy.child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(0));
+    server.signal("CONT");
+}

@@ -179,6 +179,8 @@ pub struct Frontend<X> {
     /// Counters.
     pub stats: FrontStats,
     stopping: bool,
+    /// When a graceful stop gives up waiting for owed replies.
+    stop_at: Option<Instant>,
     /// Connections that yielded their turn, to serve again in `tick`.
     requeue: Vec<(usize, u64)>,
 }
@@ -214,6 +216,7 @@ impl<X: Default> Frontend<X> {
             next_gen: 1,
             stats: FrontStats::default(),
             stopping: false,
+            stop_at: None,
             requeue: Vec::new(),
         })
     }
@@ -236,6 +239,12 @@ impl<X: Default> Frontend<X> {
     /// Whether stop was asked.
     pub fn stopping(&self) -> bool {
         self.stopping
+    }
+
+    /// When a graceful stop closes the connections still open (a node
+    /// with requests elsewhere, the proxy, answers them before).
+    pub fn stop_deadline(&self) -> Option<Instant> {
+        self.stop_at
     }
 
     /// Dispatches an event for the listener or one of the connections.

@@ -25,6 +25,8 @@ impl<X: Default> Frontend<X> {
                 FrontTimer::StopDeadline => {
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for k in keys {
+                        // A last write of what is owed, without waiting.
+                        let _ = self.conns[k].flush();
                         self.close(svc, k, "stop deadline");
                     }
                 }
@@ -121,7 +123,8 @@ impl<X: Default> Frontend<X> {
             }
             self.after_io(svc, k, now);
         }
-        self.timers
-            .add(now + Duration::from_secs(5), FrontTimer::StopDeadline, LISTENER.0, 0);
+        let deadline = now + Duration::from_secs(5);
+        self.stop_at = Some(deadline);
+        self.timers.add(deadline, FrontTimer::StopDeadline, LISTENER.0, 0);
     }
 }

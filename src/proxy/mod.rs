@@ -45,6 +45,7 @@ use crate::cache::Fifo;
 use crate::conn::Conn;
 use crate::framing::Framing;
 use crate::frontend::{Frontend, Limits};
+use crate::proto::code;
 use crate::reactor::{earliest, Bound, LoopStats, Node, Reactor, UPSTREAM};
 use log::info;
 use mio::event::Event;
@@ -153,6 +154,16 @@ impl Node for ProxyNode {
     }
 
     fn tick(&mut self, now: Instant) -> Option<Instant> {
+        if self.front.stop_deadline().is_some_and(|d| now >= d) && self.up.in_flight() > 0 {
+            // Stopping, and the server has not answered in time: every
+            // request still upstream gets its 503 now, in its turn, so the
+            // frontend can flush it before it closes the connections.
+            let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
+            self.up.reset(code::UNAVAILABLE, "proxy stopping", now, &mut |e| {
+                deliver(conns, dirty, core, e)
+            });
+            self.flush_dirty(now);
+        }
         let mut svc = ProxyService {
             core: &mut self.core,
             up: &mut self.up,

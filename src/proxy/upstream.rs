@@ -382,8 +382,8 @@ impl Upstream {
     }
 
     /// Drops the connection: every request in flight fails with `code`, in
-    /// order, and a reconnect is scheduled.
-    fn reset(&mut self, code: u16, why: &str, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+    /// order, and (unless stopping) a reconnect is scheduled.
+    pub fn reset(&mut self, code: u16, why: &str, now: Instant, sink: &mut impl FnMut(UpEvent)) {
         self.stats.resets += 1;
         if let Some(mut c) = self.conn.take() {
             c.close(&self.registry, why);
