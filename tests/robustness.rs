@@ -509,3 +509,49 @@ fn sigterm_answers_every_owed_request_before_closing() {
     assert_eq!(status.unwrap().code(), Some(0));
     server.signal("CONT");
 }
+
+#[test]
+fn a_server_idle_timeout_never_shows_through_the_proxy() {
+    // The server closes connections quiet for 1 s, the proxy's included.
+    // Clients of the proxy never see a 503 for it, and once the proxy has
+    // seen it happen, it keeps its connection alive.
+    let server = spawn_node(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--idle-timeout-ms",
+        "1000",
+        "--log-level",
+        "warn",
+    ]);
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &server.addr,
+        "--log-level",
+        "warn",
+    ]);
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    let mut probe = Peer::connect(proxy.addr.parse().unwrap());
+    // The proxy's fresh upstream goes unused until the server closes it.
+    wait_until("the server closes the idle upstream", || {
+        field(&probe.ask("OP=STS"), "UP_RESETS").is_some_and(|n| n != "0")
+    });
+    for i in 0..5 {
+        let r = c.ask(&format!("OP=PUT;IND={i};DATA={i}"));
+        assert_eq!(r, format!("OP=PUT;IND={i};DATA={i};CODE=200"));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // Quiet for three times the server's idle timeout: the keepalive
+    // (a third of the silence the server allowed) holds the connection.
+    let resets = field(&probe.ask("OP=STS"), "UP_RESETS").unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(c.ask("OP=GET;IND=4"), "OP=GET;IND=4;DATA=4;CODE=200");
+    assert_eq!(
+        field(&probe.ask("OP=STS"), "UP_RESETS").unwrap(),
+        resets,
+        "no idle close since"
+    );
+}

@@ -72,7 +72,7 @@ impl Writes {
                 }
             }
             UpKind::Clr => self.clr.begin(seq),
-            UpKind::Fetch(_) => {}
+            UpKind::Fetch(_) | UpKind::Ping => {}
         }
     }
 
@@ -89,7 +89,7 @@ impl Writes {
             UpKind::Clr => {
                 self.clr.end(seq);
             }
-            UpKind::Fetch(_) => {}
+            UpKind::Fetch(_) | UpKind::Ping => {}
         }
     }
 

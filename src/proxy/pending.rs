@@ -166,13 +166,17 @@ pub enum UpKind {
     Put(Vec<i64>, Vec<i64>),
     /// A client's CLR, forwarded.
     Clr,
+    /// The proxy's own `OP=GET;IND=0`, sent when the connection has been
+    /// quiet long enough that the server might close it as idle. Its
+    /// answer goes to no client and leaves the cache alone.
+    Ping,
 }
 
 impl UpKind {
     /// The operation on the wire.
     pub fn op(&self) -> Op {
         match self {
-            UpKind::Fetch(_) => Op::Get,
+            UpKind::Fetch(_) | UpKind::Ping => Op::Get,
             UpKind::Put(..) => Op::Put,
             UpKind::Clr => Op::Clr,
         }
@@ -184,6 +188,7 @@ impl UpKind {
             UpKind::Fetch(_) => "GET (fetch)",
             UpKind::Put(..) => "PUT (write-through)",
             UpKind::Clr => "CLR",
+            UpKind::Ping => "GET (keepalive)",
         }
     }
 }
@@ -209,6 +214,23 @@ pub struct UpReq {
 }
 
 impl UpReq {
+    /// The proxy's keepalive request.
+    pub fn ping(now: Instant) -> UpReq {
+        UpReq {
+            kind: UpKind::Ping,
+            seq: 0,
+            waiter: Waiter {
+                key: usize::MAX,
+                gen: 0,
+                seq: 0,
+            },
+            op: Op::Get,
+            ind: Vec::new(),
+            vals: Vec::new(),
+            queued: now,
+        }
+    }
+
     /// Whether `r` can be this request's reply: the same operation, a code
     /// that is an answer, and for a success the same indices (and for a PUT
     /// the same values) as sent, where the reply names them (a naive server
@@ -237,6 +259,9 @@ impl UpReq {
             }
             UpKind::Put(ind, data) if !names(ind, Some(data)) => {
                 Err(format!("a PUT reply for another write than {}", short(ind)))
+            }
+            UpKind::Ping if r.data.len() != 1 || !names(&[0], None) => {
+                Err("a GET reply for other indices than [0]".into())
             }
             _ => Ok(()),
         }

@@ -213,6 +213,7 @@ impl Core {
                 }
                 return None;
             }
+            UpEvent::Answered(req, _) | UpEvent::Failed(req, ..) if req.kind == UpKind::Ping => return None,
             UpEvent::Answered(mut req, reply) => {
                 self.writes.end(&req.kind, req.seq);
                 if reply.is_ok() {
@@ -246,7 +247,7 @@ impl Core {
         match kind {
             UpKind::Put(ind, _) => ind.iter().for_each(|&i| self.cache.remove(i)),
             UpKind::Clr => self.cache.clear(),
-            UpKind::Fetch(_) => {}
+            UpKind::Fetch(_) | UpKind::Ping => {}
         }
     }
 
@@ -297,6 +298,7 @@ impl Core {
                 log_cache(&*self.cache);
                 encode_ok(&mut self.body, Op::Clr, &[], &[]);
             }
+            UpKind::Ping => {} // answered to no one (see `complete`)
         }
     }
 }

@@ -31,6 +31,11 @@ use std::time::{Duration, Instant};
 const MAX_INFLIGHT: usize = 65536;
 /// Longest upstream reply accepted (a big fetch of a big table).
 const MAX_UPSTREAM_REPLY: usize = 64 << 20;
+/// A server that closes a connection it has kept this long (or after
+/// answering), with nothing in flight, closed it for being idle.
+const IDLE_CLOSE_MIN: Duration = Duration::from_millis(20);
+/// The shortest keepalive interval the proxy learns.
+const KEEPALIVE_MIN: Duration = Duration::from_millis(10);
 /// Reconnect backoff: first wait, and the cap it doubles up to.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -44,6 +49,9 @@ pub enum UpTimer {
     Reconnect,
     /// The end of a bare server's reply (its pause).
     BareIdle,
+    /// The connection may have been quiet too long for the server's idle
+    /// policy: ask it something.
+    KeepAlive,
 }
 
 /// What happened upstream, in order.
@@ -82,6 +90,14 @@ pub struct Upstream {
     bare_idle: Duration,
     /// Replies received on the current connection.
     replies: u64,
+    /// When the current connection was opened, and when it last carried a
+    /// request or a reply.
+    opened: Instant,
+    last_io: Instant,
+    /// How long the connection may stay quiet before the proxy sends a
+    /// keepalive: learned from the server closing an idle connection (a
+    /// third of the silence it allowed), `None` until then.
+    keepalive: Option<Duration>,
     timeout: Duration,
     backoff: Duration,
     scratch: Buffer,
@@ -111,6 +127,9 @@ impl Upstream {
             framing,
             bare_idle,
             replies: 0,
+            opened: Instant::now(),
+            last_io: Instant::now(),
+            keepalive: None,
             timeout,
             backoff: BACKOFF_MIN,
             scratch: Buffer::with_capacity(READ_CHUNK),
@@ -179,6 +198,7 @@ impl Upstream {
             req.waiter.key
         );
         self.stats.requests += 1;
+        self.last_io = now;
         if self.inflight.is_empty() {
             self.timers
                 .add(now + self.timeout, UpTimer::Deadline, UPSTREAM.0, self.gen);
@@ -214,6 +234,10 @@ impl Upstream {
                     // The backoff is reset only once the server answers: a
                     // server at its connection limit accepts and closes.
                     info!("proxy upstream {}: connected", self.addr);
+                    (self.opened, self.last_io) = (now, now);
+                    if let Some(k) = self.keepalive {
+                        self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
+                    }
                     sink(UpEvent::Connected);
                 }
                 ConnectOutcome::Failed(e) => {
@@ -240,12 +264,13 @@ impl Upstream {
     fn read(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
         let Some(conn) = self.conn.as_mut() else { return };
         let mut broken: Option<String> = None;
-        let (inflight, sent, replies, reply, backoff) = (
+        let (inflight, sent, replies, reply, backoff, last_io) = (
             &mut self.inflight,
             &mut self.sent,
             &mut self.replies,
             &mut self.reply,
             &mut self.backoff,
+            &mut self.last_io,
         );
         let outcome = conn.read_pass(
             &mut self.scratch,
@@ -284,6 +309,7 @@ impl Upstream {
                 *sent = sent.saturating_sub(1);
                 *replies += 1;
                 *backoff = BACKOFF_MIN; // the server answers: it works
+                *last_io = now;
                 if *sent == 0 {
                     // A bare server gets the next request only now.
                     if let Some(next) = inflight.front() {
@@ -299,12 +325,28 @@ impl Upstream {
         }
         match outcome {
             ReadOutcome::Eof => {
-                // A server that answers and then closes (many naive ones
-                // do) is reconnected at once; one that never answered is
-                // retried with backoff.
-                let clean = self.inflight.is_empty() && self.replies > 0;
+                // A server that closes a connection with nothing in flight,
+                // after answering (many naive servers close after each
+                // reply) or after a quiet spell (an idle timeout), is
+                // working: reconnect at once, so no client sees a 503. One
+                // that closes at once, unasked, is retried with backoff.
+                let quiet = now.saturating_duration_since(self.last_io);
+                let idle_close = self.inflight.is_empty()
+                    && (self.replies > 0 || now.saturating_duration_since(self.opened) >= IDLE_CLOSE_MIN);
+                if idle_close && quiet >= IDLE_CLOSE_MIN {
+                    // Learn the server's idle policy: from now on, never
+                    // stay quiet for more than a third of what it allowed.
+                    let k = (quiet / 3).max(KEEPALIVE_MIN);
+                    self.keepalive = Some(self.keepalive.map_or(k, |old| old.min(k)));
+                    info!(
+                        "proxy upstream {}: closed after {} ms of silence; keepalive every {} ms",
+                        self.addr,
+                        quiet.as_millis(),
+                        k.as_millis()
+                    );
+                }
                 self.reset(code::BAD_GATEWAY, "upstream connection lost", now, sink);
-                if clean && !self.stopping {
+                if idle_close && !self.stopping {
                     self.connect(now);
                 }
             }
@@ -358,7 +400,25 @@ impl Upstream {
                     }
                 }
                 UpTimer::Deadline => self.deadline(t.gen, now, sink),
+                UpTimer::KeepAlive => self.keepalive(now),
             }
+        }
+    }
+
+    /// The keepalive timer: if the connection has been quiet for the
+    /// learned interval, send a ping; arm the next check either way.
+    fn keepalive(&mut self, now: Instant) {
+        let Some(k) = self.keepalive else { return };
+        if !self.connected() {
+            return;
+        }
+        let due = self.last_io + k;
+        if now >= due && self.inflight.is_empty() {
+            self.send(UpReq::ping(now), now);
+            self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
+        } else {
+            self.timers
+                .add(due.max(now + k / 4), UpTimer::KeepAlive, UPSTREAM.0, self.gen);
         }
     }
 
@@ -433,6 +493,7 @@ fn write_request(up: &mut Conn<()>, kind: &UpKind) {
         UpKind::Fetch(ind) => encode_request(&mut up.output, kind.op(), ind, &[]),
         UpKind::Put(ind, data) => encode_request(&mut up.output, kind.op(), ind, data),
         UpKind::Clr => encode_request(&mut up.output, kind.op(), &[], &[]),
+        UpKind::Ping => encode_request(&mut up.output, kind.op(), &[0], &[]),
     }
     up.end_message();
 }
