@@ -555,3 +555,91 @@ fn a_server_idle_timeout_never_shows_through_the_proxy() {
         "no idle close since"
     );
 }
+
+/// A stand-in server that answers every request line with a mutated copy
+/// of the right answer (from a real table) three times in four, the right
+/// answer otherwise; it accepts the proxy again after every reset.
+fn mutating_upstream(seed: u64) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut x = seed | 1;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut table = tablecache::table::Table::new(10);
+        let mut req = tablecache::proto::Request::default();
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            let mut w = s.try_clone().unwrap();
+            for line in BufReader::new(s).lines() {
+                let Ok(line) = line else { break };
+                let mut out = tablecache::buffer::Buffer::new();
+                match req.parse(line.as_bytes()) {
+                    Ok(()) => {
+                        if let Err(p) = table.execute(&req, &mut out) {
+                            tablecache::proto::encode_error(&mut out, Some(req.op), p.code(), &p);
+                        }
+                    }
+                    Err((op, p)) => tablecache::proto::encode_error(&mut out, op, p.code(), &p),
+                }
+                let mut reply = out.data().to_vec();
+                if rnd() % 4 != 0 && !reply.is_empty() {
+                    let p = (rnd() as usize) % reply.len();
+                    match rnd() % 4 {
+                        0 => reply[p] = b"0123456789;=,-OPCDTAGIN"[(rnd() % 23) as usize],
+                        1 => reply.insert(p, b";=,-9"[(rnd() % 5) as usize]),
+                        2 => reply.truncate(p),
+                        _ => reply.extend_from_slice(b";CODE=200"),
+                    }
+                }
+                reply.push(b'\n');
+                if w.write_all(&reply).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn mutated_upstream_replies_never_take_the_proxy_down_and_every_client_is_answered() {
+    let up = mutating_upstream(0x9E37_79B9_7F4A_7C15);
+    let proxy = tablecache::proxy::Proxy::bind(tablecache::proxy::ProxyConfig {
+        listen: any_addr(),
+        upstream: up,
+        capacity: 3,
+        ..Default::default()
+    })
+    .unwrap()
+    .spawn()
+    .unwrap();
+    let requests = [
+        "OP=GET;IND=1,2",
+        "OP=PUT;IND=1,2;DATA=10,-3",
+        "OP=CLR",
+        "OP=ADD;IND=0,4,7",
+        "OP=GET;IND=5",
+        "OP=PUT;IND=3;DATA=7",
+    ];
+    let mut resets = 0;
+    for round in 0..30 {
+        let mut c = Peer::connect(proxy.addr());
+        let batch: String = (0..20)
+            .map(|k| format!("{}\n", requests[(round * 7 + k) % 6]))
+            .collect();
+        c.send(batch.as_bytes());
+        for k in 0..20 {
+            let line = c.line();
+            assert!(line.contains("CODE="), "round {round}, reply {k}: {line}");
+        }
+        let sts = c.ask("OP=STS");
+        resets = field(&sts, "UP_RESETS").unwrap().parse().unwrap();
+    }
+    assert!(resets > 0, "mismatched replies reset the upstream");
+}
