@@ -694,3 +694,16 @@ fn a_server_that_accepts_and_refuses_is_retried_with_a_growing_backoff() {
         "after five refusals the proxy waits {backoff} ms: {sts}"
     );
 }
+
+#[test]
+fn the_proxys_dmp_lists_at_most_1024_entries() {
+    let server = start_server(3000);
+    let proxy = start_proxy(server.addr(), 2000);
+    let mut c = Peer::connect(proxy.addr());
+    let list = (0..2000).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    assert!(c.ask(&format!("OP=GET;IND={list}")).ends_with("CODE=200"));
+    let dmp = c.ask("OP=DMP");
+    assert_eq!(field(&dmp, "IND").unwrap().split(',').count(), 1024);
+    assert_eq!(field(&dmp, "DATA").unwrap().split(',').count(), 1024);
+    assert_eq!(field(&c.ask("OP=STS"), "CACHED").as_deref(), Some("2000"));
+}
