@@ -36,6 +36,9 @@ pub const UPSTREAM: Token = Token(usize::MAX - 3);
 pub const SIGNALS: Token = Token(usize::MAX - 4);
 /// The token of the command-line client's (and the demo's) one connection.
 pub const CLIENT: Token = Token(usize::MAX - 5);
+/// The token of a proxy's old upstream connection, drained after a reset
+/// until the server has finished with it.
+pub const DRAINING: Token = Token(usize::MAX - 6);
 
 /// How many events one `poll` may return.
 const EVENTS_CAPACITY: usize = 1024;

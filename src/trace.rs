@@ -68,11 +68,12 @@ pub struct TokenName(pub mio::Token);
 
 impl std::fmt::Display for TokenName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::reactor::{CLIENT, LISTENER, SIGNALS, UPSTREAM, WAKER};
+        use crate::reactor::{CLIENT, DRAINING, LISTENER, SIGNALS, UPSTREAM, WAKER};
         let name = match self.0 {
             LISTENER => "L",
             UPSTREAM => "U",
             CLIENT => "C",
+            DRAINING => "D",
             WAKER => "W",
             SIGNALS => "S",
             mio::Token(n) => return f.pad(&n.to_string()),

@@ -707,3 +707,56 @@ fn the_proxys_dmp_lists_at_most_1024_entries() {
     assert_eq!(field(&dmp, "DATA").unwrap().split(',').count(), 1024);
     assert_eq!(field(&c.ask("OP=STS"), "CACHED").as_deref(), Some("2000"));
 }
+
+#[test]
+fn a_write_that_timed_out_may_still_land_so_its_index_is_not_cached_until_settled() {
+    // The server stalls on B's PUT; the proxy gives up (504) and reconnects.
+    // The server may still read that PUT from the old connection and apply
+    // it after a fetch on the new one returned the old value: so the
+    // proxy must not cache 1 until the server has finished with the old
+    // connection.
+    let mut up = Scripted::new();
+    let proxy = start_proxy_cfg(ProxyConfig {
+        listen: any_addr(),
+        upstream: up.addr(),
+        capacity: 5,
+        upstream_timeout: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let mut c = Peer::connect(proxy.addr());
+    warm(&mut c, &mut up, "1", "0");
+    c.send(b"OP=PUT;IND=1;DATA=5\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=1;DATA=5");
+    assert_eq!(c.line(), "OP=PUT;CODE=504;MSG=upstream timeout");
+    let old = up.conn.take(); // the server keeps reading the old one
+    up.accept();
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    up.reply("OP=GET;IND=1;DATA=0;CODE=200"); // before the old PUT lands
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=0;CODE=200");
+    // Now the old PUT lands: a read of 1 must not come from the cache.
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1", "1 was not cached");
+    up.reply("OP=GET;IND=1;DATA=5;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=5;CODE=200");
+    // The server closes the old connection: nothing can land any more, so
+    // 1 is cached again after its next fetch.
+    let (mut r, _w) = old.unwrap();
+    let mut rest = String::new();
+    assert_eq!(
+        r.read_line(&mut rest).unwrap(),
+        0,
+        "the proxy shut the old connection for writing"
+    );
+    drop((r, _w));
+    let mut probe = Peer::connect(proxy.addr());
+    wait_until("the old connection is drained", || {
+        field(&probe.ask("OP=STS"), "UP_DRAINING").as_deref() == Some("0")
+    });
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    up.reply("OP=GET;IND=1;DATA=5;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=5;CODE=200");
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=5;CODE=200");
+    assert!(up.silent_for(50), "cached again");
+}

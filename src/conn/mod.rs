@@ -323,6 +323,16 @@ impl<X> Conn<X> {
         Ok(())
     }
 
+    /// Registers the socket under another token, reading only (a proxy's
+    /// old upstream connection, kept to be drained).
+    pub fn retoken(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        self.token = token;
+        self.output.clear();
+        registry.reregister(&mut self.sock, token, Interest::READABLE)?;
+        self.registered = Some(Interest::READABLE);
+        Ok(())
+    }
+
     /// Deregisters and moves to `Closed`; dropping the connection closes the
     /// socket.
     pub fn close(&mut self, registry: &Registry, why: &str) {

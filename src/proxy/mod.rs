@@ -46,7 +46,7 @@ use crate::conn::Conn;
 use crate::framing::Framing;
 use crate::frontend::{Frontend, Limits};
 use crate::proto::code;
-use crate::reactor::{earliest, Bound, LoopStats, Node, Reactor, UPSTREAM};
+use crate::reactor::{earliest, Bound, LoopStats, Node, Reactor, DRAINING, UPSTREAM};
 use log::info;
 use mio::event::Event;
 use mio::Token;
@@ -144,6 +144,9 @@ impl Node for ProxyNode {
         if token == UPSTREAM {
             let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
             self.up.on_event(event, now, &mut |e| deliver(conns, dirty, core, e));
+        } else if token == DRAINING {
+            let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
+            self.up.on_drain_event(now, &mut |e| deliver(conns, dirty, core, e));
         } else {
             let mut svc = ProxyService {
                 core: &mut self.core,

@@ -38,6 +38,47 @@ pub struct Core {
     body: Buffer,
     /// The sequence number the next request sent upstream gets.
     next_seq: u64,
+    /// Indices written by requests that failed on a connection the server
+    /// may still apply them from (it is being drained): their values may
+    /// change at any moment, so they are not cached until it is settled.
+    zombies: Zombies,
+}
+
+/// Writes that may still take effect (see `Core::zombies`).
+#[derive(Debug, Default)]
+struct Zombies {
+    /// A connection is being drained.
+    draining: bool,
+    /// A connection could not be drained: its writes stay possible for good.
+    pinned: bool,
+    /// A CLR is among them: nothing may be cached.
+    all: bool,
+    indices: IndexMap<()>,
+}
+
+impl Zombies {
+    fn add(&mut self, kind: &UpKind) {
+        match kind {
+            UpKind::Put(ind, _) => ind.iter().for_each(|&i| {
+                self.indices.insert(i, ());
+            }),
+            UpKind::Clr => self.all = true,
+            UpKind::Fetch(_) | UpKind::Ping => {}
+        }
+    }
+
+    fn settled(&mut self) {
+        self.draining = false;
+        if !self.pinned {
+            self.all = false;
+            self.indices.clear();
+        }
+    }
+
+    /// Whether a fetched value of `index` may enter the cache.
+    fn cacheable(&self, index: i64) -> bool {
+        !self.all && (self.indices.is_empty() || !self.indices.contains_key(&index))
+    }
 }
 
 /// The proxy's [`Service`]: the core and the upstream it sends to, lent
@@ -118,6 +159,7 @@ impl Core {
             missing: Vec::new(),
             body: Buffer::new(),
             next_seq: 1,
+            zombies: Zombies::default(),
         }
     }
 
@@ -214,6 +256,18 @@ impl Core {
                 return None;
             }
             UpEvent::Answered(req, _) | UpEvent::Failed(req, ..) if req.kind == UpKind::Ping => return None,
+            UpEvent::Draining => {
+                self.zombies.draining = true;
+                return None;
+            }
+            UpEvent::DrainLost => {
+                self.zombies.pinned = true;
+                return None;
+            }
+            UpEvent::Settled => {
+                self.zombies.settled();
+                return None;
+            }
             UpEvent::Answered(mut req, reply) => {
                 self.writes.end(&req.kind, req.seq);
                 if reply.is_ok() {
@@ -232,6 +286,9 @@ impl Core {
             UpEvent::Failed(req, code, why) => {
                 self.writes.end(&req.kind, req.seq);
                 self.forget_written(&req.kind);
+                if self.zombies.draining || self.zombies.pinned {
+                    self.zombies.add(&req.kind);
+                }
                 encode_error(&mut self.body, Some(req.op), code, &why);
                 (req, code)
             }
@@ -255,6 +312,9 @@ impl Core {
         match &req.kind {
             UpKind::Fetch(ind) => {
                 for (&i, &v) in ind.iter().zip(data) {
+                    if !self.zombies.cacheable(i) {
+                        continue; // a failed write may still change it
+                    }
                     if let Some((old, oldv)) = self.cache.insert(i, v) {
                         self.counters.evictions += 1;
                         debug!("proxy cache: {i} in, {old}:{oldv} evicted (oldest)");

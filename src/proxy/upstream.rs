@@ -17,7 +17,7 @@ use crate::conn::{
 use crate::framing::{Frame, Framer, Framing};
 use crate::proto::{code, encode_request, Reply};
 use crate::proxy::pending::{UpKind, UpReq};
-use crate::reactor::{Timers, UPSTREAM};
+use crate::reactor::{Timers, DRAINING, UPSTREAM};
 use crate::trace_event;
 use log::{info, warn};
 use mio::event::Event;
@@ -64,6 +64,16 @@ pub enum UpEvent<'a> {
     /// This request got no answer: the connection failed or timed out with
     /// it in flight (a write may or may not have been applied).
     Failed(UpReq, u16, &'a str),
+    /// The connection being reset may still be read by the server (a
+    /// timeout, a desync): the writes about to fail may yet be applied, at
+    /// any time until the server has finished with it ([`UpEvent::Settled`]).
+    Draining,
+    /// The server has finished with the drained connection: no write sent
+    /// on it can take effect any more.
+    Settled,
+    /// A connection that needed draining could not be (one is already
+    /// draining): its writes may take effect at any time, for good.
+    DrainLost,
 }
 
 /// Upstream counters for STS.
@@ -80,6 +90,9 @@ pub struct Upstream {
     addr: SocketAddr,
     /// `None` while down (a reconnect timer is set).
     conn: Option<Conn<()>>,
+    /// An old connection reset while the server may still be reading it:
+    /// shut for writing and read until the server closes it.
+    draining: Option<Conn<()>>,
     gen: u64,
     inflight: VecDeque<UpReq>,
     /// How many of `inflight` are written (all of them for line framing;
@@ -121,6 +134,7 @@ impl Upstream {
         Ok(Upstream {
             addr,
             conn: None,
+            draining: None,
             gen: 0,
             inflight: VecDeque::new(),
             sent: 0,
@@ -149,6 +163,11 @@ impl Upstream {
     /// Connected (not just connecting).
     pub fn connected(&self) -> bool {
         matches!(&self.conn, Some(c) if c.state() == State::Open)
+    }
+
+    /// True while an old connection is being drained.
+    pub fn draining(&self) -> bool {
+        self.draining.is_some()
     }
 
     /// The wait before the next reconnect after a failure.
@@ -321,7 +340,7 @@ impl Upstream {
             },
         );
         if let Some(why) = broken {
-            return self.reset(code::BAD_GATEWAY, &why, now, sink);
+            return self.reset_live(code::BAD_GATEWAY, &why, now, sink);
         }
         match outcome {
             ReadOutcome::Eof => {
@@ -437,7 +456,58 @@ impl Upstream {
         } else if connecting {
             self.reset(code::UNAVAILABLE, "connect timed out", now, sink);
         } else {
-            self.reset(code::GATEWAY_TIMEOUT, "upstream timeout", now, sink);
+            self.reset_live(code::GATEWAY_TIMEOUT, "upstream timeout", now, sink);
+        }
+    }
+
+    /// Resets a connection the server may still be reading (it timed out,
+    /// or answered out of step). If writes are in flight, they may yet be
+    /// applied after the proxy reconnects and reads the old values on the
+    /// new connection: so the old connection is shut for writing and kept,
+    /// and read until the server closes it, and the service is told
+    /// (`Draining`, then `Settled`) so that it caches nothing those writes
+    /// may change meanwhile.
+    fn reset_live(&mut self, code: u16, why: &str, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        let writes = self
+            .inflight
+            .iter()
+            .any(|r| matches!(r.kind, UpKind::Put(..) | UpKind::Clr));
+        if writes {
+            if let Some(mut c) = self.conn.take() {
+                if self.draining.is_none() && c.retoken(&self.registry, DRAINING).is_ok() {
+                    let _ = c.sock.shutdown(std::net::Shutdown::Write);
+                    trace_event!(
+                        "upstream",
+                        DRAINING,
+                        c.peer,
+                        "DRAIN",
+                        "shut for writing, reading until the server closes"
+                    );
+                    self.draining = Some(c);
+                    sink(UpEvent::Draining);
+                } else {
+                    c.close(&self.registry, why);
+                    sink(UpEvent::DrainLost);
+                }
+            }
+        }
+        self.reset(code, why, now, sink);
+    }
+
+    /// An event on the draining connection: read and drop what the server
+    /// still sends; its EOF (or an error) means it is done with it.
+    pub fn on_drain_event(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        let Some(c) = self.draining.as_mut() else { return };
+        let outcome = c.read_pass(&mut self.scratch, READ_CHUNK, usize::MAX, now, |c| {
+            c.input.clear();
+            true
+        });
+        if matches!(outcome, ReadOutcome::Eof | ReadOutcome::Error(_)) {
+            if let Some(mut c) = self.draining.take() {
+                c.close(&self.registry, "drained");
+            }
+            info!("proxy upstream {}: the old connection is drained", self.addr);
+            sink(UpEvent::Settled);
         }
     }
 
@@ -479,9 +549,9 @@ impl Upstream {
         self.stopping = true;
     }
 
-    /// Closes the connection for good.
+    /// Closes the connection (and one being drained) for good.
     pub fn close(&mut self, why: &str) {
-        if let Some(mut c) = self.conn.take() {
+        for mut c in [self.conn.take(), self.draining.take()].into_iter().flatten() {
             c.close(&self.registry, why);
         }
     }
