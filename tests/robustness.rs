@@ -643,3 +643,23 @@ fn mutated_upstream_replies_never_take_the_proxy_down_and_every_client_is_answer
     }
     assert!(resets > 0, "mismatched replies reset the upstream");
 }
+
+#[test]
+fn a_peer_that_never_reads_its_replies_is_closed_after_the_idle_timeout() {
+    // It sends, the node answers, the answers pile up unread: the node is
+    // not waiting on itself but on the peer, and the idle timeout applies.
+    let server = start_server_with(
+        10,
+        Limits {
+            idle_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    );
+    let hog = flood_without_reading(&server.addr().to_string(), 100_000);
+    let mut probe = Peer::connect(server.addr());
+    wait_until("the node closes the peer that does not read", || {
+        let _ = probe.ask("OP=GET;IND=1"); // the probe is active, not idle
+        field(&probe.ask("OP=STS"), "IDLE_CLOSED").is_some_and(|n| n != "0")
+    });
+    drop(hog);
+}

@@ -63,10 +63,14 @@ impl<X: Default> Frontend<X> {
         loop {
             let Some(conn) = self.conns.get_mut(key) else { return };
             if !conn.output.is_empty() {
+                let before = conn.output.len();
                 if let WriteOutcome::Error(e) = conn.flush() {
                     return self.io_failed(svc, key, "write", &e);
                 }
-                conn.last_active = now;
+                // Activity is the peer taking bytes, not our trying.
+                if conn.output.len() < before {
+                    conn.last_active = now;
+                }
             }
             // Resume once the peer has taken most of its replies.
             let resume = conn.paused
@@ -101,7 +105,10 @@ impl<X: Default> Frontend<X> {
         }
         let Some(conn) = self.conns.get_mut(key) else { return };
         let finished = match conn.state() {
-            State::ReadClosed | State::Closing => conn.output.is_empty() && !svc.owes(conn) && !conn.paused,
+            // Half-closed: paused, it may still hold requests to answer.
+            State::ReadClosed => conn.output.is_empty() && !svc.owes(conn) && !conn.paused,
+            // Closing reads nothing more, paused or not.
+            State::Closing => conn.output.is_empty() && !svc.owes(conn),
             _ => false,
         };
         if finished {

@@ -74,8 +74,11 @@ impl<X: Default> Frontend<X> {
         }
         conn.idle_at = None;
         let idle = self.limits.idle_timeout;
-        // Not idle: owed replies, or paused by us, or not reading.
-        let waiting_on_us = !conn.output.is_empty() || svc.owes(conn) || conn.paused || conn.state() != State::Open;
+        // Not idle while the peer waits on us: replies owed and not yet
+        // written. Replies written but not taken are the peer's to read:
+        // the clock runs (from the last bytes it took), so a peer that
+        // never reads is closed like one that never speaks.
+        let waiting_on_us = conn.output.is_empty() && (svc.owes(conn) || conn.paused);
         let deadline = conn.last_active + idle;
         if waiting_on_us || now < deadline {
             let next = if waiting_on_us { now + idle } else { deadline };
@@ -84,7 +87,9 @@ impl<X: Default> Frontend<X> {
             return;
         }
         self.stats.idle_closed += 1;
-        let half = if conn.input.is_empty() {
+        let half = if !conn.output.is_empty() {
+            "not reading its replies"
+        } else if conn.input.is_empty() {
             "idle"
         } else {
             "stuck in a partial message"
