@@ -276,12 +276,17 @@ fn the_checker_keeps_each_connections_order() {
 }
 
 /// Runs `clients` pipelining clients through a 2-entry proxy in front of
-/// `upstream` and checks the history.
-fn check_round(upstream: std::net::SocketAddr, round: u64, clients: usize, ops: usize) {
+/// `upstream` and checks the history; returns how many reads joined a
+/// fetch in flight (STS `COALESCED`).
+fn check_round(upstream: std::net::SocketAddr, round: u64, clients: usize, ops: usize) -> u64 {
+    check_round_with(upstream, round, clients, ops, 2)
+}
+
+fn check_round_with(upstream: std::net::SocketAddr, round: u64, clients: usize, ops: usize, capacity: usize) -> u64 {
     let proxy = Proxy::bind(ProxyConfig {
         listen: any_addr(),
         upstream,
-        capacity: 2,
+        capacity,
         ..Default::default()
     })
     .unwrap()
@@ -307,6 +312,8 @@ fn check_round(upstream: std::net::SocketAddr, round: u64, clients: usize, ops: 
     let mut history: Vec<Event> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
     history.sort_by_key(|e| e.call);
     assert!(linearizable(&history), "round {round}: not linearizable: {history:#?}");
+    let sts = Peer::connect(addr).ask("OP=STS");
+    field(&sts, "COALESCED").unwrap().parse().unwrap()
 }
 
 #[test]
@@ -315,6 +322,44 @@ fn histories_through_the_proxy_are_linearizable() {
         let server = start_server(SIZE);
         check_round(server.addr(), round, 4, 14);
     }
+}
+
+#[test]
+fn histories_stay_linearizable_when_misses_share_fetches() {
+    // Few indices, a cache of one entry, six pipelining clients and a server
+    // that freezes: many reads of an index arrive while a fetch of it is
+    // in flight, and join it (unless a write was sent in between).
+    let mut coalesced = 0;
+    for round in 0..8 {
+        let server = spawn_node(&[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--size",
+            "4",
+            "--log-level",
+            "warn",
+        ]);
+        let pid = server.pid().to_string();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let freezer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let kill = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    kill("-STOP");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    kill("-CONT");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                kill("-CONT");
+            })
+        };
+        coalesced += check_round_with(server.addr.parse().unwrap(), 200 + round, 6, 14, 1);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        freezer.join().unwrap();
+    }
+    assert!(coalesced > 0, "the workload made reads share fetches");
 }
 
 #[test]

@@ -760,3 +760,93 @@ fn a_write_that_timed_out_may_still_land_so_its_index_is_not_cached_until_settle
     assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=5;CODE=200");
     assert!(up.silent_for(50), "cached again");
 }
+
+#[test]
+fn concurrent_misses_of_one_index_share_one_fetch() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut clients: Vec<Peer> = (0..5).map(|_| Peer::connect(proxy.addr())).collect();
+    clients[0].send(b"OP=GET;IND=4\n");
+    assert_eq!(up.recv(), "OP=GET;IND=4");
+    for c in &mut clients[1..] {
+        c.send(b"OP=GET;IND=4\n");
+    }
+    // The server is slow: the four later misses arrive while the first
+    // fetch is in flight, and join it.
+    let mut probe = Peer::connect(proxy.addr());
+    wait_until("four reads joined the fetch", || {
+        field(&probe.ask("OP=STS"), "COALESCED").as_deref() == Some("4")
+    });
+    assert!(up.silent_for(50), "no second fetch");
+    up.reply("OP=GET;IND=4;DATA=44;CODE=200");
+    for c in &mut clients {
+        assert_eq!(c.line(), "OP=GET;IND=4;DATA=44;CODE=200");
+    }
+    // The same for a whole multi-index request.
+    clients[0].send(b"OP=GET;IND=7,8\n");
+    assert_eq!(up.recv(), "OP=GET;IND=7,8");
+    clients[1].send(b"OP=ADD;IND=8,7\n");
+    clients[2].send(b"OP=GET;IND=8\n");
+    wait_until("both joined", || {
+        field(&probe.ask("OP=STS"), "COALESCED").as_deref() == Some("6")
+    });
+    assert!(up.silent_for(50), "no second fetch");
+    up.reply("OP=GET;IND=7,8;DATA=70,80;CODE=200");
+    assert_eq!(clients[0].line(), "OP=GET;IND=7,8;DATA=70,80;CODE=200");
+    assert_eq!(clients[1].line(), "OP=ADD;IND=8,7;DATA=150;CODE=200");
+    assert_eq!(clients[2].line(), "OP=GET;IND=8;DATA=80;CODE=200");
+}
+
+#[test]
+fn a_miss_after_a_write_does_not_join_a_fetch_sent_before_it() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut a = Peer::connect(proxy.addr());
+    let mut b = Peer::connect(proxy.addr());
+    let mut c = Peer::connect(proxy.addr());
+    a.send(b"OP=GET;IND=4\n");
+    assert_eq!(up.recv(), "OP=GET;IND=4");
+    b.send(b"OP=PUT;IND=4;DATA=9\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=4;DATA=9");
+    // C asks after the PUT was sent: the fetch before it will not do.
+    c.send(b"OP=GET;IND=4,5\n");
+    assert_eq!(up.recv(), "OP=GET;IND=4,5", "a second fetch, after the PUT");
+    up.reply("OP=GET;IND=4;DATA=0;CODE=200");
+    up.reply("OP=PUT;IND=4;DATA=9;CODE=200");
+    up.reply("OP=GET;IND=4,5;DATA=9,0;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=4;DATA=0;CODE=200");
+    assert_eq!(b.line(), "OP=PUT;IND=4;DATA=9;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=4,5;DATA=9,0;CODE=200");
+}
+
+#[test]
+fn a_client_that_leaves_while_joined_to_a_fetch_disturbs_no_one() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut a = Peer::connect(proxy.addr());
+    let mut b = Peer::connect(proxy.addr());
+    let mut c = Peer::connect(proxy.addr());
+    a.send(b"OP=GET;IND=4\n");
+    assert_eq!(up.recv(), "OP=GET;IND=4");
+    b.send(b"OP=GET;IND=4\n");
+    let mut probe = Peer::connect(proxy.addr());
+    wait_until("B joined", || {
+        field(&probe.ask("OP=STS"), "COALESCED").as_deref() == Some("1")
+    });
+    drop(b); // gone: its reply, when it comes, goes nowhere
+    c.send(b"OP=GET;IND=4\n");
+    wait_until("C joined", || {
+        field(&probe.ask("OP=STS"), "COALESCED").as_deref() == Some("2")
+    });
+    up.reply("OP=GET;IND=4;DATA=44;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=4;DATA=44;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=4;DATA=44;CODE=200");
+    // And a new read after it: the value is cached now. B's connection
+    // (half-closed, as far as the proxy can tell) closes once its reply
+    // is written.
+    assert_eq!(probe.ask("OP=GET;IND=4"), "OP=GET;IND=4;DATA=44;CODE=200");
+    assert!(up.silent_for(50));
+    wait_until("B's connection is closed", || {
+        field(&probe.ask("OP=STS"), "CONNS").as_deref() == Some("3")
+    });
+}

@@ -107,6 +107,47 @@ impl Writes {
     }
 }
 
+/// Writes that failed on a connection the server may still apply them
+/// from (it is being drained): the indices they write may change at any
+/// moment, so they are fetched but not cached until it is settled.
+#[derive(Debug, Default)]
+pub struct Zombies {
+    /// A connection is being drained.
+    pub draining: bool,
+    /// A connection could not be drained: its writes stay possible for good.
+    pub pinned: bool,
+    /// A CLR is among them: nothing may be cached.
+    all: bool,
+    indices: IndexMap<()>,
+}
+
+impl Zombies {
+    /// A write failed on a connection being drained (or not drainable).
+    pub fn add(&mut self, kind: &UpKind) {
+        match kind {
+            UpKind::Put(ind, _) => ind.iter().for_each(|&i| {
+                self.indices.insert(i, ());
+            }),
+            UpKind::Clr => self.all = true,
+            UpKind::Fetch(_) | UpKind::Ping => {}
+        }
+    }
+
+    /// The server is done with the drained connection.
+    pub fn settled(&mut self) {
+        self.draining = false;
+        if !self.pinned {
+            self.all = false;
+            self.indices.clear();
+        }
+    }
+
+    /// Whether a fetched value of `index` may enter the cache.
+    pub fn cacheable(&self, index: i64) -> bool {
+        !self.all && (self.indices.is_empty() || !self.indices.contains_key(&index))
+    }
+}
+
 /// What to do with a GET or ADD.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Plan {

@@ -37,6 +37,7 @@
 
 pub mod decide;
 pub mod pending;
+pub mod reads;
 pub mod service;
 pub mod stats;
 pub mod upstream;
@@ -103,16 +104,15 @@ pub struct ProxyNode {
 /// (or whose key now belongs to another connection) is skipped: the reply
 /// is dropped.
 fn deliver(conns: &mut Slab<Conn<Slots>>, dirty: &mut Vec<usize>, core: &mut Core, event: UpEvent) {
-    let Some((w, body)): Option<(Waiter, &[u8])> = core.complete(event) else {
-        return;
-    };
-    let Some(conn) = conns.get_mut(w.key).filter(|c| c.gen == w.gen) else {
-        return;
-    };
-    let end = conn.framer.framing().terminator();
-    if conn.ext.fill(w.seq, body, end, &mut conn.output) {
-        dirty.push(w.key);
-    }
+    core.complete(event, &mut |w: Waiter, body: &[u8]| {
+        let Some(conn) = conns.get_mut(w.key).filter(|c| c.gen == w.gen) else {
+            return;
+        };
+        let end = conn.framer.framing().terminator();
+        if conn.ext.fill(w.seq, body, end, &mut conn.output) {
+            dirty.push(w.key);
+        }
+    });
 }
 
 impl ProxyNode {

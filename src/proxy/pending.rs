@@ -202,13 +202,9 @@ pub struct UpReq {
     pub seq: u64,
     /// Whose slot its reply fills.
     pub waiter: Waiter,
-    /// The client's operation (GET or ADD for a fetch).
+    /// The client's operation (GET or ADD for a fetch: the reads waiting
+    /// on a fetch are kept by `reads.rs`).
     pub op: Op,
-    /// For GET/ADD: the client's indices, and the values decided at
-    /// arrival (`None`: to be filled from the fetch).
-    pub ind: Vec<i64>,
-    /// See `ind`.
-    pub vals: Vec<Option<i64>>,
     /// When it was queued upstream (its timeout runs from here).
     pub queued: Instant,
 }
@@ -225,8 +221,6 @@ impl UpReq {
                 seq: 0,
             },
             op: Op::Get,
-            ind: Vec::new(),
-            vals: Vec::new(),
             queued: now,
         }
     }
@@ -348,8 +342,6 @@ mod tests {
             seq: 0,
             waiter: Waiter { key: 0, gen: 1, seq: 0 },
             op: Op::Get,
-            ind: vec![],
-            vals: vec![],
             queued: Instant::now(),
         }
     }

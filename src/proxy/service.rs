@@ -7,12 +7,13 @@
 //! [`Slots`], so it leaves in its turn.
 
 use crate::buffer::Buffer;
-use crate::cache::{IndexMap, Policy};
+use crate::cache::Policy;
 use crate::conn::Conn;
 use crate::frontend::{FrontInfo, Service};
 use crate::proto::{code, encode_error, encode_get_reply, encode_ok, Op, Problem, Request};
-use crate::proxy::decide::{decide, Plan, Writes};
+use crate::proxy::decide::{decide, Plan, Writes, Zombies};
 use crate::proxy::pending::{Slots, UpKind, UpReq, Waiter};
+use crate::proxy::reads::{Read, Reads};
 use crate::proxy::stats::Counters;
 use crate::proxy::upstream::{UpEvent, Upstream};
 use log::{debug, info};
@@ -30,55 +31,20 @@ pub struct Core {
     pub writes: Writes,
     /// Counters for STS.
     pub counters: Counters,
+    /// Reads waiting on fetches, and which fetches may be joined.
+    pub reads: Reads,
     /// Reused across requests (no allocation per request).
     req: Request,
     vals: Vec<Option<i64>>,
     missing: Vec<i64>,
+    to_fetch: Vec<i64>,
+    joined: Vec<u64>,
     /// The body of the reply [`Core::complete`] built last.
     body: Buffer,
     /// The sequence number the next request sent upstream gets.
     next_seq: u64,
-    /// Indices written by requests that failed on a connection the server
-    /// may still apply them from (it is being drained): their values may
-    /// change at any moment, so they are not cached until it is settled.
+    /// Writes that may still land (see [`Zombies`]).
     zombies: Zombies,
-}
-
-/// Writes that may still take effect (see `Core::zombies`).
-#[derive(Debug, Default)]
-struct Zombies {
-    /// A connection is being drained.
-    draining: bool,
-    /// A connection could not be drained: its writes stay possible for good.
-    pinned: bool,
-    /// A CLR is among them: nothing may be cached.
-    all: bool,
-    indices: IndexMap<()>,
-}
-
-impl Zombies {
-    fn add(&mut self, kind: &UpKind) {
-        match kind {
-            UpKind::Put(ind, _) => ind.iter().for_each(|&i| {
-                self.indices.insert(i, ());
-            }),
-            UpKind::Clr => self.all = true,
-            UpKind::Fetch(_) | UpKind::Ping => {}
-        }
-    }
-
-    fn settled(&mut self) {
-        self.draining = false;
-        if !self.pinned {
-            self.all = false;
-            self.indices.clear();
-        }
-    }
-
-    /// Whether a fetched value of `index` may enter the cache.
-    fn cacheable(&self, index: i64) -> bool {
-        !self.all && (self.indices.is_empty() || !self.indices.contains_key(&index))
-    }
 }
 
 /// The proxy's [`Service`]: the core and the upstream it sends to, lent
@@ -154,9 +120,12 @@ impl Core {
             cache,
             writes: Writes::default(),
             counters: Counters::default(),
+            reads: Reads::default(),
             req: Request::default(),
             vals: Vec::new(),
             missing: Vec::new(),
+            to_fetch: Vec::new(),
+            joined: Vec::new(),
             body: Buffer::new(),
             next_seq: 1,
             zombies: Zombies::default(),
@@ -192,16 +161,32 @@ impl Core {
             }
             return;
         }
-        let req = UpReq {
-            kind: UpKind::Fetch(self.missing.clone()),
-            seq: 0,
-            waiter: reserve(conn, reply_size(op, body, self.req.ind.len())),
-            op,
-            ind: self.req.ind.clone(),
-            vals: self.vals.clone(),
-            queued: now,
-        };
-        self.send(up, req, conn, now);
+        // Join the fetches in flight that may be joined; one new fetch for
+        // the rest (reads.rs says when joining is safe).
+        self.reads
+            .plan(&self.missing, behind, &mut self.to_fetch, &mut self.joined);
+        let waiter = reserve(conn, reply_size(op, body, self.req.ind.len()));
+        if !self.to_fetch.is_empty() {
+            if let Some(why) = up.refusal() {
+                return self.refuse(conn, waiter, op, why);
+            }
+            let fetch = UpReq {
+                kind: UpKind::Fetch(self.to_fetch.clone()),
+                seq: 0,
+                waiter,
+                op,
+                queued: now,
+            };
+            let seq = self.send(up, fetch, conn, now);
+            self.joined.push(seq);
+        }
+        // It takes effect just after the newest fetch it waits on.
+        if let Some(&newest) = self.joined.iter().max() {
+            conn.ext.sent(newest);
+        }
+        let read = Read::new(waiter, op, self.req.ind.clone(), self.vals.clone());
+        let joined_any = self.joined.len() > usize::from(!self.to_fetch.is_empty());
+        self.reads.add(read, &self.joined, joined_any);
     }
 
     /// PUT or CLR: forward; the cache changes only once the server said 200.
@@ -211,41 +196,50 @@ impl Core {
         } else {
             UpKind::Clr
         };
+        let op = self.req.op;
+        let waiter = reserve(conn, reply_size(op, body, 0));
+        if let Some(why) = up.refusal() {
+            return self.refuse(conn, waiter, op, why);
+        }
         let req = UpReq {
             kind,
             seq: 0,
-            waiter: reserve(conn, reply_size(self.req.op, body, 0)),
-            op: self.req.op,
-            ind: Vec::new(),
-            vals: Vec::new(),
+            waiter,
+            op,
             queued: now,
         };
         self.send(up, req, conn, now);
     }
 
-    /// Queues a request upstream; when the upstream cannot take it, its
-    /// slot gets a 503 at once.
-    fn send(&mut self, up: &mut Upstream, mut req: UpReq, conn: &mut Conn<Slots>, now: Instant) {
-        if let Some(why) = up.refusal() {
-            self.counters.error(code::UNAVAILABLE);
-            self.body.clear();
-            encode_error(&mut self.body, Some(req.op), code::UNAVAILABLE, &why);
-            let end = conn.framer.framing().terminator();
-            conn.ext.fill(req.waiter.seq, self.body.data(), end, &mut conn.output);
-            return;
-        }
+    /// The upstream cannot take a request now: its slot gets a 503 at once.
+    fn refuse(&mut self, conn: &mut Conn<Slots>, waiter: Waiter, op: Op, why: &str) {
+        self.counters.error(code::UNAVAILABLE);
+        self.body.clear();
+        encode_error(&mut self.body, Some(op), code::UNAVAILABLE, &why);
+        let end = conn.framer.framing().terminator();
+        conn.ext.fill(waiter.seq, self.body.data(), end, &mut conn.output);
+    }
+
+    /// Queues a request upstream (the caller checked `refusal`); returns its
+    /// upstream sequence number.
+    fn send(&mut self, up: &mut Upstream, mut req: UpReq, conn: &mut Conn<Slots>, now: Instant) -> u64 {
         req.seq = self.next_seq;
         self.next_seq += 1;
         self.writes.begin(&req.kind, req.seq);
+        match &req.kind {
+            UpKind::Fetch(ind) => self.reads.fetch_sent(req.seq, ind),
+            kind => self.reads.write_sent(kind),
+        }
         conn.ext.sent(req.seq);
+        let seq = req.seq;
         up.send(req, now);
+        seq
     }
 
-    /// Applies what happened upstream to the cache and builds the client's
-    /// reply; returns whose slot it fills and the reply body.
-    pub fn complete(&mut self, event: UpEvent) -> Option<(Waiter, &[u8])> {
-        self.body.clear();
-        let (req, code) = match event {
+    /// Applies what happened upstream to the cache and builds the replies
+    /// it completes, each handed to `out` with whose slot it fills.
+    pub fn complete(&mut self, event: UpEvent, out: &mut impl FnMut(Waiter, &[u8])) {
+        match event {
             UpEvent::Connected => {
                 // The server may have restarted with a fresh table while
                 // we were apart: start from an empty cache.
@@ -253,26 +247,15 @@ impl Core {
                     info!("proxy cache cleared on (re)connect");
                     self.cache.clear();
                 }
-                return None;
             }
-            UpEvent::Answered(req, _) | UpEvent::Failed(req, ..) if req.kind == UpKind::Ping => return None,
-            UpEvent::Draining => {
-                self.zombies.draining = true;
-                return None;
-            }
-            UpEvent::DrainLost => {
-                self.zombies.pinned = true;
-                return None;
-            }
-            UpEvent::Settled => {
-                self.zombies.settled();
-                return None;
-            }
-            UpEvent::Answered(mut req, reply) => {
+            UpEvent::Draining => self.zombies.draining = true,
+            UpEvent::DrainLost => self.zombies.pinned = true,
+            UpEvent::Settled => self.zombies.settled(),
+            UpEvent::Answered(req, _) | UpEvent::Failed(req, ..) if req.kind == UpKind::Ping => {}
+            UpEvent::Answered(req, reply) => {
                 self.writes.end(&req.kind, req.seq);
                 if reply.is_ok() {
-                    self.apply_ok(&mut req, &reply.data);
-                    return Some((req.waiter, self.body.data()));
+                    return self.apply_ok(req, &reply.data, out);
                 }
                 // A 502 or 504 from upstream (itself a proxy, say) means
                 // the write may or may not have been applied.
@@ -280,8 +263,7 @@ impl Core {
                     self.forget_written(&req.kind);
                 }
                 // The server's verdict, passed on unchanged; nothing cached.
-                encode_error(&mut self.body, Some(req.op), reply.code, &reply.msg);
-                (req, reply.code)
+                self.fail(req, reply.code, &reply.msg, out);
             }
             UpEvent::Failed(req, code, why) => {
                 self.writes.end(&req.kind, req.seq);
@@ -289,12 +271,24 @@ impl Core {
                 if self.zombies.draining || self.zombies.pinned {
                     self.zombies.add(&req.kind);
                 }
-                encode_error(&mut self.body, Some(req.op), code, &why);
-                (req, code)
+                self.fail(req, code, &why, out);
             }
+        }
+    }
+
+    /// An error for `req`: for a fetch, for every read waiting on it.
+    fn fail(&mut self, req: UpReq, code: u16, msg: &dyn std::fmt::Display, out: &mut impl FnMut(Waiter, &[u8])) {
+        let (counters, body) = (&mut self.counters, &mut self.body);
+        let mut answer = |waiter: Waiter, op: Op| {
+            counters.error(code);
+            body.clear();
+            encode_error(body, Some(op), code, msg);
+            out(waiter, body.data());
         };
-        self.counters.error(code);
-        Some((req.waiter, self.body.data()))
+        match &req.kind {
+            UpKind::Fetch(ind) => self.reads.failed(req.seq, ind, |read| answer(read.waiter, read.op)),
+            _ => answer(req.waiter, req.op),
+        }
     }
 
     /// A write whose outcome is unknown (no reply, or a gateway error from
@@ -308,7 +302,7 @@ impl Core {
         }
     }
 
-    fn apply_ok(&mut self, req: &mut UpReq, data: &[i64]) {
+    fn apply_ok(&mut self, req: UpReq, data: &[i64], out: &mut impl FnMut(Waiter, &[u8])) {
         match &req.kind {
             UpKind::Fetch(ind) => {
                 for (&i, &v) in ind.iter().zip(data) {
@@ -320,45 +314,37 @@ impl Core {
                         debug!("proxy cache: {i} in, {old}:{oldv} evicted (oldest)");
                     }
                 }
-                // Fill what the request did not take from the cache: by scan
-                // for a small fetch, through a map for a big one (a request
-                // of thousands of indices stays linear).
-                if ind.len() <= 16 {
-                    for (slot, want) in req.vals.iter_mut().zip(&req.ind) {
-                        if slot.is_none() {
-                            *slot = ind.iter().position(|i| i == want).map(|p| data[p]);
-                        }
-                    }
-                } else {
-                    let fetched: IndexMap<i64> = ind.iter().copied().zip(data.iter().copied()).collect();
-                    for (slot, want) in req.vals.iter_mut().zip(&req.ind) {
-                        if slot.is_none() {
-                            *slot = fetched.get(want).copied();
-                        }
-                    }
-                }
                 log_cache(&*self.cache);
-                match sum_if_add(req.op, &req.vals) {
-                    Ok(sum) => encode_values(&mut self.body, req.op, &req.ind, &req.vals, sum),
-                    Err(p) => {
-                        self.counters.error(p.code());
-                        encode_error(&mut self.body, Some(req.op), p.code(), &p);
+                let (counters, body) = (&mut self.counters, &mut self.body);
+                self.reads.answered(req.seq, ind, data, |read| {
+                    body.clear();
+                    match sum_if_add(read.op, &read.vals) {
+                        Ok(sum) => encode_values(body, read.op, &read.ind, &read.vals, sum),
+                        Err(p) => {
+                            counters.error(p.code());
+                            encode_error(body, Some(read.op), p.code(), &p);
+                        }
                     }
-                }
+                    out(read.waiter, body.data());
+                });
             }
             UpKind::Put(ind, data) => {
                 for (&i, &v) in ind.iter().zip(data) {
                     self.cache.update(i, v);
                 }
                 log_cache(&*self.cache);
+                self.body.clear();
                 encode_ok(&mut self.body, Op::Put, ind, data);
+                out(req.waiter, self.body.data());
             }
             UpKind::Clr => {
                 self.cache.clear();
                 log_cache(&*self.cache);
+                self.body.clear();
                 encode_ok(&mut self.body, Op::Clr, &[], &[]);
+                out(req.waiter, self.body.data());
             }
-            UpKind::Ping => {} // answered to no one (see `complete`)
+            UpKind::Ping => {} // answered to no one
         }
     }
 }

@@ -75,6 +75,7 @@ pub fn encode_stats(out: &mut Buffer, core: &Core, up: &Upstream, front: &FrontI
     encode_field(out, "HITS", &c.hits);
     encode_field(out, "MISSES", &c.misses);
     encode_field(out, "EVICTIONS", &c.evictions);
+    encode_field(out, "COALESCED", &core.reads.coalesced);
     encode_field(out, "UPSTREAM", &if up.connected() { "up" } else { "down" });
     encode_field(out, "UP_REQS", &up.stats.requests);
     encode_field(out, "UP_INFLIGHT", &up.in_flight());

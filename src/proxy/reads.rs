@@ -1,0 +1,309 @@
+//! Reads waiting on the server, and coalescing: a GET or ADD that needs an
+//! index another request is already fetching joins that fetch instead of
+//! sending its own (one fetch for a crowd). Pure data, no sockets.
+//!
+//! When joining is safe (docs/architecture.md, "Coalescing"): a fetch `F`
+//! of index `i` may be joined while it is in flight, by a read of a
+//! connection whose own latest request upstream was sent before `F` (the
+//! read takes effect just after `F`, so after everything its connection
+//! sent before it), and only until a write that may change `i` (a PUT of
+//! `i`, any CLR) is sent: a read that arrives after that write was sent
+//! gets a value fetched after it.
+//!
+//! A read may join several fetches and send one of its own for the rest;
+//! it is answered when the last of them (the newest: the upstream answers
+//! in order) comes back, with the values each brought.
+//!
+//! ```text
+//!   fetch #7 GET 4      readers [A, B, C]     joinable {4 → #7}
+//!   B's PUT 4 sent      joinable {}           (D's GET 4 now sends #9)
+//!   fetch #9 GET 4      readers [D]           joinable {4 → #9}
+//! ```
+
+use crate::cache::IndexMap;
+use crate::proto::Op;
+use crate::proxy::pending::{UpKind, Waiter};
+use std::collections::HashMap;
+
+/// A GET or ADD waiting for values from one or more fetches.
+#[derive(Debug)]
+pub struct Read {
+    /// Whose slot its reply fills.
+    pub waiter: Waiter,
+    /// GET or ADD.
+    pub op: Op,
+    /// The indices asked, in order.
+    pub ind: Vec<i64>,
+    /// Their values: from the cache at arrival, or `None` until a fetch
+    /// brings them.
+    pub vals: Vec<Option<i64>>,
+    /// For each value still to come, the fetch it must come from (0: from
+    /// the cache). A value of the same index in another fetch is not it:
+    /// an older fetch may hold the index from before a write.
+    sources: Vec<u64>,
+    /// Fetches still to come back.
+    waiting_on: u32,
+}
+
+impl Read {
+    /// A read of `ind` with the values decided at arrival.
+    pub fn new(waiter: Waiter, op: Op, ind: Vec<i64>, vals: Vec<Option<i64>>) -> Read {
+        Read {
+            waiter,
+            op,
+            ind,
+            vals,
+            sources: Vec::new(),
+            waiting_on: 0,
+        }
+    }
+}
+
+/// The reads in flight and the fetches they wait on.
+#[derive(Debug, Default)]
+pub struct Reads {
+    reads: HashMap<u64, Read>,
+    next_id: u64,
+    /// Fetch (upstream sequence) → the reads waiting on it.
+    by_fetch: HashMap<u64, Vec<u64>>,
+    /// Index → the in-flight fetch of it a read may still join.
+    joinable: IndexMap<u64>,
+    /// Reads that joined a fetch in flight (STS `COALESCED`).
+    pub coalesced: u64,
+}
+
+impl Reads {
+    /// Splits a read's `missing` indices into those that can join a fetch
+    /// in flight (their fetches, each once, into `joined`) and those that
+    /// need a new fetch (`to_fetch`). `behind` is the upstream sequence of
+    /// the connection's latest request still in flight.
+    pub fn plan(&self, missing: &[i64], behind: Option<u64>, to_fetch: &mut Vec<i64>, joined: &mut Vec<u64>) {
+        to_fetch.clear();
+        joined.clear();
+        for &i in missing {
+            match self.joinable.get(&i) {
+                Some(&f) if behind.is_none_or(|b| f >= b) => {
+                    if !joined.contains(&f) {
+                        joined.push(f);
+                    }
+                }
+                _ => to_fetch.push(i),
+            }
+        }
+    }
+
+    /// Registers `read`, waiting on each fetch in `fetches`: the fetches it
+    /// joined and the one it sent (already `fetch_sent`), so that each of its
+    /// missing indices is now joinable from the fetch it comes from.
+    pub fn add(&mut self, mut read: Read, fetches: &[u64], joined_any: bool) {
+        let id = self.next_id;
+        self.next_id += 1;
+        read.waiting_on = fetches.len() as u32;
+        read.sources = read
+            .vals
+            .iter()
+            .zip(&read.ind)
+            .map(|(v, i)| match v {
+                Some(_) => 0,
+                None => self.joinable.get(i).copied().unwrap_or(0),
+            })
+            .collect();
+        for &f in fetches {
+            self.by_fetch.entry(f).or_default().push(id);
+        }
+        if joined_any {
+            self.coalesced += 1;
+        }
+        self.reads.insert(id, read);
+    }
+
+    /// Fetch `seq` of `ind` was sent: those indices may be joined (a later
+    /// fetch of an index replaces an earlier one: it is the newer view).
+    pub fn fetch_sent(&mut self, seq: u64, ind: &[i64]) {
+        for &i in ind {
+            self.joinable.insert(i, seq);
+        }
+    }
+
+    /// A write was sent: the fetches of what it may change can no longer be
+    /// joined.
+    pub fn write_sent(&mut self, kind: &UpKind) {
+        match kind {
+            UpKind::Put(ind, _) => ind.iter().for_each(|i| {
+                self.joinable.remove(i);
+            }),
+            UpKind::Clr => self.joinable.clear(),
+            UpKind::Fetch(_) | UpKind::Ping => {}
+        }
+    }
+
+    /// Fetch `seq` of `ind` answered `data`: fills every read waiting on it
+    /// and hands over (to `done`) each read that now has all its values.
+    pub fn answered(&mut self, seq: u64, ind: &[i64], data: &[i64], mut done: impl FnMut(Read)) {
+        self.fetch_over(seq, ind);
+        // Small fetches are looked up by scan, big ones through a map (a
+        // read of thousands of indices stays linear).
+        let map: Option<IndexMap<i64>> =
+            (ind.len() > 16).then(|| ind.iter().copied().zip(data.iter().copied()).collect());
+        let value = |want: i64| match &map {
+            Some(m) => m.get(&want).copied(),
+            None => ind.iter().position(|&i| i == want).map(|p| data[p]),
+        };
+        for id in self.by_fetch.remove(&seq).unwrap_or_default() {
+            let Some(read) = self.reads.get_mut(&id) else { continue };
+            for ((slot, &want), &from) in read.vals.iter_mut().zip(&read.ind).zip(&read.sources) {
+                if from == seq {
+                    *slot = value(want);
+                }
+            }
+            read.waiting_on -= 1;
+            if read.waiting_on == 0 {
+                if let Some(read) = self.reads.remove(&id) {
+                    done(read);
+                }
+            }
+        }
+    }
+
+    /// Fetch `seq` of `ind` failed (or was refused by the server): every
+    /// read waiting on it is over, handed to `failed` (once, even if it
+    /// waited on other fetches too).
+    pub fn failed(&mut self, seq: u64, ind: &[i64], mut failed: impl FnMut(Read)) {
+        self.fetch_over(seq, ind);
+        for id in self.by_fetch.remove(&seq).unwrap_or_default() {
+            if let Some(read) = self.reads.remove(&id) {
+                failed(read);
+            }
+        }
+    }
+
+    fn fetch_over(&mut self, seq: u64, ind: &[i64]) {
+        for i in ind {
+            if self.joinable.get(i) == Some(&seq) {
+                self.joinable.remove(i);
+            }
+        }
+    }
+
+    /// Reads in flight.
+    pub fn len(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// True when no read waits.
+    pub fn is_empty(&self) -> bool {
+        self.reads.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(key: usize) -> Waiter {
+        Waiter { key, gen: 1, seq: 0 }
+    }
+
+    fn plan(r: &Reads, missing: &[i64], behind: Option<u64>) -> (Vec<i64>, Vec<u64>) {
+        let (mut f, mut j) = (Vec::new(), Vec::new());
+        r.plan(missing, behind, &mut f, &mut j);
+        (f, j)
+    }
+
+    #[test]
+    fn a_crowd_of_misses_shares_one_fetch() {
+        let mut r = Reads::default();
+        // A misses 4: fetch #7.
+        assert_eq!(plan(&r, &[4], None), (vec![4], vec![]));
+        r.fetch_sent(7, &[4]);
+        r.add(Read::new(w(1), Op::Get, vec![4], vec![None]), &[7], false);
+        // B and C miss 4 too: they join #7.
+        for k in 2..4 {
+            assert_eq!(plan(&r, &[4], None), (vec![], vec![7]));
+            r.add(Read::new(w(k), Op::Get, vec![4], vec![None]), &[7], true);
+        }
+        assert_eq!(r.coalesced, 2);
+        let mut got = Vec::new();
+        r.answered(7, &[4], &[44], |read| got.push((read.waiter.key, read.vals)));
+        got.sort_by_key(|g| g.0);
+        assert_eq!(got, vec![(1, vec![Some(44)]), (2, vec![Some(44)]), (3, vec![Some(44)])]);
+        assert!(r.is_empty());
+        // Fetch over: 4 is not joinable any more.
+        assert_eq!(plan(&r, &[4], None), (vec![4], vec![]));
+    }
+
+    #[test]
+    fn a_write_sent_in_between_closes_the_fetch_to_later_reads() {
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4, 5]);
+        r.write_sent(&UpKind::Put(vec![4], vec![1]));
+        assert_eq!(
+            plan(&r, &[4, 5], None),
+            (vec![4], vec![7]),
+            "5 joins, 4 is fetched again"
+        );
+        r.write_sent(&UpKind::Clr);
+        assert_eq!(plan(&r, &[5], None), (vec![5], vec![]));
+    }
+
+    #[test]
+    fn a_fetch_sent_before_the_connections_own_request_cannot_be_joined() {
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4]);
+        assert_eq!(plan(&r, &[4], Some(6)), (vec![], vec![7]));
+        assert_eq!(
+            plan(&r, &[4], Some(7)),
+            (vec![], vec![7]),
+            "its own latest request is #7"
+        );
+        assert_eq!(plan(&r, &[4], Some(9)), (vec![4], vec![]), "it must come after #9");
+    }
+
+    #[test]
+    fn a_read_of_two_fetches_is_answered_when_both_are_back() {
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4]);
+        r.fetch_sent(8, &[5]);
+        r.add(
+            Read::new(w(1), Op::Add, vec![4, 5, 6], vec![None, None, Some(60)]),
+            &[7, 8],
+            true,
+        );
+        let mut done = Vec::new();
+        r.answered(7, &[4], &[40], |read| done.push(read.vals));
+        assert!(done.is_empty(), "still waiting on #8");
+        r.answered(8, &[5], &[50], |read| done.push(read.vals));
+        assert_eq!(done, vec![vec![Some(40), Some(50), Some(60)]]);
+    }
+
+    #[test]
+    fn a_value_comes_only_from_the_fetch_meant_for_it() {
+        // #7 fetched 4 and 5; a PUT of 5 was sent; a read of 4 and 5 joins
+        // #7 for 4 and sends #9 for 5. #7's (older) 5 must not be used.
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4, 5]);
+        r.write_sent(&UpKind::Put(vec![5], vec![55]));
+        let (to_fetch, joined) = plan(&r, &[4, 5], None);
+        assert_eq!((to_fetch.clone(), joined), (vec![5], vec![7]));
+        r.fetch_sent(9, &to_fetch);
+        r.add(Read::new(w(1), Op::Get, vec![4, 5], vec![None, None]), &[7, 9], true);
+        let mut done = Vec::new();
+        r.answered(7, &[4, 5], &[40, 0], |read| done.push(read.vals));
+        r.answered(9, &[5], &[55], |read| done.push(read.vals));
+        assert_eq!(done, vec![vec![Some(40), Some(55)]]);
+    }
+
+    #[test]
+    fn a_failed_fetch_ends_its_readers_once() {
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4]);
+        r.fetch_sent(8, &[5]);
+        r.add(Read::new(w(1), Op::Get, vec![4, 5], vec![None, None]), &[7, 8], false);
+        r.add(Read::new(w(2), Op::Get, vec![5], vec![None]), &[8], true);
+        let mut failed = Vec::new();
+        r.failed(7, &[4], |read| failed.push(read.waiter.key));
+        r.failed(8, &[5], |read| failed.push(read.waiter.key));
+        assert_eq!(failed, vec![1, 2]);
+        assert!(r.is_empty());
+    }
+}
