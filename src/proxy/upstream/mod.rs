@@ -6,9 +6,18 @@
 //! leaves as an [`UpEvent`] handed to the caller's sink, in the order the
 //! requests were sent, which is the order the server applied them.
 //!
+//! Rooms: this file (the connection, sending, resetting), `read.rs`
+//! (pairing replies with requests), `timers.rs` (deadline, reconnect,
+//! keepalive, a bare reply's end), `drain.rs` (an old connection the
+//! server may still be reading).
+//!
 //! One ordered connection is what makes the cache safe (trap 1 of
 //! docs/architecture.md): a fetch's reply is applied before the reply of a
 //! PUT sent after it. A pool of connections would reopen that gap.
+
+mod drain;
+mod read;
+mod timers;
 
 use crate::buffer::Buffer;
 use crate::conn::{
@@ -279,108 +288,6 @@ impl Upstream {
         self.flush(now, sink);
     }
 
-    /// Reads and pairs every whole reply with the head of the queue.
-    fn read(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
-        let Some(conn) = self.conn.as_mut() else { return };
-        let mut broken: Option<String> = None;
-        let (inflight, sent, replies, reply, backoff, last_io) = (
-            &mut self.inflight,
-            &mut self.sent,
-            &mut self.replies,
-            &mut self.reply,
-            &mut self.backoff,
-            &mut self.last_io,
-        );
-        let outcome = conn.read_pass(
-            &mut self.scratch,
-            read_limit(MAX_UPSTREAM_REPLY),
-            usize::MAX,
-            now,
-            |c| loop {
-                let (body, total) = match c.next_message(MAX_UPSTREAM_REPLY) {
-                    Frame::Complete { body, total } => (body, total),
-                    Frame::Incomplete => return true,
-                    Frame::Oversize(_) => {
-                        broken = Some("upstream reply too long".into());
-                        return false;
-                    }
-                };
-                let parsed = reply.parse(&c.input.data()[..body]);
-                trace_event!(
-                    "upstream",
-                    UPSTREAM,
-                    c.peer,
-                    "DECODED",
-                    "{}",
-                    String::from_utf8_lossy(&c.input.data()[..body])
-                );
-                c.consume(total);
-                let paired = match (parsed, inflight.front()) {
-                    (Err(p), _) => Err(format!("unreadable reply ({p})")),
-                    (Ok(()), None) => Err("a reply with no request in flight".into()),
-                    (Ok(()), Some(head)) => head.check_reply(reply),
-                };
-                if let Err(why) = paired {
-                    broken = Some(format!("upstream out of step: {why}"));
-                    return false;
-                }
-                let Some(req) = inflight.pop_front() else { return false };
-                *sent = sent.saturating_sub(1);
-                *replies += 1;
-                *backoff = BACKOFF_MIN; // the server answers: it works
-                *last_io = now;
-                if *sent == 0 {
-                    // A bare server gets the next request only now.
-                    if let Some(next) = inflight.front() {
-                        write_request(c, &next.kind);
-                        *sent = 1;
-                    }
-                }
-                sink(UpEvent::Answered(req, reply));
-            },
-        );
-        if let Some(why) = broken {
-            return self.reset_live(code::BAD_GATEWAY, &why, now, sink);
-        }
-        match outcome {
-            ReadOutcome::Eof => {
-                // A server that closes a connection with nothing in flight,
-                // after answering (many naive servers close after each
-                // reply) or after a quiet spell (an idle timeout), is
-                // working: reconnect at once, so no client sees a 503. One
-                // that closes at once, unasked, is retried with backoff.
-                let quiet = now.saturating_duration_since(self.last_io);
-                let idle_close = self.inflight.is_empty()
-                    && (self.replies > 0 || now.saturating_duration_since(self.opened) >= IDLE_CLOSE_MIN);
-                if idle_close && quiet >= IDLE_CLOSE_MIN {
-                    // Learn the server's idle policy: from now on, never
-                    // stay quiet for more than a third of what it allowed.
-                    let k = (quiet / 3).max(KEEPALIVE_MIN);
-                    self.keepalive = Some(self.keepalive.map_or(k, |old| old.min(k)));
-                    info!(
-                        "proxy upstream {}: closed after {} ms of silence; keepalive every {} ms",
-                        self.addr,
-                        quiet.as_millis(),
-                        k.as_millis()
-                    );
-                }
-                self.reset(code::BAD_GATEWAY, "upstream connection lost", now, sink);
-                if idle_close && !self.stopping {
-                    self.connect(now);
-                }
-            }
-            ReadOutcome::Error(e) => {
-                let lvl = if is_peer_gone(&e) { "lost" } else { "failed" };
-                self.reset(code::BAD_GATEWAY, &format!("upstream connection {lvl}: {e}"), now, sink);
-            }
-            _ => {
-                if let Some(at) = self.conn.as_mut().and_then(|c| c.bare_timer_due(self.bare_idle)) {
-                    self.timers.add(at, UpTimer::BareIdle, UPSTREAM.0, self.gen);
-                }
-            }
-        }
-    }
-
     /// Writes queued requests (once per loop pass, so requests from many
     /// clients leave in one write).
     pub fn flush(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
@@ -393,121 +300,6 @@ impl Upstream {
         }
         if let Err(e) = conn.update_interest(&self.registry) {
             self.reset(code::BAD_GATEWAY, &format!("reregister: {e}"), now, sink);
-        }
-    }
-
-    /// Fires due timers: the request deadline, reconnects, a bare reply's end.
-    pub fn fire_timers(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
-        while let Some(t) = self.timers.pop_due(now) {
-            if t.gen != self.gen {
-                continue; // for an upstream connection that is gone
-            }
-            match t.kind {
-                UpTimer::Reconnect => {
-                    if self.conn.is_none() && !self.stopping {
-                        self.connect(now);
-                    }
-                }
-                UpTimer::BareIdle => {
-                    let Some(conn) = self.conn.as_mut() else { continue };
-                    match conn.bare_timer_fired(now, self.bare_idle) {
-                        BarePause::Nothing => {}
-                        BarePause::Rearm(at) => self.timers.add(at, UpTimer::BareIdle, UPSTREAM.0, t.gen),
-                        // The reply is whole: take it (an empty read pass
-                        // hands the input over).
-                        BarePause::Ended => self.read(now, sink),
-                    }
-                }
-                UpTimer::Deadline => self.deadline(t.gen, now, sink),
-                UpTimer::KeepAlive => self.keepalive(now),
-            }
-        }
-    }
-
-    /// The keepalive timer: if the connection has been quiet for the
-    /// learned interval, send a ping; arm the next check either way.
-    fn keepalive(&mut self, now: Instant) {
-        let Some(k) = self.keepalive else { return };
-        if !self.connected() {
-            return;
-        }
-        let due = self.last_io + k;
-        if now >= due && self.inflight.is_empty() {
-            self.send(UpReq::ping(now), now);
-            self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
-        } else {
-            self.timers
-                .add(due.max(now + k / 4), UpTimer::KeepAlive, UPSTREAM.0, self.gen);
-        }
-    }
-
-    fn deadline(&mut self, gen: u64, now: Instant, sink: &mut impl FnMut(UpEvent)) {
-        let since = match self.conn.as_ref().map(|c| c.state()) {
-            Some(State::Connecting { since }) => since,
-            _ => match self.inflight.front() {
-                Some(head) => head.queued,
-                None => return,
-            },
-        };
-        let connecting = matches!(self.conn.as_ref().map(|c| c.state()), Some(State::Connecting { .. }));
-        if now < since + self.timeout {
-            self.timers
-                .add(since + self.timeout, UpTimer::Deadline, UPSTREAM.0, gen);
-        } else if connecting {
-            self.reset(code::UNAVAILABLE, "connect timed out", now, sink);
-        } else {
-            self.reset_live(code::GATEWAY_TIMEOUT, "upstream timeout", now, sink);
-        }
-    }
-
-    /// Resets a connection the server may still be reading (it timed out,
-    /// or answered out of step). If writes are in flight, they may yet be
-    /// applied after the proxy reconnects and reads the old values on the
-    /// new connection: so the old connection is shut for writing and kept,
-    /// and read until the server closes it, and the service is told
-    /// (`Draining`, then `Settled`) so that it caches nothing those writes
-    /// may change meanwhile.
-    fn reset_live(&mut self, code: u16, why: &str, now: Instant, sink: &mut impl FnMut(UpEvent)) {
-        let writes = self
-            .inflight
-            .iter()
-            .any(|r| matches!(r.kind, UpKind::Put(..) | UpKind::Clr));
-        if writes {
-            if let Some(mut c) = self.conn.take() {
-                if self.draining.is_none() && c.retoken(&self.registry, DRAINING).is_ok() {
-                    let _ = c.sock.shutdown(std::net::Shutdown::Write);
-                    trace_event!(
-                        "upstream",
-                        DRAINING,
-                        c.peer,
-                        "DRAIN",
-                        "shut for writing, reading until the server closes"
-                    );
-                    self.draining = Some(c);
-                    sink(UpEvent::Draining);
-                } else {
-                    c.close(&self.registry, why);
-                    sink(UpEvent::DrainLost);
-                }
-            }
-        }
-        self.reset(code, why, now, sink);
-    }
-
-    /// An event on the draining connection: read and drop what the server
-    /// still sends; its EOF (or an error) means it is done with it.
-    pub fn on_drain_event(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
-        let Some(c) = self.draining.as_mut() else { return };
-        let outcome = c.read_pass(&mut self.scratch, READ_CHUNK, usize::MAX, now, |c| {
-            c.input.clear();
-            true
-        });
-        if matches!(outcome, ReadOutcome::Eof | ReadOutcome::Error(_)) {
-            if let Some(mut c) = self.draining.take() {
-                c.close(&self.registry, "drained");
-            }
-            info!("proxy upstream {}: the old connection is drained", self.addr);
-            sink(UpEvent::Settled);
         }
     }
 
@@ -537,7 +329,7 @@ impl Upstream {
         }
     }
 
-    fn schedule_reconnect(&mut self, now: Instant) {
+    pub(super) fn schedule_reconnect(&mut self, now: Instant) {
         let wait = self.backoff;
         info!("proxy upstream {}: reconnecting in {} ms", self.addr, wait.as_millis());
         self.timers.add(now + wait, UpTimer::Reconnect, UPSTREAM.0, self.gen);

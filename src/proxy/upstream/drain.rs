@@ -1,0 +1,58 @@
+//! An old connection the server may still be reading, after a reset with
+//! writes in flight: shut for writing and read until the server closes it,
+//! so the service knows when those writes can no longer land.
+
+use super::*;
+
+impl Upstream {
+    /// Resets a connection the server may still be reading (it timed out,
+    /// or answered out of step). If writes are in flight, they may yet be
+    /// applied after the proxy reconnects and reads the old values on the
+    /// new connection: so the old connection is shut for writing and kept,
+    /// and read until the server closes it, and the service is told
+    /// (`Draining`, then `Settled`) so that it caches nothing those writes
+    /// may change meanwhile.
+    pub(super) fn reset_live(&mut self, code: u16, why: &str, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        let writes = self
+            .inflight
+            .iter()
+            .any(|r| matches!(r.kind, UpKind::Put(..) | UpKind::Clr));
+        if writes {
+            if let Some(mut c) = self.conn.take() {
+                if self.draining.is_none() && c.retoken(&self.registry, DRAINING).is_ok() {
+                    let _ = c.sock.shutdown(std::net::Shutdown::Write);
+                    trace_event!(
+                        "upstream",
+                        DRAINING,
+                        c.peer,
+                        "DRAIN",
+                        "shut for writing, reading until the server closes"
+                    );
+                    self.draining = Some(c);
+                    sink(UpEvent::Draining);
+                } else {
+                    c.close(&self.registry, why);
+                    sink(UpEvent::DrainLost);
+                }
+            }
+        }
+        self.reset(code, why, now, sink);
+    }
+
+    /// An event on the draining connection: read and drop what the server
+    /// still sends; its EOF (or an error) means it is done with it.
+    pub fn on_drain_event(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        let Some(c) = self.draining.as_mut() else { return };
+        let outcome = c.read_pass(&mut self.scratch, READ_CHUNK, usize::MAX, now, |c| {
+            c.input.clear();
+            true
+        });
+        if matches!(outcome, ReadOutcome::Eof | ReadOutcome::Error(_)) {
+            if let Some(mut c) = self.draining.take() {
+                c.close(&self.registry, "drained");
+            }
+            info!("proxy upstream {}: the old connection is drained", self.addr);
+            sink(UpEvent::Settled);
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The upstream's timers: the request (or connect) deadline, reconnects,
+//! the keepalive that honours the server's idle policy, a bare reply's end.
+
+use super::*;
+
+impl Upstream {
+    /// Fires due timers: the request deadline, reconnects, a bare reply's end.
+    pub fn fire_timers(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        while let Some(t) = self.timers.pop_due(now) {
+            if t.gen != self.gen {
+                continue; // for an upstream connection that is gone
+            }
+            match t.kind {
+                UpTimer::Reconnect => {
+                    if self.conn.is_none() && !self.stopping {
+                        self.connect(now);
+                    }
+                }
+                UpTimer::BareIdle => {
+                    let Some(conn) = self.conn.as_mut() else { continue };
+                    match conn.bare_timer_fired(now, self.bare_idle) {
+                        BarePause::Nothing => {}
+                        BarePause::Rearm(at) => self.timers.add(at, UpTimer::BareIdle, UPSTREAM.0, t.gen),
+                        // The reply is whole: take it (an empty read pass
+                        // hands the input over).
+                        BarePause::Ended => self.read(now, sink),
+                    }
+                }
+                UpTimer::Deadline => self.deadline(t.gen, now, sink),
+                UpTimer::KeepAlive => self.keepalive(now),
+            }
+        }
+    }
+
+    /// The keepalive timer: if the connection has been quiet for the
+    /// learned interval, send a ping; arm the next check either way.
+    pub(super) fn keepalive(&mut self, now: Instant) {
+        let Some(k) = self.keepalive else { return };
+        if !self.connected() {
+            return;
+        }
+        let due = self.last_io + k;
+        if now >= due && self.inflight.is_empty() {
+            self.send(UpReq::ping(now), now);
+            self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
+        } else {
+            self.timers
+                .add(due.max(now + k / 4), UpTimer::KeepAlive, UPSTREAM.0, self.gen);
+        }
+    }
+
+    pub(super) fn deadline(&mut self, gen: u64, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        let since = match self.conn.as_ref().map(|c| c.state()) {
+            Some(State::Connecting { since }) => since,
+            _ => match self.inflight.front() {
+                Some(head) => head.queued,
+                None => return,
+            },
+        };
+        let connecting = matches!(self.conn.as_ref().map(|c| c.state()), Some(State::Connecting { .. }));
+        if now < since + self.timeout {
+            self.timers
+                .add(since + self.timeout, UpTimer::Deadline, UPSTREAM.0, gen);
+        } else if connecting {
+            self.reset(code::UNAVAILABLE, "connect timed out", now, sink);
+        } else {
+            self.reset_live(code::GATEWAY_TIMEOUT, "upstream timeout", now, sink);
+        }
+    }
+}
