@@ -363,7 +363,7 @@ pub enum Step {
 pub fn run_command(client: &mut Client, cmd: &Command, timing: bool) -> Step {
     let (op, body) = match cmd {
         Command::Help => {
-            println!("{COMMANDS_HELP}");
+            crate::outln!("{COMMANDS_HELP}");
             return Step::Ok;
         }
         Command::Quit => return Step::Quit,
@@ -389,9 +389,9 @@ pub fn run_command(client: &mut Client, cmd: &Command, timing: bool) -> Step {
         }
     };
     if timing {
-        println!("{text}  ({} us)", rtt.as_micros());
+        crate::outln!("{text}  ({} us)", rtt.as_micros());
     } else {
-        println!("{text}");
+        crate::outln!("{text}");
     }
     if ok {
         Step::Ok
@@ -410,7 +410,7 @@ pub fn repl(client: &mut Client, timing: bool) -> u8 {
     let mut lines = stdin.lock().lines();
     loop {
         if interactive {
-            print!("tablecache> ");
+            crate::out!("tablecache> ");
             let _ = io::stdout().flush();
         }
         let Some(Ok(line)) = lines.next() else { break };
@@ -421,7 +421,7 @@ pub fn repl(client: &mut Client, timing: bool) -> u8 {
         let cmd = match parse_command(&words) {
             Ok(c) => c,
             Err(e) => {
-                println!("error: {e}");
+                crate::outln!("error: {e}");
                 worst = worst.max(1);
                 continue;
             }

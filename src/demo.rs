@@ -47,7 +47,7 @@ impl log::Log for WireLogger {
             let mut parts = line.split_whitespace();
             let (_, role, _, _, event) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
             if self.all {
-                println!("      {line}");
+                crate::outln!("      {line}");
             }
             if event != Some("DECODED") {
                 let _ = io::stdout().flush();
@@ -60,9 +60,9 @@ impl log::Log for WireLogger {
                 Some("upstream") => "server -> proxy ",
                 _ => return,
             };
-            println!("    {hop}  {}", msg.join(" "));
+            crate::outln!("    {hop}  {}", msg.join(" "));
         } else if record.level() <= log::Level::Debug && line.contains("evicted") {
-            println!("    ({line})");
+            crate::outln!("    ({line})");
         }
         let _ = io::stdout().flush();
     }
@@ -71,24 +71,24 @@ impl log::Log for WireLogger {
 }
 
 fn step(client: &mut Client, title: &str, req: Request) -> io::Result<bool> {
-    println!("\n== {title}");
+    crate::outln!("\n== {title}");
     let mut body = crate::buffer::Buffer::new();
     req.encode(&mut body);
     let text = String::from_utf8_lossy(body.data()).into_owned();
     SHOW_WIRE.store(true, Ordering::SeqCst);
     let reply = client.request_raw(text.as_bytes())?;
     SHOW_WIRE.store(false, Ordering::SeqCst);
-    println!("    proxy  -> client  {reply}");
+    crate::outln!("    proxy  -> client  {reply}");
     let (ok, shown) = render(req.op, &reply);
-    println!("    client shows: {shown}");
+    crate::outln!("    client shows: {shown}");
     Ok(ok)
 }
 
 fn tables(server: &mut Client, proxy: &mut Client) -> io::Result<()> {
     let s = server.request_raw(b"OP=DMP")?;
     let p = proxy.request_raw(b"OP=DMP")?;
-    println!("    server table: {}", render(Op::Dmp, &s).1);
-    println!(
+    crate::outln!("    server table: {}", render(Op::Dmp, &s).1);
+    crate::outln!(
         "    proxy cache (oldest first, capacity {DEMO_CAPACITY}): {}",
         render(Op::Dmp, &p).1
     );
@@ -115,7 +115,7 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
         ..Default::default()
     })?
     .spawn()?;
-    println!(
+    crate::outln!(
         "tablecache demo: server on {} (10 entries), proxy on {} (FIFO cache of {DEMO_CAPACITY}), client connected to the proxy",
         server.addr(),
         proxy.addr()
@@ -124,7 +124,9 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
     let mut client = Client::connect(proxy.addr(), timeout)?;
     SHOW_WIRE.store(false, Ordering::SeqCst);
     if interactive {
-        println!("each message is printed per hop as it crosses a socket; type `help` for commands, `quit` to leave");
+        crate::outln!(
+            "each message is printed per hop as it crosses a socket; type `help` for commands, `quit` to leave"
+        );
         SHOW_WIRE.store(true, Ordering::SeqCst);
         let code = repl(&mut client, false);
         SHOW_WIRE.store(false, Ordering::SeqCst);
@@ -185,7 +187,7 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
         }
         tables(&mut to_server, &mut to_proxy)?;
     }
-    println!("\ndone: run `tablecache demo --interactive` to type your own commands, or add --trace to any node to see every socket event");
+    crate::outln!("\ndone: run `tablecache demo --interactive` to type your own commands, or add --trace to any node to see every socket event");
     drop((to_server, to_proxy, client));
     proxy.stop()?;
     server.stop()?;

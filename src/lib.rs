@@ -29,7 +29,8 @@
 //! - [`bench`]: the load generator and latency meter.
 //! - [`demo`]: all three nodes in one process, playing a scenario.
 //!
-//! And [`cli`] for argument parsing, [`trace`] for the `--trace` stream.
+//! And [`cli`] for argument parsing, [`trace`] for the `--trace` stream,
+//! [`out`] for writing to stdout like a Unix tool (a closed pipe ends quietly).
 //! docs/architecture.md draws how they fit together and follows a GET miss
 //! through them, file by file.
 #![deny(missing_docs)]
@@ -43,6 +44,7 @@ pub mod conn;
 pub mod demo;
 pub mod framing;
 pub mod frontend;
+pub mod out;
 pub mod proto;
 pub mod proxy;
 pub mod reactor;

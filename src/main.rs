@@ -69,11 +69,11 @@ fn main() -> ExitCode {
         "bench" => cmd_bench(rest),
         "demo" => cmd_demo(rest),
         "help" | "--help" | "-h" => {
-            println!("{TOP_HELP}");
+            tablecache::outln!("{TOP_HELP}");
             Ok(ExitCode::SUCCESS)
         }
         "--version" | "-V" => {
-            println!("tablecache {}", env!("CARGO_PKG_VERSION"));
+            tablecache::outln!("tablecache {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}\n\n{TOP_HELP}"))),
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(CliError::Help(text)) => {
-            println!("{text}");
+            tablecache::outln!("{text}");
             ExitCode::SUCCESS
         }
         Err(CliError::Usage(msg)) => {
@@ -134,7 +134,7 @@ fn table_size(p: &cli::Parsed) -> Result<usize, CliError> {
 
 /// Prints the bound address the way scripts and tests wait for it.
 fn announce(addr: SocketAddr) {
-    println!("listening on {addr}");
+    tablecache::outln!("listening on {addr}");
     let _ = io::stdout().flush();
 }
 

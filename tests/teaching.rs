@@ -167,3 +167,25 @@ fn the_demo_plays_every_step_and_exits_0() {
     let hit = text.split("== GET 2 1").nth(1).unwrap().split("==").next().unwrap();
     assert!(!hit.contains("proxy  -> server"), "{hit}");
 }
+
+#[test]
+fn the_demo_piped_into_head_ends_quietly() {
+    // `tablecache demo | head -3`: the reader goes away after three lines.
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..3 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    }
+    drop(out);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(0), "{err}");
+}
