@@ -648,17 +648,32 @@ fn mutated_upstream_replies_never_take_the_proxy_down_and_every_client_is_answer
 fn a_peer_that_never_reads_its_replies_is_closed_after_the_idle_timeout() {
     // It sends, the node answers, the answers pile up unread: the node is
     // not waiting on itself but on the peer, and the idle timeout applies.
+    // (A second, a margin over the time one busy turn of a debug build
+    // takes, so the probe is never the one found idle.)
     let server = start_server_with(
         10,
         Limits {
-            idle_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(1000),
             ..Limits::default()
         },
     );
-    let hog = flood_without_reading(&server.addr().to_string(), 100_000);
     let mut probe = Peer::connect(server.addr());
+    assert!(probe
+        .ask(&format!("OP=PUT;IND=1;DATA={}", i64::MAX))
+        .ends_with("CODE=200"));
+    // 500 requests of 1 KB whose replies are 20 KB each: 10 MB of replies,
+    // far more than the peer's kernel buffers take, for little work.
+    let mut hog = TcpStream::connect(server.addr()).unwrap();
+    let mut req = b"OP=GET;IND=1".to_vec();
+    req.extend(b",1".repeat(999));
+    req.push(b'\n');
+    for _ in 0..500 {
+        hog.write_all(&req).unwrap();
+    }
+    wait_until("the node holds replies the peer does not read", || {
+        field(&probe.ask("OP=STS"), "PAUSED").is_some_and(|n| n != "0")
+    });
     wait_until("the node closes the peer that does not read", || {
-        let _ = probe.ask("OP=GET;IND=1"); // the probe is active, not idle
         field(&probe.ask("OP=STS"), "IDLE_CLOSED").is_some_and(|n| n != "0")
     });
     drop(hog);
