@@ -126,8 +126,26 @@ impl Client {
             }
         }
         self.conn.update_interest(self.poll.registry())?;
-        // Read until one whole reply is in.
+        // A reply already buffered (the server answered ahead)?
+        if let Some(r) = take_reply(&mut self.conn) {
+            return r;
+        }
+        // Wait for the socket, then read until one whole reply is in.
         loop {
+            // A bare reply ends when the server pauses.
+            let quiet = self.conn.last_bytes + self.bare_idle;
+            let bare = self.conn.framer.waits_for_pause(&self.conn.input);
+            if bare && Instant::now() >= quiet {
+                self.conn.framer.end_burst();
+                if let Some(r) = take_reply(&mut self.conn) {
+                    return r;
+                }
+            }
+            let wake = if bare { quiet } else { deadline };
+            self.wait_until(wake, deadline, "reply")?;
+            if self.events.is_empty() {
+                continue; // the pause timer, not the socket
+            }
             let mut reply = None;
             let outcome = self.conn.read_pass(
                 &mut self.scratch,
@@ -139,8 +157,7 @@ impl Client {
                     reply.is_none()
                 },
             );
-            let eof = matches!(outcome, ReadOutcome::Eof);
-            if eof && reply.is_none() {
+            if matches!(outcome, ReadOutcome::Eof) && reply.is_none() {
                 reply = take_reply(&mut self.conn);
             }
             match (reply, outcome) {
@@ -154,17 +171,6 @@ impl Client {
                 (None, ReadOutcome::Error(e)) => return Err(e),
                 _ => {}
             }
-            // A bare reply ends when the server pauses.
-            let quiet = self.conn.last_bytes + self.bare_idle;
-            let bare = self.conn.framer.waits_for_pause(&self.conn.input);
-            if bare && Instant::now() >= quiet {
-                self.conn.framer.end_burst();
-                if let Some(r) = take_reply(&mut self.conn) {
-                    return r;
-                }
-            }
-            let wake = if bare { quiet } else { deadline };
-            self.wait_until(wake, deadline, "reply")?;
         }
     }
 }

@@ -26,8 +26,7 @@ pub const DEMO_CAPACITY: usize = 3;
 static SHOW_WIRE: AtomicBool = AtomicBool::new(false);
 
 /// Prints the wire messages and cache changes from the nodes' log stream;
-/// with `all`, every trace event too (one process, so one clock: the
-/// lines of the three nodes interleave in true order).
+/// with `all`, every trace event too (one process, so one clock).
 struct WireLogger {
     all: bool,
 }

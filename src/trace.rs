@@ -9,8 +9,9 @@
 //! ```
 //!
 //! The timestamp is microseconds on a monotonic clock since the process
-//! started, so lines from the three nodes of `tablecache demo` interleave in
-//! true order.
+//! started, taken when the line is logged (after the syscall), so lines
+//! from the three nodes of `tablecache demo` share one clock; two nodes'
+//! lines a few microseconds apart can come out in either order.
 
 use std::sync::OnceLock;
 use std::time::Instant;

@@ -786,7 +786,7 @@ fn concurrent_misses_of_one_index_share_one_fetch() {
     clients[0].send(b"OP=GET;IND=7,8\n");
     assert_eq!(up.recv(), "OP=GET;IND=7,8");
     clients[1].send(b"OP=ADD;IND=8,7\n");
-    clients[2].send(b"OP=GET;IND=8\n");
+    clients[2].send(b"OP=GET;IND=7,8,7\n");
     wait_until("both joined", || {
         field(&probe.ask("OP=STS"), "COALESCED").as_deref() == Some("6")
     });
@@ -794,7 +794,25 @@ fn concurrent_misses_of_one_index_share_one_fetch() {
     up.reply("OP=GET;IND=7,8;DATA=70,80;CODE=200");
     assert_eq!(clients[0].line(), "OP=GET;IND=7,8;DATA=70,80;CODE=200");
     assert_eq!(clients[1].line(), "OP=ADD;IND=8,7;DATA=150;CODE=200");
-    assert_eq!(clients[2].line(), "OP=GET;IND=8;DATA=80;CODE=200");
+    assert_eq!(clients[2].line(), "OP=GET;IND=7,8,7;DATA=70,80,70;CODE=200");
+}
+
+#[test]
+fn a_read_does_not_join_a_fetch_that_asks_more_than_it_does() {
+    // A's fetch asks 3 and 20; the server refuses it (20 is out of range).
+    // B asked only 3: it must get 3, as it would from the server alone.
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut a = Peer::connect(proxy.addr());
+    let mut b = Peer::connect(proxy.addr());
+    a.send(b"OP=GET;IND=3,20\n");
+    assert_eq!(up.recv(), "OP=GET;IND=3,20");
+    b.send(b"OP=GET;IND=3\n");
+    assert_eq!(up.recv(), "OP=GET;IND=3", "B's own fetch");
+    up.reply("OP=GET;CODE=400;MSG=index 20 out of range 0..9");
+    up.reply("OP=GET;IND=3;DATA=0;CODE=200");
+    assert_eq!(a.line(), "OP=GET;CODE=400;MSG=index 20 out of range 0..9");
+    assert_eq!(b.line(), "OP=GET;IND=3;DATA=0;CODE=200");
 }
 
 #[test]
@@ -849,4 +867,39 @@ fn a_client_that_leaves_while_joined_to_a_fetch_disturbs_no_one() {
     wait_until("B's connection is closed", || {
         field(&probe.ask("OP=STS"), "CONNS").as_deref() == Some("3")
     });
+}
+
+#[test]
+fn a_fetch_answered_after_the_drain_settles_is_not_cached_if_sent_before() {
+    // A PUT of 1 and 2 times out; the proxy reconnects and fetches 1 (the
+    // server reads 0). The server then applies the old PUT and closes the
+    // old connection, before the fetch's reply reaches the proxy: that
+    // reply (0) must not be cached, or a later GET 1,2 would be torn.
+    let mut up = Scripted::new();
+    let proxy = start_proxy_cfg(ProxyConfig {
+        listen: any_addr(),
+        upstream: up.addr(),
+        capacity: 5,
+        upstream_timeout: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=PUT;IND=1,2;DATA=5,5\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=1,2;DATA=5,5");
+    assert_eq!(c.line(), "OP=PUT;CODE=504;MSG=upstream timeout");
+    let old = up.conn.take();
+    up.accept();
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    drop(old); // the old PUT lands, the old connection closes
+    let mut probe = Peer::connect(proxy.addr());
+    wait_until("drained", || {
+        field(&probe.ask("OP=STS"), "UP_DRAINING").as_deref() == Some("0")
+    });
+    up.reply("OP=GET;IND=1;DATA=0;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=0;CODE=200");
+    c.send(b"OP=GET;IND=1,2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1,2", "1 was not cached");
+    up.reply("OP=GET;IND=1,2;DATA=5,5;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1,2;DATA=5,5;CODE=200");
 }

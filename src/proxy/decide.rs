@@ -119,10 +119,21 @@ pub struct Zombies {
     /// A CLR is among them: nothing may be cached.
     all: bool,
     indices: IndexMap<()>,
+    /// The drained connection is settled, but requests sent before that
+    /// (up to this upstream sequence) are still in flight: a fetch among
+    /// them may have read a value before a zombie write landed, so the
+    /// zombies stand until they are all done.
+    settle_after: Option<u64>,
+    /// The upstream sequence of the latest request sent, and of the latest
+    /// one done (answered or failed).
+    last_sent: u64,
+    last_done: u64,
 }
 
 impl Zombies {
-    /// A write failed on a connection being drained (or not drainable).
+    /// A write may still land: it failed on a connection being drained,
+    /// or on one that could not be drained (or its upstream, itself a
+    /// proxy, could not tell: `pinned`).
     pub fn add(&mut self, kind: &UpKind) {
         match kind {
             UpKind::Put(ind, _) => ind.iter().for_each(|&i| {
@@ -133,10 +144,34 @@ impl Zombies {
         }
     }
 
-    /// The server is done with the drained connection.
+    /// Request `seq` was sent upstream.
+    pub fn sent(&mut self, seq: u64) {
+        self.last_sent = seq;
+    }
+
+    /// Request `seq` is done (answered or failed; requests end in the order
+    /// sent). Call after its answer has been applied to the cache.
+    pub fn done(&mut self, seq: u64) {
+        self.last_done = seq;
+        if self.settle_after.is_some_and(|s| seq >= s) {
+            self.clear();
+        }
+    }
+
+    /// The server is done with the drained connection: the zombies end once
+    /// every request sent until now is done too.
     pub fn settled(&mut self) {
         self.draining = false;
-        if !self.pinned {
+        if self.last_done >= self.last_sent {
+            self.clear();
+        } else {
+            self.settle_after = Some(self.last_sent);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.settle_after = None;
+        if !self.pinned && !self.draining {
             self.all = false;
             self.indices.clear();
         }

@@ -37,10 +37,11 @@ pub struct Read {
     /// Their values: from the cache at arrival, or `None` until a fetch
     /// brings them.
     pub vals: Vec<Option<i64>>,
-    /// For each value still to come, the fetch it must come from (0: from
-    /// the cache). A value of the same index in another fetch is not it:
-    /// an older fetch may hold the index from before a write.
-    sources: Vec<u64>,
+    /// For each value still to come, (the fetch it must come from, its
+    /// position), sorted by fetch. A value of the same index in another
+    /// fetch is not it: an older fetch may hold the index from before a
+    /// write.
+    sources: Vec<(u64, u32)>,
     /// Fetches still to come back.
     waiting_on: u32,
 }
@@ -68,6 +69,8 @@ pub struct Reads {
     by_fetch: HashMap<u64, Vec<u64>>,
     /// Index → the in-flight fetch of it a read may still join.
     joinable: IndexMap<u64>,
+    /// The indices of each fetch in flight.
+    fetches: HashMap<u64, Vec<i64>>,
     /// Reads that joined a fetch in flight (STS `COALESCED`).
     pub coalesced: u64,
 }
@@ -75,21 +78,46 @@ pub struct Reads {
 impl Reads {
     /// Splits a read's `missing` indices into those that can join a fetch
     /// in flight (their fetches, each once, into `joined`) and those that
-    /// need a new fetch (`to_fetch`). `behind` is the upstream sequence of
-    /// the connection's latest request still in flight.
-    pub fn plan(&self, missing: &[i64], behind: Option<u64>, to_fetch: &mut Vec<i64>, joined: &mut Vec<u64>) {
+    /// need a new fetch (`to_fetch`). `ind` is everything the read asks;
+    /// `behind` is the upstream sequence of the connection's latest request
+    /// still in flight.
+    ///
+    /// A fetch is joined only if every index it asks is one the read asks
+    /// too: a server refuses a request for its indices (one out of range),
+    /// and a read must not inherit a refusal it would not have got alone.
+    pub fn plan(
+        &self,
+        ind: &[i64],
+        missing: &[i64],
+        behind: Option<u64>,
+        to_fetch: &mut Vec<i64>,
+        joined: &mut Vec<u64>,
+    ) {
         to_fetch.clear();
         joined.clear();
+        // The read's indices as a set, built only if some fetch is a
+        // candidate and the read is big enough for scans to cost.
+        let mut asked: Option<IndexMap<()>> = None;
+        let mut verdicts: HashMap<u64, bool> = HashMap::new();
         for &i in missing {
-            match self.joinable.get(&i) {
-                Some(&f) if behind.is_none_or(|b| f >= b) => {
-                    if !joined.contains(&f) {
-                        joined.push(f);
-                    }
-                }
+            let joins = match self.joinable.get(&i) {
+                Some(&f) if behind.is_none_or(|b| f >= b) => *verdicts.entry(f).or_insert_with(|| {
+                    let within = |j: &i64| match &mut asked {
+                        Some(set) => set.contains_key(j),
+                        None if ind.len() <= 16 => ind.contains(j),
+                        None => asked.insert(ind.iter().map(|&k| (k, ())).collect()).contains_key(j),
+                    };
+                    self.fetches.get(&f).is_some_and(|fi| fi.iter().all(within))
+                }),
+                _ => false,
+            };
+            match (joins, self.joinable.get(&i)) {
+                (true, Some(&f)) => joined.push(f),
                 _ => to_fetch.push(i),
             }
         }
+        joined.sort_unstable();
+        joined.dedup();
     }
 
     /// Registers `read`, waiting on each fetch in `fetches`: the fetches it
@@ -103,11 +131,11 @@ impl Reads {
             .vals
             .iter()
             .zip(&read.ind)
-            .map(|(v, i)| match v {
-                Some(_) => 0,
-                None => self.joinable.get(i).copied().unwrap_or(0),
-            })
+            .enumerate()
+            .filter(|(_, (v, _))| v.is_none())
+            .map(|(p, (_, i))| (self.joinable.get(i).copied().unwrap_or(0), p as u32))
             .collect();
+        read.sources.sort_unstable();
         for &f in fetches {
             self.by_fetch.entry(f).or_default().push(id);
         }
@@ -123,6 +151,7 @@ impl Reads {
         for &i in ind {
             self.joinable.insert(i, seq);
         }
+        self.fetches.insert(seq, ind.to_vec());
     }
 
     /// A write was sent: the fetches of what it may change can no longer be
@@ -151,10 +180,13 @@ impl Reads {
         };
         for id in self.by_fetch.remove(&seq).unwrap_or_default() {
             let Some(read) = self.reads.get_mut(&id) else { continue };
-            for ((slot, &want), &from) in read.vals.iter_mut().zip(&read.ind).zip(&read.sources) {
-                if from == seq {
-                    *slot = value(want);
+            // The positions this fetch fills: one run of the sorted sources.
+            let first = read.sources.partition_point(|&(f, _)| f < seq);
+            for &(f, p) in &read.sources[first..] {
+                if f != seq {
+                    break;
                 }
+                read.vals[p as usize] = value(read.ind[p as usize]);
             }
             read.waiting_on -= 1;
             if read.waiting_on == 0 {
@@ -178,6 +210,7 @@ impl Reads {
     }
 
     fn fetch_over(&mut self, seq: u64, ind: &[i64]) {
+        self.fetches.remove(&seq);
         for i in ind {
             if self.joinable.get(i) == Some(&seq) {
                 self.joinable.remove(i);
@@ -206,7 +239,7 @@ mod tests {
 
     fn plan(r: &Reads, missing: &[i64], behind: Option<u64>) -> (Vec<i64>, Vec<u64>) {
         let (mut f, mut j) = (Vec::new(), Vec::new());
-        r.plan(missing, behind, &mut f, &mut j);
+        r.plan(missing, missing, behind, &mut f, &mut j);
         (f, j)
     }
 
@@ -291,6 +324,42 @@ mod tests {
         r.answered(7, &[4, 5], &[40, 0], |read| done.push(read.vals));
         r.answered(9, &[5], &[55], |read| done.push(read.vals));
         assert_eq!(done, vec![vec![Some(40), Some(55)]]);
+    }
+
+    #[test]
+    fn a_fetch_asking_more_than_the_read_asks_is_not_joined() {
+        // #7 asks 3 and 20 (20 may be out of range: the server would refuse
+        // the whole fetch); a read of 3 alone must not share that refusal.
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[3, 20]);
+        let (mut f, mut j) = (Vec::new(), Vec::new());
+        r.plan(&[3], &[3], None, &mut f, &mut j);
+        assert_eq!((f.clone(), j.clone()), (vec![3], vec![]));
+        r.plan(&[20, 3, 5], &[3, 20], None, &mut f, &mut j);
+        assert_eq!((f, j), (vec![], vec![7]), "a read asking both may join");
+    }
+
+    #[test]
+    fn a_read_joining_many_fetches_stays_linear() {
+        // 20,000 single-index fetches, one read of all of them: planning and
+        // answering must not scan the read once per fetch (this would take
+        // minutes if it did; it takes milliseconds).
+        let n = 20_000;
+        let mut r = Reads::default();
+        for i in 0..n {
+            r.fetch_sent(i as u64 + 1, &[i]);
+        }
+        let ind: Vec<i64> = (0..n).collect();
+        let (mut f, mut j) = (Vec::new(), Vec::new());
+        r.plan(&ind, &ind, None, &mut f, &mut j);
+        assert_eq!((f.len(), j.len()), (0, n as usize));
+        r.add(Read::new(w(1), Op::Get, ind.clone(), vec![None; n as usize]), &j, true);
+        let mut done = Vec::new();
+        for i in 0..n {
+            r.answered(i as u64 + 1, &[i], &[i * 10], |read| done.push(read.vals));
+        }
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0][n as usize - 1], Some((n - 1) * 10));
     }
 
     #[test]

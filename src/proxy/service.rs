@@ -163,8 +163,13 @@ impl Core {
         }
         // Join the fetches in flight that may be joined; one new fetch for
         // the rest (reads.rs says when joining is safe).
-        self.reads
-            .plan(&self.missing, behind, &mut self.to_fetch, &mut self.joined);
+        self.reads.plan(
+            &self.req.ind,
+            &self.missing,
+            behind,
+            &mut self.to_fetch,
+            &mut self.joined,
+        );
         let waiter = reserve(conn, reply_size(op, body, self.req.ind.len()));
         if !self.to_fetch.is_empty() {
             if let Some(why) = up.refusal() {
@@ -226,6 +231,7 @@ impl Core {
         req.seq = self.next_seq;
         self.next_seq += 1;
         self.writes.begin(&req.kind, req.seq);
+        self.zombies.sent(req.seq);
         match &req.kind {
             UpKind::Fetch(ind) => self.reads.fetch_sent(req.seq, ind),
             kind => self.reads.write_sent(kind),
@@ -254,16 +260,21 @@ impl Core {
             UpEvent::Answered(req, _) | UpEvent::Failed(req, ..) if req.kind == UpKind::Ping => {}
             UpEvent::Answered(req, reply) => {
                 self.writes.end(&req.kind, req.seq);
+                let seq = req.seq;
                 if reply.is_ok() {
-                    return self.apply_ok(req, &reply.data, out);
+                    self.apply_ok(req, &reply.data, out);
+                } else {
+                    // A 502 or 504 from upstream (itself a proxy, say) means
+                    // the write may or may not have been applied. (Whether
+                    // it may still land later, only that proxy knows:
+                    // chains of proxies are outside the one-proxy contract.)
+                    if matches!(reply.code, code::BAD_GATEWAY | code::GATEWAY_TIMEOUT) {
+                        self.forget_written(&req.kind);
+                    }
+                    // The server's verdict, passed on unchanged.
+                    self.fail(req, reply.code, &reply.msg, out);
                 }
-                // A 502 or 504 from upstream (itself a proxy, say) means
-                // the write may or may not have been applied.
-                if matches!(reply.code, code::BAD_GATEWAY | code::GATEWAY_TIMEOUT) {
-                    self.forget_written(&req.kind);
-                }
-                // The server's verdict, passed on unchanged; nothing cached.
-                self.fail(req, reply.code, &reply.msg, out);
+                self.zombies.done(seq);
             }
             UpEvent::Failed(req, code, why) => {
                 self.writes.end(&req.kind, req.seq);
@@ -271,7 +282,9 @@ impl Core {
                 if self.zombies.draining || self.zombies.pinned {
                     self.zombies.add(&req.kind);
                 }
+                let seq = req.seq;
                 self.fail(req, code, &why, out);
+                self.zombies.done(seq);
             }
         }
     }

@@ -80,7 +80,7 @@ pub fn encode_stats(out: &mut Buffer, core: &Core, up: &Upstream, front: &FrontI
     encode_field(out, "UP_REQS", &up.stats.requests);
     encode_field(out, "UP_INFLIGHT", &up.in_flight());
     encode_field(out, "UP_RESETS", &up.stats.resets);
-    encode_field(out, "UP_BACKOFF_MS", &up.backoff().as_millis());
+    encode_field(out, "UP_BACKOFF_MS", &up.last_wait().as_millis());
     encode_field(out, "UP_DRAINING", &u8::from(up.draining()));
     for (code, n) in &c.errors {
         encode_field(out, &format!("ERR{code}"), n);

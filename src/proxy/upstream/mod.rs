@@ -43,8 +43,12 @@ const MAX_UPSTREAM_REPLY: usize = 64 << 20;
 /// A server that closes a connection it has kept this long (or after
 /// answering), with nothing in flight, closed it for being idle.
 const IDLE_CLOSE_MIN: Duration = Duration::from_millis(20);
+/// A close after at least this much silence teaches the proxy the
+/// server's idle policy (a shorter one is more likely a crash or a restart
+/// than a policy worth pinging for).
+const LEARN_IDLE_MIN: Duration = Duration::from_millis(100);
 /// The shortest keepalive interval the proxy learns.
-const KEEPALIVE_MIN: Duration = Duration::from_millis(10);
+const KEEPALIVE_MIN: Duration = Duration::from_millis(30);
 /// Reconnect backoff: first wait, and the cap it doubles up to.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -122,6 +126,9 @@ pub struct Upstream {
     keepalive: Option<Duration>,
     timeout: Duration,
     backoff: Duration,
+    /// The wait of the reconnect last scheduled (zero once the server has
+    /// answered on a new connection).
+    last_wait: Duration,
     scratch: Buffer,
     reply: Reply,
     timers: Timers<UpTimer>,
@@ -155,6 +162,7 @@ impl Upstream {
             keepalive: None,
             timeout,
             backoff: BACKOFF_MIN,
+            last_wait: Duration::ZERO,
             scratch: Buffer::with_capacity(READ_CHUNK),
             reply: Reply::default(),
             timers: Timers::default(),
@@ -179,9 +187,10 @@ impl Upstream {
         self.draining.is_some()
     }
 
-    /// The wait before the next reconnect after a failure.
-    pub fn backoff(&self) -> Duration {
-        self.backoff
+    /// The wait of the reconnect last scheduled after a failure (zero once
+    /// the server has answered since).
+    pub fn last_wait(&self) -> Duration {
+        self.last_wait
     }
 
     /// Requests in flight.
@@ -331,6 +340,7 @@ impl Upstream {
 
     pub(super) fn schedule_reconnect(&mut self, now: Instant) {
         let wait = self.backoff;
+        self.last_wait = wait;
         info!("proxy upstream {}: reconnecting in {} ms", self.addr, wait.as_millis());
         self.timers.add(now + wait, UpTimer::Reconnect, UPSTREAM.0, self.gen);
         self.backoff = (wait * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);

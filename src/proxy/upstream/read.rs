@@ -8,13 +8,14 @@ impl Upstream {
     pub(super) fn read(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
         let Some(conn) = self.conn.as_mut() else { return };
         let mut broken: Option<String> = None;
-        let (inflight, sent, replies, reply, backoff, last_io) = (
+        let (inflight, sent, replies, reply, backoff, last_io, last_wait) = (
             &mut self.inflight,
             &mut self.sent,
             &mut self.replies,
             &mut self.reply,
             &mut self.backoff,
             &mut self.last_io,
+            &mut self.last_wait,
         );
         let outcome = conn.read_pass(
             &mut self.scratch,
@@ -53,6 +54,7 @@ impl Upstream {
                 *sent = sent.saturating_sub(1);
                 *replies += 1;
                 *backoff = BACKOFF_MIN; // the server answers: it works
+                *last_wait = Duration::ZERO;
                 *last_io = now;
                 if *sent == 0 {
                     // A bare server gets the next request only now.
@@ -77,11 +79,13 @@ impl Upstream {
                 let quiet = now.saturating_duration_since(self.last_io);
                 let idle_close = self.inflight.is_empty()
                     && (self.replies > 0 || now.saturating_duration_since(self.opened) >= IDLE_CLOSE_MIN);
-                if idle_close && quiet >= IDLE_CLOSE_MIN {
+                if idle_close && quiet >= LEARN_IDLE_MIN {
                     // Learn the server's idle policy: from now on, never
                     // stay quiet for more than a third of what it allowed.
                     let k = (quiet / 3).max(KEEPALIVE_MIN);
-                    self.keepalive = Some(self.keepalive.map_or(k, |old| old.min(k)));
+                    // The latest close is the policy now (it may have
+                    // changed, or the last one was not an idle close).
+                    self.keepalive = Some(k);
                     info!(
                         "proxy upstream {}: closed after {} ms of silence; keepalive every {} ms",
                         self.addr,
