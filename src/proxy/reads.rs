@@ -4,11 +4,12 @@
 //!
 //! When joining is safe (docs/architecture.md, "Coalescing"): a fetch `F`
 //! of index `i` may be joined while it is in flight, by a read of a
-//! connection whose own latest request upstream was sent before `F` (the
-//! read takes effect just after `F`, so after everything its connection
-//! sent before it), and only until a write that may change `i` (a PUT of
-//! `i`, any CLR) is sent: a read that arrives after that write was sent
-//! gets a value fetched after it.
+//! connection whose own latest request upstream was sent no later than `F`
+//! (the read takes effect just after `F`, so after everything its
+//! connection sent before it), that asks every index `F` asks (so it
+//! inherits no refusal it would not have got alone), and only until a
+//! write that may change `i` (a PUT of `i`, any CLR) is sent: a read that
+//! arrives after that write was sent gets a value fetched after it.
 //!
 //! A read may join several fetches and send one of its own for the rest;
 //! it is answered when the last of them (the newest: the upstream answers
