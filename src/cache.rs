@@ -53,6 +53,9 @@ impl Hasher for IntHasher {
             self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         }
     }
+    fn write_u64(&mut self, n: u64) {
+        self.write_i64(n as i64);
+    }
     fn write_i64(&mut self, n: i64) {
         self.0 = (n as u64 ^ 0x9e37_79b9_7f4a_7c15)
             .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)

@@ -25,6 +25,13 @@ use crate::cache::IndexMap;
 use crate::proto::Op;
 use crate::proxy::pending::{UpKind, Waiter};
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use crate::cache::IntHasher;
+
+/// A map keyed by a sequence number or read id, with the cache's fast
+/// integer hasher (these keys are the proxy's own, not a peer's).
+type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<IntHasher>>;
 
 /// A GET or ADD waiting for values from one or more fetches.
 #[derive(Debug)]
@@ -42,6 +49,8 @@ pub struct Read {
     /// position), sorted by fetch. A value of the same index in another
     /// fetch is not it: an older fetch may hold the index from before a
     /// write.
+    /// Empty when the read waits on a single fetch: every missing value is
+    /// then that fetch's (the common case costs no allocation).
     sources: Vec<(u64, u32)>,
     /// Fetches still to come back.
     waiting_on: u32,
@@ -61,17 +70,63 @@ impl Read {
     }
 }
 
+/// The reads waiting on one fetch: most often one, kept without a `Vec`.
+#[derive(Debug)]
+enum Readers {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Readers {
+    fn push(&mut self, id: u64) {
+        match self {
+            Readers::One(first) => *self = Readers::Many(vec![*first, id]),
+            Readers::Many(v) => v.push(id),
+        }
+    }
+}
+
+impl IntoIterator for Readers {
+    type Item = u64;
+    type IntoIter = ReadersIter;
+    fn into_iter(self) -> ReadersIter {
+        match self {
+            Readers::One(id) => ReadersIter::One(Some(id)),
+            Readers::Many(v) => ReadersIter::Many(v.into_iter()),
+        }
+    }
+}
+
+/// The readers of a fetch, one by one (no allocation for a single one).
+pub enum ReadersIter {
+    /// The one reader, until taken.
+    One(Option<u64>),
+    /// Several.
+    Many(std::vec::IntoIter<u64>),
+}
+
+impl Iterator for ReadersIter {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        match self {
+            ReadersIter::One(id) => id.take(),
+            ReadersIter::Many(it) => it.next(),
+        }
+    }
+}
+
 /// The reads in flight and the fetches they wait on.
 #[derive(Debug, Default)]
 pub struct Reads {
-    reads: HashMap<u64, Read>,
+    reads: SeqMap<Read>,
     next_id: u64,
     /// Fetch (upstream sequence) → the reads waiting on it.
-    by_fetch: HashMap<u64, Vec<u64>>,
+    by_fetch: SeqMap<Readers>,
     /// Index → the in-flight fetch of it a read may still join.
     joinable: IndexMap<u64>,
-    /// The indices of each fetch in flight.
-    fetches: HashMap<u64, Vec<i64>>,
+    /// The indices of each fetch in flight that asks more than one (a
+    /// single-index fetch is always within the read that would join it).
+    fetches: SeqMap<Vec<i64>>,
     /// Reads that joined a fetch in flight (STS `COALESCED`).
     pub coalesced: u64,
 }
@@ -99,7 +154,7 @@ impl Reads {
         // The read's indices as a set, built only if some fetch is a
         // candidate and the read is big enough for scans to cost.
         let mut asked: Option<IndexMap<()>> = None;
-        let mut verdicts: HashMap<u64, bool> = HashMap::new();
+        let mut verdicts: SeqMap<bool> = SeqMap::default();
         for &i in missing {
             let joins = match self.joinable.get(&i) {
                 Some(&f) if behind.is_none_or(|b| f >= b) => *verdicts.entry(f).or_insert_with(|| {
@@ -108,7 +163,7 @@ impl Reads {
                         None if ind.len() <= 16 => ind.contains(j),
                         None => asked.insert(ind.iter().map(|&k| (k, ())).collect()).contains_key(j),
                     };
-                    self.fetches.get(&f).is_some_and(|fi| fi.iter().all(within))
+                    self.fetches.get(&f).is_none_or(|fi| fi.iter().all(within))
                 }),
                 _ => false,
             };
@@ -128,7 +183,8 @@ impl Reads {
         let id = self.next_id;
         self.next_id += 1;
         read.waiting_on = fetches.len() as u32;
-        read.sources = read
+        if fetches.len() > 1 {
+            read.sources = read
             .vals
             .iter()
             .zip(&read.ind)
@@ -136,9 +192,15 @@ impl Reads {
             .filter(|(_, (v, _))| v.is_none())
             .map(|(p, (_, i))| (self.joinable.get(i).copied().unwrap_or(0), p as u32))
             .collect();
-        read.sources.sort_unstable();
+            read.sources.sort_unstable();
+        }
         for &f in fetches {
-            self.by_fetch.entry(f).or_default().push(id);
+            match self.by_fetch.get_mut(&f) {
+                Some(readers) => readers.push(id),
+                None => {
+                    self.by_fetch.insert(f, Readers::One(id));
+                }
+            }
         }
         if joined_any {
             self.coalesced += 1;
@@ -152,7 +214,9 @@ impl Reads {
         for &i in ind {
             self.joinable.insert(i, seq);
         }
-        self.fetches.insert(seq, ind.to_vec());
+        if ind.len() > 1 {
+            self.fetches.insert(seq, ind.to_vec());
+        }
     }
 
     /// A write was sent: the fetches of what it may change can no longer be
@@ -179,15 +243,25 @@ impl Reads {
             Some(m) => m.get(&want).copied(),
             None => ind.iter().position(|&i| i == want).map(|p| data[p]),
         };
-        for id in self.by_fetch.remove(&seq).unwrap_or_default() {
+        for id in self.by_fetch.remove(&seq).into_iter().flatten() {
             let Some(read) = self.reads.get_mut(&id) else { continue };
-            // The positions this fetch fills: one run of the sorted sources.
-            let first = read.sources.partition_point(|&(f, _)| f < seq);
-            for &(f, p) in &read.sources[first..] {
-                if f != seq {
-                    break;
+            if read.sources.is_empty() {
+                // Its only fetch: every missing value is this one's.
+                for (slot, &want) in read.vals.iter_mut().zip(&read.ind) {
+                    if slot.is_none() {
+                        *slot = value(want);
+                    }
                 }
-                read.vals[p as usize] = value(read.ind[p as usize]);
+            } else {
+                // The positions this fetch fills: one run of the sorted
+                // sources.
+                let first = read.sources.partition_point(|&(f, _)| f < seq);
+                for &(f, p) in &read.sources[first..] {
+                    if f != seq {
+                        break;
+                    }
+                    read.vals[p as usize] = value(read.ind[p as usize]);
+                }
             }
             read.waiting_on -= 1;
             if read.waiting_on == 0 {
@@ -203,7 +277,7 @@ impl Reads {
     /// waited on other fetches too).
     pub fn failed(&mut self, seq: u64, ind: &[i64], mut failed: impl FnMut(Read)) {
         self.fetch_over(seq, ind);
-        for id in self.by_fetch.remove(&seq).unwrap_or_default() {
+        for id in self.by_fetch.remove(&seq).into_iter().flatten() {
             if let Some(read) = self.reads.remove(&id) {
                 failed(read);
             }
