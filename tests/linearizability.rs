@@ -324,75 +324,56 @@ fn histories_through_the_proxy_are_linearizable() {
     }
 }
 
+/// Runs `f` against a server process of `SIZE` entries that is frozen
+/// (SIGSTOP) for `frozen_ms` then thawed for `thawed_ms`, over and over:
+/// the pauses widen every window in which a fetch, a write and a hit can
+/// overlap.
+fn with_freezing_server<T>(frozen_ms: u64, thawed_ms: u64, f: impl FnOnce(std::net::SocketAddr) -> T) -> T {
+    let server = spawn_node(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--size",
+        "4",
+        "--log-level",
+        "warn",
+    ]);
+    let pid = server.pid().to_string();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let freezer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let kill = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                kill("-STOP");
+                std::thread::sleep(std::time::Duration::from_millis(frozen_ms));
+                kill("-CONT");
+                std::thread::sleep(std::time::Duration::from_millis(thawed_ms));
+            }
+            kill("-CONT");
+        })
+    };
+    let out = f(server.addr.parse().unwrap());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    freezer.join().unwrap();
+    out
+}
+
 #[test]
 fn histories_stay_linearizable_when_misses_share_fetches() {
     // Few indices, a cache of one entry, six pipelining clients and a server
-    // that freezes: many reads of an index arrive while a fetch of it is
-    // in flight, and join it (unless a write was sent in between).
+    // frozen half the time: many reads of an index arrive while a fetch of
+    // it is in flight, and join it (unless a write was sent in between).
     let mut coalesced = 0;
     for round in 0..8 {
-        let server = spawn_node(&[
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--size",
-            "4",
-            "--log-level",
-            "warn",
-        ]);
-        let pid = server.pid().to_string();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let freezer = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let kill = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    kill("-STOP");
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                    kill("-CONT");
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                kill("-CONT");
-            })
-        };
-        coalesced += check_round_with(server.addr.parse().unwrap(), 200 + round, 6, 14, 1);
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        freezer.join().unwrap();
+        coalesced += with_freezing_server(10, 10, |up| check_round_with(up, 200 + round, 6, 14, 1));
     }
     assert!(coalesced > 0, "the workload made reads share fetches");
 }
 
 #[test]
 fn histories_stay_linearizable_while_the_server_freezes_and_thaws() {
-    // A server process frozen (SIGSTOP) for short moments widens every
-    // window in which a fetch, a write and a hit can overlap.
     for round in 0..6 {
-        let server = spawn_node(&[
-            "server",
-            "--listen",
-            "127.0.0.1:0",
-            "--size",
-            "4",
-            "--log-level",
-            "warn",
-        ]);
-        let pid = server.pid().to_string();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let freezer = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let kill = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    kill("-STOP");
-                    std::thread::sleep(std::time::Duration::from_millis(15));
-                    kill("-CONT");
-                    std::thread::sleep(std::time::Duration::from_millis(25));
-                }
-                kill("-CONT");
-            })
-        };
-        check_round(server.addr.parse().unwrap(), 100 + round, 4, 14);
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        freezer.join().unwrap();
+        with_freezing_server(15, 25, |up| check_round(up, 100 + round, 4, 14));
     }
 }

@@ -24,6 +24,18 @@ fn start_proxy_cfg(cfg: ProxyConfig) -> NodeHandle {
     Proxy::bind(cfg).expect("bind proxy").spawn().expect("spawn proxy")
 }
 
+/// A proxy of 5 entries in front of `up` that gives up on a request after
+/// 300 ms (to time writes out quickly).
+fn start_impatient_proxy(up: &Scripted) -> NodeHandle {
+    start_proxy_cfg(ProxyConfig {
+        listen: any_addr(),
+        upstream: up.addr(),
+        capacity: 5,
+        upstream_timeout: Duration::from_millis(300),
+        ..Default::default()
+    })
+}
+
 /// A stand-in server: accepts the proxy's one upstream connection and lets
 /// the test read each request and write each reply itself.
 struct Scripted {
@@ -716,13 +728,7 @@ fn a_write_that_timed_out_may_still_land_so_its_index_is_not_cached_until_settle
     // proxy must not cache 1 until the server has finished with the old
     // connection.
     let mut up = Scripted::new();
-    let proxy = start_proxy_cfg(ProxyConfig {
-        listen: any_addr(),
-        upstream: up.addr(),
-        capacity: 5,
-        upstream_timeout: Duration::from_millis(300),
-        ..Default::default()
-    });
+    let proxy = start_impatient_proxy(&up);
     let mut c = Peer::connect(proxy.addr());
     warm(&mut c, &mut up, "1", "0");
     c.send(b"OP=PUT;IND=1;DATA=5\n");
@@ -876,13 +882,7 @@ fn a_fetch_answered_after_the_drain_settles_is_not_cached_if_sent_before() {
     // old connection, before the fetch's reply reaches the proxy: that
     // reply (0) must not be cached, or a later GET 1,2 would be torn.
     let mut up = Scripted::new();
-    let proxy = start_proxy_cfg(ProxyConfig {
-        listen: any_addr(),
-        upstream: up.addr(),
-        capacity: 5,
-        upstream_timeout: Duration::from_millis(300),
-        ..Default::default()
-    });
+    let proxy = start_impatient_proxy(&up);
     let mut c = Peer::connect(proxy.addr());
     c.send(b"OP=PUT;IND=1,2;DATA=5,5\n");
     assert_eq!(up.recv(), "OP=PUT;IND=1,2;DATA=5,5");

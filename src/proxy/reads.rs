@@ -185,13 +185,13 @@ impl Reads {
         read.waiting_on = fetches.len() as u32;
         if fetches.len() > 1 {
             read.sources = read
-            .vals
-            .iter()
-            .zip(&read.ind)
-            .enumerate()
-            .filter(|(_, (v, _))| v.is_none())
-            .map(|(p, (_, i))| (self.joinable.get(i).copied().unwrap_or(0), p as u32))
-            .collect();
+                .vals
+                .iter()
+                .zip(&read.ind)
+                .enumerate()
+                .filter(|(_, (v, _))| v.is_none())
+                .map(|(p, (_, i))| (self.joinable.get(i).copied().unwrap_or(0), p as u32))
+                .collect();
             read.sources.sort_unstable();
         }
         for &f in fetches {
