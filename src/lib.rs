@@ -24,7 +24,8 @@
 //! - [`server`]: the table server.
 //! - [`proxy`]: the caching proxy, in rooms: `service` (handlers),
 //!   `decide` (hit or fetch), `pending` (reply slots, requests in flight),
-//!   `upstream` (the server connection), `stats` (STS, DMP).
+//!   `reads` (reads waiting on fetches; coalescing), `upstream` (the
+//!   server connection), `stats` (STS, DMP).
 //! - [`client`]: the command-line client.
 //! - [`bench`]: the load generator and latency meter.
 //! - [`demo`]: all three nodes in one process, playing a scenario.
