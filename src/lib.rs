@@ -27,11 +27,11 @@
 //!   `reads` (reads waiting on fetches; coalescing), `upstream` (the
 //!   server connection), `stats` (STS, DMP).
 //! - [`client`]: the command-line client.
-//! - [`bench`]: the load generator and latency meter.
+//! - [`bench`](mod@bench): the load generator and latency meter.
 //! - [`demo`]: all three nodes in one process, playing a scenario.
 //!
 //! And [`cli`] for argument parsing, [`trace`] for the `--trace` stream,
-//! [`out`] for writing to stdout like a Unix tool (a closed pipe ends quietly).
+//! [`out`](mod@out) for writing to stdout like a Unix tool (a closed pipe ends quietly).
 //! docs/architecture.md draws how they fit together and follows a GET miss
 //! through them, file by file.
 #![deny(missing_docs)]
