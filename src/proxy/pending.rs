@@ -5,14 +5,14 @@
 //!   keep its request order whatever order the answers come in.
 //! - [`UpReq`]: one request in flight upstream. The upstream connection
 //!   keeps them in a FIFO; the server answers in order, so each reply
-//!   belongs to the head ([`UpReq::check_reply`] says whether it does).
+//!   belongs to the head (`upstream/read.rs` checks that it does).
 //!
 //! A request names its client by [`Waiter`] `(slab key, generation, slot
 //! sequence)`, never by reference: the client may be gone (or its key
 //! reused) when the reply comes back, and then the reply is dropped.
 
 use crate::buffer::Buffer;
-use crate::proto::{Op, Reply};
+use crate::proto::Op;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -224,49 +224,6 @@ impl UpReq {
             queued: now,
         }
     }
-
-    /// Whether `r` can be this request's reply: the same operation, a code
-    /// that is an answer, and for a success the same indices (and for a PUT
-    /// the same values) as sent, where the reply names them (a naive server
-    /// may answer only `CODE=200`). `Err` says why not: the connection is
-    /// out of step and must be reset.
-    pub fn check_reply(&self, r: &Reply) -> Result<(), String> {
-        let expect = self.kind.op();
-        if r.op.is_some_and(|op| op != expect) {
-            return Err(format!(
-                "a {} reply to a {expect} request",
-                r.op.map(|o| o.name()).unwrap_or("?")
-            ));
-        }
-        if !r.is_answer() {
-            return Err(format!("CODE={} is not an answer", r.code));
-        }
-        if !r.is_ok() {
-            return Ok(());
-        }
-        let names = |ind: &[i64], data: Option<&[i64]>| {
-            (!r.has_ind || r.ind == ind) && data.is_none_or(|d| !r.has_data || r.data == d)
-        };
-        match &self.kind {
-            UpKind::Fetch(ind) if r.data.len() != ind.len() || !names(ind, None) => {
-                Err(format!("a GET reply for other indices than {}", short(ind)))
-            }
-            UpKind::Put(ind, data) if !names(ind, Some(data)) => {
-                Err(format!("a PUT reply for another write than {}", short(ind)))
-            }
-            UpKind::Ping if r.data.len() != 1 || !names(&[0], None) => {
-                Err("a GET reply for other indices than [0]".into())
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-/// A list for a log line: its first few items.
-fn short(v: &[i64]) -> String {
-    let head: Vec<String> = v.iter().take(8).map(|i| i.to_string()).collect();
-    let more = if v.len() > 8 { ",..." } else { "" };
-    format!("[{}{more}]", head.join(","))
 }
 
 #[cfg(test)]
@@ -334,47 +291,5 @@ mod tests {
         assert!(s.fill(m8, b"8", b"\n", &mut out));
         assert!(s.fill(m7, b"7", b"\n", &mut out));
         assert_eq!(text(&out), "7\n413\n8\n");
-    }
-
-    fn req(kind: UpKind) -> UpReq {
-        UpReq {
-            kind,
-            seq: 0,
-            waiter: Waiter { key: 0, gen: 1, seq: 0 },
-            op: Op::Get,
-            queued: Instant::now(),
-        }
-    }
-
-    #[test]
-    fn a_reply_must_match_the_head() {
-        let mut r = Reply::default();
-        let fetch = req(UpKind::Fetch(vec![3, 4]));
-        r.parse(b"OP=GET;IND=3,4;DATA=1,2;CODE=200").unwrap();
-        assert!(fetch.check_reply(&r).is_ok());
-        r.parse(b"OP=GET;IND=4,3;DATA=1,2;CODE=200").unwrap();
-        assert!(fetch.check_reply(&r).is_err(), "other indices");
-        r.parse(b"OP=GET;DATA=1;CODE=200").unwrap();
-        assert!(fetch.check_reply(&r).is_err(), "too few values");
-        r.parse(b"OP=PUT;IND=3;DATA=1;CODE=200").unwrap();
-        assert!(fetch.check_reply(&r).is_err(), "another operation");
-        r.parse(b"OP=GET;CODE=400;MSG=no").unwrap();
-        assert!(fetch.check_reply(&r).is_ok(), "an error is an answer");
-        r.parse(b"OP=CLR;CODE=200").unwrap();
-        assert!(req(UpKind::Clr).check_reply(&r).is_ok());
-        let put = req(UpKind::Put(vec![1], vec![5]));
-        r.parse(b"OP=PUT;IND=1;DATA=5;CODE=200").unwrap();
-        assert!(put.check_reply(&r).is_ok());
-        r.parse(b"CODE=200").unwrap();
-        assert!(put.check_reply(&r).is_ok(), "a naive server's bare success");
-        r.parse(b"OP=PUT;IND=3;DATA=777;CODE=200").unwrap();
-        assert!(put.check_reply(&r).is_err(), "another write's ack");
-        r.parse(b"OP=PUT;IND=1;DATA=6;CODE=200").unwrap();
-        assert!(put.check_reply(&r).is_err(), "another value");
-        for code in [0, 100, 204, 302, 600] {
-            r.parse(format!("OP=PUT;CODE={code}").as_bytes()).unwrap();
-            assert!(put.check_reply(&r).is_err(), "CODE={code}");
-        }
-        assert!(r.parse(b"OP=PUT;CODE=400;CODE=200").is_err(), "two codes");
     }
 }
