@@ -99,8 +99,19 @@ fn json_summary_parses_and_percentiles_do_not_decrease() {
         .map(|k| l[k].as_u64().unwrap())
         .collect();
     assert!(ps.windows(2).all(|w| w[0] <= w[1]), "{ps:?}");
+    // Checked against the proxy's own counters (only the bench used it):
+    // the hit ratio is the proxy's, and no more replies were counted than
+    // the proxy answered.
     let hit = v["hit_ratio"].as_f64().expect("a proxy target reports its hit ratio");
-    assert!((0.0..=1.0).contains(&hit));
+    let sts = Peer::connect(proxy.addr.parse().unwrap()).ask("OP=STS");
+    let n = |k: &str| field(&sts, k).unwrap().parse::<f64>().unwrap();
+    let (hits, misses) = (n("HITS"), n("MISSES"));
+    assert!(hits > 0.0 && misses > 0.0, "{sts}");
+    assert!(
+        (hit - hits / (hits + misses)).abs() < 1e-3,
+        "bench {hit} vs proxy {sts}"
+    );
+    assert!(v["requests"].as_f64().unwrap() <= n("REQS"), "{last} vs {sts}");
     assert_eq!(v["connections"].as_u64(), Some(4));
     assert_eq!(v["mode"].as_str(), Some("closed"));
     assert!(text.contains("latency us"), "the human report comes first: {text}");
