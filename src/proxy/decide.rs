@@ -124,9 +124,8 @@ pub struct Zombies {
     /// them may have read a value before a zombie write landed, so the
     /// zombies stand until they are all done.
     settle_after: Option<u64>,
-    /// The upstream sequence of the latest request sent, and of the latest
-    /// one done (answered or failed).
-    last_sent: u64,
+    /// The upstream sequence of the latest request done (answered or
+    /// failed).
     last_done: u64,
 }
 
@@ -144,11 +143,6 @@ impl Zombies {
         }
     }
 
-    /// Request `seq` was sent upstream.
-    pub fn sent(&mut self, seq: u64) {
-        self.last_sent = seq;
-    }
-
     /// Request `seq` is done (answered or failed; requests end in the order
     /// sent). Call after its answer has been applied to the cache.
     pub fn done(&mut self, seq: u64) {
@@ -159,13 +153,13 @@ impl Zombies {
     }
 
     /// The server is done with the drained connection: the zombies end once
-    /// every request sent until now is done too.
-    pub fn settled(&mut self) {
+    /// every request sent until now (up to `last_sent`) is done too.
+    pub fn settled(&mut self, last_sent: u64) {
         self.draining = false;
-        if self.last_done >= self.last_sent {
+        if self.last_done >= last_sent {
             self.clear();
         } else {
-            self.settle_after = Some(self.last_sent);
+            self.settle_after = Some(last_sent);
         }
     }
 

@@ -231,7 +231,6 @@ impl Core {
         req.seq = self.next_seq;
         self.next_seq += 1;
         self.writes.begin(&req.kind, req.seq);
-        self.zombies.sent(req.seq);
         match &req.kind {
             UpKind::Fetch(ind) => self.reads.fetch_sent(req.seq, ind),
             kind => self.reads.write_sent(kind),
@@ -256,7 +255,7 @@ impl Core {
             }
             UpEvent::Draining => self.zombies.draining = true,
             UpEvent::DrainLost => self.zombies.pinned = true,
-            UpEvent::Settled => self.zombies.settled(),
+            UpEvent::Settled => self.zombies.settled(self.next_seq - 1),
             UpEvent::Answered(req, _) | UpEvent::Failed(req, ..) if req.kind == UpKind::Ping => {}
             UpEvent::Answered(req, reply) => {
                 self.writes.end(&req.kind, req.seq);
