@@ -236,7 +236,7 @@ pub fn parse_command(words: &[&str]) -> Result<Command, String> {
             Err(format!("{verb} takes no arguments"))
         }
     };
-    let req = |op, ind: Vec<i64>, data: Vec<i64>| Command::Request(Request { op, ind, data });
+    let req = |op, ind: Vec<i64>, data: Vec<i64>| Command::Request(Request { op, ind, data, seq: 0 });
     match verb.to_ascii_lowercase().as_str() {
         "get" | "add" => {
             need_args("at least one index")?;
@@ -295,7 +295,9 @@ pub fn render(op: Op, line: &str) -> (bool, String) {
             .collect::<Vec<_>>()
             .join(" "),
         Op::Add => r.data.first().map(|v| v.to_string()).unwrap_or_default(),
-        Op::Put | Op::Clr => "ok".to_string(),
+        Op::Put | Op::Clr | Op::Ack => "ok".to_string(),
+        Op::Lease => format!("lease of {} ms", r.ms.unwrap_or(0)),
+        Op::Inv => "invalidation".to_string(),
         Op::Sts => line
             .split(';')
             .filter(|f| !f.starts_with("OP=") && !f.starts_with("CODE="))

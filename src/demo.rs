@@ -101,10 +101,13 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
     // With --trace, the setup shows too: listeners, connects.
     SHOW_WIRE.store(trace, Ordering::SeqCst);
     let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+    // A fresh system: no earlier server could have granted leases, so
+    // writes need not wait out a grace period.
     let server = Server::bind(ServerConfig {
         listen: any,
         size: 10,
-        limits: Default::default(),
+        grace: Duration::ZERO,
+        ..Default::default()
     })?
     .spawn()?;
     let proxy = Proxy::bind(ProxyConfig {

@@ -147,6 +147,16 @@ fn cmd_server(args: &[String]) -> Result<ExitCode, CliError> {
                 "address to listen on (default 127.0.0.1:8080; port 0 picks one)",
             ),
             opt("size", "N", "entries in the table (default 10)"),
+            opt(
+                "lease-ms",
+                "MS",
+                "lease granted to each proxy: a write waits at most this long for a frozen one; 0 grants none (default 1000)",
+            ),
+            opt(
+                "grace-ms",
+                "MS",
+                "after start, writes wait this long for leases an earlier run may have granted (default: the lease)",
+            ),
         ],
         &LIMIT_FLAGS,
         &LOG_FLAGS,
@@ -158,10 +168,13 @@ fn cmd_server(args: &[String]) -> Result<ExitCode, CliError> {
         &fl,
         false,
     )?;
+    let lease = p.get_min("lease-ms", tablecache::server::DEFAULT_LEASE.as_millis() as u64, 0)?;
     let cfg = ServerConfig {
         listen: addr(&p, "listen", "127.0.0.1:8080")?,
         size: table_size(&p)?,
         limits: limits(&p)?,
+        lease: Duration::from_millis(lease),
+        grace: Duration::from_millis(p.get_min("grace-ms", lease, 0)?),
     };
     tablecache::trace::init_logging(cli::log_level(&p)?);
     let listen = cfg.listen;

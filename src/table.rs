@@ -64,6 +64,12 @@ impl Table {
         })
     }
 
+    /// Checks a request against the table without applying it (every
+    /// index in range).
+    pub fn check(&self, req: &Request) -> Result<(), Problem> {
+        self.check_all(&req.ind)
+    }
+
     /// Applies a GET, PUT, CLR or ADD and appends its success reply body to
     /// `out`. A request is all or nothing: on `Err` nothing changed and
     /// nothing was appended. STS and DMP are the node's business, not the
@@ -91,7 +97,7 @@ impl Table {
                 let s = self.sum(&req.ind)?;
                 encode_ok(out, Op::Add, &req.ind, &[s]);
             }
-            Op::Sts | Op::Dmp => {
+            Op::Sts | Op::Dmp | Op::Lease | Op::Ack | Op::Inv => {
                 return Err(Problem::UnknownOp(req.op.name().to_string()));
             }
         }

@@ -7,195 +7,12 @@
 //! writes unique values, so each read can be traced to its write.
 
 mod common;
+use common::history::*;
 use common::*;
-use std::collections::HashSet;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tablecache::proxy::{Proxy, ProxyConfig};
-
-const SIZE: usize = 4;
-
-#[derive(Debug, Clone)]
-enum Op {
-    Get(Vec<usize>),
-    Put(Vec<usize>, Vec<i64>),
-    Add(Vec<usize>),
-    Clr,
-}
-
-#[derive(Debug, Clone)]
-struct Event {
-    /// The client connection, and the request's position in its pipeline.
-    conn: usize,
-    pos: usize,
-    op: Op,
-    /// Values read (GET) or the sum (ADD).
-    result: Vec<i64>,
-    call: Instant,
-    ret: Instant,
-}
-
-fn encode(op: &Op) -> String {
-    let list = |v: &[usize]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
-    match op {
-        Op::Get(i) => format!("OP=GET;IND={}", list(i)),
-        Op::Add(i) => format!("OP=ADD;IND={}", list(i)),
-        Op::Put(i, d) => format!(
-            "OP=PUT;IND={};DATA={}",
-            list(i),
-            d.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")
-        ),
-        Op::Clr => "OP=CLR".into(),
-    }
-}
-
-/// A tiny deterministic generator (xorshift), seeded per client and round.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn random_op(rng: &mut Rng, client: usize, serial: &mut i64) -> Op {
-    let mut indices = |max: u64| -> Vec<usize> {
-        (0..1 + rng.below(max))
-            .map(|_| rng.below(SIZE as u64) as usize)
-            .collect()
-    };
-    let ind = indices(3);
-    match rng.below(20) {
-        0..=8 => Op::Get(ind),
-        9..=14 => {
-            let data = ind
-                .iter()
-                .map(|_| {
-                    *serial += 1;
-                    (client as i64 + 1) * 1_000_000 + *serial
-                })
-                .collect();
-            Op::Put(ind, data)
-        }
-        15..=18 => Op::Add(ind),
-        _ => Op::Clr,
-    }
-}
-
-/// One client: keeps `depth` requests in flight on one connection.
-fn run_client(addr: std::net::SocketAddr, client: usize, seed: u64, ops: usize, depth: usize) -> Vec<Event> {
-    let mut rng = Rng(seed | 1);
-    let mut serial = 0;
-    let mut p = Peer::connect(addr);
-    let mut inflight: std::collections::VecDeque<(Op, Instant)> = Default::default();
-    let mut done = Vec::new();
-    let mut sent = 0;
-    while done.len() < ops {
-        while sent < ops && inflight.len() < depth {
-            let op = random_op(&mut rng, client, &mut serial);
-            let call = Instant::now();
-            p.send(format!("{}\n", encode(&op)).as_bytes());
-            inflight.push_back((op, call));
-            sent += 1;
-        }
-        let line = p.line();
-        let ret = Instant::now();
-        let (op, call) = inflight.pop_front().unwrap();
-        assert!(line.ends_with("CODE=200"), "{op:?} -> {line}");
-        let result = match op {
-            Op::Get(_) | Op::Add(_) => field(&line, "DATA")
-                .unwrap()
-                .split(',')
-                .map(|v| v.parse().unwrap())
-                .collect(),
-            _ => vec![],
-        };
-        let pos = done.len();
-        done.push(Event {
-            conn: client,
-            pos,
-            op,
-            result,
-            call,
-            ret,
-        });
-    }
-    done
-}
-
-/// Applies `op` to `state` if its recorded result is what the model gives.
-fn step(state: &[i64; SIZE], e: &Event) -> Option<[i64; SIZE]> {
-    let mut s = *state;
-    match &e.op {
-        Op::Get(ind) => {
-            let got: Vec<i64> = ind.iter().map(|&i| s[i]).collect();
-            (got == e.result).then_some(s)
-        }
-        Op::Add(ind) => {
-            let sum: i64 = ind.iter().map(|&i| s[i]).sum();
-            (vec![sum] == e.result).then_some(s)
-        }
-        Op::Put(ind, data) => {
-            for (&i, &v) in ind.iter().zip(data) {
-                s[i] = v;
-            }
-            Some(s)
-        }
-        Op::Clr => Some([0; SIZE]),
-    }
-}
-
-/// Wing–Gong search with memoisation of (linearized set, state). Returns
-/// true if some order of the events, consistent with real time and with
-/// each connection's order, explains every result.
-fn linearizable(events: &[Event]) -> bool {
-    assert!(events.len() <= 128, "the bitset holds 128 events");
-    let n = events.len();
-    let mut seen: HashSet<(u128, [i64; SIZE])> = HashSet::new();
-    let mut stack: Vec<(u128, [i64; SIZE])> = vec![(0, [0; SIZE])];
-    let full: u128 = if n == 128 { u128::MAX } else { (1u128 << n) - 1 };
-    let mut budget = 5_000_000u64;
-    while let Some((done, state)) = stack.pop() {
-        if done == full {
-            return true;
-        }
-        budget -= 1;
-        assert!(budget > 0, "checker budget exhausted: shorten the histories");
-        // An event may go next only if no pending event returned before it
-        // was called.
-        let min_ret = (0..n)
-            .filter(|i| done & (1 << i) == 0)
-            .map(|i| events[i].ret)
-            .min()
-            .unwrap();
-        for (i, e) in events.iter().enumerate() {
-            if done & (1 << i) != 0 || e.call > min_ret {
-                continue;
-            }
-            // A connection's requests take effect in the order sent.
-            let earlier_pending = events
-                .iter()
-                .enumerate()
-                .any(|(j, o)| done & (1 << j) == 0 && o.conn == e.conn && o.pos < e.pos);
-            if earlier_pending {
-                continue;
-            }
-            if let Some(next) = step(&state, e) {
-                let key = (done | (1 << i), next);
-                if seen.insert(key) {
-                    stack.push(key);
-                }
-            }
-        }
-    }
-    false
-}
 
 #[test]
 fn the_checker_rejects_a_torn_read() {
@@ -210,6 +27,7 @@ fn the_checker_rejects_a_torn_read() {
             result: vec![],
             call: at(0),
             ret: at(10),
+            optional: false,
         },
         Event {
             conn: 1,
@@ -218,6 +36,7 @@ fn the_checker_rejects_a_torn_read() {
             result: vec![0, 7],
             call: at(5),
             ret: at(15),
+            optional: false,
         },
     ];
     assert!(!linearizable(&h));
@@ -254,6 +73,7 @@ fn the_checker_keeps_each_connections_order() {
         result: vec![],
         call: at(0),
         ret: at(10),
+        optional: false,
     };
     let get = Event {
         conn: 0,
@@ -262,6 +82,7 @@ fn the_checker_keeps_each_connections_order() {
         result: vec![0],
         call: at(1),
         ret: at(11),
+        optional: false,
     };
     assert!(!linearizable(&[put.clone(), get.clone()]));
     assert!(linearizable(&[
@@ -273,6 +94,44 @@ fn the_checker_keeps_each_connections_order() {
     ]));
     // The same two on different connections may go either way.
     assert!(linearizable(&[put, Event { conn: 1, pos: 0, ..get }]));
+}
+
+#[test]
+fn the_checker_lets_a_failed_write_land_or_not_but_nothing_else() {
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+    // PUT 1=7 got a 502 (its connection was cut): a later read may see 7
+    // or the old 0, but never a value nobody wrote.
+    let put = Event {
+        conn: 0,
+        pos: 0,
+        op: Op::Put(vec![1], vec![7]),
+        result: vec![],
+        call: at(0),
+        ret: at(10),
+        optional: true,
+    };
+    let get = |v: i64, conn: usize, pos: usize| Event {
+        conn,
+        pos,
+        op: Op::Get(vec![1]),
+        result: vec![v],
+        call: at(20),
+        ret: at(30),
+        optional: false,
+    };
+    assert!(linearizable(&[put.clone(), get(7, 1, 0)]));
+    assert!(linearizable(&[put.clone(), get(0, 1, 0)]));
+    assert!(!linearizable(&[put.clone(), get(8, 1, 0)]));
+    // Its connection's later requests still come after it, if it landed.
+    assert!(linearizable(&[put.clone(), get(0, 0, 1)]));
+    // A failed read explains nothing and constrains nothing.
+    let failed_get = Event {
+        optional: true,
+        result: vec![],
+        ..get(0, 2, 0)
+    };
+    assert!(linearizable(&[failed_get, get(0, 1, 0)]));
 }
 
 /// Runs `clients` pipelining clients through a 2-entry proxy in front of
@@ -293,25 +152,13 @@ fn check_round_with(upstream: std::net::SocketAddr, round: u64, clients: usize, 
     .spawn()
     .unwrap();
     let addr = proxy.addr();
-    let barrier = Arc::new(Barrier::new(clients));
-    let threads: Vec<_> = (0..clients)
-        .map(|c| {
-            let b = barrier.clone();
-            std::thread::spawn(move || {
-                b.wait();
-                run_client(
-                    addr,
-                    c,
-                    (round * 977 + c as u64 * 131 + 7) * 0x9E37_79B9,
-                    ops,
-                    1 + c % 3,
-                )
-            })
-        })
-        .collect();
-    let mut history: Vec<Event> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
-    history.sort_by_key(|e| e.call);
-    assert!(linearizable(&history), "round {round}: not linearizable: {history:#?}");
+    let history = run_clients(&[addr], round, clients, ops, false);
+    assert!(
+        linearizable(&history),
+        "round {round}: not linearizable:\n{}\nshrunk:\n{}",
+        describe(&history),
+        describe(&shrink(&history))
+    );
     let sts = Peer::connect(addr).ask("OP=STS");
     field(&sts, "COALESCED").unwrap().parse().unwrap()
 }

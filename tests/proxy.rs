@@ -38,9 +38,15 @@ fn start_impatient_proxy(up: &Scripted) -> NodeHandle {
 
 /// A stand-in server: accepts the proxy's one upstream connection and lets
 /// the test read each request and write each reply itself.
+///
+/// The proxy's first request on each connection is `OP=LEASE`; the stand-in
+/// answers it as a server that grants none (an older or foreign server:
+/// the proxy keeps the single-proxy guarantee), or with a lease of
+/// `lease_ms` when made with [`Scripted::granting`].
 struct Scripted {
     listener: TcpListener,
     conn: Option<(BufReader<TcpStream>, TcpStream)>,
+    lease_ms: Option<u64>,
 }
 
 impl Scripted {
@@ -48,6 +54,13 @@ impl Scripted {
         Scripted {
             listener: TcpListener::bind("127.0.0.1:0").unwrap(),
             conn: None,
+            lease_ms: None,
+        }
+    }
+    fn granting(lease_ms: u64) -> Scripted {
+        Scripted {
+            lease_ms: Some(lease_ms),
+            ..Scripted::new()
         }
     }
     fn addr(&self) -> SocketAddr {
@@ -57,6 +70,14 @@ impl Scripted {
         let (s, _) = self.listener.accept().unwrap();
         s.set_read_timeout(Some(PATIENCE)).unwrap();
         self.conn = Some((BufReader::new(s.try_clone().unwrap()), s));
+        let (r, _) = self.conn.as_mut().unwrap();
+        let mut first = String::new();
+        r.read_line(&mut first).unwrap();
+        assert_eq!(first.trim_end(), "OP=LEASE", "the proxy asks for a lease first");
+        match self.lease_ms {
+            Some(ms) => self.reply(&format!("OP=LEASE;MS={ms};CODE=200")),
+            None => self.reply("OP=LEASE;CODE=400;MSG=unknown OP LEASE"),
+        }
     }
     fn recv(&mut self) -> String {
         if self.conn.is_none() {
@@ -328,7 +349,7 @@ fn the_server_going_down_and_coming_back() {
     let server2 = tablecache::server::Server::bind(tablecache::server::ServerConfig {
         listen: addr,
         size: 10,
-        limits: Default::default(),
+        ..Default::default()
     })
     .expect("rebind the same port")
     .spawn()
@@ -902,4 +923,86 @@ fn a_fetch_answered_after_the_drain_settles_is_not_cached_if_sent_before() {
     assert_eq!(up.recv(), "OP=GET;IND=1,2", "1 was not cached");
     up.reply("OP=GET;IND=1,2;DATA=5,5;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=1,2;DATA=5,5;CODE=200");
+}
+
+#[test]
+fn an_invalidation_is_applied_in_order_with_the_replies_and_acknowledged() {
+    let mut up = Scripted::granting(60_000);
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    // After the reply: 1 is cached, then dropped, then fetched again.
+    warm(&mut c, &mut up, "1", "10");
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=10;CODE=200");
+    up.reply("OP=INV;SEQ=1;IND=1");
+    assert_eq!(up.recv(), "OP=ACK;SEQ=1", "confirmed once applied");
+    up.reply("OP=ACK;SEQ=1;CODE=200");
+    warm(&mut c, &mut up, "1", "11");
+    // Crossing a fetch: the server sent the INV, then answered a fetch it
+    // processed while the write waited (NOCACHE): not cached.
+    c.send(b"OP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=2");
+    up.reply("OP=INV;SEQ=2;IND=1");
+    up.reply("OP=GET;IND=2;DATA=20;NOCACHE=2;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=2;DATA=20;CODE=200");
+    assert_eq!(up.recv(), "OP=ACK;SEQ=2");
+    up.reply("OP=ACK;SEQ=2;CODE=200");
+    warm(&mut c, &mut up, "2", "21");
+    // ... or after the write was applied: the newer value is cached.
+    c.send(b"OP=GET;IND=3\n");
+    assert_eq!(up.recv(), "OP=GET;IND=3");
+    up.reply("OP=INV;SEQ=3;IND=3");
+    up.reply("OP=GET;IND=3;DATA=33;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=3;DATA=33;CODE=200");
+    assert_eq!(up.recv(), "OP=ACK;SEQ=3");
+    up.reply("OP=ACK;SEQ=3;CODE=200");
+    assert_eq!(c.ask("OP=GET;IND=2,3"), "OP=GET;IND=2,3;DATA=21,33;CODE=200");
+    // An INV without IND drops everything.
+    up.reply("OP=INV;SEQ=4");
+    assert_eq!(up.recv(), "OP=ACK;SEQ=4");
+    up.reply("OP=ACK;SEQ=4;CODE=200");
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;CODE=200");
+    let sts = c.ask("OP=STS");
+    assert_eq!(field(&sts, "INV_RECV").as_deref(), Some("4"), "{sts}");
+    assert_eq!(field(&sts, "LEASE_MS").as_deref(), Some("60000"), "{sts}");
+}
+
+#[test]
+fn with_leases_a_read_joins_no_fetch_already_sent() {
+    // Another proxy's write may be applied between the server's answer to
+    // a fetch on the wire and a read arriving now: the read sends its own.
+    let mut up = Scripted::granting(60_000);
+    let proxy = start_proxy(up.addr(), 5);
+    let (mut c, mut d) = (Peer::connect(proxy.addr()), Peer::connect(proxy.addr()));
+    c.send(b"OP=GET;IND=4\n");
+    assert_eq!(up.recv(), "OP=GET;IND=4");
+    d.send(b"OP=GET;IND=4\n");
+    assert_eq!(up.recv(), "OP=GET;IND=4", "a second fetch, not a join");
+    up.reply("OP=GET;IND=4;DATA=40;CODE=200");
+    up.reply("OP=GET;IND=4;DATA=41;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=4;DATA=40;CODE=200");
+    assert_eq!(d.line(), "OP=GET;IND=4;DATA=41;CODE=200");
+    assert_eq!(field(&c.ask("OP=STS"), "COALESCED").as_deref(), Some("0"));
+}
+
+#[test]
+fn a_proxy_renews_its_lease_when_quiet_and_serves_no_hit_without_one() {
+    let mut up = Scripted::granting(300);
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    warm(&mut c, &mut up, "1", "10");
+    // Quiet: a renewal well before the lease runs out (a third of it).
+    assert_eq!(up.recv(), "OP=LEASE");
+    up.reply("OP=LEASE;MS=300;CODE=200");
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=10;CODE=200");
+    // The next renewal is left unanswered: once the lease has run out,
+    // 1 is not served from the cache but fetched (behind the renewal).
+    assert_eq!(up.recv(), "OP=LEASE");
+    std::thread::sleep(Duration::from_millis(350));
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1", "no hit without a lease");
+    up.reply("OP=LEASE;MS=300;CODE=200");
+    up.reply("OP=GET;IND=1;DATA=12;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=12;CODE=200");
+    let sts = c.ask("OP=STS");
+    assert!(field(&sts, "LEASE_LAPSES").unwrap() != "0", "{sts}");
 }

@@ -489,18 +489,20 @@ fn sigterm_answers_every_owed_request_before_closing() {
     let mut c = Peer::connect(proxy.addr.parse().unwrap());
     assert_eq!(c.ask("OP=GET;IND=0"), "OP=GET;IND=0;DATA=0;CODE=200");
     server.signal("STOP");
-    c.send(b"OP=GET;IND=5\nOP=PUT;IND=6;DATA=1\nOP=GET;IND=0\n");
+    c.send(b"OP=GET;IND=5\nOP=GET;IND=0\nOP=PUT;IND=6;DATA=1\n");
     wait_until("the miss and the write are upstream", || {
         let mut probe = Peer::connect(proxy.addr.parse().unwrap());
-        field(&probe.ask("OP=STS"), "UP_INFLIGHT").as_deref() == Some("2")
+        // (A lease renewal may be in flight too.)
+        let n: usize = field(&probe.ask("OP=STS"), "UP_INFLIGHT").unwrap().parse().unwrap();
+        n >= 2
     });
     proxy.signal("TERM");
-    for op in ["GET", "PUT"] {
-        let line = c.line();
-        assert!(line.starts_with(&format!("OP={op};CODE=503")), "{line}");
-    }
+    let line = c.line();
+    assert!(line.starts_with("OP=GET;CODE=503"), "{line}");
     // The hit was decided when it arrived: its real answer, in its turn.
     assert_eq!(c.line(), "OP=GET;IND=0;DATA=0;CODE=200");
+    let line = c.line();
+    assert!(line.starts_with("OP=PUT;CODE=503"), "{line}");
     assert!(c.closed_by_peer());
     let mut status = None;
     wait_until("proxy exits", || {
@@ -515,11 +517,16 @@ fn sigterm_answers_every_owed_request_before_closing() {
 fn a_server_idle_timeout_never_shows_through_the_proxy() {
     // The server closes connections quiet for 1 s, the proxy's included.
     // Clients of the proxy never see a 503 for it, and once the proxy has
-    // seen it happen, it keeps its connection alive.
+    // seen it happen, it keeps its connection alive. (A lease of a minute:
+    // renewing it would keep the connection busy on its own.)
     let server = spawn_node(&[
         "server",
         "--listen",
         "127.0.0.1:0",
+        "--lease-ms",
+        "60000",
+        "--grace-ms",
+        "0",
         "--idle-timeout-ms",
         "1000",
         "--log-level",

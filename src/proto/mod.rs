@@ -50,9 +50,30 @@ pub enum Op {
     Sts,
     /// The node's table (server) or cache in eviction order (proxy).
     Dmp,
+    /// A proxy asks the server for a lease (and renews it): from then on
+    /// the server tracks what it sends that proxy (docs/coherence.md).
+    Lease,
+    /// A proxy confirms it applied the server's invalidations up to `SEQ`.
+    Ack,
+    /// Sent by the server only, unasked: a proxy must drop the listed
+    /// entries (every entry, without `IND`).
+    Inv,
 }
 
 impl Op {
+    /// Every operation, in declaration order (`op as usize` indexes it).
+    pub const ALL: [Op; 9] = [
+        Op::Get,
+        Op::Put,
+        Op::Clr,
+        Op::Add,
+        Op::Sts,
+        Op::Dmp,
+        Op::Lease,
+        Op::Ack,
+        Op::Inv,
+    ];
+
     /// The name on the wire.
     pub fn name(self) -> &'static str {
         match self {
@@ -62,13 +83,17 @@ impl Op {
             Op::Add => "ADD",
             Op::Sts => "STS",
             Op::Dmp => "DMP",
+            Op::Lease => "LEASE",
+            Op::Ack => "ACK",
+            Op::Inv => "INV",
         }
     }
 
     /// Parses a name, ignoring ASCII case.
     pub fn from_bytes(b: &[u8]) -> Option<Op> {
-        const ALL: [Op; 6] = [Op::Get, Op::Put, Op::Clr, Op::Add, Op::Sts, Op::Dmp];
-        ALL.into_iter().find(|op| op.name().as_bytes().eq_ignore_ascii_case(b))
+        Op::ALL
+            .into_iter()
+            .find(|op| op.name().as_bytes().eq_ignore_ascii_case(b))
     }
 
     /// True for the operations that change the table.
@@ -117,7 +142,7 @@ pub enum Problem {
     RepeatedField(&'static str),
     /// No OP field.
     NoOp,
-    /// An OP that is not one of the six.
+    /// An OP that is not one of the nine.
     UnknownOp(String),
     /// GET, PUT or ADD without IND.
     MissingInd,
@@ -131,6 +156,18 @@ pub enum Problem {
     NotNumber(&'static str),
     /// An item beyond the range of i64.
     NumberTooBig(&'static str),
+    /// ACK without SEQ.
+    MissingSeq,
+    /// An OP a client may not send (INV is the server's).
+    ServerOnly(Op),
+    /// ACK from a connection that holds no lease.
+    NoLease,
+    /// ACK of an invalidation never sent.
+    AckAhead(u64),
+    /// An operation this node does not serve (a proxy grants no leases).
+    NotServed(Op),
+    /// LEASE over bare framing (invalidations could not be told apart).
+    LeaseNeedsLines,
     /// IND and DATA of a PUT have different lengths.
     LengthMismatch {
         /// Items in IND.
@@ -175,6 +212,12 @@ impl fmt::Display for Problem {
             Problem::UnknownOp(op) => write!(f, "unknown OP {op}"),
             Problem::MissingInd => write!(f, "missing IND"),
             Problem::MissingData => write!(f, "missing DATA"),
+            Problem::MissingSeq => write!(f, "missing SEQ"),
+            Problem::ServerOnly(op) => write!(f, "{op} is sent by the server only"),
+            Problem::NoLease => write!(f, "ACK from a connection that holds no lease"),
+            Problem::AckAhead(n) => write!(f, "ACK of SEQ {n}, which was never sent"),
+            Problem::NotServed(op) => write!(f, "{op} is not served here"),
+            Problem::LeaseNeedsLines => write!(f, "LEASE needs line framing"),
             Problem::NotAllowed(k, op) => write!(f, "{op} takes no {k}"),
             Problem::EmptyNumber(k) => write!(f, "empty number in {k}"),
             Problem::NotNumber(k) => write!(f, "not a number in {k}"),
@@ -325,6 +368,41 @@ mod tests {
         assert!(r.is_ok(), "a reply without CODE counts as success");
         r.parse(b"OP=STS;ROLE=server;REQS=4;CODE=200").unwrap();
         assert_eq!(r.op, Some(Op::Sts));
+    }
+
+    #[test]
+    fn coherence_messages_parse_and_are_checked() {
+        let r = req("OP=LEASE").unwrap();
+        assert_eq!((r.op, r.seq), (Op::Lease, 0));
+        let r = req("OP=ACK;SEQ=12").unwrap();
+        assert_eq!((r.op, r.seq), (Op::Ack, 12));
+        let p = |s: &str| req(s).unwrap_err();
+        assert_eq!(p("OP=ACK"), (Some(Op::Ack), Problem::MissingSeq));
+        assert_eq!(p("OP=ACK;SEQ=-1"), (Some(Op::Ack), Problem::NotNumber("SEQ")));
+        assert_eq!(
+            p("OP=GET;IND=1;SEQ=2"),
+            (Some(Op::Get), Problem::NotAllowed("SEQ", Op::Get))
+        );
+        assert_eq!(
+            p("OP=LEASE;IND=1"),
+            (Some(Op::Lease), Problem::NotAllowed("IND", Op::Lease))
+        );
+        assert_eq!(p("OP=INV;SEQ=1;IND=1"), (Some(Op::Inv), Problem::ServerOnly(Op::Inv)));
+        assert_eq!(p("OP=ACK;SEQ=1;SEQ=2"), (Some(Op::Ack), Problem::RepeatedField("SEQ")));
+        let mut r = Reply::default();
+        r.parse(b"OP=INV;SEQ=3;IND=1,2").unwrap();
+        assert_eq!(
+            (r.op, r.seq, r.ind.clone(), r.has_ind),
+            (Some(Op::Inv), Some(3), vec![1, 2], true)
+        );
+        r.parse(b"OP=INV;SEQ=4").unwrap();
+        assert!(!r.has_ind, "an INV without IND means every entry");
+        r.parse(b"OP=GET;IND=1,2;DATA=5,6;NOCACHE=2;CODE=200").unwrap();
+        assert_eq!(r.nocache, [2]);
+        r.parse(b"OP=LEASE;MS=1000;CODE=200").unwrap();
+        assert_eq!(r.ms, Some(1000));
+        assert!(r.parse(b"OP=GET;NOCACHE=1;NOCACHE=2").is_err());
+        assert!(r.parse(b"OP=INV;SEQ=1;SEQ=2").is_err());
     }
 
     #[test]

@@ -92,6 +92,12 @@ fn parse_i64(item: &[u8], field: &'static str) -> Result<i64, Problem> {
     }
 }
 
+/// Parses a SEQ: a number from 0 to i64::MAX.
+fn parse_seq(v: &[u8]) -> Result<u64, Problem> {
+    let n = parse_i64(v, "SEQ")?;
+    u64::try_from(n).map_err(|_| Problem::NotNumber("SEQ"))
+}
+
 /// Parses a comma-separated list into `out` (cleared first).
 fn parse_list(value: &[u8], field: &'static str, out: &mut Vec<i64>) -> Result<(), Problem> {
     out.clear();
@@ -110,6 +116,8 @@ pub struct Request {
     pub ind: Vec<i64>,
     /// DATA, in the order given (PUT only).
     pub data: Vec<i64>,
+    /// SEQ (ACK only; 0 otherwise).
+    pub seq: u64,
 }
 
 impl Request {
@@ -119,6 +127,7 @@ impl Request {
             op,
             ind: ind.to_vec(),
             data: data.to_vec(),
+            seq: 0,
         }
     }
 
@@ -127,8 +136,9 @@ impl Request {
     pub fn parse(&mut self, body: &[u8]) -> Result<(), (Option<Op>, Problem)> {
         self.ind.clear();
         self.data.clear();
+        self.seq = 0;
         let mut op = None;
-        let (mut seen_ind, mut seen_data) = (false, false);
+        let (mut seen_ind, mut seen_data, mut seen_seq) = (false, false, false);
         let mut first_problem = None;
         if std::str::from_utf8(body).is_err() {
             first_problem = Some(Problem::NotUtf8);
@@ -167,6 +177,12 @@ impl Request {
                 } else {
                     parse_list(v, "DATA", &mut self.data)
                 }
+            } else if k.eq_ignore_ascii_case(b"SEQ") {
+                if std::mem::replace(&mut seen_seq, true) {
+                    Err(Problem::RepeatedField("SEQ"))
+                } else {
+                    parse_seq(v).map(|n| self.seq = n)
+                }
             } else {
                 Err(Problem::UnknownField(printable(k)))
             };
@@ -187,9 +203,12 @@ impl Request {
                 ind: self.ind.len(),
                 data: self.data.len(),
             }),
+            Op::Inv => fail(Problem::ServerOnly(op)),
+            Op::Ack if !seen_seq => fail(Problem::MissingSeq),
+            _ if seen_seq && op != Op::Ack => fail(Problem::NotAllowed("SEQ", op)),
             Op::Get | Op::Add if seen_data => fail(Problem::NotAllowed("DATA", op)),
-            Op::Clr | Op::Sts | Op::Dmp if seen_ind => fail(Problem::NotAllowed("IND", op)),
-            Op::Clr | Op::Sts | Op::Dmp if seen_data => fail(Problem::NotAllowed("DATA", op)),
+            Op::Clr | Op::Sts | Op::Dmp | Op::Lease | Op::Ack if seen_ind => fail(Problem::NotAllowed("IND", op)),
+            Op::Clr | Op::Sts | Op::Dmp | Op::Lease | Op::Ack if seen_data => fail(Problem::NotAllowed("DATA", op)),
             _ => Ok(()),
         }
     }
@@ -231,6 +250,13 @@ pub struct Reply {
     pub has_ind: bool,
     /// Whether DATA was present.
     pub has_data: bool,
+    /// SEQ, if present (an INV's number, an ACK's echo).
+    pub seq: Option<u64>,
+    /// NOCACHE: indices of a GET reply the proxy must not keep (a write
+    /// to them is waiting at the server).
+    pub nocache: Vec<i64>,
+    /// MS: a LEASE reply's lease length in milliseconds.
+    pub ms: Option<u64>,
 }
 
 impl Reply {
@@ -245,7 +271,10 @@ impl Reply {
         self.msg.clear();
         self.has_ind = false;
         self.has_data = false;
-        let (mut has_code, mut has_msg) = (false, false);
+        self.seq = None;
+        self.nocache.clear();
+        self.ms = None;
+        let (mut has_code, mut has_msg, mut has_nocache) = (false, false, false);
         let text = std::str::from_utf8(body).map_err(|_| Problem::NotUtf8)?;
         let once = |seen: &mut bool, name: &'static str| {
             if std::mem::replace(seen, true) {
@@ -275,6 +304,18 @@ impl Reply {
                 once(&mut has_msg, "MSG")?;
                 // Valid UTF-8: the whole body was checked above.
                 self.msg.push_str(std::str::from_utf8(v).unwrap_or("?"));
+            } else if k.eq_ignore_ascii_case(b"SEQ") {
+                if self.seq.replace(parse_seq(v)?).is_some() {
+                    return Err(Problem::RepeatedField("SEQ"));
+                }
+            } else if k.eq_ignore_ascii_case(b"NOCACHE") {
+                once(&mut has_nocache, "NOCACHE")?;
+                parse_list(v, "NOCACHE", &mut self.nocache)?;
+            } else if k.eq_ignore_ascii_case(b"MS") {
+                let ms = u64::try_from(parse_i64(v, "MS")?).map_err(|_| Problem::NotNumber("MS"))?;
+                if self.ms.replace(ms).is_some() {
+                    return Err(Problem::RepeatedField("MS"));
+                }
             }
         }
         Ok(())

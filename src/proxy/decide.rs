@@ -18,8 +18,15 @@
 //!   everything sent before it. Cached values of indices with a write in
 //!   flight are fetched again (a value from before a write must not be
 //!   mixed with one from after it); the rest are kept from the cache.
+//!
+//! With other proxies and clients at the same server ([`Mode::Shared`],
+//! docs/coherence.md) one more rule: a cached index with a write of ours
+//! in flight is never a hit — the server may have applied the write
+//! already and another proxy may have read the new value. Without a valid
+//! lease ([`Mode::Lapsed`]) nothing is read from the cache.
 
 use crate::cache::{IndexMap, Policy};
+use crate::proxy::lease::Mode;
 use crate::proxy::pending::UpKind;
 
 /// Writes in flight to one index (or CLRs in flight): how many, and a
@@ -72,7 +79,7 @@ impl Writes {
                 }
             }
             UpKind::Clr => self.clr.begin(seq),
-            UpKind::Fetch(_) | UpKind::Ping => {}
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {}
         }
     }
 
@@ -89,8 +96,14 @@ impl Writes {
             UpKind::Clr => {
                 self.clr.end(seq);
             }
-            UpKind::Fetch(_) | UpKind::Ping => {}
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {}
         }
+    }
+
+    /// True if any write is in flight.
+    #[inline]
+    pub fn any(&self) -> bool {
+        self.clr.count > 0 || !self.per_index.is_empty()
     }
 
     /// True if a write that may change `index` is in flight.
@@ -139,7 +152,7 @@ impl Zombies {
                 self.indices.insert(i, ());
             }),
             UpKind::Clr => self.all = true,
-            UpKind::Fetch(_) | UpKind::Ping => {}
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {}
         }
     }
 
@@ -191,11 +204,13 @@ pub enum Plan {
 /// of the client's latest request still in flight, if it has one (its
 /// earlier requests must take effect first). Fills `vals` (one per index
 /// asked) and, for a fetch, `missing` (each index once, in the order first
-/// asked).
+/// asked). `mode` says whether the cache may be read, and whether writes
+/// in flight are visible elsewhere.
 pub fn decide(
     cache: &mut dyn Policy,
     writes: &Writes,
     behind: Option<u64>,
+    mode: Mode,
     ind: &[i64],
     vals: &mut Vec<Option<i64>>,
     missing: &mut Vec<i64>,
@@ -204,19 +219,26 @@ pub fn decide(
     missing.clear();
     let mut all_hit = true;
     for &i in ind {
-        let v = cache.get(i);
+        let v = if mode == Mode::Lapsed { None } else { cache.get(i) };
         all_hit &= v.is_some();
         vals.push(v);
     }
-    let safe = match behind {
-        None => true,
-        Some(seq) => !ind.iter().any(|&i| writes.touches_up_to(i, seq)),
+    // Shared, a write of ours in flight can hold back at the server the
+    // requests sent after it, while our confirmations of invalidations
+    // overtake them (docs/coherence.md, "Confirmations overtake"): a cached
+    // value is then safe only for a read that takes effect now.
+    let held_back = mode == Mode::Shared && writes.any();
+    let safe = match (behind, mode) {
+        (_, Mode::Shared) if ind.iter().any(|&i| writes.touches(i)) => false,
+        (None, _) => true,
+        (Some(_), _) if held_back => false,
+        (Some(seq), _) => !ind.iter().any(|&i| writes.touches_up_to(i, seq)),
     };
     if all_hit && safe {
         return Plan::Hit;
     }
     for (v, &i) in vals.iter_mut().zip(ind) {
-        if v.is_some() && writes.touches(i) {
+        if v.is_some() && (held_back || writes.touches(i)) {
             *v = None;
         }
     }
@@ -246,7 +268,7 @@ mod tests {
 
     fn run(c: &mut Fifo, w: &Writes, behind: Option<u64>, ind: &[i64]) -> (Plan, Vec<Option<i64>>, Vec<i64>) {
         let (mut vals, mut missing) = (Vec::new(), Vec::new());
-        let plan = decide(c, w, behind, ind, &mut vals, &mut missing);
+        let plan = decide(c, w, behind, Mode::Alone, ind, &mut vals, &mut missing);
         (plan, vals, missing)
     }
 
@@ -320,6 +342,35 @@ mod tests {
         assert_eq!(plan, Plan::Fetch);
         assert_eq!(vals, [None, None, Some(20), None, None]);
         assert_eq!(missing, [3, 1]);
+    }
+
+    #[test]
+    fn shared_a_write_in_flight_makes_its_index_a_miss_and_lapsed_reads_nothing() {
+        let mut c = cache(&[(1, 10), (2, 20)]);
+        let mut w = Writes::default();
+        w.begin(&UpKind::Put(vec![2], vec![5]), 1);
+        let (mut vals, mut missing) = (Vec::new(), Vec::new());
+        // Alone, a hit with nothing owed before (the write may come after).
+        let p = decide(&mut c, &w, None, Mode::Alone, &[2], &mut vals, &mut missing);
+        assert_eq!(p, Plan::Hit);
+        // Shared, another proxy may already have read 5: fetch it (and,
+        // with a write of ours in flight, 1 as well: see below).
+        let p = decide(&mut c, &w, None, Mode::Shared, &[1, 2], &mut vals, &mut missing);
+        assert_eq!(
+            (p, vals.clone(), missing.clone()),
+            (Plan::Fetch, vec![None, None], vec![1, 2])
+        );
+        assert_eq!(
+            decide(&mut c, &w, None, Mode::Shared, &[1], &mut vals, &mut missing),
+            Plan::Hit,
+            "an index with no write in flight stays a hit"
+        );
+        let p = decide(&mut c, &w, None, Mode::Lapsed, &[1], &mut vals, &mut missing);
+        assert_eq!(
+            (p, missing.clone()),
+            (Plan::Fetch, vec![1]),
+            "no lease: nothing from the cache"
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@
 //! - this file: the node that wires them to the reactor.
 
 pub mod decide;
+pub mod lease;
 pub mod pending;
 pub mod reads;
 pub mod service;
@@ -216,6 +217,11 @@ impl Proxy {
             cfg.upstream,
             cfg.capacity
         );
+        if cfg.upstream_framing == Framing::Bare {
+            log::warn!(
+                "proxy: a bare upstream grants no leases: this proxy must be the only writer's path (docs/coherence.md)"
+            );
+        }
         let mut up = Upstream::new(
             cfg.upstream,
             cfg.upstream_framing,
@@ -226,7 +232,7 @@ impl Proxy {
         up.connect(Instant::now());
         let node = ProxyNode {
             front,
-            core: Core::new(Box::new(Fifo::new(cfg.capacity))),
+            core: Core::new(Box::new(Fifo::new(cfg.capacity)), cfg.upstream_framing == Framing::Line),
             up,
             dirty: Vec::new(),
         };

@@ -170,6 +170,12 @@ pub enum UpKind {
     /// quiet long enough that the server might close it as idle. Its
     /// answer goes to no client and leaves the cache alone.
     Ping,
+    /// The proxy's own `OP=LEASE`: asks a lease of a coherent server (the
+    /// first request on each connection), and renews it when the
+    /// connection is quiet (docs/coherence.md).
+    Lease,
+    /// The proxy's own `OP=ACK;SEQ=n`: invalidations up to `n` applied.
+    Ack(u64),
 }
 
 impl UpKind {
@@ -179,6 +185,8 @@ impl UpKind {
             UpKind::Fetch(_) | UpKind::Ping => Op::Get,
             UpKind::Put(..) => Op::Put,
             UpKind::Clr => Op::Clr,
+            UpKind::Lease => Op::Lease,
+            UpKind::Ack(_) => Op::Ack,
         }
     }
 
@@ -189,7 +197,19 @@ impl UpKind {
             UpKind::Put(..) => "PUT (write-through)",
             UpKind::Clr => "CLR",
             UpKind::Ping => "GET (keepalive)",
+            UpKind::Lease => "LEASE",
+            UpKind::Ack(_) => "ACK (invalidations applied)",
         }
+    }
+
+    /// True for the proxy's own requests, whose answers go to no client.
+    pub fn is_own(&self) -> bool {
+        matches!(self, UpKind::Ping | UpKind::Lease | UpKind::Ack(_))
+    }
+
+    /// True for a write (PUT, CLR).
+    pub fn is_write(&self) -> bool {
+        matches!(self, UpKind::Put(..) | UpKind::Clr)
     }
 }
 
@@ -210,10 +230,10 @@ pub struct UpReq {
 }
 
 impl UpReq {
-    /// The proxy's keepalive request.
-    pub fn ping(now: Instant) -> UpReq {
+    /// One of the proxy's own requests (keepalive, lease, ack).
+    pub fn own(kind: UpKind, now: Instant) -> UpReq {
         UpReq {
-            kind: UpKind::Ping,
+            kind,
             seq: 0,
             waiter: Waiter {
                 key: usize::MAX,

@@ -138,6 +138,12 @@ impl Reads {
     /// `behind` is the upstream sequence of the connection's latest request
     /// still in flight.
     ///
+    /// Only fetches numbered above `join_after` may be joined (`None`: none
+    /// at all): with other proxies at the server, a fetch already on the
+    /// wire may have been answered before a write that is applied before
+    /// the read arrives, without this proxy being told (docs/coherence.md,
+    /// "Coalescing").
+    ///
     /// A fetch is joined only if every index it asks is one the read asks
     /// too: a server refuses a request for its indices (one out of range),
     /// and a read must not inherit a refusal it would not have got alone.
@@ -146,18 +152,25 @@ impl Reads {
         ind: &[i64],
         missing: &[i64],
         behind: Option<u64>,
+        join_after: Option<u64>,
         to_fetch: &mut Vec<i64>,
         joined: &mut Vec<u64>,
     ) {
         to_fetch.clear();
         joined.clear();
+        let Some(after) = join_after else {
+            // Without a lease, a fetch in flight may hold a value from
+            // before a write the server has since applied without us.
+            to_fetch.extend_from_slice(missing);
+            return;
+        };
         // The read's indices as a set, built only if some fetch is a
         // candidate and the read is big enough for scans to cost.
         let mut asked: Option<IndexMap<()>> = None;
         let mut verdicts: SeqMap<bool> = SeqMap::default();
         for &i in missing {
             let joins = match self.joinable.get(&i) {
-                Some(&f) if behind.is_none_or(|b| f >= b) => *verdicts.entry(f).or_insert_with(|| {
+                Some(&f) if f > after && behind.is_none_or(|b| f >= b) => *verdicts.entry(f).or_insert_with(|| {
                     let within = |j: &i64| match &mut asked {
                         Some(set) => set.contains_key(j),
                         None if ind.len() <= 16 => ind.contains(j),
@@ -227,7 +240,19 @@ impl Reads {
                 self.joinable.remove(i);
             }),
             UpKind::Clr => self.joinable.clear(),
-            UpKind::Fetch(_) | UpKind::Ping => {}
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {}
+        }
+    }
+
+    /// The server invalidated `ind` (every index for `None`): a write by
+    /// someone else is on its way, and a read arriving from now on must
+    /// not get a value fetched before it.
+    pub fn invalidated(&mut self, ind: Option<&[i64]>) {
+        match ind {
+            Some(ind) => ind.iter().for_each(|i| {
+                self.joinable.remove(i);
+            }),
+            None => self.joinable.clear(),
         }
     }
 
@@ -314,7 +339,7 @@ mod tests {
 
     fn plan(r: &Reads, missing: &[i64], behind: Option<u64>) -> (Vec<i64>, Vec<u64>) {
         let (mut f, mut j) = (Vec::new(), Vec::new());
-        r.plan(missing, missing, behind, &mut f, &mut j);
+        r.plan(missing, missing, behind, Some(0), &mut f, &mut j);
         (f, j)
     }
 
@@ -408,9 +433,9 @@ mod tests {
         let mut r = Reads::default();
         r.fetch_sent(7, &[3, 20]);
         let (mut f, mut j) = (Vec::new(), Vec::new());
-        r.plan(&[3], &[3], None, &mut f, &mut j);
+        r.plan(&[3], &[3], None, Some(0), &mut f, &mut j);
         assert_eq!((f.clone(), j.clone()), (vec![3], vec![]));
-        r.plan(&[20, 3, 5], &[3, 20], None, &mut f, &mut j);
+        r.plan(&[20, 3, 5], &[3, 20], None, Some(0), &mut f, &mut j);
         assert_eq!((f, j), (vec![], vec![7]), "a read asking both may join");
     }
 
@@ -426,7 +451,7 @@ mod tests {
         }
         let ind: Vec<i64> = (0..n).collect();
         let (mut f, mut j) = (Vec::new(), Vec::new());
-        r.plan(&ind, &ind, None, &mut f, &mut j);
+        r.plan(&ind, &ind, None, Some(0), &mut f, &mut j);
         assert_eq!((f.len(), j.len()), (0, n as usize));
         r.add(Read::new(w(1), Op::Get, ind.clone(), vec![None; n as usize]), &j, true);
         let mut done = Vec::new();

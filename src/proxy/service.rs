@@ -10,13 +10,14 @@ use crate::buffer::Buffer;
 use crate::cache::Policy;
 use crate::conn::Conn;
 use crate::frontend::{FrontInfo, Service};
-use crate::proto::{code, encode_error, encode_get_reply, encode_ok, Op, Problem, Request};
+use crate::proto::{code, encode_error, encode_get_reply, encode_ok, Op, Problem, Reply, Request};
 use crate::proxy::decide::{decide, Plan, Writes, Zombies};
+use crate::proxy::lease::{Lease, Mode};
 use crate::proxy::pending::{Slots, UpKind, UpReq, Waiter};
 use crate::proxy::reads::{Read, Reads};
 use crate::proxy::stats::Counters;
 use crate::proxy::upstream::{UpEvent, Upstream};
-use log::{debug, info};
+use log::{debug, info, warn};
 use std::time::Instant;
 
 /// A client may have this many requests unanswered before the proxy stops
@@ -45,6 +46,8 @@ pub struct Core {
     next_seq: u64,
     /// Writes that may still land (see [`Zombies`]).
     zombies: Zombies,
+    /// Whether the cache may be read (docs/coherence.md).
+    pub lease: Lease,
 }
 
 /// The proxy's [`Service`]: the core and the upstream it sends to, lent
@@ -76,6 +79,9 @@ impl Service for ProxyService<'_> {
             }),
             Op::Get | Op::Add => core.handle_read(self.up, conn, body, now),
             Op::Put | Op::Clr => core.handle_write(self.up, conn, body, now),
+            // A proxy grants no leases (a chain of proxies is outside the
+            // contract), and INV is the server's.
+            op @ (Op::Lease | Op::Ack | Op::Inv) => self.reject(conn, Some(op), &Problem::NotServed(op)),
         }
     }
 
@@ -114,8 +120,9 @@ impl Service for ProxyService<'_> {
 }
 
 impl Core {
-    /// An empty cache.
-    pub fn new(cache: Box<dyn Policy + Send>) -> Core {
+    /// An empty cache; `asks_lease` when the upstream speaks line framing
+    /// (a bare server cannot take part in coherence).
+    pub fn new(cache: Box<dyn Policy + Send>, asks_lease: bool) -> Core {
         Core {
             cache,
             writes: Writes::default(),
@@ -129,6 +136,7 @@ impl Core {
             body: Buffer::new(),
             next_seq: 1,
             zombies: Zombies::default(),
+            lease: Lease::new(asks_lease),
         }
     }
 
@@ -137,10 +145,12 @@ impl Core {
     fn handle_read(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, body: usize, now: Instant) {
         let op = self.req.op;
         let behind = conn.ext.behind();
+        let mode = self.lease.mode(now);
         let plan = decide(
             &mut *self.cache,
             &self.writes,
             behind,
+            mode,
             &self.req.ind,
             &mut self.vals,
             &mut self.missing,
@@ -167,6 +177,17 @@ impl Core {
             &self.req.ind,
             &self.missing,
             behind,
+            match mode {
+                Mode::Alone => Some(0),
+                // A write of ours in flight may hold our later requests
+                // back at the server: the read's values then all come from
+                // its one fetch (see decide.rs).
+                Mode::Shared if self.writes.any() => None,
+                // Only a fetch not on the wire yet: the server will answer
+                // it after this read arrived.
+                Mode::Shared => Some(up.on_wire()),
+                Mode::Lapsed => None,
+            },
             &mut self.to_fetch,
             &mut self.joined,
         );
@@ -247,21 +268,47 @@ impl Core {
         match event {
             UpEvent::Connected => {
                 // The server may have restarted with a fresh table while
-                // we were apart: start from an empty cache.
+                // we were apart, and it tracks nothing of ours any more:
+                // start from an empty cache.
                 if !self.cache.is_empty() {
                     info!("proxy cache cleared on (re)connect");
                     self.cache.clear();
                 }
+                self.lease.connected();
+            }
+            UpEvent::Invalidated(inv) => {
+                self.lease.invalidations += 1;
+                let ind = inv.has_ind.then_some(&inv.ind[..]);
+                match ind {
+                    Some(ind) => ind.iter().for_each(|&i| self.cache.remove(i)),
+                    None => self.cache.clear(),
+                }
+                self.reads.invalidated(ind);
+                log_cache(&*self.cache);
             }
             UpEvent::Draining => self.zombies.draining = true,
             UpEvent::DrainLost => self.zombies.pinned = true,
             UpEvent::Settled => self.zombies.settled(self.next_seq - 1),
-            UpEvent::Answered(req, _) | UpEvent::Failed(req, ..) if req.kind == UpKind::Ping => {}
+            UpEvent::Answered(req, reply) if req.kind == UpKind::Lease => {
+                let ms = reply.ms.filter(|&ms| reply.is_ok() && ms > 0);
+                if self.lease.answered(ms, req.queued) {
+                    match ms {
+                        Some(ms) => info!("proxy upstream grants leases of {ms} ms: coherent with other proxies"),
+                        None => warn!(
+                            "proxy upstream grants no leases ({}): other proxies and direct writers may leave this cache stale (docs/coherence.md)",
+                            reply.msg
+                        ),
+                    }
+                }
+            }
+            UpEvent::Answered(req, _) if req.kind.is_own() => self.lease.renewed(req.queued),
+            UpEvent::Failed(req, ..) if req.kind.is_own() => {}
             UpEvent::Answered(req, reply) => {
+                self.lease.renewed(req.queued);
                 self.writes.end(&req.kind, req.seq);
                 let seq = req.seq;
                 if reply.is_ok() {
-                    self.apply_ok(req, &reply.data, out);
+                    self.apply_ok(req, reply, out);
                 } else {
                     // A 502 or 504 from upstream (itself a proxy, say) means
                     // the write may or may not have been applied. (Whether
@@ -310,16 +357,20 @@ impl Core {
         match kind {
             UpKind::Put(ind, _) => ind.iter().for_each(|&i| self.cache.remove(i)),
             UpKind::Clr => self.cache.clear(),
-            UpKind::Fetch(_) | UpKind::Ping => {}
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {}
         }
     }
 
-    fn apply_ok(&mut self, req: UpReq, data: &[i64], out: &mut impl FnMut(Waiter, &[u8])) {
+    fn apply_ok(&mut self, req: UpReq, reply: &Reply, out: &mut impl FnMut(Waiter, &[u8])) {
+        let data = &reply.data[..];
         match &req.kind {
             UpKind::Fetch(ind) => {
                 for (&i, &v) in ind.iter().zip(data) {
                     if !self.zombies.cacheable(i) {
                         continue; // a failed write may still change it
+                    }
+                    if !reply.nocache.is_empty() && reply.nocache.contains(&i) {
+                        continue; // a write to it waits at the server
                     }
                     if let Some((old, oldv)) = self.cache.insert(i, v) {
                         self.counters.evictions += 1;
@@ -356,7 +407,7 @@ impl Core {
                 encode_ok(&mut self.body, Op::Clr, &[], &[]);
                 out(req.waiter, self.body.data());
             }
-            UpKind::Ping => {} // answered to no one
+            UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {} // answered to no one
         }
     }
 }

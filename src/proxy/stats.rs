@@ -82,6 +82,11 @@ pub fn encode_stats(out: &mut Buffer, core: &Core, up: &Upstream, front: &FrontI
     encode_field(out, "UP_RESETS", &up.stats.resets);
     encode_field(out, "UP_BACKOFF_MS", &up.last_wait().as_millis());
     encode_field(out, "UP_DRAINING", &u8::from(up.draining()));
+    // Coherence: the lease granted (0: none, the single-proxy guarantee).
+    let lease = core.lease.length().map_or(0, |l| l.as_millis());
+    encode_field(out, "LEASE_MS", &lease);
+    encode_field(out, "INV_RECV", &core.lease.invalidations);
+    encode_field(out, "LEASE_LAPSES", &core.lease.lapses);
     for (code, n) in &c.errors {
         encode_field(out, &format!("ERR{code}"), n);
     }

@@ -4,6 +4,8 @@
 //! sleeps.
 #![allow(dead_code)]
 
+pub mod history;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -25,10 +27,13 @@ pub fn start_server(size: usize) -> NodeHandle {
 }
 
 pub fn start_server_with(size: usize, limits: Limits) -> NodeHandle {
+    // A fresh system: no earlier life granted leases, no grace needed.
     Server::bind(ServerConfig {
         listen: any_addr(),
         size,
         limits,
+        grace: std::time::Duration::ZERO,
+        ..Default::default()
     })
     .expect("bind server")
     .spawn()
@@ -176,8 +181,17 @@ impl Proc {
 
 /// A server binary, then a proxy binary in front of it (both at
 /// `--log-level warn`); `proxy_args` are added to the proxy's.
+/// A fresh system (no earlier server granted leases: no grace period).
 pub fn spawn_server_and_proxy(proxy_args: &[&str]) -> (Proc, Proc) {
-    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
+    let server = spawn_node(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--grace-ms",
+        "0",
+        "--log-level",
+        "warn",
+    ]);
     let mut args = vec![
         "proxy",
         "--listen",

@@ -74,6 +74,9 @@ pub enum UpEvent<'a> {
     Connected,
     /// The server answered this request.
     Answered(UpReq, &'a Reply),
+    /// The server says entries must go (`OP=INV`): its IND, or every entry
+    /// without one. The ACK is sent once the read pass is over.
+    Invalidated(&'a Reply),
     /// This request got no answer: the connection failed or timed out with
     /// it in flight (a write may or may not have been applied).
     Failed(UpReq, u16, &'a str),
@@ -124,6 +127,17 @@ pub struct Upstream {
     /// keepalive: learned from the server closing an idle connection (a
     /// third of the silence it allowed), `None` until then.
     keepalive: Option<Duration>,
+    /// How often a quiet connection renews the lease of a coherent server
+    /// (a third of it), `None` until the server granted one.
+    renew_every: Option<Duration>,
+    /// Invalidations are applied up to this SEQ, and acknowledged up to
+    /// `acked` (the ACK leaves after the read pass that applied them).
+    applied: u64,
+    acked: u64,
+    /// The latest client request queued, and the latest that may be on the
+    /// wire (everything queued before a flush).
+    queued_seq: u64,
+    wire_seq: u64,
     timeout: Duration,
     backoff: Duration,
     /// The wait of the reconnect last scheduled (zero once the server has
@@ -160,6 +174,11 @@ impl Upstream {
             opened: Instant::now(),
             last_io: Instant::now(),
             keepalive: None,
+            renew_every: None,
+            applied: 0,
+            acked: 0,
+            queued_seq: 0,
+            wire_seq: 0,
             timeout,
             backoff: BACKOFF_MIN,
             last_wait: Duration::ZERO,
@@ -191,6 +210,12 @@ impl Upstream {
     /// the server has answered since).
     pub fn last_wait(&self) -> Duration {
         self.last_wait
+    }
+
+    /// The sequence number of the latest client request that may be on the
+    /// wire (written at a flush, or being written).
+    pub fn on_wire(&self) -> u64 {
+        self.wire_seq
     }
 
     /// Requests in flight.
@@ -235,6 +260,7 @@ impl Upstream {
             req.waiter.key
         );
         self.stats.requests += 1;
+        self.queued_seq = self.queued_seq.max(req.seq);
         self.last_io = now;
         if self.inflight.is_empty() {
             self.timers
@@ -272,10 +298,16 @@ impl Upstream {
                     // server at its connection limit accepts and closes.
                     info!("proxy upstream {}: connected", self.addr);
                     (self.opened, self.last_io) = (now, now);
-                    if let Some(k) = self.keepalive {
+                    (self.renew_every, self.applied, self.acked) = (None, 0, 0);
+                    if let Some(k) = self.quiet_limit() {
                         self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
                     }
                     sink(UpEvent::Connected);
+                    if self.framing == Framing::Line {
+                        // Is the server coherent? Its answer says (a lease,
+                        // or a 400 from a server that grants none).
+                        self.send(UpReq::own(UpKind::Lease, now), now);
+                    }
                 }
                 ConnectOutcome::Failed(e) => {
                     let why = format!("connect failed: {e}");
@@ -300,6 +332,7 @@ impl Upstream {
     /// Writes queued requests (once per loop pass, so requests from many
     /// clients leave in one write).
     pub fn flush(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        self.wire_seq = self.queued_seq;
         let Some(conn) = self.conn.as_mut() else { return };
         if conn.state() != State::Open {
             return;
@@ -338,6 +371,24 @@ impl Upstream {
         }
     }
 
+    /// The longest the connection may stay quiet: the server's idle policy
+    /// (learned), and the lease's renewal.
+    pub(super) fn quiet_limit(&self) -> Option<Duration> {
+        match (self.keepalive, self.renew_every) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A LEASE was answered: with a lease of `ms` (renewed when quiet for a
+    /// third of it), or refused (`None`: the server grants none).
+    pub(super) fn leased(&mut self, ms: Option<u64>, now: Instant) {
+        self.renew_every = ms.map(|ms| Duration::from_millis(ms / 3).max(Duration::from_millis(1)));
+        if let Some(k) = self.renew_every {
+            self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
+        }
+    }
+
     pub(super) fn schedule_reconnect(&mut self, now: Instant) {
         let wait = self.backoff;
         self.last_wait = wait;
@@ -366,6 +417,11 @@ fn write_request(up: &mut Conn<()>, kind: &UpKind) {
         UpKind::Put(ind, data) => encode_request(&mut up.output, kind.op(), ind, data),
         UpKind::Clr => encode_request(&mut up.output, kind.op(), &[], &[]),
         UpKind::Ping => encode_request(&mut up.output, kind.op(), &[0], &[]),
+        UpKind::Lease => encode_request(&mut up.output, kind.op(), &[], &[]),
+        UpKind::Ack(seq) => {
+            encode_request(&mut up.output, kind.op(), &[], &[]);
+            crate::proto::encode_field(&mut up.output, "SEQ", seq);
+        }
     }
     up.end_message();
 }

@@ -3,7 +3,7 @@
 //! handed on as an event.
 
 use super::*;
-use crate::proto::Reply;
+use crate::proto::{Op, Reply};
 
 impl UpReq {
     /// Whether `r` can be this request's reply: the same operation, a code
@@ -38,6 +38,9 @@ impl UpReq {
             UpKind::Ping if r.data.len() != 1 || !names(&[0], None) => {
                 Err("a GET reply for other indices than [0]".into())
             }
+            UpKind::Ack(seq) if r.seq.is_some_and(|s| s != *seq) => {
+                Err(format!("an ACK reply for SEQ other than {seq}"))
+            }
             _ => Ok(()),
         }
     }
@@ -55,6 +58,9 @@ impl Upstream {
     pub(super) fn read(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
         let Some(conn) = self.conn.as_mut() else { return };
         let mut broken: Option<String> = None;
+        // A LEASE answered in this pass: Some(lease ms) or Some(None), refused.
+        let mut lease: Option<Option<u64>> = None;
+        let applied = &mut self.applied;
         let (inflight, sent, replies, reply, backoff, last_io, last_wait) = (
             &mut self.inflight,
             &mut self.sent,
@@ -88,6 +94,20 @@ impl Upstream {
                     String::from_utf8_lossy(&c.input.data()[..body])
                 );
                 c.consume(total);
+                if parsed.is_ok() && reply.op == Some(Op::Inv) {
+                    // Unasked, in order with the replies: apply it now.
+                    match reply.seq {
+                        Some(seq) if seq > *applied => {
+                            *applied = seq;
+                            sink(UpEvent::Invalidated(reply));
+                            continue;
+                        }
+                        _ => {
+                            broken = Some("upstream out of step: an INV without a new SEQ".into());
+                            return false;
+                        }
+                    }
+                }
                 let paired = match (parsed, inflight.front()) {
                     (Err(p), _) => Err(format!("unreadable reply ({p})")),
                     (Ok(()), None) => Err("a reply with no request in flight".into()),
@@ -99,9 +119,14 @@ impl Upstream {
                 }
                 let Some(req) = inflight.pop_front() else { return false };
                 *sent = sent.saturating_sub(1);
-                *replies += 1;
-                *backoff = BACKOFF_MIN; // the server answers: it works
-                *last_wait = Duration::ZERO;
+                if reply.code != code::UNAVAILABLE {
+                    // The server answers: it works. (A 503 is what a server
+                    // at its connection limit says before it closes: the
+                    // backoff keeps growing.)
+                    *replies += 1;
+                    *backoff = BACKOFF_MIN;
+                    *last_wait = Duration::ZERO;
+                }
                 *last_io = now;
                 if *sent == 0 {
                     // A bare server gets the next request only now.
@@ -110,11 +135,24 @@ impl Upstream {
                         *sent = 1;
                     }
                 }
+                if req.kind == UpKind::Lease && lease.is_none() && !reply.is_ok() {
+                    lease = Some(None);
+                } else if req.kind == UpKind::Lease && reply.is_ok() {
+                    lease = Some(reply.ms.filter(|&ms| ms > 0));
+                }
                 sink(UpEvent::Answered(req, reply));
             },
         );
         if let Some(why) = broken {
             return self.reset_live(code::BAD_GATEWAY, &why, now, sink);
+        }
+        if let Some(ms) = lease {
+            self.leased(ms, now);
+        }
+        if self.applied > self.acked && self.connected() {
+            // One ACK for every invalidation this pass applied.
+            self.acked = self.applied;
+            self.send(UpReq::own(UpKind::Ack(self.applied), now), now);
         }
         match outcome {
             ReadOutcome::Eof => {

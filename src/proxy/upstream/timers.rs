@@ -35,13 +35,20 @@ impl Upstream {
     /// The keepalive timer: if the connection has been quiet for the
     /// learned interval, send a ping; arm the next check either way.
     pub(super) fn keepalive(&mut self, now: Instant) {
-        let Some(k) = self.keepalive else { return };
+        let Some(k) = self.quiet_limit() else { return };
         if !self.connected() {
             return;
         }
         let due = self.last_io + k;
         if now >= due && self.inflight.is_empty() {
-            self.send(UpReq::ping(now), now);
+            // A coherent server's lease is renewed by any answer: ask for
+            // the lease itself (a GET would make the server track index 0).
+            let kind = if self.renew_every.is_some() {
+                UpKind::Lease
+            } else {
+                UpKind::Ping
+            };
+            self.send(UpReq::own(kind, now), now);
             self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
         } else {
             self.timers

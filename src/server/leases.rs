@@ -1,0 +1,571 @@
+//! The server's half of coherence (docs/coherence.md): which proxy may
+//! hold which index, the invalidations it owes them, and the writes that
+//! wait for those to be confirmed. Pure bookkeeping, no sockets: the
+//! server node moves the invalidations this file encodes into the
+//! proxies' connections and applies the writes it releases.
+//!
+//! The rule, per write (PUT, CLR) of indices `S`, from any connection:
+//!
+//! ```text
+//!   every other proxy that may hold an index of S
+//!     ├─ holds it:          send OP=INV;SEQ=n;IND=..   and wait for ACK ≥ n
+//!     ├─ INV n already out: wait for ACK ≥ n
+//!     └─ connection gone:   wait until the lease it last got runs out
+//!   then apply the write and reply (the writer's connection waits, in order)
+//! ```
+//!
+//! A proxy's lease runs `lease` from the moment the server answered it
+//! (the proxy counts it, shorter, from when it sent the request), so a
+//! proxy that stopped answering cannot serve anything once the lease it
+//! last got has run out. One that holds an invalidation unconfirmed for
+//! half a lease is expired: its connection is closed, and the writes wait
+//! out its last lease instead of its answer.
+
+use crate::buffer::Buffer;
+use crate::cache::IndexMap;
+use crate::proto::{encode_field, put_list, Op, Problem, Request};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Indices tracked for one proxy at most; past it, the proxy is told to
+/// drop everything (one INV without IND) and tracking starts over.
+pub const MAX_TRACKED_PER_PROXY: usize = 65536;
+/// Indices tracked for all proxies together at most.
+pub const MAX_TRACKED: usize = 1 << 20;
+
+/// A proxy known to the server, by a number never reused.
+pub type HolderId = u64;
+
+/// What one proxy may hold.
+#[derive(Debug)]
+struct Holder {
+    /// Its connection (slab key and generation).
+    key: usize,
+    gen: u64,
+    /// Index → 0 while held, or the SEQ of the invalidation sent for it
+    /// and not confirmed yet.
+    held: IndexMap<u64>,
+    /// The invalidations sent and not confirmed: (SEQ, when sent, the
+    /// indices it names, or `None` for every index).
+    unacked: std::collections::VecDeque<(u64, Instant, Option<Vec<i64>>)>,
+    next_seq: u64,
+    acked: u64,
+    /// When the server last answered it: its lease runs until then + lease.
+    last_grant: Instant,
+    /// Invalidations encoded and not yet moved to its connection.
+    outbox: Buffer,
+}
+
+/// A proxy whose connection closed while it may still hold entries: writes
+/// to them wait until its last lease has run out.
+#[derive(Debug)]
+struct Departed {
+    id: HolderId,
+    held: IndexMap<()>,
+    until: Instant,
+}
+
+/// One thing a parked write waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// The start-up grace: leases granted by an earlier life of the server.
+    Grace,
+    /// This proxy's ACK of this SEQ (or, if it goes, its last lease).
+    Ack(HolderId, u64),
+}
+
+/// A write waiting for invalidations to be confirmed.
+#[derive(Debug)]
+pub struct Parked {
+    /// The writer's connection.
+    pub key: usize,
+    /// Its generation (the connection may be gone and its key reused).
+    pub gen: u64,
+    /// The write itself.
+    pub req: Request,
+    /// When it arrived.
+    pub arrived: Instant,
+    waits: Vec<Wait>,
+}
+
+/// Counters for STS.
+#[derive(Debug, Default, Clone)]
+pub struct LeaseStats {
+    /// Invalidations sent (one INV message may name several indices).
+    pub inv_sent: u64,
+    /// Confirmations received.
+    pub acks: u64,
+    /// Writes that had to wait.
+    pub writes_delayed: u64,
+    /// The longest wait, in microseconds.
+    pub delay_max_us: u64,
+    /// Proxies expired for not confirming an invalidation in time.
+    pub expired: u64,
+    /// Departed proxies whose last lease ran out while a write waited.
+    pub lapsed: u64,
+    /// Times a proxy was told to drop everything for tracking too much.
+    pub overflows: u64,
+}
+
+/// The lease directory of a server.
+#[derive(Debug)]
+pub struct Leases {
+    lease: Duration,
+    grace_until: Instant,
+    holders: HashMap<HolderId, Holder>,
+    departed: Vec<Departed>,
+    parked: Vec<Parked>,
+    /// Indices with a write parked (a reply must not let a proxy cache
+    /// them), and parked CLRs.
+    pending: IndexMap<u32>,
+    pending_all: u32,
+    tracked: usize,
+    next_id: HolderId,
+    /// Counters.
+    pub stats: LeaseStats,
+}
+
+impl Leases {
+    /// A directory granting leases of `lease`, holding writes until
+    /// `now + grace` (the leases an earlier life of the server may have
+    /// granted).
+    pub fn new(lease: Duration, grace: Duration, now: Instant) -> Leases {
+        Leases {
+            lease,
+            grace_until: now + grace,
+            holders: HashMap::new(),
+            departed: Vec::new(),
+            parked: Vec::new(),
+            pending: IndexMap::default(),
+            pending_all: 0,
+            tracked: 0,
+            next_id: 1,
+            stats: LeaseStats::default(),
+        }
+    }
+
+    /// The lease length.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// The connection `key`/`gen` asked for a lease: it is a proxy from now
+    /// on. Returns its id.
+    pub fn join(&mut self, key: usize, gen: u64, now: Instant) -> HolderId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.holders.insert(
+            id,
+            Holder {
+                key,
+                gen,
+                held: IndexMap::default(),
+                unacked: Default::default(),
+                next_seq: 1,
+                acked: 0,
+                last_grant: now,
+                outbox: Buffer::new(),
+            },
+        );
+        id
+    }
+
+    /// The server answered proxy `id` now: its lease runs from here.
+    pub fn granted(&mut self, id: HolderId, now: Instant) {
+        if let Some(h) = self.holders.get_mut(&id) {
+            h.last_grant = now;
+        }
+    }
+
+    /// Proxy `id` is being sent the values of `ind`: from now on it may
+    /// hold them. The ones it must not keep (a write to them is parked, or
+    /// tracking is full) go to `nocache`.
+    pub fn register(&mut self, id: HolderId, ind: &[i64], nocache: &mut Vec<i64>, now: Instant) {
+        nocache.clear();
+        let Some(h) = self.holders.get_mut(&id) else { return };
+        for &i in ind {
+            if self.pending_all > 0 || self.pending.contains_key(&i) {
+                nocache.push(i);
+                continue;
+            }
+            if h.held.get(&i) == Some(&0) {
+                continue;
+            }
+            if !h.held.contains_key(&i) && (h.held.len() >= MAX_TRACKED_PER_PROXY || self.tracked >= MAX_TRACKED) {
+                let flushing = h.unacked.iter().any(|(_, _, ind)| ind.is_none());
+                if flushing {
+                    nocache.push(i);
+                    continue;
+                }
+                // Too much to track: everything it holds is invalidated at
+                // once (its entries wait for the ACK like any other).
+                self.stats.overflows += 1;
+                self.stats.inv_sent += 1;
+                invalidate(h, None, now);
+            }
+            if h.held.insert(i, 0).is_none() {
+                self.tracked += 1;
+            }
+        }
+    }
+
+    /// Proxy `id` confirms the invalidations up to `seq`.
+    pub fn ack(&mut self, id: HolderId, seq: u64) -> Result<(), Problem> {
+        let Some(h) = self.holders.get_mut(&id) else {
+            return Err(Problem::NoLease);
+        };
+        if seq >= h.next_seq {
+            return Err(Problem::AckAhead(seq));
+        }
+        self.stats.acks += 1;
+        h.acked = h.acked.max(seq);
+        while h.unacked.front().is_some_and(|(n, _, _)| *n <= seq) {
+            let Some((n, _, ind)) = h.unacked.pop_front() else {
+                break;
+            };
+            let before = h.held.len();
+            match ind {
+                Some(ind) => ind.iter().for_each(|i| {
+                    if h.held.get(i) == Some(&n) {
+                        h.held.remove(i);
+                    }
+                }),
+                None => h.held.retain(|_, v| *v == 0 || *v > n),
+            }
+            self.tracked -= before - h.held.len();
+        }
+        Ok(())
+    }
+
+    /// A write arrives from the connection `writer` (`Some` if it is a
+    /// proxy). Invalidations go out to the other proxies that may hold its
+    /// indices. Returns `None` when it may be applied now, or what it must
+    /// wait for (then park it: [`Leases::park`]).
+    pub fn write_must_wait(&mut self, writer: Option<HolderId>, req: &Request, now: Instant) -> Option<Vec<Wait>> {
+        let mut waits = Vec::new();
+        if now < self.grace_until {
+            waits.push(Wait::Grace);
+        }
+        let all = req.op == Op::Clr;
+        for (&id, h) in self.holders.iter_mut() {
+            if Some(id) == writer {
+                continue;
+            }
+            let mut wait_seq = 0;
+            let mut fresh: Vec<i64> = Vec::new();
+            if all {
+                for &v in h.held.values() {
+                    wait_seq = wait_seq.max(v);
+                }
+                if h.held.values().any(|&v| v == 0) {
+                    wait_seq = invalidate(h, None, now);
+                    self.stats.inv_sent += 1;
+                }
+            } else {
+                for &i in &req.ind {
+                    match h.held.get(&i) {
+                        Some(0) if !fresh.contains(&i) => fresh.push(i),
+                        Some(&v) => wait_seq = wait_seq.max(v),
+                        None => {}
+                    }
+                }
+                if !fresh.is_empty() {
+                    wait_seq = invalidate(h, Some(fresh), now);
+                    self.stats.inv_sent += 1;
+                }
+            }
+            if wait_seq > 0 {
+                waits.push(Wait::Ack(id, wait_seq));
+            }
+        }
+        self.departed.retain(|d| d.until > now);
+        for d in &self.departed {
+            if (all && !d.held.is_empty()) || req.ind.iter().any(|i| d.held.contains_key(i)) {
+                waits.push(Wait::Ack(d.id, u64::MAX));
+            }
+        }
+        (!waits.is_empty()).then_some(waits)
+    }
+
+    /// Parks a write that must wait (`waits` from
+    /// [`Leases::write_must_wait`]).
+    pub fn park(&mut self, key: usize, gen: u64, req: &Request, waits: Vec<Wait>, now: Instant) {
+        if req.op == Op::Clr {
+            self.pending_all += 1;
+        } else {
+            for &i in &req.ind {
+                *self.pending.entry(i).or_default() += 1;
+            }
+        }
+        self.stats.writes_delayed += 1;
+        self.parked.push(Parked {
+            key,
+            gen,
+            req: req.clone(),
+            arrived: now,
+            waits,
+        });
+    }
+
+    /// A parked write that may now be applied, if any (call until `None`).
+    pub fn next_ready(&mut self, now: Instant) -> Option<Parked> {
+        let pos = self
+            .parked
+            .iter()
+            .position(|p| p.waits.iter().all(|&w| self.satisfied(w, now)))?;
+        let p = self.parked.remove(pos);
+        self.unpark(&p);
+        let waited = now.saturating_duration_since(p.arrived).as_micros() as u64;
+        self.stats.delay_max_us = self.stats.delay_max_us.max(waited);
+        Some(p)
+    }
+
+    /// Drops the parked write of a connection that closed (it never
+    /// answered, so it may as well never have happened).
+    pub fn drop_parked(&mut self, key: usize, gen: u64) {
+        while let Some(pos) = self.parked.iter().position(|p| p.key == key && p.gen == gen) {
+            let p = self.parked.remove(pos);
+            self.unpark(&p);
+        }
+    }
+
+    fn unpark(&mut self, p: &Parked) {
+        if p.req.op == Op::Clr {
+            self.pending_all -= 1;
+        } else {
+            for i in &p.req.ind {
+                if let Some(n) = self.pending.get_mut(i) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.pending.remove(i);
+                    }
+                }
+            }
+        }
+    }
+
+    fn satisfied(&self, w: Wait, now: Instant) -> bool {
+        match w {
+            Wait::Grace => now >= self.grace_until,
+            Wait::Ack(id, seq) => match self.holders.get(&id) {
+                Some(h) => h.acked >= seq,
+                None => self.departed.iter().find(|d| d.id == id).is_none_or(|d| now >= d.until),
+            },
+        }
+    }
+
+    /// Proxy `id`'s connection closed: what it held stays blocked until
+    /// its last lease has run out.
+    pub fn left(&mut self, id: HolderId) {
+        let Some(h) = self.holders.remove(&id) else { return };
+        self.tracked -= h.held.len();
+        if !h.held.is_empty() {
+            self.departed.push(Departed {
+                id,
+                held: h.held.keys().map(|&i| (i, ())).collect(),
+                until: h.last_grant + self.lease,
+            });
+        }
+    }
+
+    /// Proxies that have left an invalidation unconfirmed for half a lease:
+    /// their connections (key, generation) are to be closed.
+    pub fn overdue(&mut self, now: Instant, out: &mut Vec<(usize, u64)>) {
+        let limit = self.lease / 2;
+        for h in self.holders.values() {
+            if h.unacked.front().is_some_and(|(_, sent, _)| now >= *sent + limit) {
+                out.push((h.key, h.gen));
+            }
+        }
+        self.stats.expired += out.len() as u64;
+    }
+
+    /// When something here is next due: the grace's end, an
+    /// invalidation's confirmation deadline, a departed proxy's lease end.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        if self.parked.is_empty() && self.holders.values().all(|h| h.unacked.is_empty()) {
+            return None;
+        }
+        let limit = self.lease / 2;
+        let grace = (!self.parked.is_empty() && self.grace_until > now).then_some(self.grace_until);
+        let acks = self
+            .holders
+            .values()
+            .filter_map(|h| h.unacked.front().map(|(_, s, _)| *s + limit));
+        let gone = self.departed.iter().map(|d| d.until);
+        grace.into_iter().chain(acks).chain(gone).min()
+    }
+
+    /// Moves each proxy's encoded invalidations out: `f(key, gen, bytes)`.
+    pub fn drain_outboxes(&mut self, mut f: impl FnMut(usize, u64, &[u8])) {
+        for h in self.holders.values_mut() {
+            if !h.outbox.is_empty() {
+                f(h.key, h.gen, h.outbox.data());
+                h.outbox.clear();
+            }
+        }
+    }
+
+    /// True when some proxy has invalidations to be sent.
+    pub fn has_outgoing(&self) -> bool {
+        self.holders.values().any(|h| !h.outbox.is_empty())
+    }
+
+    /// The STS fields of coherence.
+    pub fn encode_stats(&self, out: &mut Buffer) {
+        let s = &self.stats;
+        encode_field(out, "LEASE_MS", &self.lease.as_millis());
+        encode_field(out, "PROXIES", &self.holders.len());
+        encode_field(out, "TRACKED", &self.tracked);
+        encode_field(out, "INV_SENT", &s.inv_sent);
+        encode_field(out, "ACKS", &s.acks);
+        encode_field(out, "WRITES_DELAYED", &s.writes_delayed);
+        encode_field(out, "WRITES_WAITING", &self.parked.len());
+        encode_field(out, "DELAY_MAX_US", &s.delay_max_us);
+        encode_field(out, "LEASES_EXPIRED", &s.expired);
+        encode_field(out, "LEASE_OVERFLOWS", &s.overflows);
+    }
+}
+
+/// Encodes an invalidation of `ind` (every index for `None`) into the
+/// holder's outbox and marks those entries as invalidating; returns its
+/// SEQ.
+fn invalidate(h: &mut Holder, ind: Option<Vec<i64>>, now: Instant) -> u64 {
+    let seq = h.next_seq;
+    h.next_seq += 1;
+    h.outbox.extend(b"OP=INV");
+    encode_field(&mut h.outbox, "SEQ", &seq);
+    match &ind {
+        Some(ind) => {
+            h.outbox.extend(b";IND=");
+            put_list(&mut h.outbox, ind.iter().copied());
+            for i in ind {
+                h.held.insert(*i, seq);
+            }
+        }
+        None => h.held.values_mut().for_each(|v| *v = seq),
+    }
+    h.outbox.push(b'\n');
+    h.unacked.push_back((seq, now, ind));
+    seq
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(ind: &[i64]) -> Request {
+        Request::new(Op::Put, ind, &vec![7; ind.len()])
+    }
+
+    fn outbox(l: &mut Leases) -> Vec<(usize, String)> {
+        let mut v = Vec::new();
+        l.drain_outboxes(|key, _, b| v.push((key, String::from_utf8_lossy(b).into_owned())));
+        v.sort();
+        v
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_write_waits_for_every_other_holder_to_confirm() {
+        let t0 = Instant::now();
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
+        let (a, b) = (l.join(0, 1, t0), l.join(1, 1, t0));
+        let mut nocache = Vec::new();
+        l.register(a, &[1, 2], &mut nocache, t0);
+        l.register(b, &[1], &mut nocache, t0);
+        assert!(nocache.is_empty());
+        // A writes 1 and 3: only B is told (A updates its own cache).
+        let waits = l.write_must_wait(Some(a), &put(&[1, 3]), t0).expect("B holds 1");
+        assert_eq!(outbox(&mut l), [(1, "OP=INV;SEQ=1;IND=1\n".to_string())]);
+        l.park(0, 1, &put(&[1, 3]), waits, t0);
+        // Meanwhile a fetch of 1 may not be cached; of 2, it may.
+        l.register(b, &[1, 2], &mut nocache, t0);
+        assert_eq!(nocache, [1]);
+        assert!(l.next_ready(t0).is_none());
+        assert_eq!(l.ack(b, 2), Err(Problem::AckAhead(2)));
+        l.ack(b, 1).unwrap();
+        let p = l.next_ready(t0 + ms(1)).expect("released by the ACK");
+        assert_eq!((p.key, p.req.ind.clone()), (0, vec![1, 3]));
+        // B no longer holds 1: a direct write to 1 tells only A.
+        assert!(l.write_must_wait(None, &put(&[1]), t0).is_some());
+        assert_eq!(outbox(&mut l), [(0, "OP=INV;SEQ=1;IND=1\n".to_string())]);
+        // A CLR from a direct client: everyone who holds anything.
+        let clr = Request::new(Op::Clr, &[], &[]);
+        assert!(l.write_must_wait(None, &clr, t0).is_some());
+        assert_eq!(
+            outbox(&mut l),
+            [(0, "OP=INV;SEQ=2\n".to_string()), (1, "OP=INV;SEQ=2\n".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_holder_that_goes_away_blocks_its_indices_for_its_last_lease() {
+        let t0 = Instant::now();
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
+        let a = l.join(0, 1, t0);
+        l.register(a, &[1], &mut Vec::new(), t0);
+        l.granted(a, t0 + ms(100));
+        l.left(a);
+        let waits = l
+            .write_must_wait(None, &put(&[1]), t0 + ms(200))
+            .expect("A may still serve 1");
+        assert!(l.write_must_wait(None, &put(&[2]), t0 + ms(200)).is_none());
+        l.park(5, 1, &put(&[1]), waits, t0 + ms(200));
+        assert_eq!(l.next_deadline(t0 + ms(200)), Some(t0 + ms(1100)));
+        assert!(l.next_ready(t0 + ms(1099)).is_none());
+        assert!(l.next_ready(t0 + ms(1100)).is_some(), "one lease after its last answer");
+        assert_eq!(l.stats.delay_max_us, 900_000);
+    }
+
+    #[test]
+    fn a_holder_that_does_not_confirm_in_half_a_lease_is_expired() {
+        let t0 = Instant::now();
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
+        let a = l.join(3, 9, t0);
+        l.register(a, &[1], &mut Vec::new(), t0);
+        let w = l.write_must_wait(None, &put(&[1]), t0).unwrap();
+        l.park(0, 1, &put(&[1]), w, t0);
+        let mut out = Vec::new();
+        l.overdue(t0 + ms(499), &mut out);
+        assert!(out.is_empty());
+        l.overdue(t0 + ms(500), &mut out);
+        assert_eq!(out, [(3, 9)]);
+        l.left(a); // its connection is closed
+        assert!(l.next_ready(t0 + ms(999)).is_none(), "its last lease may still run");
+        assert!(l.next_ready(t0 + ms(1000)).is_some());
+    }
+
+    #[test]
+    fn writes_wait_out_the_grace_after_start() {
+        let t0 = Instant::now();
+        let mut l = Leases::new(ms(1000), ms(1000), t0);
+        let w = l.write_must_wait(None, &put(&[1]), t0).expect("grace");
+        l.park(0, 1, &put(&[1]), w, t0);
+        assert!(l.next_ready(t0 + ms(999)).is_none());
+        assert!(l.next_ready(t0 + ms(1000)).is_some());
+        assert!(l.write_must_wait(None, &put(&[1]), t0 + ms(1000)).is_none());
+    }
+
+    #[test]
+    fn a_holder_tracking_too_much_is_told_to_drop_everything() {
+        let t0 = Instant::now();
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
+        let a = l.join(0, 1, t0);
+        let many: Vec<i64> = (0..MAX_TRACKED_PER_PROXY as i64).collect();
+        let mut nocache = Vec::new();
+        l.register(a, &many, &mut nocache, t0);
+        assert!(nocache.is_empty() && outbox(&mut l).is_empty());
+        l.register(a, &[-1], &mut nocache, t0);
+        assert_eq!(outbox(&mut l), [(0, "OP=INV;SEQ=1\n".to_string())]);
+        assert_eq!(l.stats.overflows, 1);
+        // While that is unconfirmed, more is not tracked (nor cached).
+        l.register(a, &[-2], &mut nocache, t0);
+        assert_eq!(nocache, [-2]);
+        l.ack(a, 1).unwrap();
+        assert_eq!(l.tracked, 1, "only the index registered after the flush");
+    }
+}

@@ -1,0 +1,406 @@
+//! Many proxies, one table (docs/coherence.md): a write through one proxy,
+//! or straight to the server, stops every other proxy from serving the old
+//! value before it is acknowledged — also when a proxy or the server
+//! freezes, when a proxy dies, and across a server restart. Histories over
+//! several proxies and direct clients are checked for linearizability with
+//! each connection in order.
+
+mod common;
+use common::history::*;
+use common::*;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tablecache::proxy::{Proxy, ProxyConfig};
+use tablecache::server::{Server, ServerConfig};
+use tablecache::NodeHandle;
+
+fn server_with_lease(size: usize, lease_ms: u64) -> NodeHandle {
+    Server::bind(ServerConfig {
+        listen: any_addr(),
+        size,
+        lease: Duration::from_millis(lease_ms),
+        grace: Duration::ZERO, // a fresh system
+        ..Default::default()
+    })
+    .unwrap()
+    .spawn()
+    .unwrap()
+}
+
+fn proxy(upstream: SocketAddr, capacity: usize) -> NodeHandle {
+    Proxy::bind(ProxyConfig {
+        listen: any_addr(),
+        upstream,
+        capacity,
+        ..Default::default()
+    })
+    .unwrap()
+    .spawn()
+    .unwrap()
+}
+
+/// Waits until the proxy at `addr` holds a lease (its first LEASE was
+/// answered), so that its cache is read from then on.
+fn wait_leased(p: &mut Peer) {
+    wait_until("the proxy holds a lease", || {
+        field(&p.ask("OP=STS"), "LEASE_MS").is_some_and(|v| v != "0")
+    });
+}
+
+fn num(sts: &str, key: &str) -> u64 {
+    field(sts, key)
+        .unwrap_or_else(|| panic!("no {key} in {sts}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_write_through_one_proxy_or_the_server_invalidates_the_others() {
+    let server = server_with_lease(10, 1000);
+    let (pa, pb) = (proxy(server.addr(), 5), proxy(server.addr(), 5));
+    let (mut a, mut b) = (Peer::connect(pa.addr()), Peer::connect(pb.addr()));
+    let mut direct = Peer::connect(server.addr());
+    wait_leased(&mut a);
+    wait_leased(&mut b);
+    // Both cache 1 (and B caches 2).
+    assert_eq!(a.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200");
+    assert_eq!(b.ask("OP=GET;IND=1,2"), "OP=GET;IND=1,2;DATA=0,0;CODE=200");
+    assert_eq!(b.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200");
+    assert_eq!(num(&b.ask("OP=STS"), "HITS"), 1, "B served 1 from its cache");
+    // A write through A: acknowledged only once B has dropped 1.
+    assert_eq!(a.ask("OP=PUT;IND=1;DATA=7"), "OP=PUT;IND=1;DATA=7;CODE=200");
+    assert_eq!(b.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=7;CODE=200");
+    assert!(b.ask("OP=DMP").contains("IND=2"), "B kept 2, which nobody wrote");
+    // A write straight to the server reaches both.
+    assert_eq!(
+        direct.ask("OP=PUT;IND=1,2;DATA=8,9"),
+        "OP=PUT;IND=1,2;DATA=8,9;CODE=200"
+    );
+    assert_eq!(a.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=8;CODE=200");
+    assert_eq!(b.ask("OP=GET;IND=1,2"), "OP=GET;IND=1,2;DATA=8,9;CODE=200");
+    let (sa, sb, ss) = (a.ask("OP=STS"), b.ask("OP=STS"), direct.ask("OP=STS"));
+    assert_eq!(num(&sb, "INV_RECV"), 2, "{sb}");
+    assert_eq!(num(&sa, "INV_RECV"), 1, "{sa}");
+    assert_eq!(num(&ss, "INV_SENT"), 3, "{ss}");
+    assert_eq!(num(&ss, "PROXIES"), 2, "{ss}");
+    assert_eq!(num(&ss, "ACKS"), 3, "{ss}");
+}
+
+#[test]
+fn without_leases_another_proxy_serves_the_overwritten_value() {
+    // The same steps with `--lease-ms 0`: the server grants no leases, each
+    // proxy keeps only the single-proxy guarantee, and B answers from a
+    // cache that the write through A made stale. This is what the
+    // invalidations prevent (and what the test above would see without
+    // them).
+    let server = server_with_lease(10, 0);
+    let (pa, pb) = (proxy(server.addr(), 5), proxy(server.addr(), 5));
+    let (mut a, mut b) = (Peer::connect(pa.addr()), Peer::connect(pb.addr()));
+    assert_eq!(b.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200");
+    assert_eq!(a.ask("OP=PUT;IND=1;DATA=7"), "OP=PUT;IND=1;DATA=7;CODE=200");
+    assert_eq!(b.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200", "stale");
+    assert_eq!(field(&b.ask("OP=STS"), "LEASE_MS").as_deref(), Some("0"));
+}
+
+#[test]
+fn clr_waits_until_every_proxy_has_dropped_everything() {
+    let server = server_with_lease(10, 1000);
+    let proxies: Vec<NodeHandle> = (0..3).map(|_| proxy(server.addr(), 5)).collect();
+    let mut peers: Vec<Peer> = proxies.iter().map(|p| Peer::connect(p.addr())).collect();
+    let mut direct = Peer::connect(server.addr());
+    assert_eq!(
+        direct.ask("OP=PUT;IND=0,1,2,3;DATA=5,6,7,8"),
+        "OP=PUT;IND=0,1,2,3;DATA=5,6,7,8;CODE=200"
+    );
+    for p in &mut peers {
+        wait_leased(p);
+        assert_eq!(p.ask("OP=GET;IND=0,1,2,3"), "OP=GET;IND=0,1,2,3;DATA=5,6,7,8;CODE=200");
+        assert_eq!(num(&p.ask("OP=STS"), "CACHED"), 4);
+    }
+    assert_eq!(direct.ask("OP=CLR"), "OP=CLR;CODE=200");
+    for p in &mut peers {
+        let sts = p.ask("OP=STS");
+        assert_eq!(num(&sts, "INV_RECV"), 1, "{sts}");
+        assert_eq!(num(&sts, "CACHED"), 0, "one INV without IND dropped every entry: {sts}");
+        assert_eq!(p.ask("OP=GET;IND=0,1,2,3"), "OP=GET;IND=0,1,2,3;DATA=0,0,0,0;CODE=200");
+    }
+}
+
+#[test]
+fn histories_across_proxies_and_direct_clients_are_linearizable() {
+    for round in 0..20 {
+        let server = server_with_lease(SIZE, 1000);
+        let (pa, pb) = (proxy(server.addr(), 2), proxy(server.addr(), 2));
+        for p in [&pa, &pb] {
+            wait_leased(&mut Peer::connect(p.addr()));
+        }
+        // Six clients: two on each proxy, two straight on the server.
+        let history = run_clients(&[pa.addr(), pb.addr(), server.addr()], 300 + round, 6, 14, false);
+        assert!(
+            linearizable(&history),
+            "round {round}: not linearizable:\n{}\nshrunk:\n{}",
+            describe(&history),
+            describe(&shrink(&history))
+        );
+    }
+}
+
+/// Binaries: a server of `SIZE` entries and `proxies` proxies (cache of
+/// 2) in front of it, each leased.
+fn spawn_system(proxies: usize, server_args: &[&str]) -> (Proc, Vec<Proc>) {
+    let mut args = vec!["server", "--listen", "127.0.0.1:0", "--size", "4", "--grace-ms", "0"];
+    args.extend_from_slice(server_args);
+    args.extend_from_slice(&["--log-level", "warn"]);
+    let server = spawn_node(&args);
+    let ps: Vec<Proc> = (0..proxies)
+        .map(|_| {
+            spawn_node(&[
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                &server.addr,
+                "--capacity",
+                "2",
+                "--log-level",
+                "warn",
+            ])
+        })
+        .collect();
+    for p in &ps {
+        wait_leased(&mut Peer::connect(p.addr.parse().unwrap()));
+    }
+    (server, ps)
+}
+
+fn sig(pid: u32, s: &str) {
+    std::process::Command::new("kill")
+        .args([s, &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn histories_stay_linearizable_while_a_proxy_or_the_server_freezes() {
+    for round in 0..6u64 {
+        let (server, ps) = spawn_system(2, &[]);
+        let pids = [server.pid(), ps[0].pid(), ps[1].pid()];
+        let stop = Arc::new(AtomicBool::new(false));
+        let freezer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng(round * 7919 + 17);
+                while !stop.load(Ordering::SeqCst) {
+                    let pid = pids[rng.below(3) as usize];
+                    sig(pid, "-STOP");
+                    std::thread::sleep(Duration::from_millis(5 + rng.below(20)));
+                    sig(pid, "-CONT");
+                    std::thread::sleep(Duration::from_millis(10 + rng.below(20)));
+                }
+            })
+        };
+        let targets: Vec<SocketAddr> = [&ps[0].addr, &ps[1].addr, &server.addr]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let history = run_clients(&targets, 400 + round, 6, 14, false);
+        stop.store(true, Ordering::SeqCst);
+        freezer.join().unwrap();
+        for pid in pids {
+            sig(pid, "-CONT");
+        }
+        assert!(
+            linearizable(&history),
+            "round {round}: not linearizable:\n{}\nshrunk:\n{}",
+            describe(&history),
+            describe(&shrink(&history))
+        );
+    }
+}
+
+#[test]
+fn a_proxy_frozen_longer_than_its_lease_delays_writes_by_one_lease_and_never_serves_stale() {
+    // Leases of 200 ms. Proxy B caches 1, then freezes for 800 ms. A write
+    // of 1 through A waits for B: B never confirms, so the server closes
+    // B's connection at half a lease and waits out B's last lease. When B
+    // wakes, its lease has run out: it reads what it missed, reconnects and
+    // answers the new value, never the old one.
+    let (server, ps) = spawn_system(2, &["--lease-ms", "200"]);
+    let (mut a, mut b) = (
+        Peer::connect(ps[0].addr.parse().unwrap()),
+        Peer::connect(ps[1].addr.parse().unwrap()),
+    );
+    let mut direct = Peer::connect(server.addr.parse().unwrap());
+    assert_eq!(b.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200");
+    ps[1].signal("STOP");
+    let t = Instant::now();
+    assert_eq!(a.ask("OP=PUT;IND=1;DATA=7"), "OP=PUT;IND=1;DATA=7;CODE=200");
+    let waited = t.elapsed();
+    // Other indices and other connections carry on meanwhile.
+    assert_eq!(direct.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=7;CODE=200");
+    std::thread::sleep(Duration::from_millis(800).saturating_sub(t.elapsed()));
+    ps[1].signal("CONT");
+    let r = b.ask("OP=GET;IND=1");
+    assert!(
+        r == "OP=GET;IND=1;DATA=7;CODE=200" || r.contains("CODE=50"),
+        "B must not serve the overwritten 0: {r}"
+    );
+    wait_until("B serves the new value", || {
+        b.ask("OP=GET;IND=1") == "OP=GET;IND=1;DATA=7;CODE=200"
+    });
+    let sts = direct.ask("OP=STS");
+    assert_eq!(num(&sts, "WRITES_DELAYED"), 1, "{sts}");
+    assert_eq!(num(&sts, "LEASES_EXPIRED"), 1, "{sts}");
+    // Bounded by one lease after B's last answer (plus the machine's
+    // scheduling), never by B's freeze.
+    assert!(waited < Duration::from_millis(800), "the write waited {waited:?}");
+}
+
+#[test]
+fn histories_stay_linearizable_when_a_proxy_freezes_past_its_lease() {
+    for round in 0..3u64 {
+        let (server, ps) = spawn_system(2, &["--lease-ms", "100"]);
+        let frozen = ps[1].pid();
+        let stop = Arc::new(AtomicBool::new(false));
+        let freezer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                    sig(frozen, "-STOP");
+                    std::thread::sleep(Duration::from_millis(250));
+                    sig(frozen, "-CONT");
+                }
+            })
+        };
+        let targets: Vec<SocketAddr> = [&ps[0].addr, &ps[1].addr, &server.addr]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        // The frozen proxy's clients may get a 502 when the server expires
+        // it with their requests in flight: those requests are optional.
+        let history = run_clients(&targets, 500 + round, 6, 14, true);
+        stop.store(true, Ordering::SeqCst);
+        freezer.join().unwrap();
+        sig(frozen, "-CONT");
+        assert!(
+            linearizable(&history),
+            "round {round}: not linearizable:\n{}\nshrunk:\n{}",
+            describe(&history),
+            describe(&shrink(&history))
+        );
+    }
+}
+
+#[test]
+fn a_killed_proxy_holds_writes_for_one_lease_at_most() {
+    let (server, mut ps) = spawn_system(1, &["--lease-ms", "300"]);
+    let mut p = Peer::connect(ps[0].addr.parse().unwrap());
+    let mut direct = Peer::connect(server.addr.parse().unwrap());
+    assert_eq!(p.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200");
+    let killed = ps.pop().unwrap();
+    killed.signal("KILL");
+    drop(killed);
+    let t = Instant::now();
+    assert_eq!(direct.ask("OP=PUT;IND=1;DATA=5"), "OP=PUT;IND=1;DATA=5;CODE=200");
+    let waited = t.elapsed();
+    // A write to an index it never held does not wait at all.
+    assert_eq!(direct.ask("OP=PUT;IND=2;DATA=5"), "OP=PUT;IND=2;DATA=5;CODE=200");
+    let sts = direct.ask("OP=STS");
+    assert_eq!(num(&sts, "WRITES_DELAYED"), 1, "{sts}");
+    assert!(num(&sts, "DELAY_MAX_US") <= 300_000 + 200_000, "{sts}");
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+}
+
+#[test]
+fn a_restarted_server_lets_no_write_through_while_an_old_lease_may_run() {
+    // Proxy P caches 1=3 and freezes. The server dies and a new one starts
+    // on its address (grace: one lease). A write to the new server waits
+    // out the grace, so that when P wakes its lease has run out and it
+    // never answers the 3 the write replaced.
+    let server = spawn_node(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--lease-ms",
+        "1500",
+        "--grace-ms",
+        "0",
+        "--log-level",
+        "warn",
+    ]);
+    let addr = server.addr.clone();
+    let p = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &addr,
+        "--log-level",
+        "warn",
+    ]);
+    let mut c = Peer::connect(p.addr.parse().unwrap());
+    wait_leased(&mut c);
+    assert_eq!(c.ask("OP=PUT;IND=1;DATA=3"), "OP=PUT;IND=1;DATA=3;CODE=200");
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=3;CODE=200");
+    p.signal("STOP");
+    let frozen_at = Instant::now();
+    drop(server); // SIGKILL
+    let server2 = spawn_node(&["server", "--listen", &addr, "--lease-ms", "1500", "--log-level", "warn"]);
+    let mut direct = Peer::connect(server2.addr.parse().unwrap());
+    assert_eq!(direct.ask("OP=PUT;IND=1;DATA=4"), "OP=PUT;IND=1;DATA=4;CODE=200");
+    assert!(
+        frozen_at.elapsed() >= Duration::from_millis(1500),
+        "the write waited out the grace"
+    );
+    p.signal("CONT");
+    let r = c.ask("OP=GET;IND=1");
+    assert!(
+        r == "OP=GET;IND=1;DATA=4;CODE=200" || r.contains("CODE=50"),
+        "stale after restart: {r}"
+    );
+    wait_until("P serves the new server's value", || {
+        c.ask("OP=GET;IND=1") == "OP=GET;IND=1;DATA=4;CODE=200"
+    });
+    assert_eq!(num(&direct.ask("OP=STS"), "WRITES_DELAYED"), 1);
+}
+
+#[test]
+#[ignore]
+fn explore() {
+    let which = std::env::var("TARGETS").unwrap_or("ABS".into());
+    if std::env::var("TRACE").is_ok() {
+        tablecache::trace::init_logging(log::LevelFilter::Trace);
+    }
+    let mut fails = 0;
+    for round in 0..40 {
+        eprintln!("ROUND {round} START");
+        let lease: u64 = std::env::var("LEASE_MS").map(|v| v.parse().unwrap()).unwrap_or(1000);
+        let server = server_with_lease(SIZE, lease);
+        let (pa, pb) = (proxy(server.addr(), 2), proxy(server.addr(), 2));
+        for p in [&pa, &pb] {
+            if lease > 0 {
+                wait_leased(&mut Peer::connect(p.addr()));
+            }
+        }
+        let targets: Vec<SocketAddr> = which
+            .chars()
+            .map(|c| match c {
+                'A' => pa.addr(),
+                'B' => pb.addr(),
+                _ => server.addr(),
+            })
+            .collect();
+        let history = run_clients(&targets, 300 + round, 6, 14, false);
+        if !linearizable(&history) {
+            fails += 1;
+            if fails == 1 {
+                eprintln!("ROUND {round} FAILED\n{}", describe(&shrink(&history)));
+            }
+        }
+    }
+    eprintln!("{which}: {fails} of 40 rounds failed");
+}
