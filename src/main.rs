@@ -109,6 +109,18 @@ fn addr(p: &Parsed, name: &str, default: &str) -> Result<SocketAddr, CliError> {
         .map_err(|_| CliError::Usage(format!("bad value for --{name}: {v:?} (want IP:PORT)")))
 }
 
+/// A comma-separated list of addresses.
+fn addrs(p: &Parsed, name: &str, default: &str) -> Result<Vec<SocketAddr>, CliError> {
+    let v = p.raw(name).unwrap_or(default);
+    v.split(',')
+        .map(|a| {
+            a.trim()
+                .parse()
+                .map_err(|_| CliError::Usage(format!("bad value for --{name}: {a:?} (want IP:PORT[,IP:PORT..])")))
+        })
+        .collect()
+}
+
 fn limits(p: &Parsed) -> Result<Limits, CliError> {
     let d = Limits::default();
     Ok(Limits {
@@ -241,7 +253,11 @@ fn cmd_bench(args: &[String]) -> Result<ExitCode, CliError> {
     use tablecache::bench::{self, BenchConfig};
     let fl = flags(&[
         &[
-            opt("connect", "ADDR", "the proxy or server (default 127.0.0.1:8081)"),
+            opt(
+                "connect",
+                "ADDR[,ADDR..]",
+                "the proxy or server (default 127.0.0.1:8081); several: connections spread over them in turn",
+            ),
             opt(
                 "rate",
                 "R",
@@ -290,7 +306,7 @@ fn cmd_bench(args: &[String]) -> Result<ExitCode, CliError> {
         }
     };
     let cfg = BenchConfig {
-        connect: addr(&p, "connect", "127.0.0.1:8081")?,
+        connect: addrs(&p, "connect", "127.0.0.1:8081")?,
         rate,
         duration: secs("duration", 10.0, 0.1)?,
         warmup: secs("warmup", 1.0, 0.0)?,

@@ -12,7 +12,7 @@ use tablecache::bench::{run, BenchConfig};
 fn open_loop_holds_the_requested_rate() {
     let server = start_server(10);
     let cfg = BenchConfig {
-        connect: server.addr(),
+        connect: vec![server.addr()],
         rate: Some(2000.0),
         duration: Duration::from_secs(2),
         warmup: Duration::from_millis(200),
@@ -47,7 +47,7 @@ fn a_frozen_target_shows_in_the_high_percentiles() {
         kill("-CONT");
     });
     let r = run(BenchConfig {
-        connect: addr,
+        connect: vec![addr],
         rate: Some(500.0),
         duration: Duration::from_secs(2),
         warmup: Duration::from_millis(200),
@@ -115,4 +115,39 @@ fn json_summary_parses_and_percentiles_do_not_decrease() {
     assert_eq!(v["connections"].as_u64(), Some(4));
     assert_eq!(v["mode"].as_str(), Some("closed"));
     assert!(text.contains("latency us"), "the human report comes first: {text}");
+}
+
+#[test]
+fn a_run_spreads_over_several_proxies_and_sums_their_counters() {
+    let (server, a) = spawn_server_and_proxy(&[]);
+    let b = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &server.addr,
+        "--log-level",
+        "warn",
+    ]);
+    let targets = format!("{},{}", a.addr, b.addr);
+    let out = Command::new(BIN)
+        .args(["bench", "--connect", &targets, "--duration", "1", "--warmup", "0.2"])
+        .args(["--connections", "4", "--pipeline", "2", "--mix", "get=90,put=10", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(v["errors"].as_u64(), Some(0), "{text}");
+    assert_eq!(v["target"].as_str(), Some(targets.as_str()));
+    let (mut hits, mut misses) = (0.0, 0.0);
+    for p in [&a, &b] {
+        let sts = Peer::connect(p.addr.parse().unwrap()).ask("OP=STS");
+        let n = |k: &str| field(&sts, k).unwrap().parse::<f64>().unwrap();
+        assert!(n("REQS") > 100.0, "both proxies served the run: {sts}");
+        assert!(n("INV_RECV") > 0.0, "each saw the other's writes: {sts}");
+        (hits, misses) = (hits + n("HITS"), misses + n("MISSES"));
+    }
+    let hit = v["hit_ratio"].as_f64().unwrap();
+    assert!((hit - hits / (hits + misses)).abs() < 1e-3, "bench {hit} vs proxies {hits}/{misses}");
 }

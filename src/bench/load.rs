@@ -215,7 +215,7 @@ impl Bench {
                 ConnectOutcome::Connected => {}
                 ConnectOutcome::Pending => return,
                 ConnectOutcome::Failed(e) => {
-                    log::warn!("bench: connect to {}: {e}", self.cfg.connect);
+                    log::warn!("bench: connect to {:?}: {e}", conn.peer);
                     conn.close(self.poll.registry(), "connect failed");
                     self.dead += 1;
                     return;

@@ -53,8 +53,9 @@ pub enum Dist {
 /// Settings of a run.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// The target (proxy or server).
-    pub connect: SocketAddr,
+    /// The targets (proxies or servers): connection `i` goes to
+    /// `connect[i % len]`, so a run can spread over several proxies.
+    pub connect: Vec<SocketAddr>,
     /// Requests per second (open loop); `None` for closed loop.
     pub rate: Option<f64>,
     /// Measured time.
@@ -82,7 +83,7 @@ pub struct BenchConfig {
 impl Default for BenchConfig {
     fn default() -> Self {
         BenchConfig {
-            connect: "127.0.0.1:8081".parse().expect("literal address"),
+            connect: vec!["127.0.0.1:8081".parse().expect("literal address")],
             rate: None,
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(1),
@@ -175,21 +176,26 @@ impl Report {
 
 /// Runs a benchmark.
 pub fn run(cfg: BenchConfig) -> io::Result<Report> {
-    if cfg.connections == 0 || cfg.pipeline == 0 || cfg.batch == 0 || cfg.keys == 0 || cfg.mix.iter().sum::<u32>() == 0
+    if cfg.connections == 0
+        || cfg.pipeline == 0
+        || cfg.batch == 0
+        || cfg.keys == 0
+        || cfg.mix.iter().sum::<u32>() == 0
+        || cfg.connect.is_empty()
     {
         return Err(invalid(
             "connections, pipeline, batch and keys must be at least 1".into(),
         ));
     }
-    let before = proxy_counts(cfg.connect);
+    let before = proxy_counts(&cfg.connect);
     let poll = Poll::new()?;
     let mut conns = Slab::with_capacity(cfg.connections);
     let now = Instant::now();
-    for _ in 0..cfg.connections {
+    for i in 0..cfg.connections {
         let entry = conns.vacant_entry();
         let token = Token(entry.key());
         let c = Conn::connect(
-            cfg.connect,
+            cfg.connect[i % cfg.connect.len()],
             token,
             1,
             "bench",
@@ -242,7 +248,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     if b.dead > 0 {
         return Err(io::Error::new(
             io::ErrorKind::ConnectionRefused,
-            format!("cannot connect to {}", b.cfg.connect),
+            format!("cannot connect to {}", report::targets_text(&b.cfg.connect)),
         ));
     }
     let start = Instant::now();
@@ -312,7 +318,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         (Some(a), Some(z)) if wall > 0.0 => Some((z - a) / wall),
         _ => None,
     };
-    let after = proxy_counts(b.cfg.connect);
+    let after = proxy_counts(&b.cfg.connect);
     let hit_ratio = match (before, after) {
         (Some((h0, m0)), Some((h1, m1))) if (h1 + m1) > (h0 + m0) => {
             Some((h1 - h0) as f64 / ((h1 - h0) + (m1 - m0)) as f64)

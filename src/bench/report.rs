@@ -21,7 +21,20 @@ pub(super) fn cpu_seconds() -> Option<f64> {
 }
 
 /// Hits and misses from a proxy's STS (`None` when the target is not a proxy).
-pub(super) fn proxy_counts(addr: SocketAddr) -> Option<(u64, u64)> {
+pub(super) fn proxy_counts(targets: &[SocketAddr]) -> Option<(u64, u64)> {
+    let counts: Vec<(u64, u64)> = targets.iter().filter_map(|&a| proxy_counts_at(a)).collect();
+    if counts.is_empty() {
+        return None;
+    }
+    Some(counts.iter().fold((0, 0), |(h, m), (h1, m1)| (h + h1, m + m1)))
+}
+
+/// The targets, as given to `--connect`.
+pub fn targets_text(targets: &[SocketAddr]) -> String {
+    targets.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn proxy_counts_at(addr: SocketAddr) -> Option<(u64, u64)> {
     let mut c = Client::connect(addr, Duration::from_secs(5)).ok()?;
     let line = c.request_raw(b"OP=STS").ok()?;
     let get = |k: &str| {
@@ -62,7 +75,7 @@ pub fn render(cfg: &BenchConfig, r: &Report) -> String {
     let _ = writeln!(
         s,
         "tablecache bench: {} {mode}, {} connections x pipeline {}, {} s measured after {} s of warm-up (excluded)",
-        cfg.connect,
+        targets_text(&cfg.connect),
         cfg.connections,
         cfg.pipeline,
         cfg.duration.as_secs_f64(),
@@ -150,7 +163,7 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
         opt(r.cpu),
         r.send_lag_p99_us.map_or("null".to_string(), |v| v.to_string()),
         r.backlogged,
-        cfg.connect,
+        targets_text(&cfg.connect),
         if cfg.rate.is_some() { "open" } else { "closed" },
         cfg.rate.map_or("null".to_string(), |v| v.to_string()),
         cfg.duration.as_secs_f64(),
