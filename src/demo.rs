@@ -1,8 +1,9 @@
 //! `tablecache demo`: a server, a proxy and a client in one process, each
 //! node on its own thread with its own reactor, playing a short scenario
 //! that shows a miss, a hit, a FIFO eviction, a write-through PUT, an ADD
-//! over hits and misses, a CLR and an error. Every message is printed per
-//! hop as it crosses a socket, and both tables after each step.
+//! over hits and misses, a write through a second proxy invalidating the
+//! first one's copy, a CLR and an error. Every message is printed per hop
+//! as it crosses a socket, and both tables after each step.
 //!
 //! Run it: `cargo run --release -- demo` (or `demo --interactive` for a
 //! prompt connected to the proxy, with the same per-hop printing).
@@ -57,6 +58,8 @@ impl log::Log for WireLogger {
                 Some("proxy") => "client -> proxy ",
                 Some("server") => "proxy  -> server",
                 Some("upstream") => "server -> proxy ",
+                Some("proxy2") => "client -> proxy2",
+                Some("upstream2") => "server -> proxy2",
                 _ => return,
             };
             crate::outln!("    {hop}  {}", msg.join(" "));
@@ -70,6 +73,10 @@ impl log::Log for WireLogger {
 }
 
 fn step(client: &mut Client, title: &str, req: Request) -> io::Result<bool> {
+    step_via(client, "proxy ", title, req)
+}
+
+fn step_via(client: &mut Client, proxy: &str, title: &str, req: Request) -> io::Result<bool> {
     crate::outln!("\n== {title}");
     let mut body = crate::buffer::Buffer::new();
     req.encode(&mut body);
@@ -77,10 +84,22 @@ fn step(client: &mut Client, title: &str, req: Request) -> io::Result<bool> {
     SHOW_WIRE.store(true, Ordering::SeqCst);
     let reply = client.request_raw(text.as_bytes())?;
     SHOW_WIRE.store(false, Ordering::SeqCst);
-    crate::outln!("    proxy  -> client  {reply}");
+    crate::outln!("    {proxy} -> client  {reply}");
     let (ok, shown) = render(req.op, &reply);
     crate::outln!("    client shows: {shown}");
     Ok(ok)
+}
+
+/// Waits until the proxy behind `c` holds a lease (its STS says so).
+fn wait_for_lease(c: &mut Client) -> io::Result<()> {
+    for _ in 0..500 {
+        let sts = c.request_raw(b"OP=STS")?;
+        if !sts.contains("LEASE_MS=0;") && sts.contains("LEASE_MS=") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(io::Error::new(io::ErrorKind::TimedOut, "the proxy got no lease"))
 }
 
 fn tables(server: &mut Client, proxy: &mut Client) -> io::Result<()> {
@@ -102,11 +121,13 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
     SHOW_WIRE.store(trace, Ordering::SeqCst);
     let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
     // A fresh system: no earlier server could have granted leases, so
-    // writes need not wait out a grace period.
+    // writes need not wait out a grace period. A long lease: no renewal
+    // happens during the demo (every printed line is the scenario's).
     let server = Server::bind(ServerConfig {
         listen: any,
         size: 10,
         grace: Duration::ZERO,
+        lease: Duration::from_secs(60),
         ..Default::default()
     })?
     .spawn()?;
@@ -136,8 +157,22 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
         server.stop()?;
         return Ok(code);
     }
+    // A second proxy in front of the same server, for the coherence step.
+    let proxy2 = Proxy::bind(ProxyConfig {
+        listen: any,
+        upstream: server.addr(),
+        capacity: DEMO_CAPACITY,
+        trace_names: ("proxy2", "upstream2"),
+        ..Default::default()
+    })?
+    .spawn()?;
+    let mut client2 = Client::connect(proxy2.addr(), timeout)?;
     let mut to_server = Client::connect(server.addr(), timeout)?;
     let mut to_proxy = Client::connect(proxy.addr(), timeout)?;
+    for c in [&mut to_proxy, &mut client2] {
+        // Both proxies hold their lease before the scenario starts.
+        wait_for_lease(c)?;
+    }
     let r = Request::new;
     let script: Vec<(&str, Request, bool)> = vec![
         (
@@ -166,6 +201,16 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
             true,
         ),
         (
+            "PUT 3=33 through a second proxy: the first proxy holds 3, so the server sends it OP=INV and applies the PUT only after its OP=ACK",
+            r(Op::Put, &[3], &[33]),
+            true,
+        ),
+        (
+            "GET 3: a miss now; the first proxy fetches 33",
+            r(Op::Get, &[3], &[]),
+            true,
+        ),
+        (
             "PUT 4=44: write-through; the cached 4 is updated in place once the server said 200",
             r(Op::Put, &[4], &[44]),
             true,
@@ -182,7 +227,11 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
         ),
     ];
     for (title, req, want_ok) in script {
-        let ok = step(&mut client, title, req)?;
+        let ok = if title.contains("second proxy") {
+            step_via(&mut client2, "proxy2", title, req)?
+        } else {
+            step(&mut client, title, req)?
+        };
         if ok != want_ok {
             eprintln!("demo: unexpected result in step {title:?}");
             return Ok(1);
@@ -190,7 +239,8 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
         tables(&mut to_server, &mut to_proxy)?;
     }
     crate::outln!("\ndone: run `tablecache demo --interactive` to type your own commands, or add --trace to any node to see every socket event");
-    drop((to_server, to_proxy, client));
+    drop((to_server, to_proxy, client, client2));
+    proxy2.stop()?;
     proxy.stop()?;
     server.stop()?;
     Ok(0)

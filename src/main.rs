@@ -243,6 +243,7 @@ fn cmd_proxy(args: &[String]) -> Result<ExitCode, CliError> {
                 )))
             }
         },
+        ..Default::default()
     };
     tablecache::trace::init_logging(cli::log_level(&p)?);
     let listen = cfg.listen;

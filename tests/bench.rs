@@ -132,7 +132,15 @@ fn a_run_spreads_over_several_proxies_and_sums_their_counters() {
     let targets = format!("{},{}", a.addr, b.addr);
     let out = Command::new(BIN)
         .args(["bench", "--connect", &targets, "--duration", "1", "--warmup", "0.2"])
-        .args(["--connections", "4", "--pipeline", "2", "--mix", "get=90,put=10", "--json"])
+        .args([
+            "--connections",
+            "4",
+            "--pipeline",
+            "2",
+            "--mix",
+            "get=90,put=10",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -149,5 +157,8 @@ fn a_run_spreads_over_several_proxies_and_sums_their_counters() {
         (hits, misses) = (hits + n("HITS"), misses + n("MISSES"));
     }
     let hit = v["hit_ratio"].as_f64().unwrap();
-    assert!((hit - hits / (hits + misses)).abs() < 1e-3, "bench {hit} vs proxies {hits}/{misses}");
+    assert!(
+        (hit - hits / (hits + misses)).abs() < 1e-3,
+        "bench {hit} vs proxies {hits}/{misses}"
+    );
 }

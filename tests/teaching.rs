@@ -159,10 +159,21 @@ fn the_demo_plays_every_step_and_exits_0() {
         "    proxy  -> server  OP=GET;IND=1\n",
         "== CLR",
         "client shows: error 400: index 12 out of range 0..9",
-        "proxy cache (oldest first, capacity 3): 3:30 4:44 1:10",
+        "== PUT 3=33 through a second proxy",
+        "    client -> proxy2  OP=PUT;IND=3;DATA=33\n",
+        "proxy cache (oldest first, capacity 3): 4:40 1:10\n",
+        "== GET 3: a miss now",
+        "proxy cache (oldest first, capacity 3): 4:44 1:10 3:33",
     ] {
         assert!(text.contains(must), "demo output lacks {must:?}:\n{text}");
     }
+    // The second proxy's write: the first proxy drops 3 and confirms
+    // before the server acknowledges the write (each line is caused by the
+    // one before it, so they print in this order).
+    let inv = text.split("== PUT 3=33").nth(1).unwrap().split("==").next().unwrap();
+    let at = |line: &str| inv.find(line).unwrap_or_else(|| panic!("no {line:?} in:\n{inv}"));
+    assert!(at("server -> proxy   OP=INV;SEQ=1;IND=3\n") < at("proxy  -> server  OP=ACK;SEQ=1\n"));
+    assert!(at("proxy  -> server  OP=ACK;SEQ=1\n") < at("server -> proxy2  OP=PUT;IND=3;DATA=33;CODE=200\n"));
     // The hit step goes nowhere near the server.
     let hit = text.split("== GET 2 1").nth(1).unwrap().split("==").next().unwrap();
     assert!(!hit.contains("proxy  -> server"), "{hit}");

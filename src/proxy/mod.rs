@@ -76,6 +76,9 @@ pub struct ProxyConfig {
     /// How the server frames messages: `Line`, or `Bare` for a naive
     /// server (then one request at a time).
     pub upstream_framing: Framing,
+    /// The names its trace lines carry: its client side and its upstream
+    /// (`proxy`, `upstream`; the demo's second proxy is told apart).
+    pub trace_names: (&'static str, &'static str),
 }
 
 impl Default for ProxyConfig {
@@ -87,6 +90,7 @@ impl Default for ProxyConfig {
             upstream_timeout: Duration::from_millis(5000),
             limits: Limits::default(),
             upstream_framing: Framing::Line,
+            trace_names: ("proxy", "upstream"),
         }
     }
 }
@@ -210,7 +214,7 @@ impl Proxy {
     /// Binds the listener and starts connecting to the upstream.
     pub fn bind(cfg: ProxyConfig) -> io::Result<Proxy> {
         let reactor = Reactor::new()?;
-        let front = Frontend::bind(cfg.listen, "proxy", cfg.limits.clone(), reactor.registry())?;
+        let front = Frontend::bind(cfg.listen, cfg.trace_names.0, cfg.limits.clone(), reactor.registry())?;
         info!(
             "proxy listening on {}, upstream {}, cache of {} entries (fifo)",
             front.local_addr(),
@@ -223,6 +227,7 @@ impl Proxy {
             );
         }
         let mut up = Upstream::new(
+            cfg.trace_names.1,
             cfg.upstream,
             cfg.upstream_framing,
             cfg.upstream_timeout,

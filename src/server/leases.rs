@@ -22,9 +22,10 @@
 //! out its last lease instead of its answer.
 
 use crate::buffer::Buffer;
-use crate::cache::IndexMap;
+use crate::cache::{IndexMap, IntHasher};
 use crate::proto::{encode_field, put_list, Op, Problem, Request};
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 
 /// Indices tracked for one proxy at most; past it, the proxy is told to
@@ -112,7 +113,9 @@ pub struct LeaseStats {
 pub struct Leases {
     lease: Duration,
     grace_until: Instant,
-    holders: HashMap<HolderId, Holder>,
+    /// By id, with the cache's cheap integer hasher (ids are the server's
+    /// own numbers, not a peer's).
+    holders: HashMap<HolderId, Holder, BuildHasherDefault<IntHasher>>,
     departed: Vec<Departed>,
     parked: Vec<Parked>,
     /// Indices with a write parked (a reply must not let a proxy cache
@@ -133,7 +136,7 @@ impl Leases {
         Leases {
             lease,
             grace_until: now + grace,
-            holders: HashMap::new(),
+            holders: HashMap::default(),
             departed: Vec::new(),
             parked: Vec::new(),
             pending: IndexMap::default(),
@@ -177,35 +180,42 @@ impl Leases {
         }
     }
 
-    /// Proxy `id` is being sent the values of `ind`: from now on it may
-    /// hold them. The ones it must not keep (a write to them is parked, or
-    /// tracking is full) go to `nocache`.
+    /// Proxy `id` is being sent the values of `ind` (which also renews its
+    /// lease): from now on it may hold them. The ones it must not keep (a
+    /// write to them is parked, or tracking is full) go to `nocache`.
     pub fn register(&mut self, id: HolderId, ind: &[i64], nocache: &mut Vec<i64>, now: Instant) {
         nocache.clear();
         let Some(h) = self.holders.get_mut(&id) else { return };
+        h.last_grant = now; // its reply is being sent
         for &i in ind {
-            if self.pending_all > 0 || self.pending.contains_key(&i) {
+            if self.pending_all > 0 || (!self.pending.is_empty() && self.pending.contains_key(&i)) {
                 nocache.push(i);
                 continue;
             }
-            if h.held.get(&i) == Some(&0) {
+            let full = h.held.len() >= MAX_TRACKED_PER_PROXY || self.tracked >= MAX_TRACKED;
+            if !full {
+                // The common case: one lookup. Held again if an INV for it
+                // was out (this value is newer than that INV).
+                if h.held.insert(i, 0).is_none() {
+                    self.tracked += 1;
+                }
                 continue;
             }
-            if !h.held.contains_key(&i) && (h.held.len() >= MAX_TRACKED_PER_PROXY || self.tracked >= MAX_TRACKED) {
-                let flushing = h.unacked.iter().any(|(_, _, ind)| ind.is_none());
-                if flushing {
-                    nocache.push(i);
-                    continue;
-                }
-                // Too much to track: everything it holds is invalidated at
-                // once (its entries wait for the ACK like any other).
-                self.stats.overflows += 1;
-                self.stats.inv_sent += 1;
-                invalidate(h, None, now);
+            if let Some(v) = h.held.get_mut(&i) {
+                *v = 0;
+                continue;
             }
-            if h.held.insert(i, 0).is_none() {
-                self.tracked += 1;
+            if h.unacked.iter().any(|(_, _, ind)| ind.is_none()) {
+                nocache.push(i); // a flush is out: track nothing more until it is confirmed
+                continue;
             }
+            // Too much to track: everything it holds is invalidated at
+            // once (its entries wait for the ACK like any other).
+            self.stats.overflows += 1;
+            self.stats.inv_sent += 1;
+            invalidate(h, None, now);
+            h.held.insert(i, 0);
+            self.tracked += 1;
         }
     }
 

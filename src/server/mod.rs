@@ -214,7 +214,6 @@ impl Core {
                 let id = holder.unwrap_or_default();
                 self.table.check(&self.req)?;
                 self.leases.register(id, &self.req.ind, &mut self.nocache, now);
-                self.leases.granted(id, now);
                 let vals = self.table.values();
                 encode_request(out, Op::Get, &self.req.ind, &[]);
                 out.extend(b";DATA=");

@@ -22,7 +22,7 @@ impl Upstream {
                 if self.draining.is_none() && c.retoken(&self.registry, DRAINING).is_ok() {
                     let _ = c.sock.shutdown(std::net::Shutdown::Write);
                     trace_event!(
-                        "upstream",
+                        self.role,
                         DRAINING,
                         c.peer,
                         "DRAIN",

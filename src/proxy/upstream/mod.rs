@@ -103,6 +103,8 @@ pub struct UpStats {
 
 /// The connection to the server and what is in flight on it.
 pub struct Upstream {
+    /// The name its trace lines carry (`upstream`).
+    role: &'static str,
     addr: SocketAddr,
     /// `None` while down (a reconnect timer is set).
     conn: Option<Conn<()>>,
@@ -155,6 +157,7 @@ pub struct Upstream {
 impl Upstream {
     /// An upstream to `addr`, not connected yet ([`Upstream::connect`]).
     pub fn new(
+        role: &'static str,
         addr: SocketAddr,
         framing: Framing,
         timeout: Duration,
@@ -162,6 +165,7 @@ impl Upstream {
         registry: &Registry,
     ) -> io::Result<Self> {
         Ok(Upstream {
+            role,
             addr,
             conn: None,
             draining: None,
@@ -251,7 +255,7 @@ impl Upstream {
             self.sent += 1;
         }
         trace_event!(
-            "upstream",
+            self.role,
             UPSTREAM,
             Some(self.addr),
             "QUEUED",
@@ -273,7 +277,7 @@ impl Upstream {
     pub fn connect(&mut self, now: Instant) {
         self.gen += 1;
         self.replies = 0;
-        match Conn::connect(self.addr, UPSTREAM, self.gen, "upstream", &self.registry, now, ()) {
+        match Conn::connect(self.addr, UPSTREAM, self.gen, self.role, &self.registry, now, ()) {
             Ok(mut conn) => {
                 conn.framer = Framer::new(self.framing);
                 self.conn = Some(conn);

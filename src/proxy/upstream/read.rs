@@ -61,6 +61,7 @@ impl Upstream {
         // A LEASE answered in this pass: Some(lease ms) or Some(None), refused.
         let mut lease: Option<Option<u64>> = None;
         let applied = &mut self.applied;
+        let role = self.role;
         let (inflight, sent, replies, reply, backoff, last_io, last_wait) = (
             &mut self.inflight,
             &mut self.sent,
@@ -86,7 +87,7 @@ impl Upstream {
                 };
                 let parsed = reply.parse(&c.input.data()[..body]);
                 trace_event!(
-                    "upstream",
+                    role,
                     UPSTREAM,
                     c.peer,
                     "DECODED",
