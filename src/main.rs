@@ -181,12 +181,19 @@ fn cmd_server(args: &[String]) -> Result<ExitCode, CliError> {
         false,
     )?;
     let lease = p.get_min("lease-ms", tablecache::server::DEFAULT_LEASE.as_millis() as u64, 0)?;
+    let grace = p.get_min("grace-ms", lease, 0)?;
+    const DAY_MS: u64 = 86_400_000;
+    if lease > DAY_MS || grace > DAY_MS {
+        return Err(CliError::Usage(format!(
+            "--lease-ms and --grace-ms must be at most {DAY_MS} (a day)"
+        )));
+    }
     let cfg = ServerConfig {
         listen: addr(&p, "listen", "127.0.0.1:8080")?,
         size: table_size(&p)?,
         limits: limits(&p)?,
         lease: Duration::from_millis(lease),
-        grace: Duration::from_millis(p.get_min("grace-ms", lease, 0)?),
+        grace: Duration::from_millis(grace),
     };
     tablecache::trace::init_logging(cli::log_level(&p)?);
     let listen = cfg.listen;

@@ -47,6 +47,8 @@ struct Scripted {
     listener: TcpListener,
     conn: Option<(BufReader<TcpStream>, TcpStream)>,
     lease_ms: Option<u64>,
+    /// The answer to LEASE, when neither a grant nor a refusal.
+    lease_reply: Option<&'static str>,
 }
 
 impl Scripted {
@@ -55,6 +57,7 @@ impl Scripted {
             listener: TcpListener::bind("127.0.0.1:0").unwrap(),
             conn: None,
             lease_ms: None,
+            lease_reply: None,
         }
     }
     fn granting(lease_ms: u64) -> Scripted {
@@ -74,9 +77,10 @@ impl Scripted {
         let mut first = String::new();
         r.read_line(&mut first).unwrap();
         assert_eq!(first.trim_end(), "OP=LEASE", "the proxy asks for a lease first");
-        match self.lease_ms {
-            Some(ms) => self.reply(&format!("OP=LEASE;MS={ms};CODE=200")),
-            None => self.reply("OP=LEASE;CODE=400;MSG=unknown OP LEASE"),
+        match (self.lease_reply, self.lease_ms) {
+            (Some(r), _) => self.reply(r),
+            (None, Some(ms)) => self.reply(&format!("OP=LEASE;MS={ms};CODE=200")),
+            (None, None) => self.reply("OP=LEASE;CODE=400;MSG=unknown OP LEASE"),
         }
     }
     fn recv(&mut self) -> String {
@@ -320,16 +324,31 @@ fn a_reply_that_does_not_match_is_a_502_and_resets_the_upstream() {
     assert_eq!(c.line(), "OP=GET;IND=1;DATA=1;CODE=200");
 }
 
-#[test]
-fn the_server_going_down_and_coming_back() {
-    let server = start_server(10);
+/// The server stops and a new one starts on its address. With leases
+/// (`lease` non-zero) the proxy serves nothing from its cache while the
+/// server is away: the lease went with the connection. Without, it keeps
+/// serving hits from the cache as it was.
+fn server_going_down_and_coming_back(lease: Duration) {
+    let cfg = |listen| tablecache::server::ServerConfig {
+        listen,
+        size: 10,
+        lease,
+        grace: Duration::ZERO,
+        ..Default::default()
+    };
+    let server = tablecache::server::Server::bind(cfg(any_addr()))
+        .unwrap()
+        .spawn()
+        .unwrap();
     let addr = server.addr();
     let proxy = start_proxy(addr, 5);
     let mut c = Peer::connect(proxy.addr());
     assert_eq!(c.ask("OP=PUT;IND=1;DATA=5"), "OP=PUT;IND=1;DATA=5;CODE=200");
     assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=5;CODE=200");
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=5;CODE=200");
+    assert_eq!(field(&c.ask("OP=STS"), "HITS").as_deref(), Some("1"));
     server.stop().unwrap();
-    // Misses and writes fail fast while it is down; hits are still served.
+    // Misses and writes fail fast while it is down.
     let mut saw_unavailable = false;
     wait_until("the proxy notices the server is gone", || {
         let r = c.ask("OP=GET;IND=2");
@@ -340,26 +359,33 @@ fn the_server_going_down_and_coming_back() {
     let r = c.ask("OP=PUT;IND=2;DATA=1");
     assert!(r.starts_with("OP=PUT;CODE=503;"), "{r}");
     assert!(t.elapsed() < PATIENCE, "no hang");
-    assert_eq!(
-        c.ask("OP=GET;IND=1"),
-        "OP=GET;IND=1;DATA=5;CODE=200",
-        "a hit while down"
-    );
+    let r = c.ask("OP=GET;IND=1");
+    if lease.is_zero() {
+        assert_eq!(r, "OP=GET;IND=1;DATA=5;CODE=200", "a hit while down");
+    } else {
+        assert!(r.starts_with("OP=GET;CODE=503;"), "no lease, no hit: {r}");
+    }
     // A new server on the same address: the proxy reconnects by itself.
-    let server2 = tablecache::server::Server::bind(tablecache::server::ServerConfig {
-        listen: addr,
-        size: 10,
-        ..Default::default()
-    })
-    .expect("rebind the same port")
-    .spawn()
-    .unwrap();
+    let server2 = tablecache::server::Server::bind(cfg(addr))
+        .expect("rebind the same port")
+        .spawn()
+        .unwrap();
     wait_until("the proxy reconnects", || {
         c.ask("OP=GET;IND=2") == "OP=GET;IND=2;DATA=0;CODE=200"
     });
     // The fresh server lost the table; the proxy dropped its cache at reconnect.
     assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200");
     drop(server2);
+}
+
+#[test]
+fn the_server_going_down_and_coming_back() {
+    server_going_down_and_coming_back(Duration::from_millis(1000));
+}
+
+#[test]
+fn without_leases_hits_are_served_while_the_server_is_down() {
+    server_going_down_and_coming_back(Duration::ZERO);
 }
 
 #[test]
@@ -1005,4 +1031,23 @@ fn a_proxy_renews_its_lease_when_quiet_and_serves_no_hit_without_one() {
     assert_eq!(c.line(), "OP=GET;IND=1;DATA=12;CODE=200");
     let sts = c.ask("OP=STS");
     assert!(field(&sts, "LEASE_LAPSES").unwrap() != "0", "{sts}");
+}
+
+#[test]
+fn a_coherent_server_without_room_for_a_lease_gets_every_read() {
+    // A 503 to LEASE is not a server without leases: the proxy must not
+    // fall back to trusting its cache alone. It reads nothing from it and
+    // asks again.
+    let mut up = Scripted {
+        lease_reply: Some("OP=LEASE;CODE=503;MSG=too many proxies hold leases"),
+        ..Scripted::new()
+    };
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    warm(&mut c, &mut up, "1", "10");
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1", "not a hit without a lease");
+    up.reply("OP=GET;IND=1;DATA=11;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=11;CODE=200");
+    assert_eq!(up.recv(), "OP=LEASE", "asked again");
 }

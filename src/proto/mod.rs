@@ -168,6 +168,8 @@ pub enum Problem {
     NotServed(Op),
     /// LEASE over bare framing (invalidations could not be told apart).
     LeaseNeedsLines,
+    /// LEASE when the server already tracks its most proxies.
+    TooManyProxies,
     /// IND and DATA of a PUT have different lengths.
     LengthMismatch {
         /// Items in IND.
@@ -193,6 +195,7 @@ impl Problem {
     pub fn code(&self) -> u16 {
         match self {
             Problem::TooLong(_) => code::TOO_LARGE,
+            Problem::TooManyProxies => code::UNAVAILABLE,
             _ => code::BAD_REQUEST,
         }
     }
@@ -218,6 +221,7 @@ impl fmt::Display for Problem {
             Problem::AckAhead(n) => write!(f, "ACK of SEQ {n}, which was never sent"),
             Problem::NotServed(op) => write!(f, "{op} is not served here"),
             Problem::LeaseNeedsLines => write!(f, "LEASE needs line framing"),
+            Problem::TooManyProxies => write!(f, "too many proxies hold leases"),
             Problem::NotAllowed(k, op) => write!(f, "{op} takes no {k}"),
             Problem::EmptyNumber(k) => write!(f, "empty number in {k}"),
             Problem::NotNumber(k) => write!(f, "not a number in {k}"),

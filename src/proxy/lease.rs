@@ -16,6 +16,9 @@
 
 use std::time::{Duration, Instant};
 
+/// The longest lease taken from a server (a day).
+pub const MAX_LEASE_MS: u64 = 86_400_000;
+
 /// How the cache may be used for the request at hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -77,12 +80,25 @@ impl Lease {
         self.until = None;
     }
 
+    /// The connection to the server is gone: nothing read from the cache
+    /// until a new one grants a lease. (The server keeps what it sent
+    /// blocked until this lease runs out, but a read that mixes a cached
+    /// value with one fetched on the next connection could straddle that
+    /// moment.)
+    pub fn lost(&mut self) {
+        if matches!(self.state, State::Granted(_)) {
+            self.state = State::Asking;
+            self.until = None;
+        }
+    }
+
     /// The server answered LEASE: with a lease of `ms`, or refused it
     /// (`None`). Returns true when this changes the mode.
     pub fn answered(&mut self, ms: Option<u64>, sent: Instant) -> bool {
         let before = self.state;
         self.state = match ms {
-            Some(ms) => State::Granted(Duration::from_millis(ms)),
+            // A lease over a day is a broken server: take a day.
+            Some(ms) => State::Granted(Duration::from_millis(ms.min(MAX_LEASE_MS))),
             None => State::Refused,
         };
         self.renewed(sent);
@@ -146,6 +162,15 @@ mod tests {
         assert_eq!(l.mode(t0 + Duration::from_millis(1480)), Mode::Lapsed);
         l.connected();
         assert_eq!(l.mode(t0), Mode::Lapsed, "a new connection starts without a lease");
+        l.answered(Some(1000), t0);
+        l.lost();
+        assert_eq!(l.mode(t0), Mode::Lapsed, "a lost connection voids it");
+        l.answered(Some(u64::MAX), t0);
+        assert_eq!(
+            l.length(),
+            Some(Duration::from_millis(MAX_LEASE_MS)),
+            "a broken MS is capped"
+        );
     }
 
     #[test]

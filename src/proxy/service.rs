@@ -7,7 +7,7 @@
 //! [`Slots`], so it leaves in its turn.
 
 use crate::buffer::Buffer;
-use crate::cache::Policy;
+use crate::cache::{IndexMap, Policy};
 use crate::conn::Conn;
 use crate::frontend::{FrontInfo, Service};
 use crate::proto::{code, encode_error, encode_get_reply, encode_ok, Op, Problem, Reply, Request};
@@ -145,7 +145,9 @@ impl Core {
     fn handle_read(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, body: usize, now: Instant) {
         let op = self.req.op;
         let behind = conn.ext.behind();
-        let mode = self.lease.mode(now);
+        // The clock now, not the loop pass's start: the lease must hold at
+        // the instant this read takes effect.
+        let mode = self.lease.mode(Instant::now());
         let plan = decide(
             &mut *self.cache,
             &self.writes,
@@ -276,6 +278,7 @@ impl Core {
                 }
                 self.lease.connected();
             }
+            UpEvent::Disconnected => self.lease.lost(),
             UpEvent::Invalidated(inv) => {
                 self.lease.invalidations += 1;
                 let ind = inv.has_ind.then_some(&inv.ind[..]);
@@ -289,6 +292,13 @@ impl Core {
             UpEvent::Draining => self.zombies.draining = true,
             UpEvent::DrainLost => self.zombies.pinned = true,
             UpEvent::Settled => self.zombies.settled(self.next_seq - 1),
+            UpEvent::Answered(req, reply) if req.kind == UpKind::Lease && reply.code == code::UNAVAILABLE => {
+                // A coherent server with no room for another proxy: read
+                // nothing from the cache (every read goes to the server)
+                // and ask again later.
+                warn!("proxy upstream grants no lease now ({}): asking again", reply.msg);
+                self.lease.connected();
+            }
             UpEvent::Answered(req, reply) if req.kind == UpKind::Lease => {
                 let ms = reply.ms.filter(|&ms| reply.is_ok() && ms > 0);
                 if self.lease.answered(ms, req.queued) {
@@ -365,11 +375,19 @@ impl Core {
         let data = &reply.data[..];
         match &req.kind {
             UpKind::Fetch(ind) => {
+                // Indices a write waits on at the server (rare): a set when
+                // there are many, so a big fetch stays linear.
+                let many: Option<IndexMap<()>> =
+                    (reply.nocache.len() > 16).then(|| reply.nocache.iter().map(|&i| (i, ())).collect());
+                let waits = |i: &i64| match &many {
+                    Some(set) => set.contains_key(i),
+                    None => reply.nocache.contains(i),
+                };
                 for (&i, &v) in ind.iter().zip(data) {
                     if !self.zombies.cacheable(i) {
                         continue; // a failed write may still change it
                     }
-                    if !reply.nocache.is_empty() && reply.nocache.contains(&i) {
+                    if !reply.nocache.is_empty() && waits(&i) {
                         continue; // a write to it waits at the server
                     }
                     if let Some((old, oldv)) = self.cache.insert(i, v) {

@@ -33,6 +33,12 @@ use std::time::{Duration, Instant};
 pub const MAX_TRACKED_PER_PROXY: usize = 65536;
 /// Indices tracked for all proxies together at most.
 pub const MAX_TRACKED: usize = 1 << 20;
+/// Proxies holding a lease at once at most; more are answered 503 (and
+/// read nothing from their caches until a lease is granted).
+pub const MAX_PROXIES: usize = 1024;
+/// A departed proxy's indices are kept one by one up to this many; past
+/// it, it blocks every write until its lease runs out (bounded memory).
+const DEPARTED_LIST_MAX: usize = 1024;
 
 /// A proxy known to the server, by a number never reused.
 pub type HolderId = u64;
@@ -62,8 +68,19 @@ struct Holder {
 #[derive(Debug)]
 struct Departed {
     id: HolderId,
-    held: IndexMap<()>,
+    /// What it may hold; `None`: anything (it held too much to list).
+    held: Option<IndexMap<()>>,
     until: Instant,
+}
+
+impl Departed {
+    fn blocks(&self, req: &Request) -> bool {
+        match &self.held {
+            None => true,
+            Some(_) if req.op == Op::Clr => true,
+            Some(held) => req.ind.iter().any(|i| held.contains_key(i)),
+        }
+    }
 }
 
 /// One thing a parked write waits for.
@@ -102,8 +119,6 @@ pub struct LeaseStats {
     pub delay_max_us: u64,
     /// Proxies expired for not confirming an invalidation in time.
     pub expired: u64,
-    /// Departed proxies whose last lease ran out while a write waited.
-    pub lapsed: u64,
     /// Times a proxy was told to drop everything for tracking too much.
     pub overflows: u64,
 }
@@ -124,6 +139,10 @@ pub struct Leases {
     pending_all: u32,
     tracked: usize,
     next_id: HolderId,
+    /// Proxies with an invalidation unconfirmed, and with invalidations
+    /// not yet moved to their connection (so that nothing scans them all).
+    unconfirmed: std::collections::BTreeSet<HolderId>,
+    outgoing: Vec<HolderId>,
     /// Counters.
     pub stats: LeaseStats,
 }
@@ -135,7 +154,7 @@ impl Leases {
     pub fn new(lease: Duration, grace: Duration, now: Instant) -> Leases {
         Leases {
             lease,
-            grace_until: now + grace,
+            grace_until: now.checked_add(grace).unwrap_or(now),
             holders: HashMap::default(),
             departed: Vec::new(),
             parked: Vec::new(),
@@ -143,6 +162,8 @@ impl Leases {
             pending_all: 0,
             tracked: 0,
             next_id: 1,
+            unconfirmed: Default::default(),
+            outgoing: Vec::new(),
             stats: LeaseStats::default(),
         }
     }
@@ -153,8 +174,11 @@ impl Leases {
     }
 
     /// The connection `key`/`gen` asked for a lease: it is a proxy from now
-    /// on. Returns its id.
-    pub fn join(&mut self, key: usize, gen: u64, now: Instant) -> HolderId {
+    /// on. Returns its id, or `None` at [`MAX_PROXIES`].
+    pub fn join(&mut self, key: usize, gen: u64, now: Instant) -> Option<HolderId> {
+        if self.holders.len() >= MAX_PROXIES {
+            return None;
+        }
         let id = self.next_id;
         self.next_id += 1;
         self.holders.insert(
@@ -170,7 +194,7 @@ impl Leases {
                 outbox: Buffer::new(),
             },
         );
-        id
+        Some(id)
     }
 
     /// The server answered proxy `id` now: its lease runs from here.
@@ -214,8 +238,9 @@ impl Leases {
             self.stats.overflows += 1;
             self.stats.inv_sent += 1;
             invalidate(h, None, now);
-            h.held.insert(i, 0);
-            self.tracked += 1;
+            self.unconfirmed.insert(id);
+            self.outgoing.push(id);
+            nocache.push(i); // it goes out before the flush: not kept
         }
     }
 
@@ -244,6 +269,9 @@ impl Leases {
             }
             self.tracked -= before - h.held.len();
         }
+        if h.unacked.is_empty() {
+            self.unconfirmed.remove(&id);
+        }
         Ok(())
     }
 
@@ -257,44 +285,59 @@ impl Leases {
             waits.push(Wait::Grace);
         }
         let all = req.op == Op::Clr;
+        let mut fresh: Vec<i64> = Vec::new();
         for (&id, h) in self.holders.iter_mut() {
-            if Some(id) == writer {
+            if Some(id) == writer || h.held.is_empty() {
                 continue;
             }
             let mut wait_seq = 0;
-            let mut fresh: Vec<i64> = Vec::new();
+            let mut invalidated = false;
             if all {
                 for &v in h.held.values() {
                     wait_seq = wait_seq.max(v);
                 }
                 if h.held.values().any(|&v| v == 0) {
                     wait_seq = invalidate(h, None, now);
-                    self.stats.inv_sent += 1;
+                    invalidated = true;
                 }
             } else {
+                fresh.clear();
                 for &i in &req.ind {
                     match h.held.get(&i) {
-                        Some(0) if !fresh.contains(&i) => fresh.push(i),
+                        Some(0) => fresh.push(i),
                         Some(&v) => wait_seq = wait_seq.max(v),
                         None => {}
                     }
                 }
                 if !fresh.is_empty() {
-                    wait_seq = invalidate(h, Some(fresh), now);
-                    self.stats.inv_sent += 1;
+                    // A PUT may name an index twice: each once.
+                    fresh.sort_unstable();
+                    fresh.dedup();
+                    wait_seq = invalidate(h, Some(fresh.clone()), now);
+                    invalidated = true;
                 }
+            }
+            if invalidated {
+                self.stats.inv_sent += 1;
+                self.unconfirmed.insert(id);
+                self.outgoing.push(id);
             }
             if wait_seq > 0 {
                 waits.push(Wait::Ack(id, wait_seq));
             }
         }
-        self.departed.retain(|d| d.until > now);
+        self.prune(now);
         for d in &self.departed {
-            if (all && !d.held.is_empty()) || req.ind.iter().any(|i| d.held.contains_key(i)) {
+            if d.blocks(req) {
                 waits.push(Wait::Ack(d.id, u64::MAX));
             }
         }
         (!waits.is_empty()).then_some(waits)
+    }
+
+    /// Forgets departed proxies whose last lease has run out.
+    pub fn prune(&mut self, now: Instant) {
+        self.departed.retain(|d| d.until > now);
     }
 
     /// Parks a write that must wait (`waits` from
@@ -368,11 +411,13 @@ impl Leases {
     /// its last lease has run out.
     pub fn left(&mut self, id: HolderId) {
         let Some(h) = self.holders.remove(&id) else { return };
+        self.unconfirmed.remove(&id);
         self.tracked -= h.held.len();
         if !h.held.is_empty() {
+            let held = (h.held.len() <= DEPARTED_LIST_MAX).then(|| h.held.keys().map(|&i| (i, ())).collect());
             self.departed.push(Departed {
                 id,
-                held: h.held.keys().map(|&i| (i, ())).collect(),
+                held,
                 until: h.last_grant + self.lease,
             });
         }
@@ -382,7 +427,8 @@ impl Leases {
     /// their connections (key, generation) are to be closed.
     pub fn overdue(&mut self, now: Instant, out: &mut Vec<(usize, u64)>) {
         let limit = self.lease / 2;
-        for h in self.holders.values() {
+        for id in &self.unconfirmed {
+            let Some(h) = self.holders.get(id) else { continue };
             if h.unacked.front().is_some_and(|(_, sent, _)| now >= *sent + limit) {
                 out.push((h.key, h.gen));
             }
@@ -390,35 +436,30 @@ impl Leases {
         self.stats.expired += out.len() as u64;
     }
 
-    /// When something here is next due: the grace's end, an
-    /// invalidation's confirmation deadline, a departed proxy's lease end.
+    /// When something here is next due (strictly after `now`): the grace's
+    /// end, an invalidation's confirmation deadline, a departed proxy's
+    /// lease end.
     pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        if self.parked.is_empty() && self.holders.values().all(|h| h.unacked.is_empty()) {
-            return None;
-        }
         let limit = self.lease / 2;
-        let grace = (!self.parked.is_empty() && self.grace_until > now).then_some(self.grace_until);
         let acks = self
-            .holders
-            .values()
-            .filter_map(|h| h.unacked.front().map(|(_, s, _)| *s + limit));
-        let gone = self.departed.iter().map(|d| d.until);
-        grace.into_iter().chain(acks).chain(gone).min()
+            .unconfirmed
+            .iter()
+            .filter_map(|id| self.holders.get(id)?.unacked.front().map(|(_, s, _)| *s + limit));
+        let parked = !self.parked.is_empty();
+        let grace = parked.then_some(self.grace_until);
+        let gone = self.departed.iter().filter(|_| parked).map(|d| d.until);
+        grace.into_iter().chain(acks).chain(gone).filter(|&t| t > now).min()
     }
 
     /// Moves each proxy's encoded invalidations out: `f(key, gen, bytes)`.
     pub fn drain_outboxes(&mut self, mut f: impl FnMut(usize, u64, &[u8])) {
-        for h in self.holders.values_mut() {
+        for id in self.outgoing.drain(..) {
+            let Some(h) = self.holders.get_mut(&id) else { continue };
             if !h.outbox.is_empty() {
                 f(h.key, h.gen, h.outbox.data());
                 h.outbox.clear();
             }
         }
-    }
-
-    /// True when some proxy has invalidations to be sent.
-    pub fn has_outgoing(&self) -> bool {
-        self.holders.values().any(|h| !h.outbox.is_empty())
     }
 
     /// The STS fields of coherence.
@@ -439,7 +480,7 @@ impl Leases {
 
 /// Encodes an invalidation of `ind` (every index for `None`) into the
 /// holder's outbox and marks those entries as invalidating; returns its
-/// SEQ.
+/// SEQ. (The caller notes the holder as unconfirmed and outgoing.)
 fn invalidate(h: &mut Holder, ind: Option<Vec<i64>>, now: Instant) -> u64 {
     let seq = h.next_seq;
     h.next_seq += 1;
@@ -483,7 +524,7 @@ mod tests {
     fn a_write_waits_for_every_other_holder_to_confirm() {
         let t0 = Instant::now();
         let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
-        let (a, b) = (l.join(0, 1, t0), l.join(1, 1, t0));
+        let (a, b) = (l.join(0, 1, t0).unwrap(), l.join(1, 1, t0).unwrap());
         let mut nocache = Vec::new();
         l.register(a, &[1, 2], &mut nocache, t0);
         l.register(b, &[1], &mut nocache, t0);
@@ -516,7 +557,7 @@ mod tests {
     fn a_holder_that_goes_away_blocks_its_indices_for_its_last_lease() {
         let t0 = Instant::now();
         let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
-        let a = l.join(0, 1, t0);
+        let a = l.join(0, 1, t0).unwrap();
         l.register(a, &[1], &mut Vec::new(), t0);
         l.granted(a, t0 + ms(100));
         l.left(a);
@@ -535,7 +576,7 @@ mod tests {
     fn a_holder_that_does_not_confirm_in_half_a_lease_is_expired() {
         let t0 = Instant::now();
         let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
-        let a = l.join(3, 9, t0);
+        let a = l.join(3, 9, t0).unwrap();
         l.register(a, &[1], &mut Vec::new(), t0);
         let w = l.write_must_wait(None, &put(&[1]), t0).unwrap();
         l.park(0, 1, &put(&[1]), w, t0);
@@ -547,6 +588,22 @@ mod tests {
         l.left(a); // its connection is closed
         assert!(l.next_ready(t0 + ms(999)).is_none(), "its last lease may still run");
         assert!(l.next_ready(t0 + ms(1000)).is_some());
+    }
+
+    #[test]
+    fn proxies_beyond_the_bound_get_no_lease_and_departed_big_holders_block_everything() {
+        let t0 = Instant::now();
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
+        let ids: Vec<HolderId> = (0..MAX_PROXIES).map(|k| l.join(k, 1, t0).unwrap()).collect();
+        assert!(l.join(MAX_PROXIES, 1, t0).is_none());
+        // One that held more than can be listed blocks every write once gone.
+        let many: Vec<i64> = (0..2000).collect();
+        l.register(ids[0], &many, &mut Vec::new(), t0);
+        l.left(ids[0]);
+        assert!(l.join(MAX_PROXIES, 1, t0).is_some(), "room again");
+        assert!(l.write_must_wait(None, &put(&[5000]), t0).is_some());
+        l.prune(t0 + ms(1000));
+        assert!(l.write_must_wait(None, &put(&[5000]), t0 + ms(1000)).is_none());
     }
 
     #[test]
@@ -564,7 +621,7 @@ mod tests {
     fn a_holder_tracking_too_much_is_told_to_drop_everything() {
         let t0 = Instant::now();
         let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
-        let a = l.join(0, 1, t0);
+        let a = l.join(0, 1, t0).unwrap();
         let many: Vec<i64> = (0..MAX_TRACKED_PER_PROXY as i64).collect();
         let mut nocache = Vec::new();
         l.register(a, &many, &mut nocache, t0);
@@ -572,10 +629,14 @@ mod tests {
         l.register(a, &[-1], &mut nocache, t0);
         assert_eq!(outbox(&mut l), [(0, "OP=INV;SEQ=1\n".to_string())]);
         assert_eq!(l.stats.overflows, 1);
+        assert_eq!(nocache, [-1], "its reply leaves before the flush: not kept");
         // While that is unconfirmed, more is not tracked (nor cached).
         l.register(a, &[-2], &mut nocache, t0);
         assert_eq!(nocache, [-2]);
         l.ack(a, 1).unwrap();
-        assert_eq!(l.tracked, 1, "only the index registered after the flush");
+        assert_eq!(l.tracked, 0, "every entry was flushed");
+        l.register(a, &[-3], &mut nocache, t0);
+        assert!(nocache.is_empty(), "tracking starts over");
+        assert_eq!(l.tracked, 1);
     }
 }

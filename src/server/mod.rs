@@ -1,9 +1,9 @@
 //! The table server: a [`Frontend`] whose service applies each request to
 //! the [`Table`] and answers at once, so replies leave in request order by
 //! construction — except a write that must wait for proxies to confirm
-//! invalidations ([`leases`]): its connection then waits with it (nothing
-//! after it is read until it is applied), while every other connection
-//! carries on.
+//! invalidations ([`leases`]): its connection then waits with it (what
+//! arrives after it is read and queued, and takes effect after it, in
+//! order), while every other connection carries on.
 //!
 //! Run it: `tablecache server --listen 127.0.0.1:8080 --size 10`.
 
@@ -93,7 +93,9 @@ enum Behind {
 
 /// Requests queued behind a parked write at most; then the connection is
 /// not read until the write is applied (backpressure).
-const MAX_BEHIND: usize = 1024;
+/// (A proxy keeps at most 65,536 requests in flight: it never reaches it,
+/// so its confirmations behind a waiting write are always read.)
+const MAX_BEHIND: usize = 65536;
 
 /// The table and the service that applies requests to it.
 struct Core {
@@ -108,6 +110,13 @@ impl Service for Core {
     type Ext = ServerConn;
 
     fn on_message(&mut self, conn: &mut Conn<ServerConn>, body: usize, front: &FrontInfo, now: Instant) {
+        // The pass's clock may be older than this message: a proxy's
+        // lease runs from when it sent the request, so the grant is
+        // stamped with the clock now, after the message arrived.
+        let now = now.max(Instant::now());
+        if let Some(id) = conn.ext.holder {
+            self.leases.granted(id, now); // whatever the reply, it renews
+        }
         if let Err((op, p)) = self.req.parse(&conn.input.data()[..body]) {
             return self.reject(conn, op, &p);
         }
@@ -120,6 +129,9 @@ impl Service for Core {
 
     fn reject(&mut self, conn: &mut Conn<ServerConn>, op: Option<Op>, problem: &Problem) {
         *self.counters.errors.entry(problem.code()).or_default() += 1;
+        if let Some(id) = conn.ext.holder {
+            self.leases.granted(id, Instant::now()); // a reply like any other
+        }
         if conn.ext.parked {
             let mut b = Buffer::new();
             encode_error(&mut b, op, problem.code(), problem);
@@ -201,9 +213,14 @@ impl Core {
                 if conn.framer.framing() != Framing::Line {
                     return Err(Problem::LeaseNeedsLines);
                 }
-                let (key, gen) = (conn.token.0, conn.gen);
-                let id = *conn.ext.holder.get_or_insert_with(|| self.leases.join(key, gen, now));
-                self.leases.granted(id, now);
+                let id = match conn.ext.holder {
+                    Some(id) => id,
+                    None => self
+                        .leases
+                        .join(conn.token.0, conn.gen, now)
+                        .ok_or(Problem::TooManyProxies)?,
+                };
+                conn.ext.holder = Some(id);
                 out.extend(b"OP=LEASE");
                 encode_field(out, "MS", &self.leases.lease().as_millis());
                 out.extend(b";CODE=200");
@@ -374,6 +391,7 @@ impl ServerNode {
     fn settle(&mut self, now: Instant) {
         loop {
             self.overdue.clear();
+            self.core.leases.prune(now);
             self.core.leases.overdue(now, &mut self.overdue);
             for &(key, gen) in &self.overdue {
                 if self.front.conns.get(key).is_some_and(|c| c.gen == gen) {

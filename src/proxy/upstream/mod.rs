@@ -72,6 +72,9 @@ pub enum UpTimer {
 pub enum UpEvent<'a> {
     /// A (re)connect completed: the server may be a fresh one.
     Connected,
+    /// The connection is gone (its requests in flight fail next): what the
+    /// server tracked for it is gone with it.
+    Disconnected,
     /// The server answered this request.
     Answered(UpReq, &'a Reply),
     /// The server says entries must go (`OP=INV`): its IND, or every entry
@@ -283,6 +286,13 @@ impl Upstream {
                 self.conn = Some(conn);
                 self.timers
                     .add(now + self.timeout, UpTimer::Deadline, UPSTREAM.0, self.gen);
+                if self.framing == Framing::Line {
+                    // Is the server coherent? Its answer says (a lease, or
+                    // a 400 from a server that grants none). Queued first,
+                    // so that every request of this connection comes after
+                    // it (requests may queue while the connect is pending).
+                    self.send(UpReq::own(UpKind::Lease, now), now);
+                }
             }
             Err(e) => {
                 warn!("proxy upstream {}: connect: {e}", self.addr);
@@ -307,11 +317,6 @@ impl Upstream {
                         self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
                     }
                     sink(UpEvent::Connected);
-                    if self.framing == Framing::Line {
-                        // Is the server coherent? Its answer says (a lease,
-                        // or a 400 from a server that grants none).
-                        self.send(UpReq::own(UpKind::Lease, now), now);
-                    }
                 }
                 ConnectOutcome::Failed(e) => {
                     let why = format!("connect failed: {e}");
@@ -358,6 +363,7 @@ impl Upstream {
         }
         self.gen += 1;
         self.sent = 0;
+        sink(UpEvent::Disconnected);
         let n = self.inflight.len();
         if n > 0 {
             warn!(
@@ -387,6 +393,7 @@ impl Upstream {
     /// A LEASE was answered: with a lease of `ms` (renewed when quiet for a
     /// third of it), or refused (`None`: the server grants none).
     pub(super) fn leased(&mut self, ms: Option<u64>, now: Instant) {
+        let ms = ms.map(|ms| ms.min(crate::proxy::lease::MAX_LEASE_MS));
         self.renew_every = ms.map(|ms| Duration::from_millis(ms / 3).max(Duration::from_millis(1)));
         if let Some(k) = self.renew_every {
             self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);

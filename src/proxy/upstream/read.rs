@@ -136,10 +136,13 @@ impl Upstream {
                         *sent = 1;
                     }
                 }
-                if req.kind == UpKind::Lease && lease.is_none() && !reply.is_ok() {
-                    lease = Some(None);
-                } else if req.kind == UpKind::Lease && reply.is_ok() {
-                    lease = Some(reply.ms.filter(|&ms| ms > 0));
+                if req.kind == UpKind::Lease {
+                    lease = Some(match reply.code {
+                        code::OK => reply.ms.filter(|&ms| ms > 0),
+                        // No room now: ask again in a second.
+                        code::UNAVAILABLE => Some(3000),
+                        _ => None,
+                    });
                 }
                 sink(UpEvent::Answered(req, reply));
             },
