@@ -262,9 +262,9 @@ impl Upstream {
             UPSTREAM,
             Some(self.addr),
             "QUEUED",
-            "{} for client tok={}",
+            "{} for {}",
             req.kind.name(),
-            req.waiter.key
+            Whose(&req)
         );
         self.stats.requests += 1;
         self.queued_seq = self.queued_seq.max(req.seq);
@@ -417,6 +417,19 @@ impl Upstream {
     pub fn close(&mut self, why: &str) {
         for mut c in [self.conn.take(), self.draining.take()].into_iter().flatten() {
             c.close(&self.registry, why);
+        }
+    }
+}
+
+/// Whose a request is, for the trace: a client's, or the proxy's own.
+struct Whose<'a>(&'a UpReq);
+
+impl std::fmt::Display for Whose<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.kind.is_own() {
+            f.write_str("the proxy itself")
+        } else {
+            write!(f, "client tok={}", self.0.waiter.key)
         }
     }
 }
