@@ -14,7 +14,7 @@ use crate::framing::{Frame, Framing};
 use crate::proto::{encode_request, Op, Reply, Request};
 use crate::reactor::CLIENT;
 use mio::{Events, Poll};
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -180,6 +180,7 @@ fn take_reply(c: &mut Conn<()>) -> Option<io::Result<String>> {
     match c.next_message(MAX_REPLY_BYTES) {
         Frame::Complete { body, total } => {
             let s = String::from_utf8_lossy(&c.input.data()[..body]).trim().to_string();
+            crate::trace_event!(c.role, c.token, c.peer, "DECODED", "{s}");
             c.consume(total);
             Some(Ok(s))
         }
@@ -211,17 +212,26 @@ commands:
   stats                 the node's counters (OP=STS)
   dump                  the table, or the proxy's cache in eviction order (OP=DMP)
   raw MESSAGE           send a message as is         raw 'OP=GET;IND=1'
-  help, quit";
+  OP=...                a line that starts with OP= is sent as is
+  help, quit
+
+At the prompt: line editing, history (~/.tablecache_history), Ctrl-C
+clears the line, Ctrl-D or quit leaves. The exit status is 0, or 1 when
+the last command got an error reply, or 2 when the connection was lost.";
 
 fn number(s: &str) -> Result<i64, String> {
     s.trim().parse::<i64>().map_err(|_| format!("not a number: {s:?}"))
 }
 
-/// Parses one command from its words.
+/// Parses one command from its words. A line that starts with `OP=` (any
+/// case) is a protocol message, sent as is.
 pub fn parse_command(words: &[&str]) -> Result<Command, String> {
     let Some((&verb, args)) = words.split_first() else {
         return Err("empty command".into());
     };
+    if verb.len() >= 3 && verb[..3].eq_ignore_ascii_case("op=") {
+        return Ok(Command::Raw(words.join(" ")));
+    }
     let need_args = |what: &str| {
         if args.is_empty() {
             Err(format!("{verb} needs {what}"))
@@ -408,41 +418,114 @@ pub fn run_command(client: &mut Client, cmd: &Command, timing: bool) -> Step {
     }
 }
 
-/// Reads commands from stdin, one a line (a prompt on a terminal, none when
-/// piped), until EOF or `quit`. Returns the exit status: 0, 1 if any
-/// command got an error reply, 2 if the connection was lost.
+/// Reads commands, one a line, until EOF or `quit`: at a prompt with line
+/// editing and history on a terminal, plainly from a pipe. Returns the
+/// exit status: 0, or 1 if the last command got an error reply (or was
+/// not understood), or 2 if the connection was lost.
 pub fn repl(client: &mut Client, timing: bool) -> u8 {
-    let interactive = io::stdin().is_terminal();
-    let mut worst = 0u8;
-    let stdin = io::stdin();
-    let mut lines = stdin.lock().lines();
-    loop {
-        if interactive {
-            crate::out!("tablecache> ");
-            let _ = io::stdout().flush();
-        }
-        let Some(Ok(line)) = lines.next() else { break };
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.is_empty() || words[0].starts_with('#') {
-            continue;
-        }
-        let cmd = match parse_command(&words) {
-            Ok(c) => c,
-            Err(e) => {
-                crate::outln!("error: {e}");
-                worst = worst.max(1);
-                continue;
-            }
-        };
-        match run_command(client, &cmd, timing) {
-            Step::Ok => {}
-            Step::ErrorReply => worst = worst.max(1),
-            Step::Quit => break,
-            Step::Lost(e) => {
-                eprintln!("tablecache client: {e}");
-                return 2;
-            }
+    if io::stdin().is_terminal() {
+        return prompt(client, timing);
+    }
+    let mut last = 0u8;
+    for line in io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        match one_line(client, &line, timing) {
+            Some(Flow::Go(status)) => last = status,
+            Some(Flow::Stop(status)) => return status.unwrap_or(last),
+            None => {}
         }
     }
-    worst
+    last
+}
+
+/// What a line did: the status it leaves, or the end (with the status
+/// that ends the program, if it sets one).
+enum Flow {
+    Go(u8),
+    Stop(Option<u8>),
+}
+
+/// Runs one line; `None` for a blank line or a comment.
+fn one_line(client: &mut Client, line: &str, timing: bool) -> Option<Flow> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.is_empty() || words[0].starts_with('#') {
+        return None;
+    }
+    let cmd = match parse_command(&words) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::outln!("error: {e}");
+            return Some(Flow::Go(1));
+        }
+    };
+    Some(match run_command(client, &cmd, timing) {
+        Step::Ok => Flow::Go(0),
+        Step::ErrorReply => Flow::Go(1),
+        Step::Quit => Flow::Stop(None),
+        Step::Lost(e) => {
+            eprintln!("tablecache client: {e}");
+            Flow::Stop(Some(2))
+        }
+    })
+}
+
+/// Where the prompt keeps its history: `~/.tablecache_history`, or none
+/// without a home.
+fn history_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".tablecache_history"))
+}
+
+/// Most lines of history kept.
+const HISTORY_MAX: usize = 1000;
+
+/// The interactive prompt (rustyline): line editing and history; Ctrl-C
+/// clears the line, Ctrl-D ends like `quit`.
+fn prompt(client: &mut Client, timing: bool) -> u8 {
+    use rustyline::error::ReadlineError;
+    let mut rl = match rustyline::DefaultEditor::new() {
+        Ok(rl) => rl,
+        Err(e) => {
+            eprintln!("tablecache client: no line editing ({e})");
+            return 2;
+        }
+    };
+    let file = history_file();
+    // History is a convenience: a missing or unreadable file means none.
+    let mut kept: Vec<String> = Vec::new();
+    if let Some(text) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let _ = rl.add_history_entry(line);
+            kept.push(line.to_string());
+        }
+    }
+    let mut last = 0u8;
+    let status = loop {
+        match rl.readline("tablecache> ") {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = rl.add_history_entry(line.as_str());
+                    kept.push(line.clone());
+                }
+                match one_line(client, &line, timing) {
+                    Some(Flow::Go(s)) => last = s,
+                    Some(Flow::Stop(s)) => break s.unwrap_or(last),
+                    None => {}
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue, // Ctrl-C: a fresh line
+            Err(ReadlineError::Eof) => {
+                crate::outln!(); // Ctrl-D: leave the shell's prompt on its own line
+                break last;
+            }
+            Err(e) => {
+                eprintln!("tablecache client: {e}");
+                break 2;
+            }
+        }
+    };
+    if let Some(f) = file {
+        let keep = &kept[kept.len().saturating_sub(HISTORY_MAX)..];
+        let _ = std::fs::write(f, keep.join("\n") + "\n");
+    }
+    status
 }

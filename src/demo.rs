@@ -25,6 +25,11 @@ use std::time::Duration;
 pub const DEMO_CAPACITY: usize = 3;
 
 static SHOW_WIRE: AtomicBool = AtomicBool::new(false);
+static INTERACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// The second proxy's address on its connection to the server, learnt
+/// from its trace, so the server's lines from it are labelled `proxy2`.
+static PROXY2_PEER: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 /// Prints the wire messages and cache changes from the nodes' log stream;
 /// with `all`, every trace event too (one process, so one clock).
@@ -38,14 +43,24 @@ impl log::Log for WireLogger {
     }
 
     fn log(&self, record: &log::Record) {
+        let line = record.args().to_string();
+        if record.target() == crate::trace::TARGET && line.contains(" upstream2 ") && line.contains(" CONNECTED local ")
+        {
+            // The second proxy's end of its server connection: the server's
+            // lines from that peer are the second proxy's messages.
+            if let Some(local) = line.rsplit(' ').next() {
+                if let Ok(mut p) = PROXY2_PEER.lock() {
+                    *p = local.to_string();
+                }
+            }
+        }
         if !SHOW_WIRE.load(Ordering::Relaxed) {
             return;
         }
-        let line = record.args().to_string();
         if record.target() == crate::trace::TARGET {
             // "<us>us <role> tok=<t> <peer> <EVENT> <details>"
             let mut parts = line.split_whitespace();
-            let (_, role, _, _, event) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
+            let (_, role, _, peer, event) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
             if self.all {
                 crate::outln!("      {line}");
             }
@@ -54,16 +69,23 @@ impl log::Log for WireLogger {
                 return;
             }
             let msg: Vec<&str> = parts.collect();
+            let from_proxy2 = PROXY2_PEER
+                .lock()
+                .is_ok_and(|p| !p.is_empty() && peer == Some(p.as_str()));
             let hop = match role {
                 Some("proxy") => "client -> proxy ",
+                Some("server") if from_proxy2 => "proxy2 -> server",
                 Some("server") => "proxy  -> server",
                 Some("upstream") => "server -> proxy ",
                 Some("proxy2") => "client -> proxy2",
                 Some("upstream2") => "server -> proxy2",
+                // The client's own reply, in the interactive demo (the
+                // scripted steps print it themselves).
+                Some("client") if INTERACTIVE.load(Ordering::Relaxed) => "proxy  -> client",
                 _ => return,
             };
             crate::outln!("    {hop}  {}", msg.join(" "));
-        } else if record.level() <= log::Level::Debug && line.contains("evicted") {
+        } else if record.level() <= log::Level::Debug && (line.contains("evicted") || line.contains("invalidated")) {
             crate::outln!("    ({line})");
         }
         let _ = io::stdout().flush();
@@ -151,6 +173,7 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
             "each message is printed per hop as it crosses a socket; type `help` for commands, `quit` to leave"
         );
         SHOW_WIRE.store(true, Ordering::SeqCst);
+        INTERACTIVE.store(true, Ordering::SeqCst);
         let code = repl(&mut client, false);
         SHOW_WIRE.store(false, Ordering::SeqCst);
         proxy.stop()?;
@@ -166,6 +189,10 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
         ..Default::default()
     })?
     .spawn()?;
+    crate::outln!(
+        "a second proxy on {}, in front of the same server, with its own client (proxy2)",
+        proxy2.addr()
+    );
     let mut client2 = Client::connect(proxy2.addr(), timeout)?;
     let mut to_server = Client::connect(server.addr(), timeout)?;
     let mut to_proxy = Client::connect(proxy.addr(), timeout)?;

@@ -101,7 +101,8 @@ fn usage_errors_exit_2_and_help_exits_0() {
     for args in [&["server", "--help"][..], &["client", "--help"], &["--help"]] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("usage"), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(text.contains("usage"), "{args:?}");
     }
 }
 
@@ -126,4 +127,139 @@ fn sigterm_stops_the_server_with_exit_0() {
     });
     assert_eq!(status.unwrap().code(), Some(0));
     assert!(p.closed_by_peer());
+}
+
+/// Runs the binary with `args` and `stdin`; returns (status, stdout).
+fn run(args: &[&str], stdin: &str) -> (i32, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn flags_go_after_the_command_and_redis_short_flags_name_the_target() {
+    let srv = spawn_node(&["server", "--listen", "127.0.0.1:0", "--grace-ms", "0"]);
+    let port = srv.addr.rsplit(':').next().unwrap();
+    let (code, out) = run(&["client", "get", "1", "--timing", "-h", "127.0.0.1", "-p", port], "");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("1=0  (") && out.trim_end().ends_with(" us)"), "{out}");
+    let (code, out) = run(&["client", "put", "1=-3", "--port", port], "");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "ok\n"),
+        "negative values are values, not flags"
+    );
+    // redis-benchmark's -c -P -n -q: a fixed count, one line of results.
+    let (code, out) = run(
+        &[
+            "bench",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-c",
+            "2",
+            "-P",
+            "4",
+            "-n",
+            "500",
+            "-q",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(" 500 requests, 0 errors"), "{out}");
+    let sts = Peer::connect(srv.addr.parse().unwrap()).ask("OP=STS");
+    assert_eq!(
+        field(&sts, "GET").as_deref(),
+        Some("501"),
+        "500 from the bench, 1 from the client: {sts}"
+    );
+    // Old spellings and one target only.
+    assert_eq!(
+        run(&["client", "--connect", &srv.addr, "-p", port, "get", "1"], "").0,
+        2
+    );
+}
+
+#[test]
+fn a_line_that_starts_with_op_is_sent_as_is_typed_or_piped() {
+    let srv = spawn_node(&["server", "--listen", "127.0.0.1:0", "--grace-ms", "0"]);
+    let a = srv.addr.as_str();
+    assert_eq!(
+        run(&["client", "--connect", a, "OP=GET;IND=1"], ""),
+        (0, "OP=GET;IND=1;DATA=0;CODE=200\n".into())
+    );
+    assert_eq!(
+        run(&["client", "--connect", a], "op=get;ind=1\nOP=GET;IND=12\n"),
+        (
+            1,
+            "OP=GET;IND=1;DATA=0;CODE=200\nOP=GET;CODE=400;MSG=index 12 out of range 0..9\n".into()
+        )
+    );
+}
+
+#[test]
+fn the_exit_status_is_the_last_commands() {
+    let srv = spawn_node(&["server", "--listen", "127.0.0.1:0", "--grace-ms", "0"]);
+    let a = srv.addr.as_str();
+    assert_eq!(
+        run(&["client", "--connect", a], "get 12\nget 1\nquit\n").0,
+        0,
+        "an error, then a success"
+    );
+    assert_eq!(run(&["client", "--connect", a], "get 1\nget 12\nquit\n").0, 1);
+    assert_eq!(
+        run(&["client", "--connect", a], "get 1\nfrobnicate\n").0,
+        1,
+        "not understood"
+    );
+    assert_eq!(run(&["client", "--connect", a], "get 12\n").0, 1);
+}
+
+#[test]
+fn completions_are_generated_for_bash() {
+    let (code, out) = run(&["completions", "bash"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains("_tablecache()") && out.contains("complete -F"), "{out}");
+    for word in ["server", "proxy", "client", "bench", "demo", "--lease-ms", "--pipeline"] {
+        assert!(out.contains(word), "{word} in the completions");
+    }
+    assert_eq!(run(&["completions", "tcsh"], "").0, 2);
+}
+
+#[test]
+fn the_prompt_edits_lines_keeps_history_and_ends_on_ctrl_d() {
+    // A pseudo-terminal, driven from Python's pty module: the prompt only
+    // edits lines when it sees a terminal.
+    let srv = spawn_node(&["server", "--listen", "127.0.0.1:0", "--grace-ms", "0"]);
+    let home = std::env::temp_dir().join(format!("tablecache-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let out = Command::new("python3")
+        .arg("tests/peers/pty_prompt.py")
+        .args([BIN, &srv.addr])
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("EXIT 0"), "Ctrl-D ends with status 0: {text}");
+    assert!(
+        text.contains("1=7"),
+        "a line edited (Ctrl-C cleared one, Backspace fixed another): {text}"
+    );
+    let history = std::fs::read_to_string(home.join(".tablecache_history")).unwrap();
+    assert!(history.contains("put 1=7"), "{history}");
+    let _ = std::fs::remove_dir_all(&home);
 }

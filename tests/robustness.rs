@@ -341,12 +341,21 @@ fn a_firehose_client_does_not_starve_the_others() {
 
 /// A stand-in server that answers the first request of whoever connects
 /// with `bytes` of one endless line.
+/// A server that answers its peer's first request (after a proxy's
+/// `OP=LEASE`, refused like an older server would) with one line of
+/// `bytes` bytes that never ends.
 fn endless_line_server(bytes: usize) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let t = std::thread::spawn(move || {
         let (mut s, _) = l.accept().unwrap();
-        let _ = s.read(&mut [0u8; 64]); // the request
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut first = String::new();
+        let _ = std::io::BufRead::read_line(&mut r, &mut first);
+        if first.trim_end() == "OP=LEASE" {
+            let _ = s.write_all(b"OP=LEASE;CODE=400;MSG=unknown OP LEASE\n");
+            let _ = std::io::BufRead::read_line(&mut r, &mut first); // the request
+        }
         let chunk = vec![b'7'; 1 << 20];
         let mut sent = 0;
         while sent < bytes {

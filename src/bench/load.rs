@@ -92,6 +92,8 @@ pub(super) struct Bench {
     pub(super) lag: Histogram<u64>,
     pub(super) errors: BTreeMap<u16, u64>,
     pub(super) measured: u64,
+    /// Requests sent so far (`-n` stops sending at its count).
+    pub(super) sent: u64,
     /// Measuring starts here (after the warm-up) and ends at `end`.
     pub(super) measure_from: Instant,
     pub(super) end: Instant,
@@ -126,7 +128,13 @@ impl Bench {
     }
 
     /// Encodes one request into connection `key` with its clock at `start`.
+    /// False once `-n` requests have been sent.
+    pub(super) fn may_send(&self) -> bool {
+        self.cfg.requests.is_none_or(|n| self.sent < n)
+    }
+
     pub(super) fn send_one(&mut self, key: usize, start: Instant) {
+        self.sent += 1;
         let op = self.choose_op();
         self.ind.clear();
         self.data.clear();
@@ -150,7 +158,7 @@ impl Bench {
 
     /// Closed loop: top every connection up to its pipeline depth.
     pub(super) fn refill_closed(&mut self, key: usize, now: Instant) {
-        while now < self.end && self.has_room(key) {
+        while now < self.end && self.has_room(key) && self.may_send() {
             self.send_one(key, Instant::now());
         }
     }
@@ -161,7 +169,7 @@ impl Bench {
         let n = self.conns.capacity().max(1);
         loop {
             let sched = self.sched_start + Duration::from_secs_f64(self.next_k as f64 / rate);
-            if sched > now || sched >= self.end {
+            if sched > now || sched >= self.end || !self.may_send() {
                 break;
             }
             // Find a connection with room.

@@ -26,7 +26,7 @@
 mod load;
 mod report;
 
-pub use report::{json, print, render};
+pub use report::{json, print, print_quiet, render};
 
 use crate::buffer::Buffer;
 use crate::conn::{Conn, State};
@@ -78,6 +78,9 @@ pub struct BenchConfig {
     pub progress: bool,
     /// Seed of the key and operation choices.
     pub seed: u64,
+    /// Send this many requests, then stop (`-n`; `None`: run for
+    /// `duration`). Every one is measured: pair it with no warm-up.
+    pub requests: Option<u64>,
 }
 
 impl Default for BenchConfig {
@@ -95,6 +98,7 @@ impl Default for BenchConfig {
             dist: Dist::Uniform,
             progress: false,
             seed: 0x5eed,
+            requests: None,
         }
     }
 }
@@ -218,6 +222,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         lag: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| invalid(e.to_string()))?,
         errors: BTreeMap::new(),
         measured: 0,
+        sent: 0,
         measure_from: now,
         end: now,
         sched_start: now,
@@ -270,6 +275,10 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     let progress = b.cfg.progress && io::stderr().is_terminal() && io::stdout().is_terminal();
     loop {
         let now = Instant::now();
+        if !b.may_send() && b.outstanding() == 0 {
+            b.end = b.end.min(now); // -n: all sent and answered
+            break;
+        }
         if now >= b.end && (b.outstanding() == 0 || now >= b.end + Duration::from_secs(5)) {
             break;
         }
@@ -330,7 +339,10 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     Ok(Report {
         requests: b.measured,
         errors: b.errors,
-        elapsed: b.cfg.duration.as_secs_f64(),
+        elapsed: match b.cfg.requests {
+            Some(_) => b.end.saturating_duration_since(b.measure_from).as_secs_f64(),
+            None => b.cfg.duration.as_secs_f64(),
+        },
         latency_us: [
             q(0.5),
             q(0.9),

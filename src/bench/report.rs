@@ -178,6 +178,18 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
 }
 
 /// Writes the report (and the JSON line) to stdout.
+/// `-q`: one line, like redis-benchmark's quiet mode.
+pub fn print_quiet(r: &Report) {
+    let [p50, _, p99, _, _, max] = r.latency_us;
+    let errors = r.error_count();
+    crate::outln!(
+        "{:.0} requests per second, p50 {p50} us, p99 {p99} us, max {max} us, {} requests, {errors} errors",
+        r.throughput(),
+        r.requests
+    );
+}
+
+/// Prints the report, and with `as_json` the JSON line after it.
 pub fn print(cfg: &BenchConfig, r: &Report, as_json: bool) {
     let mut out = io::stdout().lock();
     let _ = write!(out, "{}", render(cfg, r));

@@ -286,6 +286,12 @@ impl Core {
                     Some(ind) => ind.iter().for_each(|&i| self.cache.remove(i)),
                     None => self.cache.clear(),
                 }
+                if log::log_enabled!(log::Level::Debug) {
+                    match ind {
+                        Some(ind) => debug!("proxy cache: {ind:?} invalidated by the server (another writer)"),
+                        None => debug!("proxy cache: everything invalidated by the server"),
+                    }
+                }
                 self.reads.invalidated(ind);
                 log_cache(&*self.cache);
             }
