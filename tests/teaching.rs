@@ -200,3 +200,25 @@ fn the_demo_piped_into_head_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(status.code(), Some(0), "{err}");
 }
+
+#[test]
+fn the_interactive_demo_prints_every_hop_the_reply_included() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--interactive"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"get 1\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for hop in [
+        "client -> proxy   OP=GET;IND=1\n",
+        "proxy  -> server  OP=GET;IND=1\n",
+        "server -> proxy   OP=GET;IND=1;DATA=0;CODE=200\n",
+        "proxy  -> client  OP=GET;IND=1;DATA=0;CODE=200\n",
+    ] {
+        assert!(text.contains(hop), "no {hop:?} in:\n{text}");
+    }
+}

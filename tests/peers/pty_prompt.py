@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Drives `tablecache client` at a pseudo-terminal, as a person would:
 types a line and clears it with Ctrl-C, types a command with a typo and
-fixes it with Backspace, reads a value, then ends with Ctrl-D. Prints what
+fixes it with Backspace, reads a value, sends a raw protocol line, then
+ends with Ctrl-D. Prints what
 the terminal showed, then `EXIT <status>`.
 
 Usage: pty_prompt.py BIN ADDR
@@ -51,6 +52,9 @@ wait_for(fd, b"ok")
 wait_for(fd, b"tablecache> ")
 os.write(fd, b"get 1\r")
 wait_for(fd, b"1=7")
+wait_for(fd, b"tablecache> ")
+os.write(fd, b"op=get;ind=1\r")                     # a protocol line, sent as is
+wait_for(fd, b"OP=GET;IND=1;DATA=7;CODE=200")
 wait_for(fd, b"tablecache> ")
 os.write(fd, b"\x04")                               # Ctrl-D
 wait_for(fd, b"\n", timeout=5)

@@ -46,7 +46,11 @@ const IDLE_CLOSE_MIN: Duration = Duration::from_millis(20);
 /// A close after at least this much silence teaches the proxy the
 /// server's idle policy (a shorter one is more likely a crash or a restart
 /// than a policy worth pinging for).
-const LEARN_IDLE_MIN: Duration = Duration::from_millis(100);
+/// (Half a second: a proxy holding a lease renews it every third of the
+/// lease, so a server that stops or restarts closes connections that have
+/// been quiet for less; taking such a close for an idle policy would make
+/// the proxy ping many times a second for good.)
+const LEARN_IDLE_MIN: Duration = Duration::from_millis(500);
 /// The shortest keepalive interval the proxy learns.
 const KEEPALIVE_MIN: Duration = Duration::from_millis(30);
 /// Reconnect backoff: first wait, and the cap it doubles up to.
