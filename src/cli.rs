@@ -12,6 +12,7 @@ use crate::framing::Framing;
 use crate::frontend::Limits;
 use crate::proxy::ProxyConfig;
 use crate::server::{ServerConfig, DEFAULT_LEASE};
+use clap::builder::TypedValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,6 +44,9 @@ pub enum Cmd {
     Bench(BenchArgs),
     /// Start all three nodes and play a short scenario.
     Demo(DemoArgs),
+    /// Replay a key trace through every eviction policy and Bélády's MIN,
+    /// offline: miss ratios per policy per capacity.
+    Sim(SimArgs),
     /// Print a completion script for a shell
     /// (e.g. `tablecache completions bash > /etc/bash_completion.d/tablecache`).
     Completions {
@@ -54,8 +58,11 @@ pub enum Cmd {
 /// Logging, shared by every node.
 #[derive(Debug, Args)]
 pub struct LogArgs {
-    /// error, warn, info, debug, trace or off [default: info; warn for client and bench]
-    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    /// How much to log (to stderr) [default: info for the nodes, warn for
+    /// the client and the bench].
+    #[arg(long, value_name = "LEVEL",
+          value_parser = clap::builder::PossibleValuesParser::new(["error", "warn", "info", "debug", "trace", "off"])
+              .map(|s| s.parse::<log::LevelFilter>().unwrap_or(log::LevelFilter::Info)))]
     pub log_level: Option<log::LevelFilter>,
     /// Log every socket event (same as --log-level trace).
     #[arg(long)]
@@ -71,11 +78,6 @@ impl LogArgs {
             self.log_level.unwrap_or(default)
         }
     }
-}
-
-fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not a level (error, warn, info, debug, trace, off)"))
 }
 
 /// The limits a listening node enforces.
@@ -165,9 +167,14 @@ pub struct ProxyArgs {
     /// The server.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub upstream: SocketAddr,
-    /// Cache entries at most; the oldest inserted is overwritten.
+    /// Cache entries at most.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub capacity: usize,
+    /// Which entry a new one overwrites when the cache is full: fifo (the
+    /// oldest inserted), lru, clock, sieve or s3fifo (docs/caching.md).
+    #[arg(long, value_name = "POLICY", default_value = "fifo",
+          value_parser = clap::builder::PossibleValuesParser::new(crate::cache::POLICIES))]
+    pub policy: String,
     /// Answer 504 if the server takes longer (keep it above the server's
     /// lease and grace, which a write may wait for).
     #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -190,6 +197,10 @@ impl ProxyArgs {
             listen: self.listen,
             upstream: self.upstream,
             capacity: self.capacity,
+            policy: crate::cache::POLICIES
+                .into_iter()
+                .find(|&p| p == self.policy)
+                .unwrap_or("fifo"),
             upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
             limits: self.limits.limits(),
             upstream_framing: match self.upstream_framing {
@@ -205,8 +216,8 @@ impl ProxyArgs {
 /// `-h HOST` / `-p PORT` (either alone keeps the other from the default).
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// The proxy or server (bench: several, comma-separated, connections
-    /// spread over them in turn).
+    /// The proxy or server; the bench takes several, comma-separated, and
+    /// spreads its connections over them in turn.
     #[arg(long, value_name = "ADDR[,ADDR..]", default_value = "127.0.0.1:8081",
           conflicts_with_all = ["host", "port"])]
     pub connect: String,
@@ -300,7 +311,8 @@ pub struct BenchArgs {
     pub pipeline: u64,
     /// Send this many requests, then stop (instead of --duration); every
     /// one is measured.
-    #[arg(short = 'n', long = "requests", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(short = 'n', long = "requests", value_name = "N", conflicts_with = "duration",
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
     /// Indices 0..N are used.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
@@ -321,7 +333,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Quiet: only one line of results (throughput and percentiles).
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, conflicts_with = "json")]
     pub quiet: bool,
     /// Logging.
     #[command(flatten)]
@@ -369,6 +381,64 @@ impl BenchArgs {
             seed: self.seed.unwrap_or(d.seed),
             requests: self.requests,
         })
+    }
+}
+
+/// `tablecache sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// A trace file: one index a line, or protocol lines (GET and ADD
+    /// indices, in order); `-` reads stdin. Without it, a trace is
+    /// generated (--keys, --requests, --zipf, --seed).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<String>,
+    /// Generated trace: indices 0..N.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keys: u64,
+    /// Generated trace: its length.
+    #[arg(long, value_name = "M", default_value_t = 200_000)]
+    pub requests: usize,
+    /// Generated trace: Zipf exponent (0 for uniform).
+    #[arg(long, value_name = "S", default_value_t = 1.0)]
+    pub zipf: f64,
+    /// Generated trace: seed (the bench's default, so a bench run and a
+    /// simulation draw alike).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Cache sizes to try, comma-separated [default: 1% of the distinct
+    /// keys up to all of them, doubling].
+    #[arg(long, value_name = "C[,C..]", value_delimiter = ',')]
+    pub capacities: Vec<usize>,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SimArgs {
+    /// The trace asked for.
+    pub fn trace(&self) -> Result<Vec<i64>, String> {
+        match self.trace.as_deref() {
+            Some(path) => {
+                let text = if path == "-" {
+                    std::io::read_to_string(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?
+                } else {
+                    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?
+                };
+                crate::sim::parse_trace(&text).map_err(|e| format!("{path}: {e}"))
+            }
+            None => {
+                if !(self.zipf >= 0.0 && self.zipf.is_finite()) {
+                    return Err("--zipf must be 0 or more".into());
+                }
+                let dist = if self.zipf == 0.0 {
+                    Dist::Uniform
+                } else {
+                    Dist::Zipf(self.zipf)
+                };
+                let seed = self.seed.unwrap_or(BenchConfig::default().seed);
+                Ok(crate::sim::generate(self.keys, self.requests, &dist, seed))
+            }
+        }
     }
 }
 

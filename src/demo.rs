@@ -169,6 +169,8 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
     let mut client = Client::connect(proxy.addr(), timeout)?;
     SHOW_WIRE.store(false, Ordering::SeqCst);
     if interactive {
+        // The proxy's lease first: the prompt's hops are then the user's.
+        wait_for_lease(&mut client)?;
         crate::outln!(
             "each message is printed per hop as it crosses a socket; type `help` for commands, `quit` to leave"
         );

@@ -50,6 +50,7 @@ pub mod proto;
 pub mod proxy;
 pub mod reactor;
 pub mod server;
+pub mod sim;
 pub mod table;
 pub mod trace;
 

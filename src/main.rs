@@ -39,6 +39,25 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Cmd::Sim(a) => {
+            let trace = match a.trace() {
+                Ok(t) => t,
+                Err(msg) => return usage("sim", &msg),
+            };
+            let caps = if a.capacities.is_empty() {
+                tablecache::sim::default_capacities(&trace)
+            } else {
+                a.capacities.clone()
+            };
+            let rows = tablecache::sim::run(&trace, &caps);
+            if a.json {
+                tablecache::outln!("{}", tablecache::sim::json(&rows));
+            } else {
+                tablecache::outln!("miss ratio over {} requests (min: Bélády's optimum)", trace.len());
+                tablecache::out!("{}", tablecache::sim::table(&rows));
+            }
+            ExitCode::SUCCESS
+        }
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "tablecache", &mut io::stdout());
             ExitCode::SUCCESS

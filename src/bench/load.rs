@@ -223,7 +223,8 @@ impl Bench {
                 ConnectOutcome::Connected => {}
                 ConnectOutcome::Pending => return,
                 ConnectOutcome::Failed(e) => {
-                    log::warn!("bench: connect to {:?}: {e}", conn.peer);
+                    let to = conn.peer.map_or("?".to_string(), |a| a.to_string());
+                    log::warn!("bench: connect to {to}: {e}");
                     conn.close(self.poll.registry(), "connect failed");
                     self.dead += 1;
                     return;

@@ -103,6 +103,14 @@ impl Default for BenchConfig {
     }
 }
 
+/// `n` keys drawn the way the bench draws them (the same generator and
+/// distributions), from `seed`: the trace `tablecache sim` generates.
+pub fn key_stream(keys: u64, dist: &Dist, seed: u64, n: usize) -> Vec<i64> {
+    let k = load::Keys::new(keys.max(1), dist);
+    let mut rng = load::Rng(seed | 1);
+    (0..n).map(|_| k.pick(&mut rng)).collect()
+}
+
 /// Parses `get=80,put=15,add=5` (missing kinds weigh 0).
 pub fn parse_mix(s: &str) -> Result<[u32; 3], String> {
     let mut mix = [0u32; 3];

@@ -78,7 +78,7 @@ pub fn render(cfg: &BenchConfig, r: &Report) -> String {
         targets_text(&cfg.connect),
         cfg.connections,
         cfg.pipeline,
-        cfg.duration.as_secs_f64(),
+        r.elapsed,
         cfg.warmup.as_secs_f64()
     );
     let _ = writeln!(
@@ -166,7 +166,7 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
         targets_text(&cfg.connect),
         if cfg.rate.is_some() { "open" } else { "closed" },
         cfg.rate.map_or("null".to_string(), |v| v.to_string()),
-        cfg.duration.as_secs_f64(),
+        r.elapsed,
         cfg.warmup.as_secs_f64(),
         cfg.connections,
         cfg.pipeline,

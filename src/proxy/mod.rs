@@ -43,7 +43,6 @@ pub mod service;
 pub mod stats;
 pub mod upstream;
 
-use crate::cache::Fifo;
 use crate::conn::Conn;
 use crate::framing::Framing;
 use crate::frontend::{Frontend, Limits};
@@ -69,6 +68,8 @@ pub struct ProxyConfig {
     pub upstream: SocketAddr,
     /// Cache entries at most.
     pub capacity: usize,
+    /// The eviction policy, by name (`crate::cache::POLICIES`).
+    pub policy: &'static str,
     /// An upstream request not answered in this time fails with 504.
     pub upstream_timeout: Duration,
     /// Limits on clients (`bare_idle` also ends a bare upstream's replies).
@@ -87,6 +88,7 @@ impl Default for ProxyConfig {
             listen: "127.0.0.1:8081".parse().expect("literal address"),
             upstream: "127.0.0.1:8080".parse().expect("literal address"),
             capacity: 5,
+            policy: "fifo",
             upstream_timeout: Duration::from_millis(5000),
             limits: Limits::default(),
             upstream_framing: Framing::Line,
@@ -215,11 +217,14 @@ impl Proxy {
     pub fn bind(cfg: ProxyConfig) -> io::Result<Proxy> {
         let reactor = Reactor::new()?;
         let front = Frontend::bind(cfg.listen, cfg.trace_names.0, cfg.limits.clone(), reactor.registry())?;
+        let cache = crate::cache::by_name(cfg.policy, cfg.capacity)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no cache policy {:?}", cfg.policy)))?;
         info!(
-            "proxy listening on {}, upstream {}, cache of {} entries (fifo)",
+            "proxy listening on {}, upstream {}, cache of {} entries ({})",
             front.local_addr(),
             cfg.upstream,
-            cfg.capacity
+            cfg.capacity,
+            cfg.policy
         );
         if cfg.upstream_framing == Framing::Bare {
             log::warn!(
@@ -237,7 +242,7 @@ impl Proxy {
         up.connect(Instant::now());
         let node = ProxyNode {
             front,
-            core: Core::new(Box::new(Fifo::new(cfg.capacity)), cfg.upstream_framing == Framing::Line),
+            core: Core::new(cache, cfg.upstream_framing == Framing::Line),
             up,
             dirty: Vec::new(),
         };

@@ -1,0 +1,214 @@
+//! S3-FIFO: three FIFO queues. New entries go to a small queue (a tenth
+//! of the space); one that is hit while there moves to the main queue
+//! when it reaches the small queue's end, the others leave, remembered in
+//! a ghost queue (indices only, as many as the main queue holds). An
+//! entry whose index is in the ghost queue when it comes back goes
+//! straight to the main queue. The main queue is a CLOCK with a 2-bit
+//! counter: an entry hit since it last passed is reinserted with its
+//! count less one. One-hit wonders leave fast; the rest stay.
+//! Yang et al., "FIFO queues are all you need for cache eviction",
+//! SOSP 2023.
+
+use super::list::{List, Slots};
+use super::{IndexMap, Policy};
+use std::collections::VecDeque;
+
+/// The queue an entry is in (bit 2 of `bits`); bits 0-1 are its count.
+const IN_MAIN: u8 = 4;
+const FREQ: u8 = 3;
+
+/// S3-FIFO.
+#[derive(Debug)]
+pub struct S3Fifo {
+    map: IndexMap<u32>,
+    slots: Slots,
+    small: List,
+    main: List,
+    /// Indices evicted from the small queue, oldest first, with the stamp
+    /// that tells a live ghost from one pushed out since (as in `Fifo`).
+    ghost: VecDeque<(i64, u64)>,
+    ghosts: IndexMap<u64>,
+    next_stamp: u64,
+    small_target: usize,
+    capacity: usize,
+}
+
+impl S3Fifo {
+    /// An empty cache of `capacity` entries (the small queue a tenth of
+    /// it, at least one).
+    pub fn new(capacity: usize) -> S3Fifo {
+        S3Fifo {
+            map: IndexMap::default(),
+            slots: Slots::with_capacity(capacity),
+            small: List::default(),
+            main: List::default(),
+            ghost: VecDeque::new(),
+            ghosts: IndexMap::default(),
+            next_stamp: 0,
+            small_target: (capacity / 10).max(1),
+            capacity,
+        }
+    }
+
+    fn remember(&mut self, index: i64) {
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        self.ghosts.insert(index, stamp);
+        self.ghost.push_back((index, stamp));
+        // As many ghosts as the main queue may hold entries.
+        let limit = self.capacity - self.small_target.min(self.capacity);
+        while self.ghosts.len() > limit.max(1) {
+            let Some((i, s)) = self.ghost.pop_front() else { break };
+            if self.ghosts.get(&i) == Some(&s) {
+                self.ghosts.remove(&i);
+            }
+        }
+        if self.ghost.len() > 2 * self.ghosts.len() + 64 {
+            let ghosts = &self.ghosts;
+            self.ghost.retain(|(i, s)| ghosts.get(i) == Some(s));
+        }
+    }
+
+    /// Makes room for one entry; returns the entry that left the cache.
+    fn evict(&mut self) -> Option<(i64, i64)> {
+        loop {
+            if self.small.len >= self.small_target || self.main.len == 0 {
+                let s = self.small.tail;
+                if self.slots.get(s).bits & FREQ > 0 {
+                    // Hit while in the small queue: on to the main queue.
+                    self.slots.get_mut(s).bits = IN_MAIN;
+                    self.slots.move_to_head(&mut self.small, &mut self.main, s);
+                    continue;
+                }
+                let n = self.slots.remove(&mut self.small, s);
+                self.map.remove(&n.index);
+                self.remember(n.index);
+                return Some((n.index, n.value));
+            }
+            let s = self.main.tail;
+            let bits = self.slots.get(s).bits;
+            if bits & FREQ > 0 {
+                self.slots.get_mut(s).bits = IN_MAIN | ((bits & FREQ) - 1);
+                self.slots.refresh(&mut self.main, s);
+                continue;
+            }
+            let n = self.slots.remove(&mut self.main, s);
+            self.map.remove(&n.index);
+            return Some((n.index, n.value));
+        }
+    }
+}
+
+impl Policy for S3Fifo {
+    fn get(&mut self, index: i64) -> Option<i64> {
+        let &s = self.map.get(&index)?;
+        let n = self.slots.get_mut(s);
+        if n.bits & FREQ < FREQ {
+            n.bits += 1;
+        }
+        Some(n.value)
+    }
+
+    fn insert(&mut self, index: i64, value: i64) -> Option<(i64, i64)> {
+        if let Some(&s) = self.map.get(&index) {
+            self.slots.get_mut(s).value = value;
+            return None;
+        }
+        if self.capacity == 0 {
+            return None;
+        }
+        let evicted = if self.small.len + self.main.len >= self.capacity {
+            self.evict()
+        } else {
+            None
+        };
+        let s = if self.ghosts.remove(&index).is_some() {
+            self.slots.push_head(&mut self.main, index, value, IN_MAIN)
+        } else {
+            self.slots.push_head(&mut self.small, index, value, 0)
+        };
+        self.map.insert(index, s);
+        evicted
+    }
+
+    fn update(&mut self, index: i64, value: i64) -> bool {
+        match self.map.get(&index) {
+            Some(&s) => {
+                self.slots.get_mut(s).value = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&mut self, index: i64) {
+        if let Some(s) = self.map.remove(&index) {
+            if self.slots.get(s).bits & IN_MAIN != 0 {
+                self.slots.remove(&mut self.main, s);
+            } else {
+                self.slots.remove(&mut self.small, s);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.slots.clear();
+        self.small = List::default();
+        self.main = List::default();
+        self.ghost.clear();
+        self.ghosts.clear();
+    }
+
+    /// The small queue oldest first, then the main queue oldest first (a
+    /// simplification: hits may send entries of either on to the end).
+    fn entries(&self) -> Vec<(i64, i64)> {
+        let mut v = self.slots.oldest_first(&self.small);
+        v.extend(self.slots.oldest_first(&self.main));
+        v
+    }
+
+    fn len(&self) -> usize {
+        self.small.len + self.main.len
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn name(&self) -> &'static str {
+        "s3fifo"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_hit_wonders_leave_by_the_small_queue_and_ghosts_come_back_to_main() {
+        let mut c = S3Fifo::new(10); // small queue target: 1 entry
+        for i in 0..10 {
+            c.insert(i, i);
+        }
+        let in_main = |c: &S3Fifo, i: i64| c.slots.get(c.map[&i]).bits & IN_MAIN != 0;
+        // 0 is hit while in the small queue: at its end it moves to the
+        // main queue, and 1 (never hit) leaves, remembered as a ghost.
+        c.get(0);
+        assert_eq!(c.insert(10, 10), Some((1, 1)));
+        assert!(in_main(&c, 0), "0 promoted");
+        assert!(c.ghosts.contains_key(&1));
+        // 1 comes back: a ghost hit, straight into the main queue; the
+        // small queue's oldest (2) makes room.
+        assert_eq!(c.insert(1, 1), Some((2, 2)));
+        assert!(in_main(&c, 1));
+        assert!(!c.ghosts.contains_key(&1));
+        assert_eq!(c.len(), 10);
+        // The main queue is a CLOCK: 0, hit again, survives a pass.
+        c.get(0);
+        for i in 20..40 {
+            c.insert(i, i);
+        }
+        assert!(c.len() <= 10);
+    }
+}
