@@ -19,16 +19,9 @@
 set -euo pipefail
 BIN=${1:-target/release/tablecache}; R=${2:-3}; D=${3:-3}
 tmp=$(mktemp -d)
-pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-start() { # name args... (address left in $addr)
-  local name=$1; shift
-  "$BIN" "$@" --listen 127.0.0.1:0 --log-level warn >"$tmp/$name" 2>/dev/null &
-  pids+=($!)
-  until grep -qs listening "$tmp/$name"; do sleep 0.05; done
-  addr=$(sed 's/listening on //' "$tmp/$name")
-}
-stop_all() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; pids=(); }
+# shellcheck source=benches/nodes.sh
+. "$(dirname "$0")/nodes.sh"
 field() { tr ';' '\n' | sed -n "s/^$1=//p"; }
 summary() { python3 -c '
 import json,sys

@@ -323,9 +323,13 @@ pub struct BenchArgs {
     /// Indices per request.
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: u64,
-    /// uniform or zipf:S.
-    #[arg(long, value_name = "D", default_value = "uniform", value_parser = parse_dist)]
+    /// uniform or zipf:S (the generator `tablecache sim` uses).
+    #[arg(long, alias = "distribution", value_name = "D", default_value = "uniform", value_parser = parse_dist)]
     pub dist: Dist,
+    /// Write every index read (GET, ADD), one a line in the order
+    /// requested, to FILE: a trace for `tablecache sim --trace FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
     /// Seed of the random choices [default: fixed].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -380,6 +384,7 @@ impl BenchArgs {
             progress: !self.json && !self.quiet,
             seed: self.seed.unwrap_or(d.seed),
             requests: self.requests,
+            record: self.record.is_some(),
         })
     }
 }
@@ -409,12 +414,37 @@ pub struct SimArgs {
     /// keys up to all of them, doubling].
     #[arg(long, value_name = "C[,C..]", value_delimiter = ',')]
     pub capacities: Vec<usize>,
+    /// Generated trace: mix in scans, this share of the requests (runs of
+    /// 100 indices read once, beyond --keys).
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    pub scan: f64,
     /// One JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the miss-ratio curves into FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 impl SimArgs {
+    /// A title for the curves: what the trace is.
+    pub fn title(&self) -> String {
+        match &self.trace {
+            Some(path) => format!("miss ratio, trace {path}"),
+            None if self.scan > 0.0 => format!(
+                "miss ratio, Zipf {} over {} keys, {} requests, {:.0}% scans",
+                self.zipf,
+                self.keys,
+                self.requests,
+                self.scan * 100.0
+            ),
+            None => format!(
+                "miss ratio, Zipf {} over {} keys, {} requests",
+                self.zipf, self.keys, self.requests
+            ),
+        }
+    }
+
     /// The trace asked for.
     pub fn trace(&self) -> Result<Vec<i64>, String> {
         match self.trace.as_deref() {
@@ -435,8 +465,16 @@ impl SimArgs {
                 } else {
                     Dist::Zipf(self.zipf)
                 };
+                if !(0.0..1.0).contains(&self.scan) {
+                    return Err("--scan must be from 0 up to (not including) 1".into());
+                }
                 let seed = self.seed.unwrap_or(BenchConfig::default().seed);
-                Ok(crate::sim::generate(self.keys, self.requests, &dist, seed))
+                let t = crate::sim::generate(self.keys, self.requests, &dist, seed);
+                Ok(if self.scan > 0.0 {
+                    crate::sim::with_scans(&t, self.keys, self.scan, seed)
+                } else {
+                    t
+                })
             }
         }
     }

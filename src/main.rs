@@ -50,6 +50,12 @@ fn main() -> ExitCode {
                 a.capacities.clone()
             };
             let rows = tablecache::sim::run(&trace, &caps);
+            if let Some(path) = &a.svg {
+                if let Err(e) = std::fs::write(path, tablecache::sim::svg(&rows, &a.title())) {
+                    eprintln!("tablecache sim: cannot write {}: {e}", path.display());
+                    return ExitCode::from(1);
+                }
+            }
             if a.json {
                 tablecache::outln!("{}", tablecache::sim::json(&rows));
             } else {
@@ -86,6 +92,13 @@ fn cmd_bench(a: BenchArgs) -> ExitCode {
     tablecache::trace::init_logging(a.log.level(log::LevelFilter::Warn));
     match tablecache::bench::run(cfg.clone()) {
         Ok(report) => {
+            if let Some(path) = &a.record {
+                let text: String = report.recorded.iter().map(|k| format!("{k}\n")).collect();
+                if let Err(e) = std::fs::write(path, text) {
+                    eprintln!("tablecache bench: cannot write {}: {e}", path.display());
+                    return ExitCode::from(1);
+                }
+            }
             if a.quiet {
                 tablecache::bench::print_quiet(&report);
             } else {

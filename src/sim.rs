@@ -118,6 +118,138 @@ pub fn generate(keys: u64, requests: usize, dist: &Dist, seed: u64) -> Vec<i64> 
     key_stream(keys, dist, seed, requests)
 }
 
+/// Mixes scans into `trace`: about a fraction `share` of the requests
+/// become runs of 100 consecutive indices taken beyond the trace's keys
+/// (`keys..2*keys`: read once and never again, the pattern that flushes
+/// a FIFO or LRU cache). Seeded, so the same arguments give the same trace.
+pub fn with_scans(trace: &[i64], keys: u64, share: f64, seed: u64) -> Vec<i64> {
+    const RUN: usize = 100;
+    let mut x = seed | 1;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let start_odds = (share / RUN as f64).clamp(0.0, 1.0);
+    let mut out = Vec::with_capacity(trace.len());
+    let mut base = trace.iter();
+    let mut scan: Option<(i64, usize)> = None;
+    while out.len() < trace.len() {
+        if let Some((next, left)) = scan {
+            out.push(next);
+            scan = (left > 1).then_some((next + 1, left - 1));
+            continue;
+        }
+        if (rnd() >> 11) as f64 / (1u64 << 53) as f64 <= start_odds {
+            let from = keys as i64 + (rnd() % keys.max(1)) as i64;
+            scan = Some((from, RUN));
+            continue;
+        }
+        match base.next() {
+            Some(&k) => out.push(k),
+            None => break,
+        }
+    }
+    out
+}
+
+/// The miss-ratio curves as a self-contained SVG: capacity across (log
+/// scale), miss ratio up, a line per policy, MIN dashed.
+pub fn svg(rows: &[Row], title: &str) -> String {
+    let (w, h, left, right, top, bottom) = (760.0, 460.0, 70.0, 150.0, 50.0, 60.0);
+    let mut caps: Vec<usize> = rows.iter().map(|r| r.capacity.max(1)).collect();
+    caps.sort_unstable();
+    caps.dedup();
+    let (lo, hi) = (caps[0] as f64, *caps.last().unwrap_or(&1) as f64);
+    let span = (hi / lo).log2().max(1e-9);
+    let top_ratio = rows.iter().map(|r| r.miss_ratio()).fold(0.0f64, f64::max);
+    let ymax = ((top_ratio * 10.0).ceil() / 10.0).max(0.1);
+    let x = |c: usize| left + (w - left - right) * ((c.max(1) as f64 / lo).log2() / span);
+    let y = |r: f64| top + (h - top - bottom) * (1.0 - r / ymax);
+    let esc = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = write!(s, r#"<text x="{left}" y="28" font-size="15">{}</text>"#, esc(title));
+    // Axes, grid and ticks.
+    let _ = write!(
+        s,
+        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
+        h - bottom,
+        w - right,
+        h - bottom,
+        h - bottom
+    );
+    let steps = (ymax * 10.0).round() as usize;
+    for k in 0..=steps {
+        let r = k as f64 / 10.0;
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#ddd"/><text x="{2}" y="{3:.1}" text-anchor="end">{r:.1}</text>"##,
+            y(r),
+            w - right,
+            left - 6.0,
+            y(r) + 4.0
+        );
+    }
+    for &c in &caps {
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{c}</text>"#,
+            x(c),
+            h - bottom + 18.0
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="{:.1}" y="{}" text-anchor="middle">cache capacity (entries, log scale)</text>"#,
+        left + (w - left - right) / 2.0,
+        h - 15.0
+    );
+    let _ = write!(
+        s,
+        r#"<text x="18" y="{:.1}" transform="rotate(-90 18 {:.1})" text-anchor="middle">miss ratio</text>"#,
+        top + (h - top - bottom) / 2.0,
+        top + (h - top - bottom) / 2.0
+    );
+    // One line per policy.
+    let colors = [
+        ("fifo", "#d62728", ""),
+        ("lru", "#1f77b4", ""),
+        ("clock", "#ff7f0e", ""),
+        ("sieve", "#2ca02c", ""),
+        ("s3fifo", "#9467bd", ""),
+        ("min", "#000000", r#" stroke-dasharray="6 4""#),
+    ];
+    for (n, (name, color, dash)) in colors.iter().enumerate() {
+        let pts: Vec<String> = caps
+            .iter()
+            .filter_map(|&c| rows.iter().find(|r| r.policy == *name && r.capacity.max(1) == c))
+            .map(|r| format!("{:.1},{:.1}", x(r.capacity), y(r.miss_ratio())))
+            .collect();
+        let _ = write!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
+            pts.join(" ")
+        );
+        let ly = top + 20.0 * n as f64;
+        let _ = write!(
+            s,
+            r#"<line x1="{0}" y1="{ly}" x2="{1}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{2}" y="{3}">{name}</text>"#,
+            w - right + 15.0,
+            w - right + 45.0,
+            w - right + 52.0,
+            ly + 4.0
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
 /// A trace from text: one index a line, or protocol lines (`OP=GET;IND=..`)
 /// whose GET and ADD indices are taken in order (other operations are
 /// skipped). Blank lines and `#` comments are skipped; anything else is
@@ -220,6 +352,27 @@ mod tests {
         let t = parse_trace("3\n# c\n\nOP=GET;IND=1,2\nOP=PUT;IND=9;DATA=1\nop=add;ind=4\n5\n").unwrap();
         assert_eq!(t, [3, 1, 2, 4, 5]);
         assert!(parse_trace("x").unwrap_err().starts_with("line 1:"));
+    }
+
+    #[test]
+    fn scans_are_mixed_in_at_about_the_share_asked() {
+        let base: Vec<i64> = (0..20_000).map(|i| i % 50).collect();
+        let t = with_scans(&base, 50, 0.2, 7);
+        assert_eq!(t.len(), base.len());
+        let scanned = t.iter().filter(|&&k| k >= 50).count() as f64 / t.len() as f64;
+        assert!((0.1..0.3).contains(&scanned), "{scanned}");
+        assert_eq!(t, with_scans(&base, 50, 0.2, 7), "seeded");
+    }
+
+    #[test]
+    fn the_svg_draws_a_line_per_policy_and_min_dashed() {
+        let rows = run(&[1, 2, 1, 3, 1, 4, 2, 5], &[1, 2, 4]);
+        let svg = svg(&rows, "a <test>");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), POLICIES.len() + 1);
+        assert_eq!(svg.matches("stroke-dasharray").count(), 2, "MIN's line and its legend");
+        assert!(svg.contains("a &lt;test&gt;"));
+        assert!(!svg.contains("<script"), "self-contained, no script");
     }
 
     #[test]

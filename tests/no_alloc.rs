@@ -79,3 +79,33 @@ fn a_steady_stream_of_requests_allocates_nothing() {
     COUNTING.with(|c| c.set(false));
     assert_eq!(after - before, 0, "{} allocations in 40,000 requests", after - before);
 }
+
+#[test]
+fn every_policy_hits_misses_and_evicts_without_allocating_once_warm() {
+    // A cache of 50 over 500 keys, read in a skewed order: hits, misses
+    // and evictions (and, for S3-FIFO, ghost hits) all happen.
+    let keys: Vec<i64> = (0..20_000u64).map(|i| ((i * 7919) % 997 % 500) as i64).collect();
+    for name in tablecache::cache::POLICIES {
+        let mut cache = tablecache::cache::by_name(name, 50).unwrap();
+        let pass = |cache: &mut dyn Policy| {
+            for &k in &keys {
+                if cache.get(k).is_none() {
+                    cache.insert(k, k);
+                }
+            }
+        };
+        pass(&mut *cache); // warm: slots, maps and queues reach their size
+        pass(&mut *cache);
+        COUNTING.with(|c| c.set(true));
+        let before = ALLOCS.load(Ordering::SeqCst);
+        pass(&mut *cache);
+        let after = ALLOCS.load(Ordering::SeqCst);
+        COUNTING.with(|c| c.set(false));
+        assert_eq!(
+            after - before,
+            0,
+            "{name}: {} allocations in 20,000 requests",
+            after - before
+        );
+    }
+}

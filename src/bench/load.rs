@@ -94,6 +94,8 @@ pub(super) struct Bench {
     pub(super) measured: u64,
     /// Requests sent so far (`-n` stops sending at its count).
     pub(super) sent: u64,
+    /// Indices read, in order, with `--record`.
+    pub(super) recorded: Vec<i64>,
     /// Measuring starts here (after the warm-up) and ends at `end`.
     pub(super) measure_from: Instant,
     pub(super) end: Instant,
@@ -144,6 +146,9 @@ impl Bench {
             if op == Op::Put {
                 self.data.push((self.rng.next() % 1_000_000) as i64);
             }
+        }
+        if self.cfg.record && matches!(op, Op::Get | Op::Add) {
+            self.recorded.extend_from_slice(&self.ind);
         }
         let conn = &mut self.conns[key];
         encode_request(&mut conn.output, op, &self.ind, &self.data);

@@ -81,6 +81,8 @@ pub struct BenchConfig {
     /// Send this many requests, then stop (`-n`; `None`: run for
     /// `duration`). Every one is measured: pair it with no warm-up.
     pub requests: Option<u64>,
+    /// Keep every index read, in order (`--record`; 8 bytes a key).
+    pub record: bool,
 }
 
 impl Default for BenchConfig {
@@ -99,6 +101,7 @@ impl Default for BenchConfig {
             progress: false,
             seed: 0x5eed,
             requests: None,
+            record: false,
         }
     }
 }
@@ -163,6 +166,9 @@ pub struct Report {
     pub backlogged: u64,
     /// CPU time the generator used, as a fraction of the wall time.
     pub cpu: Option<f64>,
+    /// With `BenchConfig::record`: every index read (GET, ADD), in the
+    /// order requested — a trace for `tablecache sim`.
+    pub recorded: Vec<i64>,
 }
 
 impl Report {
@@ -231,6 +237,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         errors: BTreeMap::new(),
         measured: 0,
         sent: 0,
+        recorded: Vec::new(),
         measure_from: now,
         end: now,
         sched_start: now,
@@ -369,6 +376,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         }),
         backlogged: b.backlogged,
         cpu,
+        recorded: std::mem::take(&mut b.recorded),
     })
 }
 
