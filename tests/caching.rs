@@ -98,6 +98,16 @@ fn sim_records_and_replays_a_bench_trace() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let trace = std::fs::read_to_string(&file).unwrap();
     assert_eq!(trace.lines().count(), 500, "one index a request");
+    // A GET-only run draws exactly the keys sim generates from the same
+    // seed: a live run and a simulation can be compared without a record.
+    let generated = tablecache::sim::generate(
+        10,
+        500,
+        &Dist::Zipf(1.0),
+        tablecache::bench::BenchConfig::default().seed,
+    );
+    let recorded: Vec<i64> = trace.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(recorded, generated);
     // The live proxy's hits over the run are what sim says for that trace.
     let sts = Peer::connect(p.addr.parse().unwrap()).ask("OP=STS");
     let hits: u64 = field(&sts, "HITS").unwrap().parse().unwrap();

@@ -117,7 +117,15 @@ pub(super) fn invalid(msg: String) -> io::Error {
 
 impl Bench {
     pub(super) fn choose_op(&mut self) -> Op {
-        let [g, p, _a] = self.cfg.mix;
+        let [g, p, a] = self.cfg.mix;
+        // One kind only: no draw, so the keys drawn are exactly the
+        // sequence `tablecache sim` generates from the same seed.
+        match (g, p, a) {
+            (_, 0, 0) => return Op::Get,
+            (0, _, 0) => return Op::Put,
+            (0, 0, _) => return Op::Add,
+            _ => {}
+        }
         let total: u32 = self.cfg.mix.iter().sum();
         let r = (self.rng.next() % total as u64) as u32;
         if r < g {
