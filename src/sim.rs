@@ -119,9 +119,9 @@ pub fn generate(keys: u64, requests: usize, dist: &Dist, seed: u64) -> Vec<i64> 
 }
 
 /// Mixes scans into `trace`: about a fraction `share` of the requests
-/// become runs of 100 consecutive indices taken beyond the trace's keys
-/// (`keys..2*keys`: read once and never again, the pattern that flushes
-/// a FIFO or LRU cache). Seeded, so the same arguments give the same trace.
+/// become runs of 100 consecutive indices beyond the trace's keys, each
+/// read once and never again (the pattern that flushes a FIFO or LRU
+/// cache). Seeded, so the same arguments give the same trace.
 pub fn with_scans(trace: &[i64], keys: u64, share: f64, seed: u64) -> Vec<i64> {
     const RUN: usize = 100;
     let mut x = seed | 1;
@@ -131,19 +131,24 @@ pub fn with_scans(trace: &[i64], keys: u64, share: f64, seed: u64) -> Vec<i64> {
         x ^= x << 17;
         x
     };
-    let start_odds = (share / RUN as f64).clamp(0.0, 1.0);
+    // A scan starts before a base request with these odds: then scans
+    // take `share` of the requests (a run is RUN long, a base request 1).
+    let r = RUN as f64;
+    let start_odds = (share / (r - (r - 1.0) * share)).clamp(0.0, 1.0);
     let mut out = Vec::with_capacity(trace.len());
     let mut base = trace.iter();
     let mut scan: Option<(i64, usize)> = None;
+    // Each scan reads indices no scan read before.
+    let mut fresh = keys as i64;
     while out.len() < trace.len() {
         if let Some((next, left)) = scan {
             out.push(next);
             scan = (left > 1).then_some((next + 1, left - 1));
             continue;
         }
-        if (rnd() >> 11) as f64 / (1u64 << 53) as f64 <= start_odds {
-            let from = keys as i64 + (rnd() % keys.max(1)) as i64;
-            scan = Some((from, RUN));
+        if ((rnd() >> 11) as f64 / (1u64 << 53) as f64) < start_odds {
+            scan = Some((fresh, RUN));
+            fresh += RUN as i64;
             continue;
         }
         match base.next() {
@@ -339,7 +344,7 @@ mod tests {
     #[test]
     fn belady_on_a_textbook_trace() {
         // 7 0 1 2 0 3 0 4 2 3 0 3 2 with 3 frames: 7 misses with MIN
-        // (9 with FIFO, 10 with LRU: the classic page-replacement exercise).
+        // (10 with FIFO, 9 with LRU: the classic page-replacement exercise).
         let t = [7, 0, 1, 2, 0, 3, 0, 4, 2, 3, 0, 3, 2];
         assert_eq!(belady(&t, 3), 7);
         assert_eq!(replay(&mut crate::cache::Fifo::new(3), &t), 10);
@@ -356,11 +361,14 @@ mod tests {
 
     #[test]
     fn scans_are_mixed_in_at_about_the_share_asked() {
-        let base: Vec<i64> = (0..20_000).map(|i| i % 50).collect();
+        let base: Vec<i64> = (0..200_000).map(|i| i % 50).collect();
         let t = with_scans(&base, 50, 0.2, 7);
         assert_eq!(t.len(), base.len());
-        let scanned = t.iter().filter(|&&k| k >= 50).count() as f64 / t.len() as f64;
-        assert!((0.1..0.3).contains(&scanned), "{scanned}");
+        let scanned: Vec<i64> = t.iter().copied().filter(|&k| k >= 50).collect();
+        let share = scanned.len() as f64 / t.len() as f64;
+        assert!((0.18..0.22).contains(&share), "{share}");
+        let distinct: std::collections::HashSet<i64> = scanned.iter().copied().collect();
+        assert_eq!(distinct.len(), scanned.len(), "each scanned index read once");
         assert_eq!(t, with_scans(&base, 50, 0.2, 7), "seeded");
     }
 
@@ -386,6 +394,53 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn every_operation_keeps_each_policy_within_its_capacity_and_consistent(
+            ops in proptest::collection::vec((0u8..10, -3i64..12), 0..400),
+            capacity in 0usize..8,
+        ) {
+            for name in POLICIES {
+                let mut p = by_name(name, capacity).unwrap();
+                let mut model: std::collections::HashMap<i64, i64> = Default::default();
+                for &(op, k) in &ops {
+                    match op {
+                        0..=4 => {
+                            let got = p.get(k);
+                            prop_assert!(got.is_none() || got == model.get(&k).copied(), "{name}: get {k}");
+                            if got.is_none() {
+                                if let Some((out, _)) = p.insert(k, k * 10) {
+                                    model.remove(&out);
+                                }
+                                if capacity > 0 {
+                                    model.insert(k, k * 10);
+                                }
+                            }
+                        }
+                        5 | 6 => {
+                            if p.update(k, k * 100) {
+                                prop_assert!(model.contains_key(&k));
+                                model.insert(k, k * 100);
+                            }
+                        }
+                        7 | 8 => {
+                            p.remove(k);
+                            model.remove(&k);
+                        }
+                        _ => {
+                            p.clear();
+                            model.clear();
+                        }
+                    }
+                    prop_assert!(p.len() <= capacity, "{name} holds {} > {capacity}", p.len());
+                    let mut held = p.entries();
+                    held.sort_unstable();
+                    let mut want: Vec<(i64, i64)> = model.iter().map(|(&k, &v)| (k, v)).collect();
+                    want.sort_unstable();
+                    prop_assert_eq!(held, want, "{}: entries", name);
+                }
+            }
+        }
 
         #[test]
         fn min_never_misses_more_and_no_policy_outgrows_its_capacity(

@@ -6,15 +6,14 @@
 
 use super::{IndexMap, Policy};
 
-/// An empty place in the ring.
-const EMPTY: i64 = i64::MIN;
-
 /// One place of the ring.
 #[derive(Debug, Clone, Copy)]
 struct Place {
     index: i64,
     value: i64,
     referenced: bool,
+    /// False for a place emptied by a removal.
+    occupied: bool,
 }
 
 /// FIFO with a reference bit (second chance).
@@ -24,8 +23,6 @@ pub struct Clock {
     ring: Vec<Place>,
     /// The next place the hand looks at.
     hand: usize,
-    /// Places emptied by a removal, reused before the hand sweeps.
-    holes: Vec<u32>,
     capacity: usize,
 }
 
@@ -46,7 +43,7 @@ impl Clock {
             let at = self.hand;
             self.hand = (self.hand + 1) % n;
             let p = &mut self.ring[at];
-            if p.index == EMPTY {
+            if !p.occupied {
                 continue;
             }
             if p.referenced {
@@ -78,16 +75,24 @@ impl Policy for Clock {
             index,
             value,
             referenced: false,
+            occupied: true,
         };
-        if let Some(at) = self.holes.pop() {
-            self.ring[at as usize] = new;
-            self.map.insert(index, at);
-            return None;
-        }
         if self.ring.len() < self.capacity {
             self.ring.push(new);
             self.map.insert(index, (self.ring.len() - 1) as u32);
             return None;
+        }
+        if self.map.len() < self.capacity {
+            // Not full, yet the ring is: a removal left a place empty. The
+            // first one the hand would meet takes the new entry, as if it
+            // had been evicted there (rare: a linear look, after removals).
+            let n = self.ring.len();
+            if let Some(at) = (0..n).map(|k| (self.hand + k) % n).find(|&at| !self.ring[at].occupied) {
+                self.ring[at] = new;
+                self.hand = (at + 1) % n;
+                self.map.insert(index, at as u32);
+                return None;
+            }
         }
         let at = self.victim();
         let old = std::mem::replace(&mut self.ring[at], new);
@@ -108,15 +113,13 @@ impl Policy for Clock {
 
     fn remove(&mut self, index: i64) {
         if let Some(at) = self.map.remove(&index) {
-            self.ring[at as usize].index = EMPTY;
-            self.holes.push(at);
+            self.ring[at as usize].occupied = false;
         }
     }
 
     fn clear(&mut self) {
         self.map.clear();
         self.ring.clear();
-        self.holes.clear();
         self.hand = 0;
     }
 
@@ -124,7 +127,7 @@ impl Policy for Clock {
     /// entry with its bit set is passed once before it can go).
     fn entries(&self) -> Vec<(i64, i64)> {
         let n = self.ring.len();
-        let live = |p: &&Place| p.index != EMPTY;
+        let live = |p: &&Place| p.occupied;
         let sweep = (0..n).map(|k| &self.ring[(self.hand + k) % n]);
         let first: Vec<(i64, i64)> = sweep
             .clone()
@@ -168,5 +171,25 @@ mod tests {
         c.remove(4);
         assert_eq!(c.insert(7, 70), None, "a removed entry's place is reused");
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn an_entry_in_a_freed_place_is_not_the_next_victim_and_any_index_works() {
+        let mut c = Clock::new(3);
+        for k in [1, 2, 3] {
+            c.insert(k, k);
+        }
+        assert_eq!(c.insert(4, 4), Some((1, 1)));
+        c.remove(2);
+        assert_eq!(c.insert(5, 5), None);
+        assert_eq!(
+            c.insert(6, 6),
+            Some((3, 3)),
+            "the oldest unreferenced, not the newcomer"
+        );
+        let mut one = Clock::new(1);
+        one.insert(i64::MIN, 1);
+        assert_eq!(one.insert(0, 2), Some((i64::MIN, 1)));
+        assert_eq!(one.entries(), vec![(0, 2)]);
     }
 }

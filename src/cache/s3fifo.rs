@@ -117,12 +117,15 @@ impl Policy for S3Fifo {
         if self.capacity == 0 {
             return None;
         }
+        // Looked up before evicting: the eviction may push the oldest
+        // ghost out, and it may be this one.
+        let ghost_hit = self.ghosts.remove(&index).is_some();
         let evicted = if self.small.len + self.main.len >= self.capacity {
             self.evict()
         } else {
             None
         };
-        let s = if self.ghosts.remove(&index).is_some() {
+        let s = if ghost_hit {
             self.slots.push_head(&mut self.main, index, value, IN_MAIN)
         } else {
             self.slots.push_head(&mut self.small, index, value, 0)
@@ -160,8 +163,11 @@ impl Policy for S3Fifo {
         self.ghosts.clear();
     }
 
-    /// The small queue oldest first, then the main queue oldest first (a
-    /// simplification: hits may send entries of either on to the end).
+    /// The small queue oldest first, then the main queue oldest first: the
+    /// order in which entries reach a queue's end, where an entry hit
+    /// since it got there moves on (to the main queue, or round it again)
+    /// instead of leaving. So this lists the next victim first only when
+    /// nothing was hit (docs/caching.md says so).
     fn entries(&self) -> Vec<(i64, i64)> {
         let mut v = self.slots.oldest_first(&self.small);
         v.extend(self.slots.oldest_first(&self.main));
@@ -184,6 +190,20 @@ impl Policy for S3Fifo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_returning_index_finds_its_ghost_even_when_the_eviction_drops_the_oldest() {
+        let mut c = S3Fifo::new(3);
+        for k in [1, 2, 3] {
+            c.insert(k, k);
+        }
+        c.get(1);
+        c.insert(4, 4);
+        c.insert(5, 5); // ghosts now 2 and 3 (the limit: 2)
+        assert!(c.ghosts.contains_key(&2));
+        c.insert(2, 2); // its eviction remembers another: 2 must not be lost
+        assert_ne!(c.slots.get(c.map[&2]).bits & IN_MAIN, 0, "2 went straight to main");
+    }
 
     #[test]
     fn one_hit_wonders_leave_by_the_small_queue_and_ghosts_come_back_to_main() {
