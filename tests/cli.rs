@@ -71,13 +71,11 @@ fn piped_commands_one_result_per_line() {
 
 #[test]
 fn cannot_connect_exits_2() {
-    // A port that was free a moment ago: bind, read it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (code, _) = client(&format!("127.0.0.1:{port}"), &["get", "1"]);
+    // Bound but never listening, and kept bound: nobody can take it.
+    let (addr, mut holder) = dead_addr();
+    let (code, _) = client(&addr.to_string(), &["get", "1"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
     assert_eq!(code, 2);
 }
 

@@ -205,3 +205,23 @@ pub fn spawn_server_and_proxy(proxy_args: &[&str]) -> (Proc, Proc) {
     let proxy = spawn_node(&args);
     (server, proxy)
 }
+
+/// An address nothing listens on, and nothing else can take while the
+/// returned process lives: a TCP socket bound to it but never listening
+/// (held by a small Python process), so a connect there is refused.
+pub fn dead_addr() -> (SocketAddr, Child) {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\nprint(s.getsockname()[1],flush=True)\ntime.sleep(120)",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().expect("a port");
+    (SocketAddr::from(([127, 0, 0, 1], port)), child)
+}
