@@ -302,6 +302,70 @@ mod tests {
     }
 
     #[test]
+    fn a_framer_told_its_peer_is_bare_stops_waiting_for_newlines() {
+        let mut f = Framer::new(Framing::Line);
+        f.set_framing(Framing::Bare);
+        assert_eq!(f.framing(), Framing::Bare);
+        let mut input = Buffer::new();
+        input.extend(b"OP=GET;IND=1");
+        assert!(
+            f.waits_for_pause(&input),
+            "a bare message ends with a pause, not a newline"
+        );
+    }
+
+    #[test]
+    fn only_a_bare_or_undecided_framer_with_input_waits_for_a_pause() {
+        let mut input = Buffer::new();
+        assert!(!Framer::new(Framing::Bare).waits_for_pause(&input), "nothing to end");
+        input.extend(b"OP=GET");
+        assert!(
+            !Framer::new(Framing::Line).waits_for_pause(&input),
+            "a line ends with its newline"
+        );
+        assert!(Framer::new(Framing::Detect).waits_for_pause(&input));
+    }
+
+    #[test]
+    fn detection_gives_up_waiting_for_a_newline_one_byte_past_the_bound() {
+        // max 10: 11 bytes may still be a 10-byte body and its `\r`.
+        let mut f = Framer::new(Framing::Detect);
+        let mut input = Buffer::new();
+        input.extend(b"OP=GET;IND");
+        input.extend(b"=");
+        assert_eq!(f.next(&mut input, 10), Frame::Incomplete);
+        assert_eq!(f.framing(), Framing::Detect);
+        input.extend(b"1");
+        assert!(matches!(f.next(&mut input, 10), Frame::Oversize(_)));
+        assert_eq!(f.framing(), Framing::Line);
+    }
+
+    #[test]
+    fn a_bare_burst_of_exactly_the_bound_is_a_message_and_one_more_is_not() {
+        let mut f = Framer::new(Framing::Bare);
+        let mut input = Buffer::new();
+        input.extend(b"OP=CLR;;;;");
+        f.end_burst();
+        assert_eq!(f.next(&mut input, 10), Frame::Complete { body: 10, total: 10 });
+        f.consume(&mut input, 10);
+        // Eleven bytes: refused, and the rest of that burst is dropped
+        // until the pause; the next burst is a message again.
+        input.extend(b"OP=CLR;;;;;");
+        assert!(matches!(f.next(&mut input, 10), Frame::Oversize(_)));
+        input.extend(b"more of it");
+        assert_eq!(f.next(&mut input, 10), Frame::Incomplete);
+        assert!(input.is_empty(), "dropped");
+        // Its last bytes look like a message, but they end the same burst.
+        input.extend(b"OP=CLR");
+        f.end_burst();
+        assert_eq!(f.next(&mut input, 10), Frame::Incomplete, "still the oversize burst");
+        assert!(input.is_empty());
+        input.extend(b"OP=CLR");
+        f.end_burst();
+        assert_eq!(f.next(&mut input, 10), Frame::Complete { body: 6, total: 6 });
+    }
+
+    #[test]
     fn check_line_oversize() {
         assert_eq!(check_line(b"12345\n", 0, 4), LineScan::Oversize(Some(6)));
         assert_eq!(check_line(b"1234\r\n", 0, 4), LineScan::Line { body: 4, total: 6 });

@@ -168,4 +168,19 @@ mod tests {
         );
         assert!(run(&mut t, Op::Get, &[1_000_000], &[]).is_err());
     }
+
+    #[test]
+    fn size_and_check_say_what_the_table_takes() {
+        let t = Table::new(7);
+        assert_eq!(t.size(), 7);
+        assert!(t.check(&Request::new(Op::Put, &[0, 6], &[1, 2])).is_ok());
+        assert_eq!(
+            t.check(&Request::new(Op::Put, &[0, 7], &[1, 2])),
+            Err(Problem::OutOfRange { index: 7, size: 7 })
+        );
+        assert_eq!(
+            t.check(&Request::new(Op::Get, &[-1], &[])),
+            Err(Problem::OutOfRange { index: -1, size: 7 })
+        );
+    }
 }
