@@ -4,6 +4,8 @@
 //! cache is full nothing is allocated: a slot freed by an eviction is the
 //! one the next insertion takes.
 
+use super::IndexMap;
+
 /// No slot.
 pub const NIL: u32 = u32::MAX;
 
@@ -73,6 +75,18 @@ impl Slots {
     /// The next slot toward the head.
     pub fn newer(&self, s: u32) -> u32 {
         self.nodes[s as usize].prev
+    }
+
+    /// Sets the value held for `index` (found through `map`), if held:
+    /// a write-through, or a re-insertion, which leaves the order alone.
+    pub fn set_value(&mut self, map: &IndexMap<u32>, index: i64, value: i64) -> bool {
+        match map.get(&index) {
+            Some(&s) => {
+                self.nodes[s as usize].value = value;
+                true
+            }
+            None => false,
+        }
     }
 
     /// A new entry at the head of `list`; returns its slot.

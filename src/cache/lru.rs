@@ -56,13 +56,7 @@ impl Policy for Lru {
 
     fn update(&mut self, index: i64, value: i64) -> bool {
         // A write-through is not a use: the order stays.
-        match self.map.get(&index) {
-            Some(&s) => {
-                self.slots.get_mut(s).value = value;
-                true
-            }
-            None => false,
-        }
+        self.slots.set_value(&self.map, index, value)
     }
 
     fn remove(&mut self, index: i64) {

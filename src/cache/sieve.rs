@@ -65,8 +65,7 @@ impl Policy for Sieve {
     }
 
     fn insert(&mut self, index: i64, value: i64) -> Option<(i64, i64)> {
-        if let Some(&s) = self.map.get(&index) {
-            self.slots.get_mut(s).value = value;
+        if self.slots.set_value(&self.map, index, value) {
             return None;
         }
         if self.capacity == 0 {
@@ -79,13 +78,7 @@ impl Policy for Sieve {
     }
 
     fn update(&mut self, index: i64, value: i64) -> bool {
-        match self.map.get(&index) {
-            Some(&s) => {
-                self.slots.get_mut(s).value = value;
-                true
-            }
-            None => false,
-        }
+        self.slots.set_value(&self.map, index, value)
     }
 
     fn remove(&mut self, index: i64) {

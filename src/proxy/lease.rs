@@ -116,6 +116,16 @@ impl Lease {
         }
     }
 
+    /// The mode for a request handled now: the clock is read only when a
+    /// lease is held (a proxy without leases pays nothing per request).
+    pub fn mode_now(&mut self) -> Mode {
+        match self.state {
+            State::Refused => Mode::Alone,
+            State::Asking => Mode::Lapsed,
+            State::Granted(_) => self.mode(Instant::now()),
+        }
+    }
+
     /// The mode for a request handled at `now`.
     pub fn mode(&mut self, now: Instant) -> Mode {
         match (self.state, self.until) {
@@ -182,5 +192,10 @@ mod tests {
         l.connected();
         assert_eq!(l.mode(t0), Mode::Lapsed, "a new server is asked again");
         assert_eq!(Lease::new(false).mode(t0), Mode::Alone, "a bare upstream never asks");
+        assert_eq!(Lease::new(false).mode_now(), Mode::Alone);
+        let mut asking = Lease::new(true);
+        assert_eq!(asking.mode_now(), Mode::Lapsed);
+        asking.answered(Some(60_000), Instant::now());
+        assert_eq!(asking.mode_now(), Mode::Shared);
     }
 }

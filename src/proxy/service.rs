@@ -147,7 +147,7 @@ impl Core {
         let behind = conn.ext.behind();
         // The clock now, not the loop pass's start: the lease must hold at
         // the instant this read takes effect.
-        let mode = self.lease.mode(Instant::now());
+        let mode = self.lease.mode_now();
         let plan = decide(
             &mut *self.cache,
             &self.writes,

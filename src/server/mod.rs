@@ -110,14 +110,21 @@ impl Service for Core {
     type Ext = ServerConn;
 
     fn on_message(&mut self, conn: &mut Conn<ServerConn>, body: usize, front: &FrontInfo, now: Instant) {
+        let parsed = self.req.parse(&conn.input.data()[..body]);
         // The pass's clock may be older than this message: a proxy's
-        // lease runs from when it sent the request, so the grant is
-        // stamped with the clock now, after the message arrived.
-        let now = now.max(Instant::now());
-        if let Some(id) = conn.ext.holder {
+        // lease runs from when it sent the request, and an invalidation's
+        // deadline from when it is sent, so those read the clock now (a
+        // direct client's read needs no clock at all).
+        let holder = conn.ext.holder;
+        let now = if holder.is_some() || (parsed.is_ok() && self.req.op.is_write()) {
+            now.max(Instant::now())
+        } else {
+            now
+        };
+        if let Some(id) = holder {
             self.leases.granted(id, now); // whatever the reply, it renews
         }
-        if let Err((op, p)) = self.req.parse(&conn.input.data()[..body]) {
+        if let Err((op, p)) = parsed {
             return self.reject(conn, op, &p);
         }
         self.counters.ops[self.req.op as usize] += 1;
