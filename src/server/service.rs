@@ -1,0 +1,348 @@
+//! The server's [`Service`]: each request applied to the table and
+//! answered at once — or, for a write that must wait for invalidations
+//! (`leases.rs`), parked with its connection's later requests queued
+//! behind it — plus STS and DMP. The node around it is `mod.rs`.
+
+use super::leases::{HolderId, Leases, Parked};
+use super::DUMP_MAX;
+use crate::buffer::Buffer;
+use crate::conn::Conn;
+use crate::framing::Framing;
+use crate::frontend::{FrontInfo, Service};
+use crate::proto::{encode_error, encode_field, encode_request, put_list, Op, Problem, Request};
+use crate::table::Table;
+use crate::trace_event;
+use log::debug;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Per-operation counters.
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    ops: [u64; Op::ALL.len()],
+    errors: std::collections::BTreeMap<u16, u64>,
+}
+
+/// What the server keeps per connection.
+#[derive(Debug, Default)]
+pub struct ServerConn {
+    /// Set once the peer asked for a lease: it is a proxy.
+    holder: Option<HolderId>,
+    /// A write of this connection waits for invalidations.
+    parked: bool,
+    /// What arrived behind the parked write, in order: it takes effect
+    /// after the write. An ACK takes effect at once (the proxy applied
+    /// those invalidations before sending it, and another write may be
+    /// waiting for it: reading it late could deadlock two proxies' writes);
+    /// only its reply waits here.
+    behind: VecDeque<Behind>,
+}
+
+/// A request queued behind a parked write, or a reply decided already.
+#[derive(Debug)]
+enum Behind {
+    Request(Request),
+    Reply(Vec<u8>),
+}
+
+/// Requests queued behind a parked write at most; then the connection is
+/// not read until the write is applied (backpressure).
+/// (A proxy keeps at most 65,536 requests in flight: it never reaches it,
+/// so its confirmations behind a waiting write are always read.)
+const MAX_BEHIND: usize = 65536;
+
+/// The table and the service that applies requests to it.
+pub(super) struct Core {
+    table: Table,
+    req: Request,
+    counters: Counters,
+    /// Which proxy may hold what, and the writes waiting on them.
+    pub(super) leases: Leases,
+    nocache: Vec<i64>,
+}
+
+impl Service for Core {
+    type Ext = ServerConn;
+
+    fn on_message(&mut self, conn: &mut Conn<ServerConn>, body: usize, front: &FrontInfo, now: Instant) {
+        let parsed = self.req.parse(&conn.input.data()[..body]);
+        // The pass's clock may be older than this message: a proxy's
+        // lease runs from when it sent the request, and an invalidation's
+        // deadline from when it is sent, so those read the clock now (a
+        // direct client's read needs no clock at all).
+        let holder = conn.ext.holder;
+        let now = if holder.is_some() || (parsed.is_ok() && self.req.op.is_write()) {
+            now.max(Instant::now())
+        } else {
+            now
+        };
+        if let Some(id) = holder {
+            self.leases.granted(id, now); // whatever the reply, it renews
+        }
+        if let Err((op, p)) = parsed {
+            return self.reject(conn, op, &p);
+        }
+        self.counters.ops[self.req.op as usize] += 1;
+        if conn.ext.parked {
+            return self.queue_behind(conn, now);
+        }
+        self.run(conn, front, now);
+    }
+
+    fn reject(&mut self, conn: &mut Conn<ServerConn>, op: Option<Op>, problem: &Problem) {
+        *self.counters.errors.entry(problem.code()).or_default() += 1;
+        if let Some(id) = conn.ext.holder {
+            self.leases.granted(id, Instant::now()); // a reply like any other
+        }
+        if conn.ext.parked {
+            let mut b = Buffer::new();
+            encode_error(&mut b, op, problem.code(), problem);
+            conn.ext.behind.push_back(Behind::Reply(b.data().to_vec()));
+            return;
+        }
+        encode_error(&mut conn.output, op, problem.code(), problem);
+        conn.end_message();
+    }
+
+    fn owes(&self, conn: &Conn<ServerConn>) -> bool {
+        // Otherwise every reply is in the output at once.
+        conn.ext.parked || !conn.ext.behind.is_empty()
+    }
+
+    fn congested(&self, conn: &Conn<ServerConn>) -> bool {
+        conn.ext.behind.len() >= MAX_BEHIND
+    }
+
+    fn on_close(&mut self, conn: &mut Conn<ServerConn>) {
+        if conn.ext.parked {
+            self.leases.drop_parked(conn.token.0, conn.gen);
+        }
+        if let Some(id) = conn.ext.holder.take() {
+            self.leases.left(id);
+        }
+    }
+}
+
+impl Core {
+    /// A service over `table`, granting leases as `leases` says.
+    pub(super) fn new(table: Table, leases: Leases) -> Core {
+        Core {
+            table,
+            req: Request::default(),
+            counters: Counters::default(),
+            leases,
+            nocache: Vec::new(),
+        }
+    }
+
+    /// Answers the request in `self.req` (reply and terminator), or parks
+    /// it (a write that must wait).
+    fn run(&mut self, conn: &mut Conn<ServerConn>, front: &FrontInfo, now: Instant) {
+        if let Err(p) = self.answer(conn, front, now) {
+            return self.reject(conn, Some(self.req.op), &p);
+        }
+        if !conn.ext.parked {
+            conn.end_message();
+        }
+    }
+
+    /// A request arrived behind the connection's parked write: it waits
+    /// its turn; an ACK takes effect now and only its reply waits.
+    fn queue_behind(&mut self, conn: &mut Conn<ServerConn>, now: Instant) {
+        if self.req.op != Op::Ack {
+            conn.ext.behind.push_back(Behind::Request(self.req.clone()));
+            return;
+        }
+        let mut b = Buffer::new();
+        match self.ack(conn.ext.holder, &mut b, now) {
+            Ok(()) => conn.ext.behind.push_back(Behind::Reply(b.data().to_vec())),
+            Err(p) => self.reject(conn, Some(Op::Ack), &p),
+        }
+    }
+
+    /// Applies an ACK of the request's SEQ and encodes its reply.
+    fn ack(&mut self, holder: Option<HolderId>, out: &mut Buffer, now: Instant) -> Result<(), Problem> {
+        let id = holder.ok_or(Problem::NoLease)?;
+        self.leases.ack(id, self.req.seq)?;
+        self.leases.granted(id, now);
+        out.extend(b"OP=ACK");
+        encode_field(out, "SEQ", &self.req.seq);
+        out.extend(b";CODE=200");
+        Ok(())
+    }
+
+    /// Answers the parsed request into the connection's output (without
+    /// the terminator), or parks it (a write that must wait).
+    fn answer(&mut self, conn: &mut Conn<ServerConn>, front: &FrontInfo, now: Instant) -> Result<(), Problem> {
+        let holder = conn.ext.holder;
+        let out = &mut conn.output;
+        match self.req.op {
+            Op::Sts => self.encode_stats(out, front),
+            Op::Dmp => self.encode_dump(out),
+            Op::Lease => {
+                if self.leases.lease().is_zero() {
+                    return Err(Problem::NotServed(Op::Lease)); // --lease-ms 0
+                }
+                if conn.framer.framing() != Framing::Line {
+                    return Err(Problem::LeaseNeedsLines);
+                }
+                let id = match conn.ext.holder {
+                    Some(id) => id,
+                    None => self
+                        .leases
+                        .join(conn.token.0, conn.gen, now)
+                        .ok_or(Problem::TooManyProxies)?,
+                };
+                conn.ext.holder = Some(id);
+                out.extend(b"OP=LEASE");
+                encode_field(out, "MS", &self.leases.lease().as_millis());
+                out.extend(b";CODE=200");
+            }
+            Op::Ack => self.ack(holder, out, now)?,
+            Op::Inv => return Err(Problem::ServerOnly(Op::Inv)),
+            Op::Get if holder.is_some() => {
+                let id = holder.unwrap_or_default();
+                self.table.check(&self.req)?;
+                self.leases.register(id, &self.req.ind, &mut self.nocache, now);
+                let vals = self.table.values();
+                encode_request(out, Op::Get, &self.req.ind, &[]);
+                out.extend(b";DATA=");
+                put_list(out, self.req.ind.iter().map(|&i| vals[i as usize]));
+                if !self.nocache.is_empty() {
+                    out.extend(b";NOCACHE=");
+                    put_list(out, self.nocache.iter().copied());
+                }
+                out.extend(b";CODE=200");
+            }
+            Op::Put | Op::Clr => {
+                self.table.check(&self.req)?;
+                if let Some(waits) = self.leases.write_must_wait(holder, &self.req, now) {
+                    self.leases.park(conn.token.0, conn.gen, &self.req, waits, now);
+                    conn.ext.parked = true;
+                    trace_event!(
+                        conn.role,
+                        conn.token,
+                        conn.peer,
+                        "WAIT",
+                        "{} waits for proxies to confirm invalidations",
+                        self.req.op
+                    );
+                    return Ok(());
+                }
+                self.apply(conn, now)?;
+            }
+            Op::Get | Op::Add => {
+                self.table.execute(&self.req, out)?;
+                if let Some(id) = holder {
+                    self.leases.granted(id, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the write in `self.req` and encodes its reply.
+    fn apply(&mut self, conn: &mut Conn<ServerConn>, now: Instant) -> Result<(), Problem> {
+        self.table.execute(&self.req, &mut conn.output)?;
+        if let Some(id) = conn.ext.holder {
+            self.leases.granted(id, now);
+        }
+        log_table(&self.table);
+        Ok(())
+    }
+
+    /// A parked write may go: applied and answered now, then what queued
+    /// behind it, in order, until another write parks.
+    pub(super) fn release(&mut self, conn: &mut Conn<ServerConn>, p: Parked, front: &FrontInfo, now: Instant) {
+        conn.ext.parked = false;
+        let arrived = p.arrived;
+        self.req = p.req;
+        match self.apply(conn, now) {
+            Ok(()) => conn.end_message(),
+            Err(problem) => self.reject(conn, Some(self.req.op), &problem),
+        }
+        trace_event!(
+            conn.role,
+            conn.token,
+            conn.peer,
+            "QUEUED",
+            "{} applied after {} us: reply queued, {} bytes to write",
+            self.req.op,
+            now.saturating_duration_since(arrived).as_micros(),
+            conn.output.len()
+        );
+        while !conn.ext.parked {
+            match conn.ext.behind.pop_front() {
+                None => break,
+                Some(Behind::Reply(b)) => {
+                    conn.output.extend(&b);
+                    conn.end_message();
+                }
+                Some(Behind::Request(r)) => {
+                    self.req = r;
+                    self.run(conn, front, now);
+                }
+            }
+        }
+    }
+
+    fn encode_stats(&self, out: &mut Buffer, front: &FrontInfo) {
+        out.extend(b"OP=STS");
+        encode_field(out, "ROLE", &"server");
+        encode_field(out, "SIZE", &self.table.size());
+        front.encode_conn_fields(out);
+        for op in [Op::Get, Op::Put, Op::Clr, Op::Add, Op::Sts, Op::Dmp] {
+            encode_field(out, op.name(), &self.counters.ops[op as usize]);
+        }
+        for (c, n) in &self.counters.errors {
+            encode_field(out, &format!("ERR{c}"), n);
+        }
+        self.leases.encode_stats(out);
+        front.encode_loop_fields(out);
+        out.extend(b";CODE=200");
+    }
+
+    /// The whole table when it is small; otherwise its non-zero entries.
+    fn encode_dump(&self, out: &mut Buffer) {
+        let vals = self.table.values();
+        let sparse = vals.len() > DUMP_MAX;
+        // The listed entries: all of a small table, else the first
+        // DUMP_MAX non-zero ones.
+        let listed = || {
+            vals.iter()
+                .enumerate()
+                .filter(move |(_, &v)| !sparse || v != 0)
+                .take(DUMP_MAX)
+                .map(|(i, &v)| (i as i64, v))
+        };
+        out.extend(b"OP=DMP");
+        encode_field(out, "SIZE", &vals.len());
+        if sparse {
+            encode_field(out, "SPARSE", &1);
+        }
+        if listed().next().is_some() {
+            out.extend(b";IND=");
+            put_list(out, listed().map(|(i, _)| i));
+            out.extend(b";DATA=");
+            put_list(out, listed().map(|(_, v)| v));
+        }
+        out.extend(b";CODE=200");
+    }
+}
+
+/// Logs the table after a change, at `debug` (the seed's programs print it
+/// on every change; at the default level a log line per request would cost
+/// more than the request): every entry of a small table, only its size for
+/// a big one, so the cost never depends on the table's size.
+fn log_table(t: &Table) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let v = t.values();
+    if v.len() <= 32 {
+        let cells: Vec<String> = v.iter().enumerate().map(|(i, x)| format!("{i}:{x}")).collect();
+        debug!("server table [{}]", cells.join(" "));
+    } else {
+        debug!("server table: {} entries (DMP shows them)", v.len());
+    }
+}
