@@ -44,6 +44,10 @@ pub enum Cmd {
     Bench(BenchArgs),
     /// Start all three nodes and play a short scenario.
     Demo(DemoArgs),
+    /// Draw trace lines (from --trace or `demo --trace`, merged with
+    /// `sort -n` if from several processes) read on stdin as an SVG
+    /// sequence diagram.
+    TraceView(TraceViewArgs),
     /// Replay a key trace through every eviction policy and Bélády's MIN,
     /// offline: miss ratios per policy per capacity.
     Sim(SimArgs),
@@ -487,9 +491,33 @@ pub struct DemoArgs {
     /// scenario (each message still printed per hop).
     #[arg(long)]
     pub interactive: bool,
-    /// Also print every socket event of the three nodes, on one clock.
+    /// Also print every socket event of the nodes, merged in causal order.
     #[arg(long)]
     pub trace: bool,
+    /// Write the scenario as an SVG sequence diagram to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "interactive")]
+    pub svg: Option<String>,
+    /// With --svg, draw only step N (0 is the setup, 2 the GET miss).
+    #[arg(long, value_name = "N", requires = "svg")]
+    pub step: Option<usize>,
+}
+
+/// `tablecache trace-view`.
+#[derive(Debug, Args)]
+pub struct TraceViewArgs {
+    /// Write the SVG here instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<String>,
+    /// Draw only step N of a demo's output (0 is the setup).
+    #[arg(long, value_name = "N")]
+    pub step: Option<usize>,
+    /// The diagram's title.
+    #[arg(long, default_value = "tablecache trace")]
+    pub title: String,
+    /// Only check the order: print every read that came before the write
+    /// that sent its bytes, exit 1 if there is one.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[cfg(test)]

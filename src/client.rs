@@ -30,6 +30,9 @@ pub struct Client {
     timeout: Duration,
     /// The silence that ends a bare reply.
     bare_idle: Duration,
+    /// Called after each reply is taken, before it is returned (the demo
+    /// prints the hops the request made there).
+    on_reply: Option<Box<dyn FnMut()>>,
 }
 
 fn timed_out(what: &str) -> io::Error {
@@ -41,9 +44,14 @@ impl Client {
     /// socket turns WRITABLE when it is settled, and `take_error()` /
     /// `peer_addr()` say how.
     pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Client> {
+        Client::connect_named(addr, timeout, "client")
+    }
+
+    /// [`Client::connect`], with `name` as the node name of its trace lines.
+    pub fn connect_named(addr: SocketAddr, timeout: Duration, name: &'static str) -> io::Result<Client> {
         let poll = Poll::new()?;
         let now = Instant::now();
-        let conn = Conn::connect(addr, CLIENT, 1, "client", poll.registry(), now, ())?;
+        let conn = Conn::connect(addr, CLIENT, 1, name, poll.registry(), now, ())?;
         let mut c = Client {
             poll,
             events: Events::with_capacity(16),
@@ -51,6 +59,7 @@ impl Client {
             scratch: Buffer::with_capacity(crate::conn::READ_CHUNK),
             timeout,
             bare_idle: Duration::from_millis(15),
+            on_reply: None,
         };
         let deadline = now + timeout;
         loop {
@@ -73,6 +82,53 @@ impl Client {
     /// The server's address.
     pub fn peer(&self) -> Option<SocketAddr> {
         self.conn.peer
+    }
+
+    /// This end's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.sock.local_addr()
+    }
+
+    /// Runs `hook` after every reply, before it is returned.
+    pub fn set_on_reply(&mut self, hook: Box<dyn FnMut()>) {
+        self.on_reply = Some(hook);
+    }
+
+    /// Ends the connection the polite way: `shutdown(SHUT_WR)` sends FIN
+    /// (the server sees `PEER_FIN` and closes once it owes nothing), then
+    /// reads until the server's FIN arrives, then closes. Replies still
+    /// owed are read and dropped.
+    pub fn finish(mut self) -> io::Result<()> {
+        crate::trace_event!(
+            self.conn.role,
+            self.conn.token,
+            "SHUTDOWN",
+            "shutdown(SHUT_WR): FIN sent, still reading"
+        );
+        self.conn.sock.shutdown(std::net::Shutdown::Write)?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            // Wait first: reading before the FIN is in would show a read
+            // of nothing (WouldBlock), or not, as timing has it.
+            self.wait(deadline, "the server's FIN")?;
+            let outcome = self.conn.read_pass(
+                &mut self.scratch,
+                read_limit(MAX_REPLY_BYTES),
+                usize::MAX,
+                Instant::now(),
+                |c| {
+                    c.input.clear();
+                    true
+                },
+            );
+            match outcome {
+                ReadOutcome::Eof => break,
+                ReadOutcome::Error(e) => return Err(e),
+                _ => {}
+            }
+        }
+        self.conn.close(self.poll.registry(), "both directions closed");
+        Ok(())
     }
 
     /// Waits for an event, or until `wake` (an error once `deadline` is
@@ -113,6 +169,15 @@ impl Client {
     }
 
     fn roundtrip(&mut self) -> io::Result<String> {
+        let r = self.exchange();
+        if let Some(hook) = self.on_reply.as_mut() {
+            hook();
+        }
+        r
+    }
+
+    /// Writes the request in the output and reads one reply.
+    fn exchange(&mut self) -> io::Result<String> {
         let deadline = Instant::now() + self.timeout;
         // Write the request (partial writes continue on WRITABLE).
         loop {
@@ -175,12 +240,20 @@ impl Client {
     }
 }
 
+impl Drop for Client {
+    /// Closing is a socket event too: traced like any other (a no-op
+    /// after [`Client::finish`]).
+    fn drop(&mut self) {
+        self.conn.close(self.poll.registry(), "client done");
+    }
+}
+
 /// Takes one whole reply from the input, if there is one.
 fn take_reply(c: &mut Conn<()>) -> Option<io::Result<String>> {
     match c.next_message(MAX_REPLY_BYTES) {
         Frame::Complete { body, total } => {
             let s = String::from_utf8_lossy(&c.input.data()[..body]).trim().to_string();
-            crate::trace_event!(c.role, c.token, c.peer, "DECODED", "{s}");
+            crate::trace_event!(c.role, c.token, "DECODED", "{s}");
             c.consume(total);
             Some(Ok(s))
         }

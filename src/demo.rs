@@ -2,145 +2,289 @@
 //! node on its own thread with its own reactor, playing a short scenario
 //! that shows a miss, a hit, a FIFO eviction, a write-through PUT, an ADD
 //! over hits and misses, a write through a second proxy invalidating the
-//! first one's copy, a CLR and an error. Every message is printed per hop
-//! as it crosses a socket, and both tables after each step.
+//! first one's copy, a CLR, an error, and the client closing. Every
+//! message is printed per hop as it crosses a socket, and both tables
+//! after each step.
 //!
-//! Run it: `cargo run --release -- demo` (or `demo --interactive` for a
-//! prompt connected to the proxy, with the same per-hop printing).
+//! Run it: `cargo run --release -- demo` (`--trace` for every socket
+//! event, `--svg FILE` for the sequence diagram, `--interactive` for a
+//! prompt connected to the proxy).
 //!
-//! The per-hop lines come from the nodes' own trace events (`DECODED`,
-//! logged as each message is decoded), picked up by a small logger, so
-//! what is printed is what the sockets carried, in the order it happened.
+//! **Causal order, the same every run.** The nodes' trace events are
+//! collected (not printed as logged) and, at the end of each step,
+//! printed merged by stamp: a write is stamped before its syscall and a
+//! read after, so every read comes after the write that sent its bytes
+//! (src/trace/mod.rs). A step ends when the client has its reply and each
+//! node has answered a bookkeeping `DMP`: a node's loop runs one thing at
+//! a time, so by then it has logged everything the step made it do. The
+//! bookkeeping (the `DMP`s that print the tables, the lease waits) runs on
+//! connections of its own whose events are left out, and every wait is
+//! for an event, so each run has the same connections, tokens and lines
+//! apart from times and ports.
 
 use crate::client::{render, repl, Client};
 use crate::proto::{Op, Request};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::server::{Server, ServerConfig};
-use std::io::{self, Write};
+use crate::trace::diagram::{Diagram, Lane, Merger, Pairs, Step};
+use crate::trace::line::Event;
+use std::collections::HashSet;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Cache capacity in the demo: small, so eviction shows early.
 pub const DEMO_CAPACITY: usize = 3;
 
-static SHOW_WIRE: AtomicBool = AtomicBool::new(false);
-static INTERACTIVE: AtomicBool = AtomicBool::new(false);
+/// The node name of the demo's own bookkeeping connections (left out).
+const BOOKKEEPING: &str = "demo";
 
-/// The second proxy's address on its connection to the server, learnt
-/// from its trace, so the server's lines from it are labelled `proxy2`.
-static PROXY2_PEER: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+/// How long the demo waits for any one thing before giving up.
+const PATIENCE: Duration = Duration::from_secs(10);
 
-/// Prints the wire messages and cache changes from the nodes' log stream;
-/// with `all`, every trace event too (one process, so one clock).
-struct WireLogger {
-    all: bool,
-}
+/// Trace events as the nodes log them, from every thread.
+static LOGGED: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+static ARRIVED: Condvar = Condvar::new();
 
-impl log::Log for WireLogger {
+/// Collects the nodes' trace events; other records at warn or worse go
+/// to stderr.
+struct Collector;
+
+impl log::Log for Collector {
     fn enabled(&self, meta: &log::Metadata) -> bool {
-        meta.target().starts_with("tablecache")
+        meta.target() == crate::trace::TARGET || meta.level() <= log::Level::Warn
     }
 
     fn log(&self, record: &log::Record) {
-        let line = record.args().to_string();
-        if record.target() == crate::trace::TARGET && line.contains(" upstream2 ") && line.contains(" CONNECTED local ")
-        {
-            // The second proxy's end of its server connection: the server's
-            // lines from that peer are the second proxy's messages.
-            if let Some(local) = line.rsplit(' ').next() {
-                if let Ok(mut p) = PROXY2_PEER.lock() {
-                    *p = local.to_string();
-                }
+        if record.target() != crate::trace::TARGET {
+            if record.level() <= log::Level::Warn {
+                eprintln!("{} {}", record.level(), record.args());
             }
-        }
-        if !SHOW_WIRE.load(Ordering::Relaxed) {
             return;
         }
-        if record.target() == crate::trace::TARGET {
-            // "<us>us <role> tok=<t> <peer> <EVENT> <details>"
-            let mut parts = line.split_whitespace();
-            let (_, role, _, peer, event) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
-            if self.all {
-                crate::outln!("      {line}");
+        if let Some(e) = Event::parse(&record.args().to_string()) {
+            if let Ok(mut v) = LOGGED.lock() {
+                v.push(e);
+                ARRIVED.notify_all();
             }
-            if event != Some("DECODED") {
-                let _ = io::stdout().flush();
-                return;
-            }
-            let msg: Vec<&str> = parts.collect();
-            let from_proxy2 = PROXY2_PEER
-                .lock()
-                .is_ok_and(|p| !p.is_empty() && peer == Some(p.as_str()));
-            let hop = match role {
-                Some("proxy") => "client -> proxy ",
-                Some("server") if from_proxy2 => "proxy2 -> server",
-                Some("server") => "proxy  -> server",
-                Some("upstream") => "server -> proxy ",
-                Some("proxy2") => "client -> proxy2",
-                Some("upstream2") => "server -> proxy2",
-                // The client's own reply, in the interactive demo (the
-                // scripted steps print it themselves).
-                Some("client") if INTERACTIVE.load(Ordering::Relaxed) => "proxy  -> client",
-                _ => return,
-            };
-            crate::outln!("    {hop}  {}", msg.join(" "));
-        } else if record.level() <= log::Level::Debug && (line.contains("evicted") || line.contains("invalidated")) {
-            crate::outln!("    ({line})");
         }
-        let _ = io::stdout().flush();
     }
 
     fn flush(&self) {}
 }
 
-fn step(client: &mut Client, title: &str, req: Request) -> io::Result<bool> {
-    step_via(client, "proxy ", title, req)
+/// The events printed so far, what is left out, and how it prints.
+struct Show {
+    trace: bool,
+    /// Clock origin for printed times (the demo's start).
+    origin: u64,
+    /// Every event shown, in order, with the steps (for `--svg`).
+    shown: Vec<Event>,
+    steps: Vec<Step>,
+    pairs: Pairs,
+    merger: Merger,
+    /// The bookkeeping connections (their local and peer addresses), and
+    /// the lanes that are their other ends.
+    quiet_addrs: HashSet<(String, String)>,
+    quiet: HashSet<Lane>,
 }
 
-fn step_via(client: &mut Client, proxy: &str, title: &str, req: Request) -> io::Result<bool> {
-    crate::outln!("\n== {title}");
+impl Show {
+    /// Starts a titled step (its events follow).
+    fn step(&mut self, title: &str) {
+        crate::outln!("\n== {title}");
+        self.steps.push(Step {
+            first: self.shown.len(),
+            title: title.to_string(),
+            notes: Vec::new(),
+        });
+    }
+
+    /// Takes every event logged so far and prints it in stamp order:
+    /// the trace line with `--trace`, and a hop line for each message
+    /// (nothing with `print` false: the interactive demo's setup).
+    fn flush(&mut self, print: bool) {
+        let mut batch = match LOGGED.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => return,
+        };
+        // Stable: one thread's events with equal stamps keep their order.
+        batch.sort_by_key(|e| e.at);
+        let mut mine = Vec::with_capacity(batch.len());
+        for e in batch {
+            // The connection is known by both its addresses: the kernel
+            // reuses a local port for connections to other places.
+            let ends = e.detail.strip_prefix("local ").and_then(|d| d.split_once(", peer "));
+            if e.event == "ACCEPT"
+                && ends.is_some_and(|(b, a)| self.quiet_addrs.contains(&(a.to_string(), b.to_string())))
+            {
+                self.quiet.insert((e.node.clone(), e.conn.clone()));
+            }
+            if e.node != BOOKKEEPING && !self.quiet.contains(&(e.node.clone(), e.conn.clone())) {
+                mine.push(e);
+            }
+        }
+        // The clients and the bookkeeping are the demo's main thread.
+        let thread = |node: &str| match node {
+            "client" | "client2" | BOOKKEEPING => "main".to_string(),
+            n => n.to_string(),
+        };
+        for e in self.merger.merge(mine, thread) {
+            self.pairs.observe(&e);
+            if !print {
+                continue;
+            }
+            if self.trace {
+                crate::outln!("      {}", e.display_from(self.origin));
+            }
+            let from = || {
+                let me = (e.node.clone(), e.conn.clone());
+                self.pairs.peer(&me).map_or("?".to_string(), |p| p.0.clone())
+            };
+            match e.event.as_str() {
+                "DECODED" => crate::outln!("    {:<7} -> {:<7} {}", from(), e.node, e.detail),
+                "PEER_FIN" => crate::outln!("    {:<7} -> {:<7} FIN (read returned 0)", from(), e.node),
+                "EVICT" | "INVALIDATE" if !self.trace => crate::outln!("    ({} {})", e.node, e.detail),
+                _ => {}
+            }
+            self.shown.push(e);
+        }
+    }
+
+    /// Prints a note of the current step (the tables).
+    fn note(&mut self, line: String) {
+        crate::outln!("    {line}");
+        if let Some(s) = self.steps.last_mut() {
+            s.notes.push(line);
+        }
+    }
+}
+
+/// Waits until a logged event (not yet printed) matches `want`.
+fn await_event(what: &str, want: impl Fn(&Event) -> bool) -> io::Result<()> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut v = LOGGED.lock().map_err(|_| io::Error::other("trace lock poisoned"))?;
+    loop {
+        if v.iter().any(&want) {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the demo waited for {what}"),
+            ));
+        }
+        v = ARRIVED
+            .wait_timeout(v, left)
+            .map_err(|_| io::Error::other("trace lock poisoned"))?
+            .0;
+    }
+}
+
+/// Waits until `node`'s upstream has decoded the server's lease.
+fn await_lease(node: &'static str) -> io::Result<()> {
+    await_event("a lease", |e| {
+        e.node == node && e.conn == "U" && e.event == "DECODED" && e.detail.starts_with("OP=LEASE")
+    })
+}
+
+/// Waits until `node` has accepted the connection from `c`.
+fn await_accept(node: &'static str, c: &Client) -> io::Result<()> {
+    let from = c.local_addr()?.to_string();
+    await_event("an accept", |e| {
+        e.node == node && e.event == "ACCEPT" && e.detail.rsplit(' ').next() == Some(from.as_str())
+    })
+}
+
+/// The demo's own connections: tables, and the barrier ending each step.
+struct Bookkeeping {
+    server: Client,
+    proxy: Client,
+    proxy2: Option<Client>,
+}
+
+impl Bookkeeping {
+    fn connect(show: &mut Show, server: SocketAddr, proxy: SocketAddr, proxy2: Option<SocketAddr>) -> io::Result<Self> {
+        let open = |show: &mut Show, addr: SocketAddr| -> io::Result<Client> {
+            let c = Client::connect_named(addr, PATIENCE, BOOKKEEPING)?;
+            show.quiet_addrs.insert((c.local_addr()?.to_string(), addr.to_string()));
+            Ok(c)
+        };
+        Ok(Bookkeeping {
+            server: open(show, server)?,
+            proxy: open(show, proxy)?,
+            proxy2: proxy2.map(|a| open(show, a)).transpose()?,
+        })
+    }
+
+    /// A `DMP` through every node: once each has answered, each has
+    /// logged all it did before. Returns the server's table and the
+    /// first proxy's cache.
+    fn barrier(&mut self) -> io::Result<(String, String)> {
+        let s = self.server.request_raw(b"OP=DMP")?;
+        let p = self.proxy.request_raw(b"OP=DMP")?;
+        if let Some(p2) = self.proxy2.as_mut() {
+            p2.request_raw(b"OP=DMP")?;
+        }
+        Ok((render(Op::Dmp, &s).1, render(Op::Dmp, &p).1))
+    }
+}
+
+/// Prints the tables as the step's notes.
+fn tables(show: &mut Show, (server, proxy): (String, String)) {
+    show.note(format!("server table: {server}"));
+    show.note(format!("proxy cache (oldest first, capacity {DEMO_CAPACITY}): {proxy}"));
+}
+
+fn step_via(
+    client: &mut Client,
+    show: &mut Show,
+    book: &mut Bookkeeping,
+    title: &str,
+    req: Request,
+) -> io::Result<bool> {
+    show.step(title);
     let mut body = crate::buffer::Buffer::new();
     req.encode(&mut body);
-    let text = String::from_utf8_lossy(body.data()).into_owned();
-    SHOW_WIRE.store(true, Ordering::SeqCst);
-    let reply = client.request_raw(text.as_bytes())?;
-    SHOW_WIRE.store(false, Ordering::SeqCst);
-    crate::outln!("    {proxy} -> client  {reply}");
+    let reply = client.request_raw(body.data())?;
+    let dumps = book.barrier()?;
+    show.flush(true);
     let (ok, shown) = render(req.op, &reply);
     crate::outln!("    client shows: {shown}");
+    tables(show, dumps);
     Ok(ok)
 }
 
-/// Waits until the proxy behind `c` holds a lease (its STS says so).
-fn wait_for_lease(c: &mut Client) -> io::Result<()> {
-    for _ in 0..500 {
-        let sts = c.request_raw(b"OP=STS")?;
-        if !sts.contains("LEASE_MS=0;") && sts.contains("LEASE_MS=") {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Err(io::Error::new(io::ErrorKind::TimedOut, "the proxy got no lease"))
-}
-
-fn tables(server: &mut Client, proxy: &mut Client) -> io::Result<()> {
-    let s = server.request_raw(b"OP=DMP")?;
-    let p = proxy.request_raw(b"OP=DMP")?;
-    crate::outln!("    server table: {}", render(Op::Dmp, &s).1);
-    crate::outln!(
-        "    proxy cache (oldest first, capacity {DEMO_CAPACITY}): {}",
-        render(Op::Dmp, &p).1
-    );
-    Ok(())
+/// What the demo was asked for.
+#[derive(Debug, Default, Clone)]
+pub struct DemoOptions {
+    /// A prompt instead of the scenario.
+    pub interactive: bool,
+    /// Print every socket event.
+    pub trace: bool,
+    /// Write the sequence diagram of the scenario here.
+    pub svg: Option<String>,
+    /// Draw only this step (1 = the first after the setup).
+    pub svg_step: Option<usize>,
 }
 
 /// Runs the demo; returns the exit code.
-pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
-    let _ = log::set_boxed_logger(Box::new(WireLogger { all: trace }))
-        .map(|()| log::set_max_level(log::LevelFilter::Trace));
-    // With --trace, the setup shows too: listeners, connects.
-    SHOW_WIRE.store(trace, Ordering::SeqCst);
+pub fn run(opts: &DemoOptions) -> io::Result<u8> {
+    if log::set_boxed_logger(Box::new(Collector)).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+    let mut show = Show {
+        trace: opts.trace,
+        origin: crate::trace::now(),
+        shown: Vec::new(),
+        steps: Vec::new(),
+        pairs: Pairs::default(),
+        merger: Merger::default(),
+        quiet_addrs: HashSet::new(),
+        quiet: HashSet::new(),
+    };
     let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
     // A fresh system: no earlier server could have granted leases, so
     // writes need not wait out a grace period. A long lease: no renewal
@@ -153,55 +297,58 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
         ..Default::default()
     })?
     .spawn()?;
-    let proxy = Proxy::bind(ProxyConfig {
+    let proxy_at = |name| ProxyConfig {
         listen: any,
         upstream: server.addr(),
         capacity: DEMO_CAPACITY,
+        trace_name: name,
         ..Default::default()
-    })?
-    .spawn()?;
+    };
+    let proxy = Proxy::bind(proxy_at("proxy"))?.spawn()?;
     crate::outln!(
         "tablecache demo: server on {} (10 entries), proxy on {} (FIFO cache of {DEMO_CAPACITY}), client connected to the proxy",
         server.addr(),
         proxy.addr()
     );
-    let timeout = Duration::from_secs(5);
-    let mut client = Client::connect(proxy.addr(), timeout)?;
-    SHOW_WIRE.store(false, Ordering::SeqCst);
-    if interactive {
-        // The proxy's lease first: the prompt's hops are then the user's.
-        wait_for_lease(&mut client)?;
+    // One thing at a time, each awaited: the same order every run.
+    await_lease("proxy")?;
+    let mut client = Client::connect(proxy.addr(), PATIENCE)?;
+    await_accept("proxy", &client)?;
+    if opts.interactive {
+        let mut book = Bookkeeping::connect(&mut show, server.addr(), proxy.addr(), None)?;
+        book.barrier()?;
+        // The prompt's hops are the user's: the setup shows only traced.
+        let print = show.trace;
+        show.flush(print);
         crate::outln!(
             "each message is printed per hop as it crosses a socket; type `help` for commands, `quit` to leave"
         );
-        SHOW_WIRE.store(true, Ordering::SeqCst);
-        INTERACTIVE.store(true, Ordering::SeqCst);
+        // The prompt's thread alone runs the hook: it owns both.
+        let (mut show, mut book) = (show, book);
+        client.set_on_reply(Box::new(move || {
+            let _ = book.barrier();
+            show.flush(true);
+        }));
         let code = repl(&mut client, false);
-        SHOW_WIRE.store(false, Ordering::SeqCst);
+        drop(client);
         proxy.stop()?;
         server.stop()?;
         return Ok(code);
     }
     // A second proxy in front of the same server, for the coherence step.
-    let proxy2 = Proxy::bind(ProxyConfig {
-        listen: any,
-        upstream: server.addr(),
-        capacity: DEMO_CAPACITY,
-        trace_names: ("proxy2", "upstream2"),
-        ..Default::default()
-    })?
-    .spawn()?;
+    let proxy2 = Proxy::bind(proxy_at("proxy2"))?.spawn()?;
+    await_lease("proxy2")?;
+    let mut client2 = Client::connect_named(proxy2.addr(), PATIENCE, "client2")?;
+    await_accept("proxy2", &client2)?;
     crate::outln!(
-        "a second proxy on {}, in front of the same server, with its own client (proxy2)",
+        "a second proxy on {}, in front of the same server, with its own client (client2)",
         proxy2.addr()
     );
-    let mut client2 = Client::connect(proxy2.addr(), timeout)?;
-    let mut to_server = Client::connect(server.addr(), timeout)?;
-    let mut to_proxy = Client::connect(proxy.addr(), timeout)?;
-    for c in [&mut to_proxy, &mut client2] {
-        // Both proxies hold their lease before the scenario starts.
-        wait_for_lease(c)?;
-    }
+    let mut book = Bookkeeping::connect(&mut show, server.addr(), proxy.addr(), Some(proxy2.addr()))?;
+    show.step("setup: listeners, the proxies' connections to the server and their leases, the clients' connections");
+    book.barrier()?;
+    show.flush(true);
+
     let r = Request::new;
     let script: Vec<(&str, Request, bool)> = vec![
         (
@@ -257,20 +404,50 @@ pub fn run(interactive: bool, trace: bool) -> io::Result<u8> {
     ];
     for (title, req, want_ok) in script {
         let ok = if title.contains("second proxy") {
-            step_via(&mut client2, "proxy2", title, req)?
+            step_via(&mut client2, &mut show, &mut book, title, req)?
         } else {
-            step(&mut client, title, req)?
+            step_via(&mut client, &mut show, &mut book, title, req)?
         };
         if ok != want_ok {
             eprintln!("demo: unexpected result in step {title:?}");
             return Ok(1);
         }
-        tables(&mut to_server, &mut to_proxy)?;
     }
-    crate::outln!("\ndone: run `tablecache demo --interactive` to type your own commands, or add --trace to any node to see every socket event");
-    drop((to_server, to_proxy, client, client2));
+    show.step(
+        "the client closes: shutdown(SHUT_WR) sends FIN; the proxy reads 0 (PEER_FIN), owes nothing, closes; the client reads 0 and closes",
+    );
+    client.finish()?;
+    let dumps = book.barrier()?;
+    show.flush(true);
+    tables(&mut show, dumps);
+    crate::outln!("\ndone: run `tablecache demo --interactive` to type your own commands, `--svg FILE` for the picture, or add --trace to any node to see every socket event");
+    if let Some(path) = &opts.svg {
+        write_svg(&show, path, opts.svg_step)?;
+    }
+    drop((client2, book));
     proxy2.stop()?;
     proxy.stop()?;
     server.stop()?;
     Ok(0)
+}
+
+/// Draws the scenario (or one step of it) to `path`.
+fn write_svg(show: &Show, path: &str, step: Option<usize>) -> io::Result<()> {
+    let d = Diagram {
+        events: show.shown.clone(),
+        steps: show.steps.clone(),
+    };
+    let (range, title) = match step {
+        None => (None, "tablecache demo: every socket, every message".to_string()),
+        Some(n) => {
+            // Step 0 is the setup.
+            let s = d
+                .steps
+                .get(n)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("the demo has no step {n}")))?;
+            let end = d.steps.get(n + 1).map_or(d.events.len(), |t| t.first);
+            (Some(s.first..end), format!("tablecache demo, step {n}: {}", s.title))
+        }
+    };
+    std::fs::write(path, crate::trace::svg::render(&d, range, &title))
 }

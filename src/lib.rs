@@ -30,7 +30,8 @@
 //! - [`bench`](mod@bench): the load generator and latency meter.
 //! - [`demo`]: all three nodes in one process, playing a scenario.
 //!
-//! And [`cli`] for argument parsing, [`trace`] for the `--trace` stream,
+//! And [`cli`] for argument parsing, [`trace`] for the `--trace` stream
+//! (its lines, their causal merge and the SVG sequence diagram),
 //! [`out`](mod@out) for writing to stdout like a Unix tool (a closed pipe ends quietly).
 //! docs/architecture.md draws how they fit together and follows a GET miss
 //! through them, file by file.

@@ -32,7 +32,13 @@ fn main() -> ExitCode {
         }
         Cmd::Client(a) => cmd_client(a),
         Cmd::Bench(a) => cmd_bench(a),
-        Cmd::Demo(a) => match tablecache::demo::run(a.interactive, a.trace) {
+        Cmd::TraceView(a) => cmd_trace_view(a),
+        Cmd::Demo(a) => match tablecache::demo::run(&tablecache::demo::DemoOptions {
+            interactive: a.interactive,
+            trace: a.trace,
+            svg: a.svg,
+            svg_step: a.step,
+        }) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("tablecache demo: {e}");
@@ -172,4 +178,51 @@ fn cmd_client(a: ClientArgs) -> ExitCode {
         };
     }
     ExitCode::from(repl(&mut client, a.timing))
+}
+
+/// `tablecache trace-view`: trace lines on stdin, an SVG out (or, with
+/// `--check`, the reads that came before their writes).
+fn cmd_trace_view(a: tablecache::cli::TraceViewArgs) -> ExitCode {
+    use std::io::Read;
+    use tablecache::trace::diagram::Diagram;
+    let mut text = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+        eprintln!("tablecache trace-view: reading stdin: {e}");
+        return ExitCode::from(1);
+    }
+    let d = Diagram::parse(&text);
+    if d.events.is_empty() {
+        eprintln!("tablecache trace-view: no trace lines on stdin (run a node or the demo with --trace)");
+        return ExitCode::from(1);
+    }
+    if a.check {
+        let bad = d.violations();
+        for v in &bad {
+            tablecache::outln!("{v}");
+        }
+        return ExitCode::from(u8::from(!bad.is_empty()));
+    }
+    let range = match a.step {
+        None => None,
+        Some(n) => match d.steps.get(n) {
+            Some(s) => Some(s.first..d.steps.get(n + 1).map_or(d.events.len(), |t| t.first)),
+            None => {
+                return usage(
+                    "trace-view",
+                    &format!("the trace has {} steps, no step {n}", d.steps.len()),
+                )
+            }
+        },
+    };
+    let svg = tablecache::trace::svg::render(&d, range, &a.title);
+    match a.out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(&path, svg) {
+                eprintln!("tablecache trace-view: {path}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        None => tablecache::out!("{svg}"),
+    }
+    ExitCode::SUCCESS
 }

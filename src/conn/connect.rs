@@ -23,13 +23,7 @@ impl<X> Conn<X> {
         ext: X,
     ) -> io::Result<Self> {
         let peer = Some(addr);
-        trace_event!(
-            role,
-            token,
-            peer,
-            "CONNECT_START",
-            "connect() in progress (EINPROGRESS)"
-        );
+        trace_event!(role, token, "CONNECT_START", "connect() in progress (EINPROGRESS)");
         let sock = TcpStream::connect(addr)?;
         let mut conn = Conn::new(sock, token, gen, role, State::Connecting { since: now }, now, ext);
         conn.peer = peer;
@@ -57,7 +51,7 @@ impl<X> Conn<X> {
                 self.peer = Some(addr);
                 let _ = self.sock.set_nodelay(true);
                 if let Ok(local) = self.sock.local_addr() {
-                    trace_event!(self.role, self.token, self.peer, "CONNECTED", "local {local}");
+                    trace_event!(self.role, self.token, "CONNECTED", "local {local}, peer {addr}");
                 }
                 self.transition(ConnEvent::Connected, "connect completed");
                 if let Err(e) = self.update_interest(registry) {
@@ -66,7 +60,7 @@ impl<X> Conn<X> {
                 ConnectOutcome::Connected
             }
             Err(e) => {
-                trace_event!(self.role, self.token, self.peer, "CONNECT_FAILED", "{e}");
+                trace_event!(self.role, self.token, "CONNECT_FAILED", "{e}");
                 ConnectOutcome::Failed(e)
             }
         }

@@ -267,18 +267,21 @@ impl<X> Conn<X> {
             );
             return;
         };
-        debug!(
-            "{} tok={} peer={}: {} -> {} ({why})",
-            self.role,
-            crate::trace::TokenName(self.token),
-            crate::trace::PeerName(&self.peer),
-            from.name(),
-            to.name()
-        );
+        // One line per change: the trace event when tracing, else a
+        // debug line (with the peer, which the trace shows at ACCEPT).
+        if !crate::trace::enabled() {
+            debug!(
+                "{} tok={} peer={}: {} -> {} ({why})",
+                self.role,
+                crate::trace::TokenName(self.token),
+                self.peer.map_or("-".to_string(), |p| p.to_string()),
+                from.name(),
+                to.name()
+            );
+        }
         trace_event!(
             self.role,
             self.token,
-            self.peer,
             "STATE",
             "{} -> {} ({why})",
             from.name(),
@@ -343,12 +346,15 @@ impl<X> Conn<X> {
             let _ = registry.deregister(&mut self.sock);
         }
         self.transition(ConnEvent::Close, why);
-        trace_event!(self.role, self.token, self.peer, "CLOSE", "{why}");
+        trace_event!(self.role, self.token, "CLOSE", "{why}");
     }
 
     /// Writes `output` until it is empty or the socket would block.
     /// Handles partial writes and `Interrupted`.
     pub fn flush(&mut self) -> WriteOutcome {
+        // Stamped before the first write(2): the bytes cannot reach the
+        // peer's read earlier than this (docs/socket-states.md).
+        let at = crate::trace::stamp();
         let mut total = 0;
         let outcome = loop {
             if self.output.is_empty() {
@@ -371,10 +377,10 @@ impl<X> Conn<X> {
             } else {
                 ""
             };
-            trace_event!(
+            crate::trace_event_at!(
+                at,
                 self.role,
                 self.token,
-                self.peer,
                 "WRITABLE",
                 "wrote={total} left={}{partial}",
                 self.output.len()

@@ -63,7 +63,6 @@ impl<X> Conn<X> {
         trace_event!(
             self.role,
             self.token,
-            self.peer,
             "READABLE",
             "read={total} then {}",
             outcome.name()
@@ -107,7 +106,7 @@ impl<X> Conn<X> {
                 ReadOutcome::Full => {
                     rounds += 1;
                     if rounds >= max_rounds {
-                        trace_event!(self.role, self.token, self.peer, "YIELD", "{rounds} full reads: later");
+                        trace_event!(self.role, self.token, "YIELD", "{rounds} full reads: later");
                         break ReadOutcome::Yielded;
                     }
                 }
@@ -115,13 +114,7 @@ impl<X> Conn<X> {
             }
         };
         if matches!(outcome, ReadOutcome::Eof) {
-            trace_event!(
-                self.role,
-                self.token,
-                self.peer,
-                "PEER_FIN",
-                "read returned 0: peer half-closed"
-            );
+            trace_event!(self.role, self.token, "PEER_FIN", "read returned 0: peer half-closed");
             self.transition(ConnEvent::PeerFin, "peer sent FIN");
         }
         self.return_scratch(scratch);
@@ -133,12 +126,15 @@ impl<X> Conn<X> {
     pub fn next_message(&mut self, max: usize) -> Frame {
         let frame = self.framer.next(&mut self.input, max);
         if let Some((to, why)) = self.framer.take_decision() {
-            debug!(
-                "{} tok={}: framing {to:?} ({why})",
-                self.role,
-                crate::trace::TokenName(self.token)
-            );
-            trace_event!(self.role, self.token, self.peer, "FRAMING", "{to:?} ({why})");
+            if crate::trace::enabled() {
+                trace_event!(self.role, self.token, "FRAMING", "{to:?} ({why})");
+            } else {
+                debug!(
+                    "{} tok={}: framing {to:?} ({why})",
+                    self.role,
+                    crate::trace::TokenName(self.token)
+                );
+            }
         }
         frame
     }

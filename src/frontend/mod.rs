@@ -193,16 +193,9 @@ impl<X: Default> Frontend<X> {
         // and listen(2) in one call; the trace shows the three steps.
         let mut listener = TcpListener::bind(addr)?;
         let local = listener.local_addr()?;
-        let me = Some(local);
-        trace_event!(
-            role,
-            LISTENER,
-            me,
-            "SOCKET",
-            "socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK)"
-        );
-        trace_event!(role, LISTENER, me, "BIND", "bound to {local}");
-        trace_event!(role, LISTENER, me, "LISTEN", "listening");
+        trace_event!(role, LISTENER, "SOCKET", "socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK)");
+        trace_event!(role, LISTENER, "BIND", "bound to {local}");
+        trace_event!(role, LISTENER, "LISTEN", "listening");
         registry.register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Frontend {
             role,
@@ -260,7 +253,10 @@ impl<X: Default> Frontend<X> {
         // Fixed order: error, then read, then write.
         if event.is_error() {
             let err = conn.sock.take_error().ok().flatten();
-            trace_event!(conn.role, conn.token, conn.peer, "ERROR", "{err:?}");
+            match err {
+                Some(e) => trace_event!(conn.role, conn.token, "ERROR", "{e}"),
+                None => trace_event!(conn.role, conn.token, "ERROR", "error event, no pending error"),
+            }
             self.close(svc, key, "socket error");
             return;
         }
@@ -298,7 +294,6 @@ impl<X: Default> Frontend<X> {
                 trace_event!(
                     self.role,
                     LISTENER,
-                    Some(peer),
                     "REJECT",
                     "max-connections {} reached",
                     self.limits.max_connections
@@ -314,12 +309,22 @@ impl<X: Default> Frontend<X> {
             conn.peer = Some(peer);
             // Line or bare: decided by the first message (docs/protocol.md).
             conn.framer = Framer::new(Framing::Detect);
-            trace_event!(self.role, token, conn.peer, "ACCEPT", "new connection from {peer}");
+            trace_event!(
+                self.role,
+                token,
+                "ACCEPT",
+                "local {}, peer {peer}",
+                conn.sock
+                    .local_addr()
+                    .map_or_else(|_| "?".to_string(), |a| a.to_string())
+            );
             if let Err(e) = conn.register(&self.registry) {
                 warn!("{} cannot register {peer}: {e}", self.role);
                 continue;
             }
-            debug!("{} tok={} peer={peer}: accepted", self.role, token.0);
+            if !crate::trace::enabled() {
+                debug!("{} tok={} peer={peer}: accepted", self.role, token.0);
+            }
             let idle_at = now + self.limits.idle_timeout;
             conn.idle_at = Some(idle_at);
             entry.insert(conn);

@@ -91,7 +91,6 @@ impl<X: Default> Frontend<X> {
             trace_event!(
                 conn.role,
                 conn.token,
-                conn.peer,
                 "RESUME",
                 "pending output {} bytes: reading again",
                 conn.output.len()
@@ -144,7 +143,6 @@ pub(super) fn process<S: Service>(
                 trace_event!(
                     conn.role,
                     conn.token,
-                    conn.peer,
                     "DECODED",
                     "{}",
                     String::from_utf8_lossy(&conn.input.data()[..body])
@@ -160,7 +158,6 @@ pub(super) fn process<S: Service>(
                     trace_event!(
                         conn.role,
                         conn.token,
-                        conn.peer,
                         "QUEUED",
                         "reply queued, {} bytes to write",
                         conn.output.len()
@@ -169,7 +166,6 @@ pub(super) fn process<S: Service>(
                     trace_event!(
                         conn.role,
                         conn.token,
-                        conn.peer,
                         "PENDING",
                         "reply waits for the upstream or an earlier reply"
                     );
@@ -190,7 +186,6 @@ pub(super) fn process<S: Service>(
             trace_event!(
                 conn.role,
                 conn.token,
-                conn.peer,
                 "PAUSE",
                 "owed {owed} bytes of replies: reading stopped (backpressure)"
             );

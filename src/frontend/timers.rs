@@ -112,13 +112,7 @@ impl<X: Default> Frontend<X> {
         self.stopping = true;
         if let Some(mut l) = self.listener.take() {
             let _ = self.registry.deregister(&mut l);
-            trace_event!(
-                self.role,
-                LISTENER,
-                Some(self.addr),
-                "CLOSE",
-                "listener closed (stopping)"
-            );
+            trace_event!(self.role, LISTENER, "CLOSE", "listener closed (stopping)");
         }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {

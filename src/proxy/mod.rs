@@ -77,9 +77,9 @@ pub struct ProxyConfig {
     /// How the server frames messages: `Line`, or `Bare` for a naive
     /// server (then one request at a time).
     pub upstream_framing: Framing,
-    /// The names its trace lines carry: its client side and its upstream
-    /// (`proxy`, `upstream`; the demo's second proxy is told apart).
-    pub trace_names: (&'static str, &'static str),
+    /// The node name its trace lines carry, on its client side and on its
+    /// upstream (`U`) alike (`proxy`; the demo's second proxy is `proxy2`).
+    pub trace_name: &'static str,
 }
 
 impl Default for ProxyConfig {
@@ -92,7 +92,7 @@ impl Default for ProxyConfig {
             upstream_timeout: Duration::from_millis(5000),
             limits: Limits::default(),
             upstream_framing: Framing::Line,
-            trace_names: ("proxy", "upstream"),
+            trace_name: "proxy",
         }
     }
 }
@@ -216,7 +216,7 @@ impl Proxy {
     /// Binds the listener and starts connecting to the upstream.
     pub fn bind(cfg: ProxyConfig) -> io::Result<Proxy> {
         let reactor = Reactor::new()?;
-        let front = Frontend::bind(cfg.listen, cfg.trace_names.0, cfg.limits.clone(), reactor.registry())?;
+        let front = Frontend::bind(cfg.listen, cfg.trace_name, cfg.limits.clone(), reactor.registry())?;
         let cache = crate::cache::by_name(cfg.policy, cfg.capacity)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no cache policy {:?}", cfg.policy)))?;
         info!(
@@ -232,7 +232,7 @@ impl Proxy {
             );
         }
         let mut up = Upstream::new(
-            cfg.trace_names.1,
+            cfg.trace_name,
             cfg.upstream,
             cfg.upstream_framing,
             cfg.upstream_timeout,
@@ -242,7 +242,7 @@ impl Proxy {
         up.connect(Instant::now());
         let node = ProxyNode {
             front,
-            core: Core::new(cache, cfg.upstream_framing == Framing::Line),
+            core: Core::new(cache, cfg.upstream_framing == Framing::Line).named(cfg.trace_name),
             up,
             dirty: Vec::new(),
         };

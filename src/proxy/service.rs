@@ -17,6 +17,8 @@ use crate::proxy::pending::{Slots, UpKind, UpReq, Waiter};
 use crate::proxy::reads::{Read, Reads};
 use crate::proxy::stats::Counters;
 use crate::proxy::upstream::{UpEvent, Upstream};
+use crate::reactor::UPSTREAM;
+use crate::trace_event;
 use log::{debug, info, warn};
 use std::time::Instant;
 
@@ -48,6 +50,8 @@ pub struct Core {
     zombies: Zombies,
     /// Whether the cache may be read (docs/coherence.md).
     pub lease: Lease,
+    /// The node name of its trace lines (`proxy`).
+    pub trace_name: &'static str,
 }
 
 /// The proxy's [`Service`]: the core and the upstream it sends to, lent
@@ -119,6 +123,21 @@ impl Service for ProxyService<'_> {
     }
 }
 
+/// Indices as the protocol writes them: `1,2,3`.
+struct List<'a>(&'a [i64]);
+
+impl std::fmt::Display for List<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (k, i) in self.0.iter().enumerate() {
+            if k > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{i}")?;
+        }
+        Ok(())
+    }
+}
+
 impl Core {
     /// An empty cache; `asks_lease` when the upstream speaks line framing
     /// (a bare server cannot take part in coherence).
@@ -137,6 +156,15 @@ impl Core {
             next_seq: 1,
             zombies: Zombies::default(),
             lease: Lease::new(asks_lease),
+            trace_name: "proxy",
+        }
+    }
+
+    /// The same core, with `name` on its trace lines.
+    pub fn named(self, name: &'static str) -> Core {
+        Core {
+            trace_name: name,
+            ..self
         }
     }
 
@@ -286,11 +314,21 @@ impl Core {
                     Some(ind) => ind.iter().for_each(|&i| self.cache.remove(i)),
                     None => self.cache.clear(),
                 }
-                if log::log_enabled!(log::Level::Debug) {
-                    match ind {
-                        Some(ind) => debug!("proxy cache: {ind:?} invalidated by the server (another writer)"),
-                        None => debug!("proxy cache: everything invalidated by the server"),
-                    }
+                let who = self.trace_name;
+                match ind {
+                    Some(ind) => trace_event!(
+                        who,
+                        UPSTREAM,
+                        "INVALIDATE",
+                        "cache: {} dropped (another writer)",
+                        List(ind)
+                    ),
+                    None => trace_event!(
+                        who,
+                        UPSTREAM,
+                        "INVALIDATE",
+                        "cache: everything dropped (another writer)"
+                    ),
                 }
                 self.reads.invalidated(ind);
                 log_cache(&*self.cache);
@@ -398,7 +436,7 @@ impl Core {
                     }
                     if let Some((old, oldv)) = self.cache.insert(i, v) {
                         self.counters.evictions += 1;
-                        debug!("proxy cache: {i} in, {old}:{oldv} evicted (oldest)");
+                        trace_event!(self.trace_name, UPSTREAM, "EVICT", "cache: {i} in, {old}:{oldv} out");
                     }
                 }
                 log_cache(&*self.cache);

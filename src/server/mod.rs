@@ -94,7 +94,6 @@ impl ServerNode {
                     trace_event!(
                         c.role,
                         c.token,
-                        c.peer,
                         "QUEUED",
                         "{}",
                         String::from_utf8_lossy(bytes.strip_suffix(b"\n").unwrap_or(bytes))

@@ -222,7 +222,6 @@ impl Core {
                     trace_event!(
                         conn.role,
                         conn.token,
-                        conn.peer,
                         "WAIT",
                         "{} waits for proxies to confirm invalidations",
                         self.req.op
@@ -264,7 +263,6 @@ impl Core {
         trace_event!(
             conn.role,
             conn.token,
-            conn.peer,
             "QUEUED",
             "{} applied after {} us: reply queued, {} bytes to write",
             self.req.op,

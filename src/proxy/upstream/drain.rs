@@ -24,7 +24,6 @@ impl Upstream {
                     trace_event!(
                         self.role,
                         DRAINING,
-                        c.peer,
                         "DRAIN",
                         "shut for writing, reading until the server closes"
                     );

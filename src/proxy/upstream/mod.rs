@@ -110,8 +110,11 @@ pub struct UpStats {
 
 /// The connection to the server and what is in flight on it.
 pub struct Upstream {
-    /// The name its trace lines carry (`upstream`).
+    /// The node name its trace lines carry (`proxy`).
     role: &'static str,
+    /// Requests written into the output since the last flush, described
+    /// for the trace's `SEND` lines (filled only while tracing).
+    announce: Vec<String>,
     addr: SocketAddr,
     /// `None` while down (a reconnect timer is set).
     conn: Option<Conn<()>>,
@@ -173,6 +176,7 @@ impl Upstream {
     ) -> io::Result<Self> {
         Ok(Upstream {
             role,
+            announce: Vec::new(),
             addr,
             conn: None,
             draining: None,
@@ -259,17 +263,9 @@ impl Upstream {
         let Some(conn) = self.conn.as_mut() else { return };
         if self.framing != Framing::Bare || self.sent == 0 {
             write_request(conn, &req.kind);
+            announce(&mut self.announce, &req);
             self.sent += 1;
         }
-        trace_event!(
-            self.role,
-            UPSTREAM,
-            Some(self.addr),
-            "QUEUED",
-            "{} for {}",
-            req.kind.name(),
-            Whose(&req)
-        );
         self.stats.requests += 1;
         self.queued_seq = self.queued_seq.max(req.seq);
         self.last_io = now;
@@ -350,6 +346,11 @@ impl Upstream {
         if conn.state() != State::Open {
             return;
         }
+        // What this write carries, and for whom: the step between a
+        // client's PENDING and the bytes leaving for the server.
+        for what in self.announce.drain(..) {
+            trace_event!(self.role, UPSTREAM, "SEND", "{what}");
+        }
         if let WriteOutcome::Error(e) = conn.flush() {
             return self.reset(code::BAD_GATEWAY, &format!("upstream write failed: {e}"), now, sink);
         }
@@ -362,6 +363,7 @@ impl Upstream {
     /// order, and (unless stopping) a reconnect is scheduled.
     pub fn reset(&mut self, code: u16, why: &str, now: Instant, sink: &mut impl FnMut(UpEvent)) {
         self.stats.resets += 1;
+        self.announce.clear();
         if let Some(mut c) = self.conn.take() {
             c.close(&self.registry, why);
         }
@@ -433,8 +435,16 @@ impl std::fmt::Display for Whose<'_> {
         if self.0.kind.is_own() {
             f.write_str("the proxy itself")
         } else {
-            write!(f, "client tok={}", self.0.waiter.key)
+            write!(f, "client {}", self.0.waiter.key)
         }
+    }
+}
+
+/// Notes a request written into the output, for the trace's `SEND` line
+/// at the next flush.
+fn announce(out: &mut Vec<String>, req: &UpReq) {
+    if crate::trace::enabled() {
+        out.push(format!("{} for {}", req.kind.name(), Whose(req)));
     }
 }
 

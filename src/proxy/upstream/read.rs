@@ -62,6 +62,7 @@ impl Upstream {
         let mut lease: Option<Option<u64>> = None;
         let applied = &mut self.applied;
         let role = self.role;
+        let to_announce = &mut self.announce;
         let (inflight, sent, replies, reply, backoff, last_io, last_wait) = (
             &mut self.inflight,
             &mut self.sent,
@@ -89,7 +90,6 @@ impl Upstream {
                 trace_event!(
                     role,
                     UPSTREAM,
-                    c.peer,
                     "DECODED",
                     "{}",
                     String::from_utf8_lossy(&c.input.data()[..body])
@@ -133,6 +133,7 @@ impl Upstream {
                     // A bare server gets the next request only now.
                     if let Some(next) = inflight.front() {
                         write_request(c, &next.kind);
+                        super::announce(to_announce, next);
                         *sent = 1;
                     }
                 }
