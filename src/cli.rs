@@ -132,12 +132,45 @@ pub struct ServerArgs {
     /// have granted [default: the lease].
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=DAY_MS))]
     pub grace_ms: Option<u64>,
+    /// Keep the table in DIR: every write is logged before it is
+    /// acknowledged, and the table survives a restart (docs/durability.md).
+    /// Without it the table lives in memory only.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// When a logged write reaches the disk: before its acknowledgement
+    /// (always), at most --fsync-interval-ms later (batch), or when the OS
+    /// writes it back (never).
+    #[arg(long, value_enum, default_value_t = FsyncArg::Always, requires = "data_dir")]
+    pub fsync: FsyncArg,
+    /// With --fsync batch: the longest a written record waits for its sync.
+    #[arg(long, value_name = "MS", default_value_t = 1000, requires = "data_dir",
+          value_parser = clap::value_parser!(u64).range(1..=DAY_MS))]
+    pub fsync_interval_ms: u64,
+    /// Take a snapshot (and start a new log segment) when the log passes
+    /// this many bytes [default: the larger of 1 MiB and twice the table].
+    #[arg(long, value_name = "BYTES", requires = "data_dir", value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_bytes: Option<u64>,
+    /// Start even though DIR holds a table of another --size (it is cut
+    /// or zero-extended).
+    #[arg(long, requires = "data_dir")]
+    pub resize: bool,
     /// Limits on peers.
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// `--fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FsyncArg {
+    /// fdatasync before acknowledging (one per loop pass: group commit).
+    Always,
+    /// fdatasync at most every --fsync-interval-ms.
+    Batch,
+    /// Leave it to the OS.
+    Never,
 }
 
 impl ServerArgs {
@@ -149,6 +182,16 @@ impl ServerArgs {
             limits: self.limits.limits(),
             lease: Duration::from_millis(self.lease_ms),
             grace: Duration::from_millis(self.grace_ms.unwrap_or(self.lease_ms)),
+            store: self.data_dir.as_ref().map(|dir| crate::store::StoreConfig {
+                dir: dir.clone(),
+                fsync: match self.fsync {
+                    FsyncArg::Always => crate::store::Fsync::Always,
+                    FsyncArg::Batch => crate::store::Fsync::Batch(Duration::from_millis(self.fsync_interval_ms)),
+                    FsyncArg::Never => crate::store::Fsync::Never,
+                },
+                snapshot_bytes: self.snapshot_bytes.unwrap_or(0),
+                resize: self.resize,
+            }),
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`table`]: the server's table and what each operation does to it.
 //! - [`cache`]: the proxy's cache and its eviction policy (FIFO).
 //! - [`buffer`]: the byte buffer behind every connection.
+//! - [`store`]: the durable table's files (`record`: the formats, pure)
+//!   and recovery.
 //!
 //! The reactor pieces:
 //! - [`reactor`]: the poll loop, reserved tokens, timers, stop handle,
@@ -52,6 +54,7 @@ pub mod proxy;
 pub mod reactor;
 pub mod server;
 pub mod sim;
+pub mod store;
 pub mod table;
 pub mod trace;
 

@@ -40,6 +40,9 @@ pub const CLIENT: Token = Token(usize::MAX - 5);
 /// until the server has finished with it.
 pub const DRAINING: Token = Token(usize::MAX - 6);
 
+/// Not a socket: the label of the server's log file in the trace (`F`).
+pub const DISK: Token = Token(usize::MAX - 7);
+
 /// How many events one `poll` may return.
 const EVENTS_CAPACITY: usize = 1024;
 
@@ -58,6 +61,11 @@ pub trait Node {
     fn done(&self) -> bool;
     /// The loop's counters, kept by `run`, read by STS.
     fn loop_stats(&mut self) -> &mut LoopStats;
+    /// An error the node cannot go on after (its log failed): `run` ends
+    /// with it, without flushing anything more.
+    fn failed(&mut self) -> Option<io::Error> {
+        None
+    }
 }
 
 /// What the loop measures about itself (reported by STS).
@@ -137,6 +145,9 @@ impl Reactor {
         loop {
             let now = Instant::now();
             let next = node.tick(now);
+            if let Some(e) = node.failed() {
+                return Err(e);
+            }
             if node.done() {
                 return Ok(());
             }

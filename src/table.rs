@@ -29,6 +29,11 @@ impl Table {
         Ok(Table { vals })
     }
 
+    /// A table holding `vals` (recovered from disk).
+    pub fn from_values(vals: Vec<i64>) -> Table {
+        Table { vals }
+    }
+
     /// Number of entries.
     pub fn size(&self) -> usize {
         self.vals.len()

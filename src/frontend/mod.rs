@@ -109,6 +109,12 @@ pub trait Service {
     }
     /// `conn` is closing: drop whatever refers to it.
     fn on_close(&mut self, conn: &mut Conn<Self::Ext>);
+    /// Whether the connection's output must wait before it is written (a
+    /// durable server's replies wait for their pass's log commit); the
+    /// service then remembers the connection and has it flushed later.
+    fn hold(&mut self, _conn: &Conn<Self::Ext>) -> bool {
+        false
+    }
 }
 
 /// Counters of the listening side.

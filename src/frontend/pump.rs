@@ -62,7 +62,7 @@ impl<X: Default> Frontend<X> {
         let mut resumes = 0;
         loop {
             let Some(conn) = self.conns.get_mut(key) else { return };
-            if !conn.output.is_empty() {
+            if !conn.output.is_empty() && !svc.hold(conn) {
                 let before = conn.output.len();
                 if let WriteOutcome::Error(e) = conn.flush() {
                     return self.io_failed(svc, key, "write", &e);

@@ -14,6 +14,7 @@ pub use service::ServerConn;
 
 use crate::frontend::{FrontInfo, Frontend, Limits};
 use crate::reactor::{earliest, Bound, LoopStats, Node, Reactor};
+use crate::store::{Store, StoreConfig};
 use crate::table::Table;
 use crate::trace_event;
 use leases::Leases;
@@ -44,6 +45,9 @@ pub struct ServerConfig {
     /// How long writes wait after start for leases an earlier life of the
     /// server may have granted (`--grace-ms`; by default one lease).
     pub grace: Duration,
+    /// Where the table is kept (`--data-dir`): `None` keeps it in memory
+    /// only (docs/durability.md).
+    pub store: Option<StoreConfig>,
 }
 
 /// The default lease (docs/coherence.md weighs it).
@@ -57,6 +61,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             lease: DEFAULT_LEASE,
             grace: DEFAULT_LEASE,
+            store: None,
         }
     }
 }
@@ -68,6 +73,8 @@ pub struct ServerNode {
     /// Reused lists of connections to flush and to expire.
     touched: Vec<usize>,
     overdue: Vec<(usize, u64)>,
+    /// The log failed: the server stops with this error.
+    failed: Option<io::Error>,
 }
 
 impl ServerNode {
@@ -130,6 +137,34 @@ impl ServerNode {
     }
 }
 
+impl ServerNode {
+    /// The end of a loop pass: the pass's log records are written (and
+    /// synced, as configured) in one go, then the replies held for them
+    /// leave. Flushing may let paused readers go on and log more, so this
+    /// goes round until nothing waits.
+    fn commit(&mut self, now: Instant) {
+        loop {
+            if let Err(e) = self.core.commit(now) {
+                log::error!("server: the log failed ({e}); stopping without acknowledging what it holds");
+                self.failed = Some(e);
+                return;
+            }
+            if self.core.held.is_empty() {
+                return;
+            }
+            let mut held = std::mem::take(&mut self.core.held);
+            held.sort_unstable();
+            held.dedup();
+            for &(key, gen) in &held {
+                if self.front.conns.get(key).is_some_and(|c| c.gen == gen) {
+                    self.front.after_io(&mut self.core, key, now);
+                }
+            }
+            self.settle(now);
+        }
+    }
+}
+
 impl Node for ServerNode {
     fn ready(&mut self, token: Token, event: &Event, now: Instant) {
         self.front.ready(&mut self.core, token, event, now);
@@ -138,7 +173,12 @@ impl Node for ServerNode {
     fn tick(&mut self, now: Instant) -> Option<Instant> {
         let next = self.front.tick(&mut self.core, now);
         self.settle(now);
-        earliest(next, self.core.leases.next_deadline(now))
+        self.commit(now);
+        let next = earliest(next, self.core.leases.next_deadline(now));
+        earliest(next, self.core.store.as_ref().and_then(|s| s.next_deadline(now)))
+    }
+    fn failed(&mut self) -> Option<io::Error> {
+        self.failed.take()
     }
     fn stop(&mut self, now: Instant) {
         info!("server stopping: {} connections to finish", self.front.conns.len());
@@ -172,20 +212,28 @@ impl Server {
                 cfg.grace.as_millis()
             );
         }
-        let now = Instant::now();
-        let node = ServerNode {
-            touched: Vec::new(),
-            overdue: Vec::new(),
-            front,
-            core: Core::new(
+        let (table, store) = match &cfg.store {
+            Some(sc) => {
+                let (store, values) = Store::open(sc, cfg.size as u64)?;
+                (Table::from_values(values), Some(store))
+            }
+            None => (
                 Table::try_new(cfg.size).map_err(|e| {
                     io::Error::new(
                         io::ErrorKind::OutOfMemory,
                         format!("cannot allocate a table of {} entries: {e}", cfg.size),
                     )
                 })?,
-                Leases::new(cfg.lease, cfg.grace, now),
+                None,
             ),
+        };
+        let now = Instant::now();
+        let node = ServerNode {
+            touched: Vec::new(),
+            overdue: Vec::new(),
+            failed: None,
+            front,
+            core: Core::new(table, Leases::new(cfg.lease, cfg.grace, now), store),
         };
         Ok(Bound::new(reactor, node, addr, "server"))
     }

@@ -10,6 +10,7 @@ use crate::conn::Conn;
 use crate::framing::Framing;
 use crate::frontend::{FrontInfo, Service};
 use crate::proto::{encode_error, encode_field, encode_request, put_list, Op, Problem, Request};
+use crate::store::Store;
 use crate::table::Table;
 use crate::trace_event;
 use log::debug;
@@ -59,6 +60,14 @@ pub(super) struct Core {
     /// Which proxy may hold what, and the writes waiting on them.
     pub(super) leases: Leases,
     nocache: Vec<i64>,
+    /// The log, with `--data-dir` (docs/durability.md).
+    pub(super) store: Option<Store>,
+    /// Connections whose replies wait for this pass's log commit.
+    pub(super) held: Vec<(usize, u64)>,
+    /// The table's identity and the seq of its last write: from the store,
+    /// or for a table in memory, fresh at start and counted here.
+    data_id: u64,
+    mem_seq: u64,
 }
 
 impl Service for Core {
@@ -113,6 +122,14 @@ impl Service for Core {
         conn.ext.behind.len() >= MAX_BEHIND
     }
 
+    fn hold(&mut self, conn: &Conn<ServerConn>) -> bool {
+        if self.store.as_ref().is_some_and(Store::has_pending) {
+            self.held.push((conn.token.0, conn.gen));
+            return true;
+        }
+        false
+    }
+
     fn on_close(&mut self, conn: &mut Conn<ServerConn>) {
         if conn.ext.parked {
             self.leases.drop_parked(conn.token.0, conn.gen);
@@ -124,14 +141,33 @@ impl Service for Core {
 }
 
 impl Core {
-    /// A service over `table`, granting leases as `leases` says.
-    pub(super) fn new(table: Table, leases: Leases) -> Core {
+    /// A service over `table`, granting leases as `leases` says, logging
+    /// writes to `store` if there is one.
+    pub(super) fn new(table: Table, leases: Leases, store: Option<Store>) -> Core {
         Core {
             table,
             req: Request::default(),
             counters: Counters::default(),
             leases,
             nocache: Vec::new(),
+            data_id: store.as_ref().map_or_else(crate::store::memory_data_id, Store::data_id),
+            store,
+            held: Vec::new(),
+            mem_seq: 0,
+        }
+    }
+
+    /// The seq of the last write applied.
+    pub(super) fn write_seq(&self) -> u64 {
+        self.store.as_ref().map_or(self.mem_seq, Store::seq)
+    }
+
+    /// Ends the loop pass for the log: writes (and, as configured, syncs)
+    /// the pass's records. The held replies may go once this returns Ok.
+    pub(super) fn commit(&mut self, now: Instant) -> std::io::Result<()> {
+        match self.store.as_mut() {
+            Some(store) => store.commit(self.table.values(), now),
+            None => Ok(()),
         }
     }
 
@@ -243,6 +279,13 @@ impl Core {
     /// Applies the write in `self.req` and encodes its reply.
     fn apply(&mut self, conn: &mut Conn<ServerConn>, now: Instant) -> Result<(), Problem> {
         self.table.execute(&self.req, &mut conn.output)?;
+        // Applied: its record goes to the log with this pass's others, and
+        // its reply waits for that commit (`hold`).
+        match (self.store.as_mut(), self.req.op) {
+            (Some(store), Op::Clr) => store.log_clr(),
+            (Some(store), _) => store.log_put(&self.req.ind, &self.req.data),
+            (None, _) => self.mem_seq += 1,
+        }
         if let Some(id) = conn.ext.holder {
             self.leases.granted(id, now);
         }
@@ -296,6 +339,11 @@ impl Core {
             encode_field(out, &format!("ERR{c}"), n);
         }
         self.leases.encode_stats(out);
+        encode_field(out, "DATA_ID", &format_args!("{:016x}", self.data_id));
+        encode_field(out, "WRITE_SEQ", &self.write_seq());
+        if let Some(store) = &self.store {
+            store.encode_stats(out);
+        }
         front.encode_loop_fields(out);
         out.extend(b";CODE=200");
     }

@@ -125,7 +125,7 @@ pub struct TokenName(pub mio::Token);
 
 impl std::fmt::Display for TokenName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::reactor::{CLIENT, DRAINING, LISTENER, SIGNALS, UPSTREAM, WAKER};
+        use crate::reactor::{CLIENT, DISK, DRAINING, LISTENER, SIGNALS, UPSTREAM, WAKER};
         let name = match self.0 {
             LISTENER => "L",
             UPSTREAM => "U",
@@ -133,6 +133,7 @@ impl std::fmt::Display for TokenName {
             DRAINING => "D",
             WAKER => "W",
             SIGNALS => "S",
+            DISK => "F",
             mio::Token(n) => return f.pad(&n.to_string()),
         };
         f.pad(name)

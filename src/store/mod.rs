@@ -1,0 +1,558 @@
+//! The durable table: a write-ahead log of segments, snapshots, and
+//! recovery at start-up (`server --data-dir`). The formats are in
+//! `record.rs` (pure); this file does the file I/O. docs/durability.md has
+//! the rules and a picture of a write's path to the disk and back.
+//!
+//! The commit rule: a write is applied to the table and its record put in
+//! `pending`; at the end of the loop pass ([`Store::commit`]) the pass's
+//! records go to the log in one `write(2)` and, with `--fsync always`, one
+//! `fdatasync` (group commit). The server holds every reply of a pass that
+//! logged a write until that commit is done, so no acknowledgement — and
+//! no read of an unlogged value — leaves before its record is in the log
+//! (on disk, with `always`).
+//!
+//! Snapshots: when the current segment passes a size relative to the
+//! table, a new segment starts and a helper thread writes the table as of
+//! that moment to `snapshot.tmp`, syncs it, renames it to `snapshot` and
+//! syncs the directory; the loop then deletes the segments the snapshot
+//! covers. The thread keeps a big table's write off the loop; records
+//! carry sequence numbers, so a crash anywhere in between replays right.
+
+pub mod record;
+
+use crate::reactor::DISK;
+use crate::trace_event;
+use log::{info, warn};
+use record::{Damage, Record, SegmentHeader, Snapshot};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+/// When a write's record must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Before its acknowledgement leaves (one `fdatasync` per loop pass
+    /// that logged writes): an acknowledged write survives a crash of the
+    /// machine.
+    Always,
+    /// At most this long after it is written: a machine crash may lose the
+    /// writes of the last interval (a crash of the process alone loses
+    /// nothing: the records are in the kernel).
+    Batch(Duration),
+    /// When the kernel writes it back (typically within 30 s on Linux): a
+    /// machine crash may lose that much; a process crash nothing.
+    Never,
+}
+
+impl Fsync {
+    /// The mode's name (`--fsync`, STS).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::Batch(_) => "batch",
+            Fsync::Never => "never",
+        }
+    }
+}
+
+/// Where and how the table is kept.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The directory (created if missing).
+    pub dir: PathBuf,
+    /// When records reach the disk.
+    pub fsync: Fsync,
+    /// A snapshot is taken when the current segment passes this many bytes
+    /// (0: the default, the larger of 1 MiB and twice the table's size on
+    /// disk).
+    pub snapshot_bytes: u64,
+    /// Accept a table size other than the stored one (the table is cut
+    /// or zero-extended, and a snapshot at the new size is written).
+    pub resize: bool,
+}
+
+/// Counters for STS.
+#[derive(Debug, Default, Clone)]
+pub struct StoreStats {
+    /// `fdatasync` calls on the log.
+    pub syncs: u64,
+    /// The slowest, microseconds.
+    pub sync_max_us: u64,
+    /// Records since the last snapshot.
+    pub records: u64,
+    /// Snapshots taken by this process.
+    pub snapshots: u64,
+    /// Records replayed at start-up.
+    pub replayed: u64,
+}
+
+/// Smallest segment size that triggers a snapshot.
+const SNAPSHOT_MIN_BYTES: u64 = 1 << 20;
+
+/// The log and snapshots of one table.
+pub struct Store {
+    dir: PathBuf,
+    fsync: Fsync,
+    size: u64,
+    data_id: u64,
+    /// The seq of the last write logged (pending or not).
+    seq: u64,
+    /// The segment being appended to, its first seq and its length.
+    file: File,
+    segment_first: u64,
+    segment_bytes: u64,
+    /// Older segments (first seq, path), deleted once a snapshot covers them.
+    older: Vec<(u64, PathBuf)>,
+    /// Records of this pass, not yet written; how many.
+    pending: Vec<u8>,
+    pending_records: u64,
+    /// Written but not yet synced (batch, never); when last synced.
+    unsynced: bool,
+    last_sync: Instant,
+    snapshot_bytes: u64,
+    /// A snapshot being written: its seq, and the thread's answer.
+    snapshotting: Option<(u64, Receiver<io::Result<()>>)>,
+    /// Counters.
+    pub stats: StoreStats,
+}
+
+/// A segment's file name: its first seq in 16 hex digits, so names sort
+/// in log order.
+fn segment_name(first_seq: u64) -> String {
+    format!("wal-{first_seq:016x}.log")
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A fresh identity for a new table: random enough to tell two tables
+/// apart (std's hasher keys are random per process).
+fn new_data_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}
+
+/// A fresh identity for a table kept in memory (it dies with the process).
+pub fn memory_data_id() -> u64 {
+    new_data_id()
+}
+
+fn damaged(path: &Path, d: &Damage) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{}: damaged {d}; refusing to start (docs/durability.md, \"Recovery\", says what to do)",
+            path.display()
+        ),
+    )
+}
+
+/// Creates a segment whose first record will be `first_seq`, durably.
+fn create_segment(dir: &Path, size: u64, data_id: u64, first_seq: u64) -> io::Result<File> {
+    let path = dir.join(segment_name(first_seq));
+    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    f.write_all(
+        &SegmentHeader {
+            size,
+            data_id,
+            first_seq,
+        }
+        .encode(),
+    )?;
+    f.sync_all()?;
+    sync_dir(dir)?;
+    Ok(f)
+}
+
+/// The segments in `dir`, in log order.
+fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut segs = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let first = name
+            .strip_prefix("wal-")
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+        if let Some(first) = first {
+            segs.push((first, entry.path()));
+        }
+    }
+    segs.sort();
+    Ok(segs)
+}
+
+impl Store {
+    /// Opens (or creates) the table in `cfg.dir` with `size` entries and
+    /// recovers it: the latest snapshot, then every later record of the
+    /// log. A torn last record (a crash mid-append) is cut off; damage
+    /// anywhere else is an error naming the file and the offset.
+    pub fn open(cfg: &StoreConfig, size: u64) -> io::Result<(Store, Vec<i64>)> {
+        let dir = cfg.dir.clone();
+        fs::create_dir_all(&dir)?;
+        let _ = fs::remove_file(dir.join("snapshot.tmp"));
+        let snap_path = dir.join("snapshot");
+        let snapshot = match fs::read(&snap_path) {
+            Ok(b) => Some(Snapshot::decode(&b).map_err(|d| damaged(&snap_path, &d))?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let mut segs = list_segments(&dir)?;
+        if snapshot.is_none() && segs.is_empty() {
+            let data_id = new_data_id();
+            let file = create_segment(&dir, size, data_id, 1)?;
+            info!("server: new table of {size} entries in {}", dir.display());
+            return Ok((
+                Store::new(cfg, size, data_id, 0, file, 1, vec![]),
+                vec![0; size as usize],
+            ));
+        }
+        let (mut stored_size, mut data_id, mut seq, mut values) = match &snapshot {
+            Some(s) => (s.values.len() as u64, s.data_id, s.seq, s.values.clone()),
+            None => (0, 0, 0, Vec::new()),
+        };
+        let mut replayed = 0u64;
+        let last = segs.len().saturating_sub(1);
+        for (k, (first, path)) in segs.iter().enumerate() {
+            let bytes = fs::read(path)?;
+            let scan = record::scan_segment(&bytes).map_err(|d| damaged(path, &d))?;
+            let h = scan.header;
+            if snapshot.is_none() && k == 0 {
+                (stored_size, data_id) = (h.size, h.data_id);
+                values = vec![0; h.size as usize];
+            }
+            if h.size != stored_size || h.data_id != data_id || h.first_seq != *first {
+                return Err(damaged(
+                    path,
+                    &Damage {
+                        offset: 0,
+                        why: "its header belongs to another table or another place in the log".into(),
+                    },
+                ));
+            }
+            if h.first_seq > seq + 1 {
+                return Err(damaged(
+                    path,
+                    &Damage {
+                        offset: 0,
+                        why: format!("records {} to {} are missing", seq + 1, h.first_seq - 1),
+                    },
+                ));
+            }
+            for r in &scan.records {
+                if r.seq <= seq {
+                    continue; // in the snapshot already
+                }
+                record::apply(&mut values, &r.write);
+                seq = r.seq;
+                replayed += 1;
+            }
+            if let Some(at) = scan.torn {
+                if k != last {
+                    return Err(damaged(
+                        path,
+                        &Damage {
+                            offset: at,
+                            why: "a torn record, but later segments follow".into(),
+                        },
+                    ));
+                }
+                let f = OpenOptions::new().write(true).open(path)?;
+                f.set_len(at as u64)?;
+                f.sync_all()?;
+                warn!(
+                    "server: cut a torn record at the end of {} at byte {at} (a crash mid-append; that write was never acknowledged)",
+                    path.display()
+                );
+            }
+        }
+        if stored_size != size && !cfg.resize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} holds a table of {stored_size} entries, not {size}: start with --size {stored_size}, or add --resize to change it",
+                    dir.display()
+                ),
+            ));
+        }
+        let (file, first) = match segs.last() {
+            Some((first, path)) if stored_size == size => (OpenOptions::new().append(true).open(path)?, *first),
+            _ => (create_segment(&dir, size, data_id, seq + 1)?, seq + 1),
+        };
+        let older: Vec<(u64, PathBuf)> = segs.drain(..).filter(|(f, _)| *f != first).collect();
+        let mut store = Store::new(cfg, size, data_id, seq, file, first, older);
+        store.stats.replayed = replayed;
+        store.segment_bytes = store.file.metadata()?.len();
+        if stored_size != size {
+            values.resize(size as usize, 0);
+            store.write_snapshot_now(&values)?;
+            warn!("server: table resized from {stored_size} to {size} entries");
+        }
+        info!(
+            "server: recovered {} entries from {} ({} records replayed, last write {seq})",
+            values.len(),
+            dir.display(),
+            replayed
+        );
+        Ok((store, values))
+    }
+
+    fn new(
+        cfg: &StoreConfig,
+        size: u64,
+        data_id: u64,
+        seq: u64,
+        file: File,
+        first: u64,
+        older: Vec<(u64, PathBuf)>,
+    ) -> Store {
+        let snapshot_bytes = match cfg.snapshot_bytes {
+            0 => SNAPSHOT_MIN_BYTES.max(size.saturating_mul(16)),
+            n => n,
+        };
+        Store {
+            dir: cfg.dir.clone(),
+            fsync: cfg.fsync,
+            size,
+            data_id,
+            seq,
+            file,
+            segment_first: first,
+            segment_bytes: record::SEGMENT_HEADER as u64,
+            older,
+            pending: Vec::new(),
+            pending_records: 0,
+            unsynced: false,
+            last_sync: Instant::now(),
+            snapshot_bytes,
+            snapshotting: None,
+            stats: StoreStats::default(),
+        }
+    }
+
+    /// The table's identity: the same across restarts of this directory.
+    pub fn data_id(&self) -> u64 {
+        self.data_id
+    }
+
+    /// The seq of the last write logged.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Records a PUT (written at the next commit).
+    pub fn log_put(&mut self, ind: &[i64], data: &[i64]) {
+        self.seq += 1;
+        record::encode_put(&mut self.pending, self.seq, ind, data);
+        self.pending_records += 1;
+    }
+
+    /// Records a CLR (written at the next commit).
+    pub fn log_clr(&mut self) {
+        self.seq += 1;
+        record::encode_clr(&mut self.pending, self.seq);
+        self.pending_records += 1;
+    }
+
+    /// True while records of this pass wait for their commit (replies wait
+    /// with them).
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Ends the pass: writes its records in one `write(2)` and, as the mode
+    /// says, syncs (one `fdatasync` for all of them: group commit). Then
+    /// starts a snapshot of `values` if the segment has grown enough. An
+    /// error here means the log can no longer be trusted: the server stops.
+    pub fn commit(&mut self, values: &[i64], now: Instant) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            let at = crate::trace::stamp();
+            self.file.write_all(&self.pending)?;
+            crate::trace_event_at!(
+                at,
+                "server",
+                DISK,
+                "APPEND",
+                "{} records, {} bytes written to {}",
+                self.pending_records,
+                self.pending.len(),
+                segment_name(self.segment_first)
+            );
+            self.segment_bytes += self.pending.len() as u64;
+            self.stats.records += self.pending_records;
+            self.pending.clear();
+            self.pending_records = 0;
+            self.unsynced = true;
+            match self.fsync {
+                Fsync::Always => self.sync(now)?,
+                Fsync::Batch(every) if now.saturating_duration_since(self.last_sync) >= every => self.sync(now)?,
+                _ => {}
+            }
+        }
+        self.tick(now)?;
+        if self.segment_bytes >= self.snapshot_bytes && self.snapshotting.is_none() {
+            self.start_snapshot(values)?;
+        }
+        Ok(())
+    }
+
+    /// `fdatasync` of the current segment.
+    fn sync(&mut self, now: Instant) -> io::Result<()> {
+        let t = Instant::now();
+        self.file.sync_data()?;
+        let us = t.elapsed().as_micros() as u64;
+        trace_event!(
+            "server",
+            DISK,
+            "FSYNC",
+            "fdatasync took {us} us: the records are on disk"
+        );
+        self.stats.syncs += 1;
+        self.stats.sync_max_us = self.stats.sync_max_us.max(us);
+        self.unsynced = false;
+        self.last_sync = now;
+        Ok(())
+    }
+
+    /// Timers: the batch mode's sync, a finished snapshot.
+    pub fn tick(&mut self, now: Instant) -> io::Result<()> {
+        if let (Fsync::Batch(every), true) = (self.fsync, self.unsynced) {
+            if now.saturating_duration_since(self.last_sync) >= every {
+                self.sync(now)?;
+            }
+        }
+        if let Some((seq, rx)) = &self.snapshotting {
+            let seq = *seq;
+            match rx.try_recv() {
+                Err(mpsc::TryRecvError::Empty) => {}
+                Ok(Ok(())) => {
+                    self.snapshotting = None;
+                    self.snapshot_done(seq)?;
+                }
+                Ok(Err(e)) => {
+                    self.snapshotting = None;
+                    warn!("server: snapshot failed: {e}; the log keeps everything, trying again later");
+                }
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    self.snapshotting = None;
+                    warn!("server: the snapshot thread died; the log keeps everything");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// When [`Store::tick`] has something to do.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let batch = match (self.fsync, self.unsynced) {
+            (Fsync::Batch(every), true) => Some(self.last_sync + every),
+            _ => None,
+        };
+        let snap = self.snapshotting.as_ref().map(|_| now + Duration::from_millis(5));
+        crate::reactor::earliest(batch, snap)
+    }
+
+    /// Starts a new segment and writes the table, as of now, to a snapshot
+    /// on a helper thread.
+    fn start_snapshot(&mut self, values: &[i64]) -> io::Result<()> {
+        let seq = self.seq;
+        let file = create_segment(&self.dir, self.size, self.data_id, seq + 1)?;
+        let old = std::mem::replace(&mut self.file, file);
+        // What it had is written (and synced, with always); batch and never
+        // leave the old segment's tail to the snapshot, which is synced.
+        drop(old);
+        self.older
+            .push((self.segment_first, self.dir.join(segment_name(self.segment_first))));
+        self.segment_first = seq + 1;
+        self.segment_bytes = record::SEGMENT_HEADER as u64;
+        let bytes = Snapshot::encode(self.data_id, seq, values);
+        let dir = self.dir.clone();
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new().name("snapshot".into()).spawn(move || {
+            let _ = tx.send(write_snapshot(&dir, &bytes));
+        })?;
+        trace_event!(
+            "server",
+            DISK,
+            "SNAPSHOT",
+            "writing the table as of write {seq}; new segment {}",
+            segment_name(seq + 1)
+        );
+        self.snapshotting = Some((seq, rx));
+        Ok(())
+    }
+
+    /// A snapshot of write `seq` is durable: delete the segments it covers.
+    fn snapshot_done(&mut self, seq: u64) -> io::Result<()> {
+        let (gone, keep): (Vec<_>, Vec<_>) = self.older.drain(..).partition(|(first, _)| *first <= seq);
+        self.older = keep;
+        for (_, path) in &gone {
+            fs::remove_file(path)?;
+        }
+        sync_dir(&self.dir)?;
+        self.stats.snapshots += 1;
+        self.stats.records = self.seq - seq;
+        info!(
+            "server: snapshot of write {seq} done, {} old segments removed",
+            gone.len()
+        );
+        Ok(())
+    }
+
+    /// A snapshot written on the loop (start-up after a resize), covering
+    /// every segment.
+    fn write_snapshot_now(&mut self, values: &[i64]) -> io::Result<()> {
+        write_snapshot(&self.dir, &Snapshot::encode(self.data_id, self.seq, values))?;
+        let file = create_segment(&self.dir, self.size, self.data_id, self.seq + 1)?;
+        self.file = file;
+        self.older
+            .push((self.segment_first, self.dir.join(segment_name(self.segment_first))));
+        self.segment_first = self.seq + 1;
+        self.segment_bytes = record::SEGMENT_HEADER as u64;
+        self.snapshot_done(self.seq)
+    }
+
+    /// STS fields.
+    pub fn encode_stats(&self, out: &mut crate::buffer::Buffer) {
+        use crate::proto::encode_field;
+        encode_field(out, "FSYNC", &self.fsync.name());
+        encode_field(out, "LOG_BYTES", &self.segment_bytes);
+        encode_field(out, "LOG_RECORDS", &self.stats.records);
+        encode_field(out, "SYNCS", &self.stats.syncs);
+        encode_field(out, "SYNC_MAX_US", &self.stats.sync_max_us);
+        encode_field(out, "SNAPSHOTS", &self.stats.snapshots);
+    }
+}
+
+/// Writes a snapshot durably: temp file, sync, rename, sync the directory.
+fn write_snapshot(dir: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join("snapshot.tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join("snapshot"))?;
+    sync_dir(dir)
+}
+
+/// The records of a data directory, for tests and tools: every write after
+/// the snapshot, in order (no repair, no side effects).
+pub fn read_records(dir: &Path) -> io::Result<Vec<Record>> {
+    let mut out = Vec::new();
+    for (_, path) in list_segments(dir)? {
+        let bytes = fs::read(&path)?;
+        let scan = record::scan_segment(&bytes).map_err(|d| damaged(&path, &d))?;
+        out.extend(scan.records);
+    }
+    Ok(out)
+}
