@@ -319,7 +319,15 @@ pub fn parse_command(words: &[&str]) -> Result<Command, String> {
             Err(format!("{verb} takes no arguments"))
         }
     };
-    let req = |op, ind: Vec<i64>, data: Vec<i64>| Command::Request(Request { op, ind, data, seq: 0 });
+    let req = |op, ind: Vec<i64>, data: Vec<i64>| {
+        Command::Request(Request {
+            op,
+            ind,
+            data,
+            seq: 0,
+            id: None,
+        })
+    };
     match verb.to_ascii_lowercase().as_str() {
         "get" | "add" => {
             need_args("at least one index")?;

@@ -411,3 +411,110 @@ fn fsync_flags_need_a_data_dir() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--data-dir"));
 }
+
+/// Waits until the proxy behind `p` holds a lease.
+fn wait_leased(p: &mut Peer) {
+    wait_until("the proxy holds a lease", || {
+        field(&p.ask("OP=STS"), "LEASE_MS").is_some_and(|v| v != "0")
+    });
+}
+
+/// A server with leases on `addr` (port 0 for a new one), durable on
+/// `dir` if given.
+fn leasing(addr: &str, dir: Option<&Path>) -> Proc {
+    let mut args = vec![
+        "server",
+        "--listen",
+        addr,
+        "--lease-ms",
+        "1500",
+        "--grace-ms",
+        "0",
+        "--log-level",
+        "warn",
+    ];
+    if let Some(d) = dir {
+        args.extend(["--data-dir", d.to_str().unwrap()]);
+    }
+    spawn_node(&args)
+}
+
+#[test]
+fn a_proxy_keeps_its_cache_across_a_durable_restart_and_stays_coherent() {
+    let dir = fresh_dir("resume");
+    let server = leasing("127.0.0.1:0", Some(&dir));
+    let addr = server.addr.clone();
+    let mut direct = Peer::connect(addr.parse().unwrap());
+    assert!(direct.ask("OP=PUT;IND=1;DATA=10").ends_with("CODE=200"));
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &addr,
+        "--log-level",
+        "warn",
+    ]);
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    wait_leased(&mut c);
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=10;CODE=200");
+    let hits = |c: &mut Peer| num(&c.ask("OP=STS"), "HITS");
+    let before = hits(&mut c);
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=10;CODE=200");
+    assert_eq!(hits(&mut c), before + 1, "cached");
+
+    // The server dies and comes back on its address with its table.
+    drop((direct, server));
+    let server = leasing(&addr, Some(&dir));
+    wait_leased(&mut c);
+    let before = hits(&mut c);
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=10;CODE=200");
+    assert_eq!(hits(&mut c), before + 1, "the cache was kept across the restart");
+    // And the server tracks the kept entry again: a write elsewhere
+    // invalidates it before it is acknowledged.
+    let mut direct = Peer::connect(server.addr.parse().unwrap());
+    assert!(direct.ask("OP=PUT;IND=1;DATA=11").ends_with("CODE=200"));
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=11;CODE=200");
+
+    // A server without the table (in memory) is another table: the cache
+    // goes.
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=11;CODE=200");
+    drop((direct, server));
+    let _fresh = leasing(&addr, None);
+    wait_leased(&mut c);
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_write_while_the_proxy_was_away_empties_its_cache() {
+    // The proxy reconnects to the same table, but it was written since the
+    // proxy last heard its write count: nothing cached is trusted.
+    let dir = fresh_dir("resume-written");
+    let server = leasing("127.0.0.1:0", Some(&dir));
+    let addr = server.addr.clone();
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &addr,
+        "--log-level",
+        "warn",
+    ]);
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    wait_leased(&mut c);
+    assert_eq!(c.ask("OP=GET;IND=2"), "OP=GET;IND=2;DATA=0;CODE=200");
+    // Frozen, the proxy cannot reconnect before the write below.
+    proxy.signal("STOP");
+    drop(server);
+    let server = leasing(&addr, Some(&dir));
+    let mut direct = Peer::connect(server.addr.parse().unwrap());
+    assert!(direct.ask("OP=PUT;IND=3;DATA=33").ends_with("CODE=200"));
+    proxy.signal("CONT");
+    wait_leased(&mut c);
+    let misses = num(&c.ask("OP=STS"), "MISSES");
+    assert_eq!(c.ask("OP=GET;IND=2"), "OP=GET;IND=2;DATA=0;CODE=200");
+    assert_eq!(num(&c.ask("OP=STS"), "MISSES"), misses + 1, "the cache was emptied");
+    let _ = std::fs::remove_dir_all(&dir);
+}

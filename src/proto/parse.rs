@@ -98,6 +98,15 @@ fn parse_seq(v: &[u8]) -> Result<u64, Problem> {
     u64::try_from(n).map_err(|_| Problem::NotNumber("SEQ"))
 }
 
+/// Parses a table's identity: 16 hex digits at most.
+fn parse_id(v: &[u8]) -> Result<u64, Problem> {
+    std::str::from_utf8(v)
+        .ok()
+        .filter(|s| !s.is_empty() && s.len() <= 16)
+        .and_then(|s| u64::from_str_radix(s, 16).ok())
+        .ok_or(Problem::NotNumber("ID"))
+}
+
 /// Parses a comma-separated list into `out` (cleared first).
 fn parse_list(value: &[u8], field: &'static str, out: &mut Vec<i64>) -> Result<(), Problem> {
     out.clear();
@@ -116,8 +125,10 @@ pub struct Request {
     pub ind: Vec<i64>,
     /// DATA, in the order given (PUT only).
     pub data: Vec<i64>,
-    /// SEQ (ACK only; 0 otherwise).
+    /// SEQ (ACK; and a resuming LEASE: the last write the proxy knew of).
     pub seq: u64,
+    /// ID (a resuming LEASE: the table the proxy's cache came from).
+    pub id: Option<u64>,
 }
 
 impl Request {
@@ -128,6 +139,7 @@ impl Request {
             ind: ind.to_vec(),
             data: data.to_vec(),
             seq: 0,
+            id: None,
         }
     }
 
@@ -137,6 +149,7 @@ impl Request {
         self.ind.clear();
         self.data.clear();
         self.seq = 0;
+        self.id = None;
         let mut op = None;
         let (mut seen_ind, mut seen_data, mut seen_seq) = (false, false, false);
         let mut first_problem = None;
@@ -183,6 +196,12 @@ impl Request {
                 } else {
                     parse_seq(v).map(|n| self.seq = n)
                 }
+            } else if k.eq_ignore_ascii_case(b"ID") {
+                if self.id.is_some() {
+                    Err(Problem::RepeatedField("ID"))
+                } else {
+                    parse_id(v).map(|n| self.id = Some(n))
+                }
             } else {
                 Err(Problem::UnknownField(printable(k)))
             };
@@ -205,6 +224,13 @@ impl Request {
             }),
             Op::Inv => fail(Problem::ServerOnly(op)),
             Op::Ack if !seen_seq => fail(Problem::MissingSeq),
+            // A resuming LEASE names the table, the last write it knew of,
+            // and the indices it still holds (docs/durability.md).
+            Op::Lease if self.id.is_some() && !seen_seq => fail(Problem::MissingSeq),
+            Op::Lease if self.id.is_some() && !seen_ind => fail(Problem::MissingInd),
+            Op::Lease if self.id.is_some() && seen_data => fail(Problem::NotAllowed("DATA", op)),
+            Op::Lease if self.id.is_some() => Ok(()),
+            _ if self.id.is_some() => fail(Problem::NotAllowed("ID", op)),
             _ if seen_seq && op != Op::Ack => fail(Problem::NotAllowed("SEQ", op)),
             Op::Get | Op::Add if seen_data => fail(Problem::NotAllowed("DATA", op)),
             Op::Clr | Op::Sts | Op::Dmp | Op::Lease | Op::Ack if seen_ind => fail(Problem::NotAllowed("IND", op)),
@@ -257,6 +283,10 @@ pub struct Reply {
     pub nocache: Vec<i64>,
     /// MS: a LEASE reply's lease length in milliseconds.
     pub ms: Option<u64>,
+    /// ID: a LEASE reply's table identity.
+    pub id: Option<u64>,
+    /// KEEP: a resuming LEASE's answer (1: the cache may be kept).
+    pub keep: Option<bool>,
 }
 
 impl Reply {
@@ -274,6 +304,8 @@ impl Reply {
         self.seq = None;
         self.nocache.clear();
         self.ms = None;
+        self.id = None;
+        self.keep = None;
         let (mut has_code, mut has_msg, mut has_nocache) = (false, false, false);
         let text = std::str::from_utf8(body).map_err(|_| Problem::NotUtf8)?;
         let once = |seen: &mut bool, name: &'static str| {
@@ -315,6 +347,14 @@ impl Reply {
                 let ms = u64::try_from(parse_i64(v, "MS")?).map_err(|_| Problem::NotNumber("MS"))?;
                 if self.ms.replace(ms).is_some() {
                     return Err(Problem::RepeatedField("MS"));
+                }
+            } else if k.eq_ignore_ascii_case(b"ID") {
+                if self.id.replace(parse_id(v)?).is_some() {
+                    return Err(Problem::RepeatedField("ID"));
+                }
+            } else if k.eq_ignore_ascii_case(b"KEEP") {
+                if self.keep.replace(parse_i64(v, "KEEP")? == 1).is_some() {
+                    return Err(Problem::RepeatedField("KEEP"));
                 }
             }
         }

@@ -79,7 +79,7 @@ impl Writes {
                 }
             }
             UpKind::Clr => self.clr.begin(seq),
-            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {}
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
         }
     }
 
@@ -96,7 +96,7 @@ impl Writes {
             UpKind::Clr => {
                 self.clr.end(seq);
             }
-            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {}
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
         }
     }
 
@@ -152,7 +152,7 @@ impl Zombies {
                 self.indices.insert(i, ());
             }),
             UpKind::Clr => self.all = true,
-            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {}
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
         }
     }
 

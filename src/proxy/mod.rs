@@ -179,6 +179,13 @@ impl Node for ProxyNode {
             up: &mut self.up,
         };
         self.front.tick(&mut svc, now);
+        if let Some(kind) = self.core.to_send.take() {
+            // No room now: next pass (a lost connection starts over).
+            match self.up.refusal() {
+                None => self.up.send(pending::UpReq::own(kind, now), now),
+                Some(_) => self.core.to_send = Some(kind),
+            }
+        }
         let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
         self.up.fire_timers(now, &mut |e| deliver(conns, dirty, core, e));
         self.flush_dirty(now);

@@ -176,6 +176,17 @@ pub enum UpKind {
     Lease,
     /// The proxy's own `OP=ACK;SEQ=n`: invalidations up to `n` applied.
     Ack(u64),
+    /// The proxy's own resuming `OP=LEASE;ID=..;SEQ=..;IND=..`: after a
+    /// reconnect to the same table with no write since, it asks to keep
+    /// these cached indices (docs/durability.md).
+    Resume {
+        /// The table's identity.
+        id: u64,
+        /// The write count it last heard.
+        seq: u64,
+        /// The indices it holds.
+        ind: Vec<i64>,
+    },
 }
 
 impl UpKind {
@@ -185,7 +196,7 @@ impl UpKind {
             UpKind::Fetch(_) | UpKind::Ping => Op::Get,
             UpKind::Put(..) => Op::Put,
             UpKind::Clr => Op::Clr,
-            UpKind::Lease => Op::Lease,
+            UpKind::Lease | UpKind::Resume { .. } => Op::Lease,
             UpKind::Ack(_) => Op::Ack,
         }
     }
@@ -198,13 +209,17 @@ impl UpKind {
             UpKind::Clr => "CLR",
             UpKind::Ping => "GET (keepalive)",
             UpKind::Lease => "LEASE",
+            UpKind::Resume { .. } => "LEASE (resume: keep the cache?)",
             UpKind::Ack(_) => "ACK (invalidations applied)",
         }
     }
 
     /// True for the proxy's own requests, whose answers go to no client.
     pub fn is_own(&self) -> bool {
-        matches!(self, UpKind::Ping | UpKind::Lease | UpKind::Ack(_))
+        matches!(
+            self,
+            UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. }
+        )
     }
 
     /// True for a write (PUT, CLR).

@@ -240,7 +240,7 @@ impl Reads {
                 self.joinable.remove(i);
             }),
             UpKind::Clr => self.joinable.clear(),
-            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {}
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
         }
     }
 

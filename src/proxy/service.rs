@@ -52,6 +52,27 @@ pub struct Core {
     pub lease: Lease,
     /// The node name of its trace lines (`proxy`).
     pub trace_name: &'static str,
+    /// The table the cache came from and the server's write count, as the
+    /// last LEASE answer gave them.
+    known: Option<(u64, u64)>,
+    /// Keeping the cache across a reconnect (docs/durability.md).
+    resume: Resume,
+    /// A resuming LEASE for the node to send (it owns the upstream).
+    pub to_send: Option<UpKind>,
+}
+
+/// Where a reconnect with a non-empty cache stands: the cache is kept,
+/// unread, until the server says whether it is still good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    /// Nothing to decide.
+    Idle,
+    /// Reconnected: the first LEASE answer tells whether the table and
+    /// its write count are those the cache came from.
+    AwaitLease,
+    /// They are: the resuming LEASE was sent; its KEEP decides (and the
+    /// lease of `ms` is taken then).
+    AwaitKeep,
 }
 
 /// The proxy's [`Service`]: the core and the upstream it sends to, lent
@@ -157,6 +178,49 @@ impl Core {
             zombies: Zombies::default(),
             lease: Lease::new(asks_lease),
             trace_name: "proxy",
+            known: None,
+            resume: Resume::Idle,
+            to_send: None,
+        }
+    }
+
+    /// The resuming part of a LEASE answer; true when it is handled here
+    /// (the lease is then not taken yet).
+    fn resuming(&mut self, kind: &UpKind, reply: &Reply) -> bool {
+        let seen = reply.id.map(|id| (id, reply.seq.unwrap_or(0)));
+        match (kind, self.resume) {
+            (UpKind::Lease, Resume::AwaitLease) => {
+                self.resume = Resume::Idle;
+                match (seen, reply.is_ok()) {
+                    (Some((id, seq)), true) if seen == self.known && !self.cache.is_empty() => {
+                        let ind = self.cache.entries().iter().map(|&(i, _)| i).collect();
+                        self.to_send = Some(UpKind::Resume { id, seq, ind });
+                        self.resume = Resume::AwaitKeep;
+                        return true;
+                    }
+                    _ => {
+                        info!("proxy cache cleared: the server's table is another, or was written since");
+                        self.cache.clear();
+                    }
+                }
+                false
+            }
+            // A renewal crossing the resume: the resume's answer decides.
+            (UpKind::Lease, Resume::AwaitKeep) => true,
+            (UpKind::Resume { .. }, _) => {
+                self.resume = Resume::Idle;
+                if reply.is_ok() && reply.keep == Some(true) {
+                    info!(
+                        "proxy kept {} cached entries across the reconnect (same table, no write since)",
+                        self.cache.len()
+                    );
+                } else {
+                    info!("proxy cache cleared: written since, or the server would not track it again");
+                    self.cache.clear();
+                }
+                false
+            }
+            _ => false,
         }
     }
 
@@ -298,11 +362,18 @@ impl Core {
         match event {
             UpEvent::Connected => {
                 // The server may have restarted with a fresh table while
-                // we were apart, and it tracks nothing of ours any more:
-                // start from an empty cache.
+                // we were apart, and it tracks nothing of ours any more.
+                // A durable server's table may be the same one: keep the
+                // cache, unread, until its first answer says.
+                self.resume = Resume::Idle;
+                self.to_send = None;
                 if !self.cache.is_empty() {
-                    info!("proxy cache cleared on (re)connect");
-                    self.cache.clear();
+                    if self.known.is_some() && self.lease.asks() {
+                        self.resume = Resume::AwaitLease;
+                    } else {
+                        info!("proxy cache cleared on (re)connect");
+                        self.cache.clear();
+                    }
                 }
                 self.lease.connected();
             }
@@ -336,6 +407,7 @@ impl Core {
             UpEvent::Draining => self.zombies.draining = true,
             UpEvent::DrainLost => self.zombies.pinned = true,
             UpEvent::Settled => self.zombies.settled(self.next_seq - 1),
+            UpEvent::Answered(req, reply) if self.resuming(&req.kind, reply) => {}
             UpEvent::Answered(req, reply) if req.kind == UpKind::Lease && reply.code == code::UNAVAILABLE => {
                 // A coherent server with no room for another proxy: read
                 // nothing from the cache (every read goes to the server)
@@ -343,7 +415,8 @@ impl Core {
                 warn!("proxy upstream grants no lease now ({}): asking again", reply.msg);
                 self.lease.connected();
             }
-            UpEvent::Answered(req, reply) if req.kind == UpKind::Lease => {
+            UpEvent::Answered(req, reply) if matches!(req.kind, UpKind::Lease | UpKind::Resume { .. }) => {
+                self.known = reply.id.map(|id| (id, reply.seq.unwrap_or(0)));
                 let ms = reply.ms.filter(|&ms| reply.is_ok() && ms > 0);
                 if self.lease.answered(ms, req.queued) {
                     match ms {
@@ -411,7 +484,7 @@ impl Core {
         match kind {
             UpKind::Put(ind, _) => ind.iter().for_each(|&i| self.cache.remove(i)),
             UpKind::Clr => self.cache.clear(),
-            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {}
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
         }
     }
 
@@ -469,7 +542,7 @@ impl Core {
                 encode_ok(&mut self.body, Op::Clr, &[], &[]);
                 out(req.waiter, self.body.data());
             }
-            UpKind::Ping | UpKind::Lease | UpKind::Ack(_) => {} // answered to no one
+            UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {} // answered to no one
         }
     }
 }

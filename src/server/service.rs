@@ -230,8 +230,28 @@ impl Core {
                         .ok_or(Problem::TooManyProxies)?,
                 };
                 conn.ext.holder = Some(id);
+                // A proxy back from a lost connection may keep its cache
+                // if it came from this table, no write happened since it
+                // last heard the write count, and none waits on what it
+                // holds: it is then tracked as holding it again.
+                let seq = self.write_seq();
+                let keep = self.req.id.map(|asked| {
+                    let size = self.table.size() as i64;
+                    let same = asked == self.data_id
+                        && self.req.seq == seq
+                        && self.req.ind.iter().all(|&i| (0..size).contains(&i));
+                    if same {
+                        self.leases.register(id, &self.req.ind, &mut self.nocache, now);
+                    }
+                    same && self.nocache.is_empty()
+                });
                 out.extend(b"OP=LEASE");
                 encode_field(out, "MS", &self.leases.lease().as_millis());
+                encode_field(out, "ID", &format_args!("{:016x}", self.data_id));
+                encode_field(out, "SEQ", &seq);
+                if let Some(keep) = keep {
+                    encode_field(out, "KEEP", &u8::from(keep));
+                }
                 out.extend(b";CODE=200");
             }
             Op::Ack => self.ack(holder, out, now)?,

@@ -456,6 +456,11 @@ fn write_request(up: &mut Conn<()>, kind: &UpKind) {
         UpKind::Clr => encode_request(&mut up.output, kind.op(), &[], &[]),
         UpKind::Ping => encode_request(&mut up.output, kind.op(), &[0], &[]),
         UpKind::Lease => encode_request(&mut up.output, kind.op(), &[], &[]),
+        UpKind::Resume { id, seq, ind } => {
+            encode_request(&mut up.output, kind.op(), ind, &[]);
+            crate::proto::encode_field(&mut up.output, "ID", &format_args!("{id:016x}"));
+            crate::proto::encode_field(&mut up.output, "SEQ", seq);
+        }
         UpKind::Ack(seq) => {
             encode_request(&mut up.output, kind.op(), &[], &[]);
             crate::proto::encode_field(&mut up.output, "SEQ", seq);

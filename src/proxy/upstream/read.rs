@@ -137,7 +137,7 @@ impl Upstream {
                         *sent = 1;
                     }
                 }
-                if req.kind == UpKind::Lease {
+                if matches!(req.kind, UpKind::Lease | UpKind::Resume { .. }) {
                     lease = Some(match reply.code {
                         code::OK => reply.ms.filter(|&ms| ms > 0),
                         // No room now: ask again in a second.
