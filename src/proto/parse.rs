@@ -352,10 +352,8 @@ impl Reply {
                 if self.id.replace(parse_id(v)?).is_some() {
                     return Err(Problem::RepeatedField("ID"));
                 }
-            } else if k.eq_ignore_ascii_case(b"KEEP") {
-                if self.keep.replace(parse_i64(v, "KEEP")? == 1).is_some() {
-                    return Err(Problem::RepeatedField("KEEP"));
-                }
+            } else if k.eq_ignore_ascii_case(b"KEEP") && self.keep.replace(parse_i64(v, "KEEP")? == 1).is_some() {
+                return Err(Problem::RepeatedField("KEEP"));
             }
         }
         Ok(())
