@@ -146,6 +146,9 @@ impl Show {
                 "DECODED" => crate::outln!("    {:<7} -> {:<7} {}", from(), e.node, e.detail),
                 "PEER_FIN" => crate::outln!("    {:<7} -> {:<7} FIN (read returned 0)", from(), e.node),
                 "EVICT" | "INVALIDATE" if !self.trace => crate::outln!("    ({} {})", e.node, e.detail),
+                "FSYNC" if !self.trace => {
+                    crate::outln!("    ({} log: the write is on disk before its reply leaves)", e.node)
+                }
                 _ => {}
             }
             self.shown.push(e);
@@ -286,6 +289,16 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
         quiet: HashSet::new(),
     };
     let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+    // A durable server, in a directory of its own: each write's reply
+    // waits for its log record to reach the disk (APPEND, FSYNC).
+    let data_dir = std::env::temp_dir().join(format!("tablecache-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let store = crate::store::StoreConfig {
+        dir: data_dir.clone(),
+        fsync: crate::store::Fsync::Always,
+        snapshot_bytes: 0,
+        resize: false,
+    };
     // A fresh system: no earlier server could have granted leases, so
     // writes need not wait out a grace period. A long lease: no renewal
     // happens during the demo (every printed line is the scenario's).
@@ -294,6 +307,7 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
         size: 10,
         grace: Duration::ZERO,
         lease: Duration::from_secs(60),
+        store: Some(store),
         ..Default::default()
     })?
     .spawn()?;
@@ -306,8 +320,9 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
     };
     let proxy = Proxy::bind(proxy_at("proxy"))?.spawn()?;
     crate::outln!(
-        "tablecache demo: server on {} (10 entries), proxy on {} (FIFO cache of {DEMO_CAPACITY}), client connected to the proxy",
+        "tablecache demo: server on {} (10 entries, logged to {}), proxy on {} (FIFO cache of {DEMO_CAPACITY}), client connected to the proxy",
         server.addr(),
+        data_dir.display(),
         proxy.addr()
     );
     // One thing at a time, each awaited: the same order every run.
@@ -333,6 +348,7 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
         drop(client);
         proxy.stop()?;
         server.stop()?;
+        let _ = std::fs::remove_dir_all(&data_dir);
         return Ok(code);
     }
     // A second proxy in front of the same server, for the coherence step.
@@ -428,6 +444,7 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
     proxy2.stop()?;
     proxy.stop()?;
     server.stop()?;
+    let _ = std::fs::remove_dir_all(&data_dir);
     Ok(0)
 }
 

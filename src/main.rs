@@ -125,7 +125,13 @@ fn serve<N: Node + Send + 'static>(name: &str, listen: SocketAddr, bound: io::Re
     let mut node = match bound {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("tablecache {name}: cannot listen on {listen}: {e}");
+            // A listener's error says where; the data directory's names
+            // its file.
+            if e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::InvalidInput {
+                eprintln!("tablecache {name}: {e}");
+            } else {
+                eprintln!("tablecache {name}: cannot start on {listen}: {e}");
+            }
             return ExitCode::from(1);
         }
     };

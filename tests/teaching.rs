@@ -463,6 +463,7 @@ fn the_demo_plays_every_step_and_exits_0() {
         "== PUT 3=33 through a second proxy",
         "    client2 -> proxy2  OP=PUT;IND=3;DATA=33\n",
         "    client  -> proxy   FIN (read returned 0)\n",
+        "    (server log: the write is on disk before its reply leaves)\n",
         "    proxy   -> client  FIN (read returned 0)\n",
         "proxy cache (oldest first, capacity 3): 4:40 1:10\n",
         "== GET 3: a miss now",

@@ -198,20 +198,8 @@ pub type Server = Bound<ServerNode>;
 impl Server {
     /// Binds the listener (so the address is known before running).
     pub fn bind(cfg: ServerConfig) -> io::Result<Server> {
-        let reactor = Reactor::new()?;
-        let front = Frontend::bind(cfg.listen, "server", cfg.limits, reactor.registry())?;
-        let addr = front.local_addr();
-        info!(
-            "server listening on {addr} with {} entries, leases of {} ms",
-            cfg.size,
-            cfg.lease.as_millis()
-        );
-        if !cfg.grace.is_zero() {
-            info!(
-                "server: writes wait {} ms for leases an earlier run may have granted",
-                cfg.grace.as_millis()
-            );
-        }
+        // The table first: a damaged data directory stops the start
+        // before anything listens.
         let (table, store) = match &cfg.store {
             Some(sc) => {
                 let (store, values) = Store::open(sc, cfg.size as u64)?;
@@ -227,6 +215,20 @@ impl Server {
                 None,
             ),
         };
+        let reactor = Reactor::new()?;
+        let front = Frontend::bind(cfg.listen, "server", cfg.limits, reactor.registry())?;
+        let addr = front.local_addr();
+        info!(
+            "server listening on {addr} with {} entries, leases of {} ms",
+            cfg.size,
+            cfg.lease.as_millis()
+        );
+        if !cfg.grace.is_zero() {
+            info!(
+                "server: writes wait {} ms for leases an earlier run may have granted",
+                cfg.grace.as_millis()
+            );
+        }
         let now = Instant::now();
         let node = ServerNode {
             touched: Vec::new(),

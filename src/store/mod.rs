@@ -384,8 +384,9 @@ impl Store {
                 "server",
                 DISK,
                 "APPEND",
-                "{} records, {} bytes written to {}",
+                "{} record{}, {} bytes written to {}",
                 self.pending_records,
+                if self.pending_records == 1 { "" } else { "s" },
                 self.pending.len(),
                 segment_name(self.segment_first)
             );

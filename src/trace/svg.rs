@@ -58,6 +58,7 @@ fn lane_role(conn: &str) -> String {
         "U" => "upstream (to the server)".into(),
         "D" => "old upstream, draining".into(),
         "C" => "its socket".into(),
+        "F" => "its log file (not a socket)".into(),
         n => format!("accepted connection {n}"),
     }
 }
