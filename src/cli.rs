@@ -162,6 +162,17 @@ pub struct ServerArgs {
     pub log: LogArgs,
 }
 
+/// `bench --protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// tablecache's OP=GET;IND=.. lines.
+    Line,
+    /// Redis's RESP.
+    Resp,
+    /// memcached's text protocol.
+    Memcache,
+}
+
 /// `--fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FsyncArg {
@@ -380,6 +391,14 @@ pub struct BenchArgs {
     /// Seed of the random choices [default: fixed].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// The protocol to speak: tablecache's (line), Redis's (resp: Redis,
+    /// Valkey, KeyDB, twemproxy) or memcached's text protocol (memcache).
+    /// GET and PUT of index i become GET and SET of key:i.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Line)]
+    pub protocol: ProtocolArg,
+    /// Set every key (0..--keys) before the run, so GETs find values.
+    #[arg(long)]
+    pub preload: bool,
     /// End with one JSON line of the results.
     #[arg(long)]
     pub json: bool,
@@ -432,6 +451,12 @@ impl BenchArgs {
             seed: self.seed.unwrap_or(d.seed),
             requests: self.requests,
             record: self.record.is_some(),
+            protocol: match self.protocol {
+                ProtocolArg::Line => crate::bench::Protocol::Line,
+                ProtocolArg::Resp => crate::bench::Protocol::Resp,
+                ProtocolArg::Memcache => crate::bench::Protocol::Memcache,
+            },
+            preload: self.preload,
         })
     }
 }

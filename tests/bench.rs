@@ -162,3 +162,135 @@ fn a_run_spreads_over_several_proxies_and_sums_their_counters() {
         "bench {hit} vs proxies {hits}/{misses}"
     );
 }
+
+/// A small in-test store speaking RESP or memcached's text protocol:
+/// counts GETs and SETs by key and answers them (SET of the value `666`
+/// is refused, to see errors counted).
+fn fake_store(memcache: bool) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<(u64, u64)>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let counts = std::sync::Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+    let c2 = counts.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            let counts = c2.clone();
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                let mut line = String::new();
+                let mut read = |r: &mut BufReader<std::net::TcpStream>| {
+                    line.clear();
+                    r.read_line(&mut line)
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .map(|_| line.trim_end().to_string())
+                };
+                while let Some(first) = read(&mut r) {
+                    let words: Vec<String> = if memcache {
+                        first.split(' ').map(|w| w.to_string()).collect()
+                    } else {
+                        // *N, then $len + word N times.
+                        let n: usize = first[1..].parse().unwrap();
+                        (0..n)
+                            .map(|_| {
+                                read(&mut r);
+                                read(&mut r).unwrap()
+                            })
+                            .collect()
+                    };
+                    let reply: String = match (memcache, words[0].to_ascii_lowercase().as_str()) {
+                        (true, "set") => {
+                            let v = read(&mut r).unwrap();
+                            counts.lock().unwrap().1 += 1;
+                            if v == "666" {
+                                "SERVER_ERROR no\r\n".into()
+                            } else {
+                                "STORED\r\n".into()
+                            }
+                        }
+                        (true, "get") => {
+                            counts.lock().unwrap().0 += 1;
+                            format!("VALUE {} 0 1\r\n7\r\nEND\r\n", words[1])
+                        }
+                        (false, "set") => {
+                            counts.lock().unwrap().1 += 1;
+                            if words[2] == "666" {
+                                "-ERR no\r\n".into()
+                            } else {
+                                "+OK\r\n".into()
+                            }
+                        }
+                        (false, "get") => {
+                            counts.lock().unwrap().0 += 1;
+                            "$1\r\n7\r\n".into()
+                        }
+                        _ => "-ERR unknown\r\n".into(),
+                    };
+                    if w.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, counts)
+}
+
+#[test]
+fn the_same_generator_speaks_resp_and_memcache() {
+    for memcache in [false, true] {
+        let (addr, counts) = fake_store(memcache);
+        let protocol = if memcache {
+            tablecache::bench::Protocol::Memcache
+        } else {
+            tablecache::bench::Protocol::Resp
+        };
+        let r = run(BenchConfig {
+            connect: vec![addr],
+            duration: Duration::from_secs(3600),
+            warmup: Duration::ZERO,
+            requests: Some(400),
+            connections: 4,
+            pipeline: 8,
+            keys: 50,
+            mix: [50, 50, 0],
+            protocol,
+            preload: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let (gets, sets) = *counts.lock().unwrap();
+        // Every request measured is one the store answered; the preload
+        // set all 50 keys first.
+        assert_eq!(r.requests, 400, "memcache: {memcache}");
+        assert_eq!(gets + sets, 400 + 50, "memcache: {memcache}");
+        assert!(gets > 100 && sets > 100 + 50, "{gets} gets, {sets} sets");
+        assert_eq!(r.error_count(), 0);
+        let [p50, _, p99, _, _, max] = r.latency_us;
+        assert!(p50 <= p99 && p99 <= max && p50 > 0);
+    }
+    // A store refusing a preload write (the value 666, key 666) stops the run.
+    let (addr, _) = fake_store(false);
+    let e = run(BenchConfig {
+        connect: vec![addr],
+        keys: 700,
+        protocol: tablecache::bench::Protocol::Resp,
+        preload: true,
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("refused a write: -ERR no"), "{e}");
+    // ADD cannot be said in RESP: refused before anything is sent.
+    let (addr, counts) = fake_store(false);
+    let e = run(BenchConfig {
+        connect: vec![addr],
+        mix: [80, 15, 5],
+        protocol: tablecache::bench::Protocol::Resp,
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("ADD"), "{e}");
+    assert_eq!(*counts.lock().unwrap(), (0, 0));
+}

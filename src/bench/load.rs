@@ -8,8 +8,9 @@ use crate::conn::{read_limit, Conn, ConnectOutcome, ReadOutcome, State, WriteOut
 
 /// Longest reply the generator takes (its requests are small).
 const MAX_REPLY: usize = 1 << 20;
+use super::wire::Protocol;
 use crate::framing::Frame;
-use crate::proto::{encode_request, Op};
+use crate::proto::Op;
 use hdrhistogram::Histogram;
 use mio::event::Event;
 use mio::{Poll, Token};
@@ -109,6 +110,8 @@ pub(super) struct Bench {
     pub(super) dead: usize,
     /// Reply codes of the current read pass (reused).
     pub(super) codes: Vec<u16>,
+    /// Encodes requests in the run's protocol.
+    pub(super) enc: super::wire::Encoder,
 }
 
 pub(super) fn invalid(msg: String) -> io::Error {
@@ -159,8 +162,8 @@ impl Bench {
             self.recorded.extend_from_slice(&self.ind);
         }
         let conn = &mut self.conns[key];
-        encode_request(&mut conn.output, op, &self.ind, &self.data);
-        conn.end_message();
+        self.enc
+            .encode(self.cfg.protocol, &mut conn.output, op, &self.ind, &self.data);
         conn.ext.started.push_back(start);
     }
 
@@ -246,7 +249,19 @@ impl Bench {
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             let codes = &mut self.codes;
+            let proto = self.cfg.protocol;
             let outcome = conn.read_pass(&mut self.scratch, read_limit(MAX_REPLY), usize::MAX, now, |c| loop {
+                if proto != Protocol::Line {
+                    // Another store's replies: no CODE, an error is an error.
+                    match super::wire::reply(proto, c.input.data()) {
+                        Some((len, err)) => {
+                            codes.push(if err { ERROR_REPLY } else { 200 });
+                            c.input.consume(len);
+                            continue;
+                        }
+                        None => return true,
+                    }
+                }
                 match c.next_message(MAX_REPLY) {
                     Frame::Complete { body, total } => {
                         codes.push(reply_code(&c.input.data()[..body]));
@@ -300,6 +315,9 @@ impl Bench {
             .sum()
     }
 }
+
+/// The code an error reply of RESP or memcached is counted under.
+pub(super) const ERROR_REPLY: u16 = 500;
 
 /// The status code of a reply body (a reply without CODE counts as 200).
 pub(super) fn reply_code(body: &[u8]) -> u16 {

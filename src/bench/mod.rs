@@ -25,6 +25,7 @@
 
 mod load;
 mod report;
+pub mod wire;
 
 pub use report::{json, print, print_quiet, render};
 
@@ -40,6 +41,7 @@ use std::collections::BTreeMap;
 use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+pub use wire::Protocol;
 
 /// How keys are picked.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +85,10 @@ pub struct BenchConfig {
     pub requests: Option<u64>,
     /// Keep every index read, in order (`--record`; 8 bytes a key).
     pub record: bool,
+    /// The protocol spoken (`--protocol`): tablecache's, RESP, memcached's.
+    pub protocol: Protocol,
+    /// Set every key first (`--preload`), so that GETs find values.
+    pub preload: bool,
 }
 
 impl Default for BenchConfig {
@@ -102,6 +108,8 @@ impl Default for BenchConfig {
             seed: 0x5eed,
             requests: None,
             record: false,
+            protocol: Protocol::Line,
+            preload: false,
         }
     }
 }
@@ -192,6 +200,53 @@ impl Report {
     }
 }
 
+/// Sets keys `0..keys` at `addr` (value: the index), pipelined a thousand
+/// at a time, before the measured run.
+fn preload(addr: SocketAddr, proto: Protocol, keys: u64) -> io::Result<()> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut enc = wire::Encoder::default();
+    let mut out = Buffer::new();
+    let mut input: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let mut k = 0;
+    while k < keys {
+        let n = (keys - k).min(1000);
+        out.clear();
+        for i in k..k + n {
+            enc.encode(proto, &mut out, crate::proto::Op::Put, &[i as i64], &[i as i64]);
+        }
+        s.write_all(out.data())?;
+        let mut answered = 0;
+        while answered < n {
+            match wire::reply(proto, &input) {
+                Some((len, err)) => {
+                    if err {
+                        return Err(invalid(format!(
+                            "preload: {addr} refused a write: {}",
+                            String::from_utf8_lossy(&input[..len]).trim()
+                        )));
+                    }
+                    input.drain(..len);
+                    answered += 1;
+                }
+                None => match s.read(&mut chunk)? {
+                    0 => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "preload: connection closed",
+                        ))
+                    }
+                    r => input.extend_from_slice(&chunk[..r]),
+                },
+            }
+        }
+        k += n;
+    }
+    Ok(())
+}
+
 /// Runs a benchmark.
 pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     if cfg.connections == 0
@@ -205,7 +260,19 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
             "connections, pipeline, batch and keys must be at least 1".into(),
         ));
     }
-    let before = proxy_counts(&cfg.connect);
+    if let Some(why) = cfg.protocol.cannot(cfg.mix, cfg.batch) {
+        return Err(invalid(why));
+    }
+    if cfg.preload {
+        for &a in &cfg.connect {
+            preload(a, cfg.protocol, cfg.keys)?;
+        }
+    }
+    // Only a tablecache proxy answers the STS the hit ratio comes from.
+    let before = match cfg.protocol {
+        Protocol::Line => proxy_counts(&cfg.connect),
+        _ => None,
+    };
     let poll = Poll::new()?;
     let mut conns = Slab::with_capacity(cfg.connections);
     let now = Instant::now();
@@ -247,6 +314,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         cursor: 0,
         dead: 0,
         codes: Vec::new(),
+        enc: wire::Encoder::default(),
     };
     let mut events = Events::with_capacity(1024);
     // Connect everything first.
