@@ -35,7 +35,31 @@ fn durable(dir: &Path, size: usize, extra: &[&str]) -> Proc {
         dir.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    spawn_node(&args)
+    // Its log goes to a file beside the directory: a server that refuses
+    // to start says why in the failure.
+    let log = dir.with_extension("log");
+    let child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = child;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let Some(addr) = line.strip_prefix("listening on ") else {
+        let _ = child.wait();
+        panic!(
+            "the server did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+    Proc {
+        addr: addr.trim().to_string(),
+        child,
+    }
 }
 
 /// The table, from DMP.

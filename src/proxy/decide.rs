@@ -242,12 +242,21 @@ pub fn decide(
             *v = None;
         }
     }
-    // Each missing index once (a set, not a scan, so a request of
-    // thousands of indices stays linear).
-    let mut seen: IndexMap<()> = IndexMap::default();
-    for (v, &i) in vals.iter().zip(ind) {
-        if v.is_none() && seen.insert(i, ()).is_none() {
-            missing.push(i);
+    // Each missing index once: a scan of what is kept for a short request
+    // (no allocation), a set for a long one (so thousands of indices stay
+    // linear).
+    if ind.len() <= 16 {
+        for (v, &i) in vals.iter().zip(ind) {
+            if v.is_none() && !missing.contains(&i) {
+                missing.push(i);
+            }
+        }
+    } else {
+        let mut seen: IndexMap<()> = IndexMap::default();
+        for (v, &i) in vals.iter().zip(ind) {
+            if v.is_none() && seen.insert(i, ()).is_none() {
+                missing.push(i);
+            }
         }
     }
     Plan::Fetch

@@ -105,6 +105,7 @@ pub struct ProxyNode {
     /// Clients that got replies from upstream in this pass (flushed once
     /// each in `tick`).
     dirty: Vec<usize>,
+    spare_dirty: Vec<usize>,
 }
 
 /// Puts an upstream answer into its client's slot. A client that is gone
@@ -129,7 +130,10 @@ impl ProxyNode {
         let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
         self.up.flush(now, &mut |e| deliver(conns, dirty, core, e));
         while !self.dirty.is_empty() {
-            let mut keys = std::mem::take(&mut self.dirty);
+            // Swapped with a spare list, not taken: both keep their room,
+            // so delivering allocates nothing once warm.
+            let mut keys = std::mem::take(&mut self.spare_dirty);
+            std::mem::swap(&mut keys, &mut self.dirty);
             keys.sort_unstable();
             keys.dedup();
             let mut svc = ProxyService {
@@ -140,6 +144,8 @@ impl ProxyNode {
                 self.front.after_io(&mut svc, key, now);
             }
             // Resumed clients may have queued more upstream.
+            keys.clear();
+            self.spare_dirty = keys;
             let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
             self.up.flush(now, &mut |e| deliver(conns, dirty, core, e));
         }
@@ -252,6 +258,7 @@ impl Proxy {
             core: Core::new(cache, cfg.upstream_framing == Framing::Line).named(cfg.trace_name),
             up,
             dirty: Vec::new(),
+            spare_dirty: Vec::new(),
         };
         let addr = node.front.local_addr();
         Ok(Bound::new(reactor, node, addr, "proxy"))

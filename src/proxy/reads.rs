@@ -129,7 +129,14 @@ pub struct Reads {
     fetches: SeqMap<Vec<i64>>,
     /// Reads that joined a fetch in flight (STS `COALESCED`).
     pub coalesced: u64,
+    /// Lists given back by finished reads and requests, reused by the next
+    /// ones: a warm miss path allocates nothing.
+    spare_ind: Vec<Vec<i64>>,
+    spare_vals: Vec<Vec<Option<i64>>>,
 }
+
+/// Spare lists kept at most (of each kind).
+const SPARES: usize = 256;
 
 impl Reads {
     /// Splits a read's `missing` indices into those that can join a fetch
@@ -221,6 +228,38 @@ impl Reads {
         self.reads.insert(id, read);
     }
 
+    /// A copy of `src` in a spare list.
+    pub fn take_ind(&mut self, src: &[i64]) -> Vec<i64> {
+        let mut v = self.spare_ind.pop().unwrap_or_default();
+        v.extend_from_slice(src);
+        v
+    }
+
+    /// A copy of `src` in a spare list.
+    pub fn take_vals(&mut self, src: &[Option<i64>]) -> Vec<Option<i64>> {
+        let mut v = self.spare_vals.pop().unwrap_or_default();
+        v.extend_from_slice(src);
+        v
+    }
+
+    /// Gives a list back for reuse.
+    pub fn give_ind(&mut self, mut v: Vec<i64>) {
+        if self.spare_ind.len() < SPARES && v.capacity() <= 4096 {
+            v.clear();
+            self.spare_ind.push(v);
+        }
+    }
+
+    /// Gives a finished read's lists back.
+    fn give_read(&mut self, read: Read) {
+        self.give_ind(read.ind);
+        let mut vals = read.vals;
+        if self.spare_vals.len() < SPARES && vals.capacity() <= 4096 {
+            vals.clear();
+            self.spare_vals.push(vals);
+        }
+    }
+
     /// Fetch `seq` of `ind` was sent: those indices may be joined (a later
     /// fetch of an index replaces an earlier one: it is the newer view).
     pub fn fetch_sent(&mut self, seq: u64, ind: &[i64]) {
@@ -228,7 +267,8 @@ impl Reads {
             self.joinable.insert(i, seq);
         }
         if ind.len() > 1 {
-            self.fetches.insert(seq, ind.to_vec());
+            let v = self.take_ind(ind);
+            self.fetches.insert(seq, v);
         }
     }
 
@@ -258,7 +298,7 @@ impl Reads {
 
     /// Fetch `seq` of `ind` answered `data`: fills every read waiting on it
     /// and hands over (to `done`) each read that now has all its values.
-    pub fn answered(&mut self, seq: u64, ind: &[i64], data: &[i64], mut done: impl FnMut(Read)) {
+    pub fn answered(&mut self, seq: u64, ind: &[i64], data: &[i64], mut done: impl FnMut(&Read)) {
         self.fetch_over(seq, ind);
         // Small fetches are looked up by scan, big ones through a map (a
         // read of thousands of indices stays linear).
@@ -291,7 +331,8 @@ impl Reads {
             read.waiting_on -= 1;
             if read.waiting_on == 0 {
                 if let Some(read) = self.reads.remove(&id) {
-                    done(read);
+                    done(&read);
+                    self.give_read(read);
                 }
             }
         }
@@ -300,17 +341,20 @@ impl Reads {
     /// Fetch `seq` of `ind` failed (or was refused by the server): every
     /// read waiting on it is over, handed to `failed` (once, even if it
     /// waited on other fetches too).
-    pub fn failed(&mut self, seq: u64, ind: &[i64], mut failed: impl FnMut(Read)) {
+    pub fn failed(&mut self, seq: u64, ind: &[i64], mut failed: impl FnMut(&Read)) {
         self.fetch_over(seq, ind);
         for id in self.by_fetch.remove(&seq).into_iter().flatten() {
             if let Some(read) = self.reads.remove(&id) {
-                failed(read);
+                failed(&read);
+                self.give_read(read);
             }
         }
     }
 
     fn fetch_over(&mut self, seq: u64, ind: &[i64]) {
-        self.fetches.remove(&seq);
+        if let Some(v) = self.fetches.remove(&seq) {
+            self.give_ind(v);
+        }
         for i in ind {
             if self.joinable.get(i) == Some(&seq) {
                 self.joinable.remove(i);
@@ -357,7 +401,7 @@ mod tests {
         }
         assert_eq!(r.coalesced, 2);
         let mut got = Vec::new();
-        r.answered(7, &[4], &[44], |read| got.push((read.waiter.key, read.vals)));
+        r.answered(7, &[4], &[44], |read| got.push((read.waiter.key, read.vals.clone())));
         got.sort_by_key(|g| g.0);
         assert_eq!(got, vec![(1, vec![Some(44)]), (2, vec![Some(44)]), (3, vec![Some(44)])]);
         assert!(r.is_empty());
@@ -403,9 +447,9 @@ mod tests {
             true,
         );
         let mut done = Vec::new();
-        r.answered(7, &[4], &[40], |read| done.push(read.vals));
+        r.answered(7, &[4], &[40], |read| done.push(read.vals.clone()));
         assert!(done.is_empty(), "still waiting on #8");
-        r.answered(8, &[5], &[50], |read| done.push(read.vals));
+        r.answered(8, &[5], &[50], |read| done.push(read.vals.clone()));
         assert_eq!(done, vec![vec![Some(40), Some(50), Some(60)]]);
     }
 
@@ -421,8 +465,8 @@ mod tests {
         r.fetch_sent(9, &to_fetch);
         r.add(Read::new(w(1), Op::Get, vec![4, 5], vec![None, None]), &[7, 9], true);
         let mut done = Vec::new();
-        r.answered(7, &[4, 5], &[40, 0], |read| done.push(read.vals));
-        r.answered(9, &[5], &[55], |read| done.push(read.vals));
+        r.answered(7, &[4, 5], &[40, 0], |read| done.push(read.vals.clone()));
+        r.answered(9, &[5], &[55], |read| done.push(read.vals.clone()));
         assert_eq!(done, vec![vec![Some(40), Some(55)]]);
     }
 
@@ -456,7 +500,7 @@ mod tests {
         r.add(Read::new(w(1), Op::Get, ind.clone(), vec![None; n as usize]), &j, true);
         let mut done = Vec::new();
         for i in 0..n {
-            r.answered(i as u64 + 1, &[i], &[i * 10], |read| done.push(read.vals));
+            r.answered(i as u64 + 1, &[i], &[i * 10], |read| done.push(read.vals.clone()));
         }
         assert_eq!(done.len(), 1);
         assert_eq!(done[0][n as usize - 1], Some((n - 1) * 10));

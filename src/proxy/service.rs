@@ -291,7 +291,7 @@ impl Core {
                 return self.refuse(conn, waiter, op, why);
             }
             let fetch = UpReq {
-                kind: UpKind::Fetch(self.to_fetch.clone()),
+                kind: UpKind::Fetch(self.reads.take_ind(&self.to_fetch)),
                 seq: 0,
                 waiter,
                 op,
@@ -304,7 +304,12 @@ impl Core {
         if let Some(&newest) = self.joined.iter().max() {
             conn.ext.sent(newest);
         }
-        let read = Read::new(waiter, op, self.req.ind.clone(), self.vals.clone());
+        let read = Read::new(
+            waiter,
+            op,
+            self.reads.take_ind(&self.req.ind),
+            self.reads.take_vals(&self.vals),
+        );
         let joined_any = self.joined.len() > usize::from(!self.to_fetch.is_empty());
         self.reads.add(read, &self.joined, joined_any);
     }
@@ -312,7 +317,7 @@ impl Core {
     /// PUT or CLR: forward; the cache changes only once the server said 200.
     fn handle_write(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, body: usize, now: Instant) {
         let kind = if self.req.op == Op::Put {
-            UpKind::Put(self.req.ind.clone(), self.req.data.clone())
+            UpKind::Put(self.reads.take_ind(&self.req.ind), self.reads.take_ind(&self.req.data))
         } else {
             UpKind::Clr
         };
@@ -475,6 +480,19 @@ impl Core {
             UpKind::Fetch(ind) => self.reads.failed(req.seq, ind, |read| answer(read.waiter, read.op)),
             _ => answer(req.waiter, req.op),
         }
+        self.recycle(req.kind);
+    }
+
+    /// Gives a finished request's lists back for reuse.
+    fn recycle(&mut self, kind: UpKind) {
+        match kind {
+            UpKind::Fetch(ind) => self.reads.give_ind(ind),
+            UpKind::Put(ind, data) => {
+                self.reads.give_ind(ind);
+                self.reads.give_ind(data);
+            }
+            _ => {}
+        }
     }
 
     /// A write whose outcome is unknown (no reply, or a gateway error from
@@ -544,6 +562,7 @@ impl Core {
             }
             UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {} // answered to no one
         }
+        self.recycle(req.kind);
     }
 }
 

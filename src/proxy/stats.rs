@@ -24,7 +24,9 @@ pub struct Counters {
     /// Indices fetched.
     pub misses: u64,
     /// Per index (the first MAX_TRACKED_INDICES seen): hits, misses.
-    by_index: BTreeMap<i64, (u64, u64)>,
+    /// A hash map: counting costs no allocation once an index is known
+    /// (a tree allocates as it grows and shrinks); STS sorts a copy.
+    by_index: crate::cache::IndexMap<(u64, u64)>,
     /// Entries overwritten by a fetch.
     pub evictions: u64,
     /// Error replies by code.
@@ -90,15 +92,18 @@ pub fn encode_stats(out: &mut Buffer, core: &Core, up: &Upstream, front: &FrontI
     for (code, n) in &c.errors {
         encode_field(out, &format!("ERR{code}"), n);
     }
+    // In index order: sorted here, not kept sorted per request.
+    let mut sorted: Vec<(&i64, &(u64, u64))> = c.by_index.iter().collect();
+    sorted.sort_unstable_by_key(|(i, _)| **i);
     let list = |out: &mut Buffer, key: &[u8], pick: fn(&(u64, u64)) -> u64| {
         out.extend(key);
         let mut first = true;
-        for (i, v) in c.by_index.iter().filter(|(_, v)| pick(v) > 0).take(LIST_MAX) {
+        for (i, v) in sorted.iter().filter(|(_, v)| pick(v) > 0).take(LIST_MAX) {
             if !first {
                 out.push(b',');
             }
             first = false;
-            put_list(out, [*i]);
+            put_list(out, [**i]);
             out.push(b':');
             put_list(out, [pick(v) as i64]);
         }

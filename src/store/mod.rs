@@ -157,10 +157,13 @@ fn damaged(path: &Path, d: &Damage) -> io::Error {
     )
 }
 
-/// Creates a segment whose first record will be `first_seq`, durably.
+/// Creates a segment whose first record will be `first_seq`, durably and
+/// whole: its header is written under a temporary name, synced, and
+/// renamed into place, so a crash never leaves a segment without one.
 fn create_segment(dir: &Path, size: u64, data_id: u64, first_seq: u64) -> io::Result<File> {
     let path = dir.join(segment_name(first_seq));
-    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    let tmp = dir.join(format!("{}.tmp", segment_name(first_seq)));
+    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp)?;
     f.write_all(
         &SegmentHeader {
             size,
@@ -170,8 +173,10 @@ fn create_segment(dir: &Path, size: u64, data_id: u64, first_seq: u64) -> io::Re
         .encode(),
     )?;
     f.sync_all()?;
+    fs::rename(&tmp, &path)?;
     sync_dir(dir)?;
-    Ok(f)
+    // Appends go to the end (the handle was opened for writing at 0).
+    OpenOptions::new().append(true).open(&path)
 }
 
 /// The segments in `dir`, in log order.
@@ -201,7 +206,13 @@ impl Store {
     pub fn open(cfg: &StoreConfig, size: u64) -> io::Result<(Store, Vec<i64>)> {
         let dir = cfg.dir.clone();
         fs::create_dir_all(&dir)?;
-        let _ = fs::remove_file(dir.join("snapshot.tmp"));
+        // Unfinished files of a crash: a snapshot, a segment being created.
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                fs::remove_file(&path)?;
+            }
+        }
         let snap_path = dir.join("snapshot");
         let snapshot = match fs::read(&snap_path) {
             Ok(b) => Some(Snapshot::decode(&b).map_err(|d| damaged(&snap_path, &d))?),

@@ -115,6 +115,10 @@ pub struct Upstream {
     /// Requests written into the output since the last flush, described
     /// for the trace's `SEND` lines (filled only while tracing).
     announce: Vec<String>,
+    /// The generation whose deadline timer is set, if one is: one timer
+    /// re-arms itself for the oldest request, instead of one per request
+    /// (a timer per request would churn the timer set on every miss).
+    deadline_armed: Option<u64>,
     addr: SocketAddr,
     /// `None` while down (a reconnect timer is set).
     conn: Option<Conn<()>>,
@@ -177,6 +181,7 @@ impl Upstream {
         Ok(Upstream {
             role,
             announce: Vec::new(),
+            deadline_armed: None,
             addr,
             conn: None,
             draining: None,
@@ -269,11 +274,16 @@ impl Upstream {
         self.stats.requests += 1;
         self.queued_seq = self.queued_seq.max(req.seq);
         self.last_io = now;
-        if self.inflight.is_empty() {
-            self.timers
-                .add(now + self.timeout, UpTimer::Deadline, UPSTREAM.0, self.gen);
+        if self.inflight.is_empty() && self.deadline_armed != Some(self.gen) {
+            self.arm_deadline(now + self.timeout);
         }
         self.inflight.push_back(req);
+    }
+
+    /// Sets the deadline timer of the current connection for `at`.
+    pub(super) fn arm_deadline(&mut self, at: Instant) {
+        self.timers.add(at, UpTimer::Deadline, UPSTREAM.0, self.gen);
+        self.deadline_armed = Some(self.gen);
     }
 
     /// Starts a nonblocking connect to the server.
@@ -284,8 +294,7 @@ impl Upstream {
             Ok(mut conn) => {
                 conn.framer = Framer::new(self.framing);
                 self.conn = Some(conn);
-                self.timers
-                    .add(now + self.timeout, UpTimer::Deadline, UPSTREAM.0, self.gen);
+                self.arm_deadline(now + self.timeout);
                 if self.framing == Framing::Line {
                     // Is the server coherent? Its answer says (a lease, or
                     // a 400 from a server that grants none). Queued first,

@@ -26,7 +26,7 @@ impl Upstream {
                         BarePause::Ended => self.read(now, sink),
                     }
                 }
-                UpTimer::Deadline => self.deadline(t.gen, now, sink),
+                UpTimer::Deadline => self.deadline(now, sink),
                 UpTimer::KeepAlive => self.keepalive(now),
             }
         }
@@ -56,7 +56,8 @@ impl Upstream {
         }
     }
 
-    pub(super) fn deadline(&mut self, gen: u64, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+    pub(super) fn deadline(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+        self.deadline_armed = None; // this one fired
         let since = match self.conn.as_ref().map(|c| c.state()) {
             Some(State::Connecting { since }) => since,
             _ => match self.inflight.front() {
@@ -66,8 +67,7 @@ impl Upstream {
         };
         let connecting = matches!(self.conn.as_ref().map(|c| c.state()), Some(State::Connecting { .. }));
         if now < since + self.timeout {
-            self.timers
-                .add(since + self.timeout, UpTimer::Deadline, UPSTREAM.0, gen);
+            self.arm_deadline(since + self.timeout);
         } else if connecting {
             self.reset(code::UNAVAILABLE, "connect timed out", now, sink);
         } else {
