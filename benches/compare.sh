@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# tablecache against what people would otherwise run, with ONE generator
+# (`tablecache bench`, speaking each target's protocol) so the generator's
+# own cost is the same on every side:
+#
+#   server      tablecache server alone               GET, 5 keys
+#   proxy-hits  tablecache proxy, every GET a hit     GET, 5 keys, capacity 5
+#   proxy-miss  tablecache proxy, every GET a miss    GET, 100000 keys, capacity 5
+#   redis       redis-server, direct                  GET, 5 keys (preloaded)
+#   twem-miss   twemproxy (nutcracker) -> redis       GET, 100000 keys (preloaded)
+#   memcached   memcached, direct                     GET, 5 keys (preloaded)
+#
+# at 1x1, 50x1 and 50x16 (connections x pipeline), closed loop, every node
+# at its default flags. Targets take turns within each round; compare the
+# medians printed at the end. Installs nothing: needs redis-server,
+# nutcracker and memcached (apt-get install redis-server nutcracker
+# memcached), and skips an anchor that is missing, saying so.
+# Usage: benches/compare.sh [BIN] [ROUNDS] [SECONDS]
+set -euo pipefail
+BIN=${1:-target/release/tablecache}; R=${2:-3}; D=${3:-3}
+tmp=$(mktemp -d)
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  redis-cli -p 6398 shutdown nosave >/dev/null 2>&1 || true
+  [ -f "$tmp/nutcracker.pid" ] && kill "$(cat "$tmp/nutcracker.pid")" 2>/dev/null || true
+  [ -f "$tmp/memcached.pid" ] && kill "$(cat "$tmp/memcached.pid")" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+pids=()
+start() { # name args...
+  local name=$1; shift
+  "$BIN" "$@" --listen 127.0.0.1:0 >"$tmp/$name" 2>/dev/null &
+  pids+=($!)
+  until grep -qs listening "$tmp/$name"; do sleep 0.05; done
+  addr=$(sed 's/listening on //' "$tmp/$name")
+}
+targets="server proxy-hits proxy-miss"
+start server server --size 100000; S=$addr
+start proxy proxy --upstream "$S" --capacity 5; P=$addr
+if command -v redis-server >/dev/null; then
+  redis-server --port 6398 --save "" --appendonly no --dir "$tmp" --daemonize yes --logfile "$tmp/redis.log" >/dev/null
+  until redis-cli -p 6398 ping >/dev/null 2>&1; do sleep 0.05; done
+  "$BIN" bench --connect 127.0.0.1:6398 --protocol resp --preload --keys 100000 -n 1 -q >/dev/null
+  targets="$targets redis"
+  if command -v nutcracker >/dev/null; then
+    cat >"$tmp/nutcracker.yml" <<EOF
+alpha:
+  listen: 127.0.0.1:22198
+  redis: true
+  servers:
+   - 127.0.0.1:6398:1
+EOF
+    nutcracker -c "$tmp/nutcracker.yml" -d -p "$tmp/nutcracker.pid" -o "$tmp/nutcracker.log"
+    until "$BIN" bench --connect 127.0.0.1:22198 --protocol resp -n 1 -q >/dev/null 2>&1; do sleep 0.1; done
+    targets="$targets twem-miss"
+  else
+    echo "# nutcracker (twemproxy) not installed: skipped (apt-get install nutcracker)"
+  fi
+else
+  echo "# redis-server not installed: redis and twemproxy skipped (apt-get install redis-server nutcracker)"
+fi
+if command -v memcached >/dev/null; then
+  memcached -p 11298 -U 0 -u "$(id -un)" -d -P "$tmp/memcached.pid"
+  sleep 0.3
+  "$BIN" bench --connect 127.0.0.1:11298 --protocol memcache --preload --keys 5 -n 1 -q >/dev/null
+  targets="$targets memcached"
+else
+  echo "# memcached not installed: skipped (apt-get install memcached)"
+fi
+echo "# round target shape req/s p50_us p99_us errors gen_cpu"
+for r in $(seq 1 "$R"); do
+  for shape in "1 1" "50 1" "50 16"; do
+    set -- $shape
+    for t in $targets; do
+      case $t in
+        server) args=(--connect "$S" --keys 5) ;;
+        proxy-hits) args=(--connect "$P" --keys 5) ;;
+        proxy-miss) args=(--connect "$P" --keys 100000) ;;
+        redis) args=(--connect 127.0.0.1:6398 --protocol resp --keys 5) ;;
+        twem-miss) args=(--connect 127.0.0.1:22198 --protocol resp --keys 100000) ;;
+        memcached) args=(--connect 127.0.0.1:11298 --protocol memcache --keys 5) ;;
+      esac
+      line=$("$BIN" bench "${args[@]}" -c "$1" -P "$2" --duration "$D" --warmup 1 --json | tail -1 |
+        python3 -c 'import json,sys; j=json.loads(sys.stdin.read()); l=j["latency_us"]; print(round(j["throughput"]), l["p50"], l["p99"], j["errors"], j.get("generator_cpu", "-"))')
+      echo "$r $t ${1}x$2 $line"
+    done
+  done
+done | tee "$tmp/runs"
+echo "# medians: target shape req/s p99_us"
+python3 - "$tmp/runs" <<'EOF'
+import sys, statistics, collections
+runs = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    if line.startswith("#"): continue
+    f = line.split()
+    runs[(f[1], f[2])].append((int(f[3]), int(f[5])))
+med = {k: statistics.median(x for x, _ in v) for k, v in runs.items()}
+for (t, shape), v in runs.items():
+    print(f"{t:11} {shape:6} {med[(t, shape)]:>9.0f} {statistics.median(y for _, y in v):>7.0f}")
+print("# ratios (medians)")
+for shape in ("1x1", "50x1", "50x16"):
+    def r(a, b):
+        return f"{med[(a, shape)] / med[(b, shape)]:.2f}" if (a, shape) in med and (b, shape) in med else "-"
+    print(f"{shape:6} proxy-hits/redis {r('proxy-hits','redis')}  proxy-miss/twem-miss {r('proxy-miss','twem-miss')}  server/redis {r('server','redis')}  server/memcached {r('server','memcached')}")
+EOF
