@@ -399,9 +399,17 @@ pub struct BenchArgs {
     /// Set every key (0..--keys) before the run, so GETs find values.
     #[arg(long)]
     pub preload: bool,
-    /// End with one JSON line of the results.
+    /// Print the results as one JSON line alone on stdout (the report goes
+    /// to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON line to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<std::path::PathBuf>,
+    /// Exit 1 when more than this share of requests failed (0.01: 1%)
+    /// [default: 0, any failure].
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub max_error_rate: f64,
     /// Quiet: only one line of results (throughput and percentiles).
     #[arg(short = 'q', long, conflicts_with = "json")]
     pub quiet: bool,

@@ -105,10 +105,27 @@ fn cmd_bench(a: BenchArgs) -> ExitCode {
                     return ExitCode::from(1);
                 }
             }
+            if let Some(path) = &a.json_out {
+                let line = format!("{}\n", tablecache::bench::json(&cfg, &report));
+                if let Err(e) = std::fs::write(path, line) {
+                    eprintln!("tablecache bench: cannot write {}: {e}", path.display());
+                    return ExitCode::from(1);
+                }
+            }
             if a.quiet {
                 tablecache::bench::print_quiet(&report);
             } else {
                 tablecache::bench::print(&cfg, &report, a.json);
+            }
+            // Failed requests fail the run, as a test would.
+            if report.error_count() > 0 && report.error_rate() > a.max_error_rate {
+                eprintln!(
+                    "tablecache bench: {} of {} requests failed (over --max-error-rate {})",
+                    report.error_count(),
+                    report.requests,
+                    a.max_error_rate
+                );
+                return ExitCode::from(1);
             }
             ExitCode::SUCCESS
         }

@@ -88,8 +88,10 @@ fn json_summary_parses_and_percentiles_do_not_decrease() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
+    // Alone on stdout: one line, JSON (the report went to stderr).
+    assert_eq!(text.lines().count(), 1, "{text}");
     let last = text.lines().last().unwrap();
-    let v: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
+    let v: serde_json::Value = serde_json::from_str(last).expect("the line is JSON");
     assert!(v["requests"].as_u64().unwrap() > 0);
     assert_eq!(v["errors"].as_u64(), Some(0), "{last}");
     assert!(v["throughput"].as_f64().unwrap() > 0.0);
@@ -114,7 +116,46 @@ fn json_summary_parses_and_percentiles_do_not_decrease() {
     assert!(v["requests"].as_f64().unwrap() <= n("REQS"), "{last} vs {sts}");
     assert_eq!(v["connections"].as_u64(), Some(4));
     assert_eq!(v["mode"].as_str(), Some("closed"));
-    assert!(text.contains("latency us"), "the human report comes first: {text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("latency us"), "the human report on stderr: {err}");
+}
+
+#[test]
+fn failed_requests_fail_the_run_unless_allowed() {
+    // Keys past the table's end: every request gets a 400.
+    let server = spawn_node(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--size",
+        "10",
+        "--log-level",
+        "warn",
+    ]);
+    let dir = std::env::temp_dir().join(format!("tablecache-bench-json-{}", std::process::id()));
+    let json_out = dir.with_extension("json");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["bench", "--connect", &server.addr, "-n", "200", "--keys", "20"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--json-out", json_out.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("ERRORS") && report.contains("400: "), "{report}");
+    let v: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&json_out).unwrap().trim()).unwrap();
+    let (n, errors) = (v["requests"].as_u64().unwrap(), v["errors"].as_u64().unwrap());
+    assert_eq!(n, 200);
+    assert!(
+        errors > 50 && errors < 150,
+        "about half of 20 keys are past 10: {errors}"
+    );
+    // Allowed up to 60%: exit 0; up to 10%: exit 1.
+    assert_eq!(run(&["--max-error-rate", "0.6"]).status.code(), Some(0));
+    assert_eq!(run(&["--max-error-rate", "0.1", "-q"]).status.code(), Some(1));
+    let _ = std::fs::remove_file(&json_out);
 }
 
 #[test]

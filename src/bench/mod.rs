@@ -185,6 +185,15 @@ impl Report {
         self.errors.values().sum()
     }
 
+    /// Errors over requests (0 when there were none).
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.error_count() as f64 / self.requests as f64
+        }
+    }
+
     /// Replies per second.
     pub fn throughput(&self) -> f64 {
         if self.elapsed > 0.0 {

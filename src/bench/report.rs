@@ -101,6 +101,15 @@ pub fn render(cfg: &BenchConfig, r: &Report) -> String {
             format!(" = {}", errs.join(", "))
         }
     );
+    if r.error_count() > 0 {
+        let _ = writeln!(
+            s,
+            "ERRORS      {} of {} requests failed ({:.2}%): see the codes above",
+            r.error_count(),
+            r.requests,
+            r.error_rate() * 100.0
+        );
+    }
     let _ = writeln!(s, "throughput  {:.0} req/s", r.throughput());
     let l = r.latency_us;
     let _ = writeln!(
@@ -189,11 +198,13 @@ pub fn print_quiet(r: &Report) {
     );
 }
 
-/// Prints the report, and with `as_json` the JSON line after it.
+/// Prints the report; with `as_json`, the report goes to stderr and the
+/// JSON line alone to stdout (so `bench --json | jq` reads only JSON).
 pub fn print(cfg: &BenchConfig, r: &Report, as_json: bool) {
-    let mut out = io::stdout().lock();
-    let _ = write!(out, "{}", render(cfg, r));
     if as_json {
-        let _ = writeln!(out, "{}", json(cfg, r));
+        let _ = write!(io::stderr().lock(), "{}", render(cfg, r));
+        crate::outln!("{}", json(cfg, r));
+    } else {
+        crate::out!("{}", render(cfg, r));
     }
 }

@@ -307,7 +307,9 @@ impl Reply {
         self.id = None;
         self.keep = None;
         let (mut has_code, mut has_msg, mut has_nocache) = (false, false, false);
-        let text = std::str::from_utf8(body).map_err(|_| Problem::NotUtf8)?;
+        // Only MSG is text: the rest is ASCII digits and names, checked as
+        // bytes, so the whole body is not run through a UTF-8 check on
+        // every reply (the proxy's miss path parses one per fetch).
         let once = |seen: &mut bool, name: &'static str| {
             if std::mem::replace(seen, true) {
                 Err(Problem::RepeatedField(name))
@@ -315,7 +317,7 @@ impl Reply {
                 Ok(())
             }
         };
-        for f in fields(text.as_bytes()) {
+        for f in fields(body) {
             let (k, v) = f?;
             if k.eq_ignore_ascii_case(b"OP") {
                 if self.op.is_some() {
@@ -334,8 +336,7 @@ impl Reply {
                 self.code = u16::try_from(c).map_err(|_| Problem::NumberTooBig("CODE"))?;
             } else if k.eq_ignore_ascii_case(b"MSG") {
                 once(&mut has_msg, "MSG")?;
-                // Valid UTF-8: the whole body was checked above.
-                self.msg.push_str(std::str::from_utf8(v).unwrap_or("?"));
+                self.msg.push_str(std::str::from_utf8(v).map_err(|_| Problem::NotUtf8)?);
             } else if k.eq_ignore_ascii_case(b"SEQ") {
                 if self.seq.replace(parse_seq(v)?).is_some() {
                     return Err(Problem::RepeatedField("SEQ"));
