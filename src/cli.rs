@@ -403,6 +403,10 @@ pub struct BenchArgs {
     /// to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Write the latency distribution to FILE, in HdrHistogram's
+    /// percentile-distribution text format (milliseconds), for its plotter.
+    #[arg(long, value_name = "FILE")]
+    pub hdr_out: Option<std::path::PathBuf>,
     /// Also write the JSON line to FILE.
     #[arg(long, value_name = "FILE")]
     pub json_out: Option<std::path::PathBuf>,

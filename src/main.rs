@@ -105,6 +105,12 @@ fn cmd_bench(a: BenchArgs) -> ExitCode {
                     return ExitCode::from(1);
                 }
             }
+            if let Some(path) = &a.hdr_out {
+                if let Err(e) = std::fs::write(path, tablecache::bench::hdr_text(&report.histogram)) {
+                    eprintln!("tablecache bench: cannot write {}: {e}", path.display());
+                    return ExitCode::from(1);
+                }
+            }
             if let Some(path) = &a.json_out {
                 let line = format!("{}\n", tablecache::bench::json(&cfg, &report));
                 if let Err(e) = std::fs::write(path, line) {

@@ -335,3 +335,62 @@ fn the_same_generator_speaks_resp_and_memcache() {
     assert!(e.to_string().contains("ADD"), "{e}");
     assert_eq!(*counts.lock().unwrap(), (0, 0));
 }
+
+#[test]
+fn per_operation_rows_and_the_hdr_distribution_add_up() {
+    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
+    let hdr = std::env::temp_dir().join(format!("tablecache-bench-{}.hgrm", std::process::id()));
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--connect",
+            &server.addr,
+            "-n",
+            "500",
+            "-c",
+            "2",
+            "--mix",
+            "get=70,put=30",
+        ])
+        .args(["--hdr-out", hdr.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let op = |name: &str, k: &str| v["by_op"][name][k].as_u64().unwrap();
+    assert_eq!(op("get", "requests") + op("put", "requests"), 500);
+    assert!(v["by_op"]["add"].is_null(), "only the operations of the mix");
+    // The server counted the same PUTs.
+    let sts = Peer::connect(server.addr.parse().unwrap()).ask("OP=STS");
+    assert_eq!(
+        field(&sts, "PUT").unwrap().parse::<u64>().unwrap(),
+        op("put", "requests"),
+        "{sts}"
+    );
+    assert!(op("get", "p50") <= op("get", "p99") && op("get", "p99") <= op("get", "max"));
+    // HdrHistogram's text format: a header, rows of (value, percentile,
+    // total count, 1/(1-p)) rising to 500 at percentile 1, and a footer.
+    let text = std::fs::read_to_string(&hdr).unwrap();
+    assert!(
+        text.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)\n\n"),
+        "{text}"
+    );
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip(2)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert!(rows.len() > 10);
+    assert!(rows
+        .windows(2)
+        .all(|w| w[0][0] <= w[1][0] && w[0][1] <= w[1][1] && w[0][2] <= w[1][2]));
+    let last = rows.last().unwrap();
+    assert_eq!((last[1], last[2], last.len()), (1.0, 500.0, 3));
+    assert!(
+        (last[0] * 1000.0 - v["latency_us"]["max"].as_f64().unwrap()).abs() <= 1.0,
+        "max, in ms"
+    );
+    assert!(text.contains("Total count    =          500]"), "{text}");
+    let _ = std::fs::remove_file(&hdr);
+}

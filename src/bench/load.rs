@@ -77,7 +77,7 @@ impl Keys {
 /// Per-connection state: when each outstanding request's clock started.
 #[derive(Default)]
 pub(super) struct Outstanding {
-    pub(super) started: VecDeque<Instant>,
+    pub(super) started: VecDeque<(Instant, Op)>,
 }
 
 pub(super) struct Bench {
@@ -90,6 +90,9 @@ pub(super) struct Bench {
     pub(super) ind: Vec<i64>,
     pub(super) data: Vec<i64>,
     pub(super) hist: Histogram<u64>,
+    /// Per operation (GET, PUT, ADD): latencies and errors.
+    pub(super) by_op: [Histogram<u64>; 3],
+    pub(super) op_errors: [u64; 3],
     pub(super) lag: Histogram<u64>,
     pub(super) errors: BTreeMap<u16, u64>,
     pub(super) measured: u64,
@@ -164,7 +167,7 @@ impl Bench {
         let conn = &mut self.conns[key];
         self.enc
             .encode(self.cfg.protocol, &mut conn.output, op, &self.ind, &self.data);
-        conn.ext.started.push_back(start);
+        conn.ext.started.push_back((start, op));
     }
 
     pub(super) fn has_room(&self, key: usize) -> bool {
@@ -218,15 +221,18 @@ impl Bench {
     }
 
     pub(super) fn on_reply(&mut self, key: usize, body_code: u16, now: Instant) {
-        let Some(start) = self.conns[key].ext.started.pop_front() else {
+        let Some((start, op)) = self.conns[key].ext.started.pop_front() else {
             return;
         };
+        let slot = op_slot(op);
         if start >= self.measure_from && now <= self.end + Duration::from_secs(60) && start < self.end {
             self.measured += 1;
             let us = now.saturating_duration_since(start).as_micros() as u64;
             self.hist.saturating_record(us.max(1));
+            self.by_op[slot].saturating_record(us.max(1));
             if body_code != 200 {
                 *self.errors.entry(body_code).or_default() += 1;
+                self.op_errors[slot] += 1;
             }
         }
     }
@@ -313,6 +319,15 @@ impl Bench {
             .filter(|(_, c)| c.state() == State::Open)
             .map(|(_, c)| c.ext.started.len())
             .sum()
+    }
+}
+
+/// Where an operation's numbers are kept: GET, PUT, ADD.
+pub(super) fn op_slot(op: Op) -> usize {
+    match op {
+        Op::Put => 1,
+        Op::Add => 2,
+        _ => 0,
     }
 }
 

@@ -27,7 +27,7 @@ mod load;
 mod report;
 pub mod wire;
 
-pub use report::{json, print, print_quiet, render};
+pub use report::{hdr_text, json, print, print_quiet, render};
 
 use crate::buffer::Buffer;
 use crate::conn::{Conn, State};
@@ -177,6 +177,32 @@ pub struct Report {
     /// With `BenchConfig::record`: every index read (GET, ADD), in the
     /// order requested — a trace for `tablecache sim`.
     pub recorded: Vec<i64>,
+    /// Per operation in the mix: its own count, errors and percentiles.
+    pub by_op: Vec<OpStats>,
+    /// Every measured latency (µs), for `--hdr-out`.
+    pub histogram: Histogram<u64>,
+}
+
+/// One operation's share of a run.
+#[derive(Debug, Clone)]
+pub struct OpStats {
+    /// `get`, `put` or `add`.
+    pub op: &'static str,
+    /// Replies measured.
+    pub requests: u64,
+    /// Of those, errors.
+    pub errors: u64,
+    /// p50, p90, p99, p99.9, p99.99, max (µs).
+    pub latency_us: [u64; 6],
+}
+
+/// p50, p90, p99, p99.9, p99.99 and max of `h` (zeros when empty).
+fn percentiles(h: &Histogram<u64>) -> [u64; 6] {
+    if h.is_empty() {
+        return [0; 6];
+    }
+    let q = |x: f64| h.value_at_quantile(x);
+    [q(0.5), q(0.9), q(0.99), q(0.999), q(0.9999), h.max()]
 }
 
 impl Report {
@@ -309,6 +335,8 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         ind: Vec::new(),
         data: Vec::new(),
         hist: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| invalid(e.to_string()))?,
+        by_op: [(); 3].map(|()| Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
+        op_errors: [0; 3],
         lag: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| invalid(e.to_string()))?,
         errors: BTreeMap::new(),
         measured: 0,
@@ -426,8 +454,17 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         }
         _ => None,
     };
-    let h = &b.hist;
-    let q = |x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
+    let by_op = ["get", "put", "add"]
+        .iter()
+        .enumerate()
+        .filter(|&(k, _)| b.cfg.mix[k] > 0)
+        .map(|(k, &op)| OpStats {
+            op,
+            requests: b.by_op[k].len(),
+            errors: b.op_errors[k],
+            latency_us: percentiles(&b.by_op[k]),
+        })
+        .collect();
     Ok(Report {
         requests: b.measured,
         errors: b.errors,
@@ -435,14 +472,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
             Some(_) => b.end.saturating_duration_since(b.measure_from).as_secs_f64(),
             None => b.cfg.duration.as_secs_f64(),
         },
-        latency_us: [
-            q(0.5),
-            q(0.9),
-            q(0.99),
-            q(0.999),
-            q(0.9999),
-            if h.is_empty() { 0 } else { h.max() },
-        ],
+        latency_us: percentiles(&b.hist),
         hit_ratio,
         send_lag_p99_us: b.cfg.rate.map(|_| {
             if b.lag.is_empty() {
@@ -454,6 +484,8 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         backlogged: b.backlogged,
         cpu,
         recorded: std::mem::take(&mut b.recorded),
+        by_op,
+        histogram: b.hist.clone(),
     })
 }
 

@@ -117,6 +117,16 @@ pub fn render(cfg: &BenchConfig, r: &Report) -> String {
         "latency us  p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
         l[0], l[1], l[2], l[3], l[4], l[5]
     );
+    if r.by_op.len() > 1 {
+        for o in &r.by_op {
+            let l = o.latency_us;
+            let _ = writeln!(
+                s,
+                "  {:<4} {:>10} req  errors {:<6} p50 {}  p99 {}  p99.9 {}  max {}",
+                o.op, o.requests, o.errors, l[0], l[2], l[3], l[5]
+            );
+        }
+    }
     if let Some(h) = r.hit_ratio {
         let _ = writeln!(s, "hit ratio   {:.1}% (proxy STS before and after)", h * 100.0);
     }
@@ -156,7 +166,8 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
             "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"p9999\":{},\"max\":{}}},",
             "\"hit_ratio\":{},\"generator_cpu\":{},\"send_lag_p99_us\":{},\"backlogged\":{},",
             "\"target\":\"{}\",\"mode\":\"{}\",\"rate\":{},\"duration_s\":{},\"warmup_s\":{},",
-            "\"connections\":{},\"pipeline\":{},\"keys\":{},\"mix\":\"{}\",\"batch\":{},\"dist\":\"{}\"}}"
+            "\"connections\":{},\"pipeline\":{},\"keys\":{},\"mix\":\"{}\",\"batch\":{},\"dist\":\"{}\",",
+            "\"by_op\":{{{}}}}}"
         ),
         r.requests,
         r.error_count(),
@@ -182,8 +193,60 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
         cfg.keys,
         mix_text(&cfg.mix),
         cfg.batch,
-        dist_text(&cfg.dist)
+        dist_text(&cfg.dist),
+        r.by_op
+            .iter()
+            .map(|o| {
+                let l = o.latency_us;
+                format!(
+                    "\"{}\":{{\"requests\":{},\"errors\":{},\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}}",
+                    o.op, o.requests, o.errors, l[0], l[2], l[3], l[5]
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
     )
+}
+
+/// The latency distribution in HdrHistogram's percentile-distribution
+/// text format (what `HistogramLogProcessor` and `outputPercentileDistribution`
+/// print, and the standard plotter, plotFiles.html, reads), values in
+/// milliseconds.
+pub fn hdr_text(h: &hdrhistogram::Histogram<u64>) -> String {
+    let mut s = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+    let mut total = 0u64;
+    if !h.is_empty() {
+        for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
+            let (value, q) = (v.value_iterated_to() as f64 / 1000.0, v.quantile_iterated_to());
+            if q < 1.0 {
+                let _ = writeln!(s, "{value:12.3} {q:2.12} {total:10} {:14.2}", 1.0 / (1.0 - q));
+            } else {
+                let _ = writeln!(s, "{value:12.3} {q:2.12} {total:10}");
+            }
+        }
+    }
+    let ms = |x: f64| x / 1000.0;
+    let _ = writeln!(
+        s,
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+        ms(h.mean()),
+        ms(h.stdev())
+    );
+    let _ = writeln!(
+        s,
+        "#[Max     = {:12.3}, Total count    = {:12}]",
+        ms(h.max() as f64),
+        h.len()
+    );
+    let _ = writeln!(
+        s,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        // What the library keeps per bucket for this precision.
+        (2 * 10u64.pow(u32::from(h.sigfig()))).next_power_of_two()
+    );
+    s
 }
 
 /// Writes the report (and the JSON line) to stdout.
