@@ -24,6 +24,7 @@
 //! run measured, as text and JSON).
 
 mod load;
+mod pacer;
 mod report;
 pub mod wire;
 
@@ -282,6 +283,17 @@ fn preload(addr: SocketAddr, proto: Protocol, keys: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// A send due within this long is waited for by polling without sleeping
+/// (a timer would wake later than that).
+const SPIN: Duration = Duration::from_micros(5);
+
+/// The open loop sleeps at least this long between wakeups: at high rates
+/// the requests that fall due meanwhile leave together, each at most this
+/// late — and measured from its scheduled time, so the lateness shows in
+/// the latency and the send lag instead of being hidden. It bounds the
+/// wakeups to 1/NAP a second, which is what keeps the generator's CPU low.
+const NAP: Duration = Duration::from_micros(50);
+
 /// Runs a benchmark.
 pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     if cfg.connections == 0
@@ -390,6 +402,12 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         }
     }
     b.flush_all()?;
+    let mut pacer = match b.cfg.rate {
+        Some(_) => pacer::Pacer::new(b.poll.registry()).ok(),
+        None => None,
+    };
+    // The send the pacer is armed for (None: not armed).
+    let mut armed: Option<Instant> = None;
     let mut last_progress = start;
     let mut last_count = 0u64;
     let progress = b.cfg.progress && io::stderr().is_terminal() && io::stdout().is_terminal();
@@ -413,20 +431,39 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
             b.flush_all()?;
         }
         // Sleep until the next scheduled send or a reply. epoll counts in
-        // milliseconds: for the last sub-millisecond stretch before a send,
-        // poll without sleeping, so requests leave on time (the price is a
-        // busy core at rates over ~1000/s).
+        // milliseconds, so the send's time is a timerfd armed to the
+        // microsecond (pacer.rs): the generator sleeps instead of spinning.
+        // Only a send due within a few microseconds is polled for without
+        // sleeping; without a timerfd, the last sub-millisecond stretch is.
         let timeout = match b.cfg.rate {
             Some(rate) if now < b.end => {
                 let next = b.sched_start + Duration::from_secs_f64(b.next_k as f64 / rate);
                 let wait = next.saturating_duration_since(now);
-                Some(Duration::from_millis(wait.as_millis() as u64))
+                match pacer.as_mut() {
+                    Some(_) if wait <= SPIN => Some(Duration::ZERO),
+                    Some(p) => {
+                        // Armed once per wakeup, not on every reply.
+                        if armed.is_none() {
+                            p.arm(wait.max(NAP))?;
+                            armed = Some(next);
+                        }
+                        Some(Duration::from_millis(100))
+                    }
+                    None => Some(Duration::from_millis(wait.as_millis() as u64)),
+                }
             }
             _ => Some(Duration::from_millis(100)),
         };
         poll_retry(&mut b.poll, &mut events, timeout)?;
         let now = Instant::now();
         for ev in events.iter() {
+            if ev.token() == pacer::PACER {
+                if let Some(p) = pacer.as_mut() {
+                    p.fired();
+                }
+                armed = None;
+                continue;
+            }
             b.ready(ev.token(), ev, now);
         }
         b.flush_all()?;
