@@ -162,6 +162,24 @@ pub struct ServerArgs {
     pub log: LogArgs,
 }
 
+/// What `bench` does besides running.
+#[derive(Debug, Subcommand)]
+pub enum BenchSub {
+    /// Overlay latency distributions saved with --hdr-out (or any
+    /// HdrHistogram percentile-distribution file) in one SVG.
+    Plot {
+        /// The distribution files; each is a curve, named after its file.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+        /// Where to write the SVG [default: stdout].
+        #[arg(short = 'o', long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        /// The picture's title.
+        #[arg(long, default_value = "latency by percentile")]
+        title: String,
+    },
+}
+
 /// `bench --protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProtocolArg {
@@ -346,8 +364,11 @@ pub struct ClientArgs {
 
 /// `tablecache bench`.
 #[derive(Debug, Args)]
-#[command(disable_help_flag = true)]
+#[command(disable_help_flag = true, args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// `bench plot`: draw saved distributions instead of running.
+    #[command(subcommand)]
+    pub sub: Option<BenchSub>,
     /// Where to connect.
     #[command(flatten)]
     pub target: TargetArgs,
@@ -403,6 +424,10 @@ pub struct BenchArgs {
     /// to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Draw this run's latency distribution (latency against percentile)
+    /// as an SVG to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
     /// Write the latency distribution to FILE, in HdrHistogram's
     /// percentile-distribution text format (milliseconds), for its plotter.
     #[arg(long, value_name = "FILE")]

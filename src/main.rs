@@ -91,6 +91,9 @@ fn announce(addr: SocketAddr) {
 }
 
 fn cmd_bench(a: BenchArgs) -> ExitCode {
+    if let Some(tablecache::cli::BenchSub::Plot { files, out, title }) = &a.sub {
+        return cmd_plot(files, out.as_deref(), title);
+    }
     let cfg = match a.config() {
         Ok(c) => c,
         Err(msg) => return usage("bench", &msg),
@@ -101,6 +104,17 @@ fn cmd_bench(a: BenchArgs) -> ExitCode {
             if let Some(path) = &a.record {
                 let text: String = report.recorded.iter().map(|k| format!("{k}\n")).collect();
                 if let Err(e) = std::fs::write(path, text) {
+                    eprintln!("tablecache bench: cannot write {}: {e}", path.display());
+                    return ExitCode::from(1);
+                }
+            }
+            if let Some(path) = &a.svg {
+                let curve = tablecache::bench::plot::parse_hdr(
+                    &tablecache::bench::report_title(&cfg),
+                    &tablecache::bench::hdr_text(&report.histogram),
+                );
+                let svg = curve.map(|c| tablecache::bench::plot::svg("tablecache bench: latency by percentile", &[c]));
+                if let Err(e) = svg.map_err(io::Error::other).and_then(|s| std::fs::write(path, s)) {
                     eprintln!("tablecache bench: cannot write {}: {e}", path.display());
                     return ExitCode::from(1);
                 }
@@ -140,6 +154,41 @@ fn cmd_bench(a: BenchArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `tablecache bench plot`: the distributions of `files` overlaid.
+fn cmd_plot(files: &[std::path::PathBuf], out: Option<&std::path::Path>, title: &str) -> ExitCode {
+    let mut curves = Vec::new();
+    for f in files {
+        let name = f
+            .file_name()
+            .map_or_else(|| f.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("tablecache bench plot: {}: {e}", f.display());
+                return ExitCode::from(1);
+            }
+        };
+        match tablecache::bench::plot::parse_hdr(&name, &text) {
+            Ok(c) => curves.push(c),
+            Err(e) => {
+                eprintln!("tablecache bench plot: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let svg = tablecache::bench::plot::svg(title, &curves);
+    match out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, svg) {
+                eprintln!("tablecache bench plot: {}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+        }
+        None => tablecache::out!("{svg}"),
+    }
+    ExitCode::SUCCESS
 }
 
 /// Runs a bound node in this thread until a signal stops it: prints

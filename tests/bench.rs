@@ -394,3 +394,44 @@ fn per_operation_rows_and_the_hdr_distribution_add_up() {
     assert!(text.contains("Total count    =          500]"), "{text}");
     let _ = std::fs::remove_file(&hdr);
 }
+
+#[test]
+fn bench_plot_overlays_saved_distributions() {
+    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
+    let dir = std::env::temp_dir().join(format!("tablecache-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    for (name, c) in [("one.hgrm", "1"), ("eight.hgrm", "8")] {
+        let mut args = vec!["bench", "--connect", &server.addr, "-n", "300", "-c", c, "-q"];
+        let (h, s) = (path(name), path(&format!("{name}.svg")));
+        args.extend(["--hdr-out", &h, "--svg", &s]);
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let own = std::fs::read_to_string(&s).unwrap();
+        assert_eq!(own.matches("class=\"curve\"").count(), 1, "bench --svg draws its run");
+    }
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "plot",
+            &path("one.hgrm"),
+            &path("eight.hgrm"),
+            "-o",
+            &path("both.svg"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = std::fs::read_to_string(path("both.svg")).unwrap();
+    assert_eq!(svg.matches("class=\"curve\"").count(), 2);
+    assert!(svg.contains(">one.hgrm</text>") && svg.contains(">eight.hgrm</text>"));
+    // A file that is not a distribution is refused, by name.
+    std::fs::write(path("bad.hgrm"), "hello\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["bench", "plot", &path("bad.hgrm")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.hgrm: no percentile rows"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -25,6 +25,7 @@
 
 mod load;
 mod pacer;
+pub mod plot;
 mod report;
 pub mod wire;
 
@@ -293,6 +294,17 @@ const SPIN: Duration = Duration::from_micros(5);
 /// the latency and the send lag instead of being hidden. It bounds the
 /// wakeups to 1/NAP a second, which is what keeps the generator's CPU low.
 const NAP: Duration = Duration::from_micros(50);
+
+/// A short name for a run (its target, shape and mix), for a curve's legend.
+pub fn report_title(cfg: &BenchConfig) -> String {
+    format!(
+        "{} {}x{} {}",
+        report::targets_text(&cfg.connect),
+        cfg.connections,
+        cfg.pipeline,
+        report::mix_text(&cfg.mix)
+    )
+}
 
 /// Runs a benchmark.
 pub fn run(cfg: BenchConfig) -> io::Result<Report> {
