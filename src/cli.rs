@@ -41,7 +41,7 @@ pub enum Cmd {
     /// by line from a prompt or a pipe.
     Client(ClientArgs),
     /// Measure throughput and latency.
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
     /// Start all three nodes and play a short scenario.
     Demo(DemoArgs),
     /// Draw trace lines (from --trace or `demo --trace`, merged with

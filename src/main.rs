@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             serve("proxy", cfg.listen, Proxy::bind(cfg))
         }
         Cmd::Client(a) => cmd_client(a),
-        Cmd::Bench(a) => cmd_bench(a),
+        Cmd::Bench(a) => cmd_bench(*a),
         Cmd::TraceView(a) => cmd_trace_view(a),
         Cmd::Demo(a) => match tablecache::demo::run(&tablecache::demo::DemoOptions {
             interactive: a.interactive,
