@@ -168,6 +168,9 @@ pub enum BenchSub {
     /// Overlay latency distributions saved with --hdr-out (or any
     /// HdrHistogram percentile-distribution file) in one SVG.
     Plot {
+        /// Print help.
+        #[arg(short = 'h', long, action = ArgAction::Help)]
+        help: Option<bool>,
         /// The distribution files; each is a curve, named after its file.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<std::path::PathBuf>,

@@ -293,6 +293,7 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
     // waits for its log record to reach the disk (APPEND, FSYNC).
     let data_dir = std::env::temp_dir().join(format!("tablecache-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
+    crate::out::remove_at_exit(&data_dir);
     let store = crate::store::StoreConfig {
         dir: data_dir.clone(),
         fsync: crate::store::Fsync::Always,

@@ -91,7 +91,7 @@ fn announce(addr: SocketAddr) {
 }
 
 fn cmd_bench(a: BenchArgs) -> ExitCode {
-    if let Some(tablecache::cli::BenchSub::Plot { files, out, title }) = &a.sub {
+    if let Some(tablecache::cli::BenchSub::Plot { files, out, title, .. }) = &a.sub {
         return cmd_plot(files, out.as_deref(), title);
     }
     let cfg = match a.config() {

@@ -96,7 +96,13 @@ fn usage_errors_exit_2_and_help_exits_0() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?} says why");
     }
-    for args in [&["server", "--help"][..], &["client", "--help"], &["--help"]] {
+    for args in [
+        &["server", "--help"][..],
+        &["client", "--help"],
+        &["bench", "plot", "--help"],
+        &["trace-view", "--help"],
+        &["--help"],
+    ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{args:?}");
         let text = String::from_utf8_lossy(&out.stdout).to_lowercase();

@@ -542,3 +542,38 @@ fn a_write_while_the_proxy_was_away_empties_its_cache() {
     assert_eq!(num(&c.ask("OP=STS"), "MISSES"), misses + 1, "the cache was emptied");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn one_server_per_directory_and_no_files_for_a_table_too_big() {
+    let dir = fresh_dir("lock");
+    let first = durable(&dir, 10, &[]);
+    let err = refused(&dir, &["--size", "10"]);
+    assert!(err.contains("is in use by another server"), "{err}");
+    drop(first); // SIGKILL: the lock goes with the process
+    let again = durable(&dir, 10, &[]);
+    drop(again);
+    // A table that cannot be allocated: a clear error, and the directory
+    // still starts at a size that can be. (Only where 32 GiB cannot be had:
+    // on a machine with that much memory the allocation would succeed.)
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(u64::MAX);
+    if mem_kib >= 32 << 20 {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let big = fresh_dir("big");
+    let err = refused(&big, &["--size", "4294967296"]);
+    assert!(
+        err.contains("cannot allocate a table of 4294967296 entries") && !err.contains("panicked"),
+        "{err}"
+    );
+    let fine = durable(&big, 10, &[]);
+    assert_eq!(table(&fine.addr, 10), vec![0; 10]);
+    drop(fine);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&big);
+}

@@ -503,6 +503,9 @@ fn the_demo_piped_into_head_ends_quietly() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(status.code(), Some(0), "{err}");
+    // Its data directory went with it.
+    let dir = std::env::temp_dir().join(format!("tablecache-demo-{}", child.id()));
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
 #[test]

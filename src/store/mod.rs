@@ -93,6 +93,8 @@ const SNAPSHOT_MIN_BYTES: u64 = 1 << 20;
 
 /// The log and snapshots of one table.
 pub struct Store {
+    /// Held locked for the store's life: one server per directory.
+    _lock: File,
     dir: PathBuf,
     fsync: Fsync,
     size: u64,
@@ -205,7 +207,34 @@ impl Store {
     /// anywhere else is an error naming the file and the offset.
     pub fn open(cfg: &StoreConfig, size: u64) -> io::Result<(Store, Vec<i64>)> {
         let dir = cfg.dir.clone();
-        fs::create_dir_all(&dir)?;
+        let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+        fs::create_dir_all(&dir).map_err(at)?;
+        // One server per directory: two appending to one log would
+        // interleave their records (an exclusive lock, released when the
+        // process ends, however it ends).
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))
+            .map_err(at)?;
+        if lock.try_lock().is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is in use by another server (its LOCK is held)", dir.display()),
+            ));
+        }
+        let zeros = |n: u64| -> io::Result<Vec<i64>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n as usize).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!("cannot allocate a table of {n} entries: {e}"),
+                )
+            })?;
+            v.resize(n as usize, 0);
+            Ok(v)
+        };
         // Unfinished files of a crash: a snapshot, a segment being created.
         for entry in fs::read_dir(&dir)? {
             let path = entry?.path();
@@ -221,13 +250,12 @@ impl Store {
         };
         let mut segs = list_segments(&dir)?;
         if snapshot.is_none() && segs.is_empty() {
+            // The memory first: a table that cannot be had leaves no files.
+            let values = zeros(size)?;
             let data_id = new_data_id();
             let file = create_segment(&dir, size, data_id, 1)?;
             info!("server: new table of {size} entries in {}", dir.display());
-            return Ok((
-                Store::new(cfg, size, data_id, 0, file, 1, vec![]),
-                vec![0; size as usize],
-            ));
+            return Ok((Store::new(cfg, lock, size, data_id, 0, file, 1, vec![]), values));
         }
         let (mut stored_size, mut data_id, mut seq, mut values) = match &snapshot {
             Some(s) => (s.values.len() as u64, s.data_id, s.seq, s.values.clone()),
@@ -241,7 +269,10 @@ impl Store {
             let h = scan.header;
             if snapshot.is_none() && k == 0 {
                 (stored_size, data_id) = (h.size, h.data_id);
-                values = vec![0; h.size as usize];
+                if stored_size != size && !cfg.resize {
+                    break; // refused below, before allocating the stored size
+                }
+                values = zeros(h.size)?;
             }
             if h.size != stored_size || h.data_id != data_id || h.first_seq != *first {
                 return Err(damaged(
@@ -302,7 +333,7 @@ impl Store {
             _ => (create_segment(&dir, size, data_id, seq + 1)?, seq + 1),
         };
         let older: Vec<(u64, PathBuf)> = segs.drain(..).filter(|(f, _)| *f != first).collect();
-        let mut store = Store::new(cfg, size, data_id, seq, file, first, older);
+        let mut store = Store::new(cfg, lock, size, data_id, seq, file, first, older);
         store.stats.replayed = replayed;
         store.segment_bytes = store.file.metadata()?.len();
         if stored_size != size {
@@ -319,8 +350,10 @@ impl Store {
         Ok((store, values))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn new(
         cfg: &StoreConfig,
+        lock: File,
         size: u64,
         data_id: u64,
         seq: u64,
@@ -333,6 +366,7 @@ impl Store {
             n => n,
         };
         Store {
+            _lock: lock,
             dir: cfg.dir.clone(),
             fsync: cfg.fsync,
             size,

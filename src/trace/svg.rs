@@ -92,9 +92,7 @@ pub fn render(d: &Diagram, range: Option<Range<usize>>, title: &str) -> String {
     let mut notes: Vec<(usize, &[String])> = Vec::new();
     for k in range.clone() {
         for s in d.steps.iter().filter(|s| s.first == k) {
-            if let Some(last) = notes.last_mut() {
-                last.0 = last.0.max(y);
-            }
+            // The table after the step, beside the step's own rows.
             bands.push((y, &s.title));
             notes.push((y + STEP_H, &s.notes));
             y += STEP_H;
