@@ -206,7 +206,11 @@ impl Bench {
                 self.free_since = None;
                 break;
             };
-            self.cursor = k + 1;
+            // Stay on this connection while it has room: the requests of
+            // one wakeup then leave in one write (over loopback each write
+            // costs the receiver's TCP work too), and the connections take
+            // turns as their pipelines fill.
+            self.cursor = k;
             let ready = self.free_since.map_or(sched, |f| f.max(sched));
             if ready > sched && sched >= self.measure_from {
                 // It had to wait for a connection with room.
