@@ -147,7 +147,14 @@ fn resp(b: &[u8], at: usize) -> Option<(usize, bool)> {
         b'$' => match number(&head[1..])? {
             n if n < 0 => Some((next, false)), // nil: a key not set
             n => {
-                let end = next + n as usize + 2;
+                // A length no buffer holds is the store's error, not ours
+                // to overflow on.
+                let Some(end) = usize::try_from(n)
+                    .ok()
+                    .and_then(|n| next.checked_add(n)?.checked_add(2))
+                else {
+                    return Some((b.len(), true));
+                };
                 (b.len() >= end).then_some((end, false))
             }
         },
@@ -175,11 +182,17 @@ fn memcache(b: &[u8]) -> Option<(usize, bool)> {
             return Some((next, false));
         }
         if let Some(v) = l.strip_prefix(b"VALUE ") {
-            let bytes = number(v.rsplit(|&c| c == b' ').next()?)? as usize;
-            at = next + bytes + 2;
-            if b.len() < at {
+            let bytes = number(v.rsplit(|&c| c == b' ').next()?)?;
+            let Some(end) = usize::try_from(bytes)
+                .ok()
+                .and_then(|n| next.checked_add(n)?.checked_add(2))
+            else {
+                return Some((b.len(), true)); // a length that cannot be
+            };
+            if b.len() < end {
                 return None;
             }
+            at = end;
             continue;
         }
         let ok = l == b"STORED";
@@ -248,6 +261,21 @@ mod tests {
         );
         assert_eq!(r(Protocol::Memcache, "VALUE key:1 0 2\r\n42\r\n"), None);
         assert_eq!(r(Protocol::Memcache, "VALUE key:1 0 2\r\n4"), None);
+    }
+
+    #[test]
+    fn hostile_lengths_are_errors_not_overflows() {
+        let r = |p, s: &str| reply(p, s.as_bytes());
+        // A length this long is only ever incomplete (the read limit ends
+        // the connection), never an overflow.
+        let huge = format!("${}\r\nab", i64::MAX);
+        assert_eq!(r(Protocol::Resp, &huge), None);
+        assert_eq!(r(Protocol::Resp, "$-7\r\n"), Some((5, false)));
+        let neg = "VALUE k 0 -5\r\nxx\r\nEND\r\n";
+        assert_eq!(r(Protocol::Memcache, neg), Some((neg.len(), true)));
+        let big = format!("VALUE k 0 {}\r\n", i64::MAX);
+        assert_eq!(r(Protocol::Memcache, &big), None);
+        assert_eq!(r(Protocol::Resp, "*9223372036854775807\r\n+OK\r\n"), None);
     }
 
     #[test]
