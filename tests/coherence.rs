@@ -42,14 +42,6 @@ fn proxy(upstream: SocketAddr, capacity: usize) -> NodeHandle {
     .unwrap()
 }
 
-/// Waits until the proxy at `addr` holds a lease (its first LEASE was
-/// answered), so that its cache is read from then on.
-fn wait_leased(p: &mut Peer) {
-    wait_until("the proxy holds a lease", || {
-        field(&p.ask("OP=STS"), "LEASE_MS").is_some_and(|v| v != "0")
-    });
-}
-
 fn num(sts: &str, key: &str) -> u64 {
     field(sts, key)
         .unwrap_or_else(|| panic!("no {key} in {sts}"))

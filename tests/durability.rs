@@ -436,11 +436,21 @@ fn fsync_flags_need_a_data_dir() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--data-dir"));
 }
 
-/// Waits until the proxy behind `p` holds a lease.
-fn wait_leased(p: &mut Peer) {
-    wait_until("the proxy holds a lease", || {
-        field(&p.ask("OP=STS"), "LEASE_MS").is_some_and(|v| v != "0")
-    });
+/// A proxy (from the binary) in front of `upstream`, and a client of it,
+/// once the proxy holds a lease.
+fn leased_proxy(upstream: &str) -> (Proc, Peer) {
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        upstream,
+        "--log-level",
+        "warn",
+    ]);
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    wait_leased(&mut c);
+    (proxy, c)
 }
 
 /// A server with leases on `addr` (port 0 for a new one), durable on
@@ -470,17 +480,7 @@ fn a_proxy_keeps_its_cache_across_a_durable_restart_and_stays_coherent() {
     let addr = server.addr.clone();
     let mut direct = Peer::connect(addr.parse().unwrap());
     assert!(direct.ask("OP=PUT;IND=1;DATA=10").ends_with("CODE=200"));
-    let proxy = spawn_node(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &addr,
-        "--log-level",
-        "warn",
-    ]);
-    let mut c = Peer::connect(proxy.addr.parse().unwrap());
-    wait_leased(&mut c);
+    let (_proxy, mut c) = leased_proxy(&addr);
     assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=10;CODE=200");
     let hits = |c: &mut Peer| num(&c.ask("OP=STS"), "HITS");
     let before = hits(&mut c);
@@ -517,17 +517,7 @@ fn a_write_while_the_proxy_was_away_empties_its_cache() {
     let dir = fresh_dir("resume-written");
     let server = leasing("127.0.0.1:0", Some(&dir));
     let addr = server.addr.clone();
-    let proxy = spawn_node(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &addr,
-        "--log-level",
-        "warn",
-    ]);
-    let mut c = Peer::connect(proxy.addr.parse().unwrap());
-    wait_leased(&mut c);
+    let (proxy, mut c) = leased_proxy(&addr);
     assert_eq!(c.ask("OP=GET;IND=2"), "OP=GET;IND=2;DATA=0;CODE=200");
     // Frozen, the proxy cannot reconnect before the write below.
     proxy.signal("STOP");

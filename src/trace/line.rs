@@ -58,6 +58,17 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event from its parts.
+    pub fn new(at: u64, node: &str, conn: &str, event: &str, detail: &str) -> Event {
+        Event {
+            at,
+            node: node.into(),
+            conn: conn.into(),
+            event: event.into(),
+            detail: detail.into(),
+        }
+    }
+
     /// Parses a trace line; `None` for any other line (a log line, the
     /// demo's narrative), so mixed output can be read as it is.
     pub fn parse(line: &str) -> Option<Event> {

@@ -21,10 +21,12 @@
 //! processes merge with `sort -n` (docs/socket-states.md).
 //!
 //! [`line`] parses and prints a line, [`diagram`] pairs the sockets and
-//! draws a sequence diagram from a trace.
+//! matches reads to writes, [`merge`] puts a trace in one causal order,
+//! [`svg`] draws it.
 
 pub mod diagram;
 pub mod line;
+pub mod merge;
 pub mod svg;
 
 use std::io::Write;

@@ -107,6 +107,14 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// The value of one field of an STS reply.
+/// Waits until the proxy behind `p` holds a lease (its first LEASE was
+/// answered), so that its cache is read from then on.
+pub fn wait_leased(p: &mut Peer) {
+    wait_until("the proxy holds a lease", || {
+        field(&p.ask("OP=STS"), "LEASE_MS").is_some_and(|v| v != "0")
+    });
+}
+
 pub fn field(reply: &str, key: &str) -> Option<String> {
     reply
         .split(';')
