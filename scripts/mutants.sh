@@ -22,7 +22,7 @@ for f in "${files[@]}"; do
   out="target/mutants/$(echo "$f" | tr / _)"
   mkdir -p "$out"
   case "$f" in
-    src/framing.rs|src/proto/*|src/table.rs|src/buffer.rs|src/cache/*|src/sim.rs) extra=(-- --lib) ;;
+    src/framing.rs|src/proto/*|src/table.rs|src/buffer.rs|src/cache/*|src/sim.rs|src/bench/wire.rs|src/bench/plot.rs|src/store/record.rs|src/trace/line.rs|src/trace/diagram.rs|src/trace/merge.rs|src/trace/svg.rs) extra=(-- --lib) ;;
     *) extra=() ;;
   esac
   cargo mutants --file "$f" --jobs 1 --timeout 120 --output "$out" "${extra[@]}" >/dev/null 2>&1 || true
