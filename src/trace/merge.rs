@@ -250,6 +250,54 @@ mod tests {
         );
     }
 
+    /// Two rounds on one connection and a polite close, with stamps that
+    /// lie: the second request's read, and both EOFs, stamped before what
+    /// caused them; and the accept stamped before the connect.
+    fn two_rounds_and_a_close() -> Vec<Event> {
+        vec![
+            ev(0, "server", "0", "ACCEPT", "local 9.9.9.9:9, peer 1.1.1.1:1"),
+            ev(1, "client", "C", "CONNECT_START", ""),
+            ev(3, "client", "C", "CONNECTED", "local 1.1.1.1:1, peer 9.9.9.9:9"),
+            ev(10, "client", "C", "WRITABLE", "wrote=5 left=0"),
+            ev(11, "server", "0", "READABLE", "read=5 then WouldBlock"),
+            ev(12, "server", "0", "WRITABLE", "wrote=7 left=0"),
+            ev(13, "client", "C", "READABLE", "read=7 then WouldBlock"),
+            ev(15, "server", "0", "READABLE", "read=5 then WouldBlock"),
+            ev(20, "client", "C", "WRITABLE", "wrote=5 left=0"),
+            ev(22, "server", "0", "WRITABLE", "wrote=7 left=0"),
+            ev(23, "client", "C", "READABLE", "read=7 then WouldBlock"),
+            ev(29, "server", "0", "READABLE", "read=0 then EOF"),
+            ev(30, "client", "C", "SHUTDOWN", ""),
+            ev(31, "client", "C", "READABLE", "read=0 then EOF"),
+            ev(32, "server", "0", "CLOSE", "peer half-closed"),
+        ]
+    }
+
+    #[test]
+    fn reads_wait_for_their_bytes_and_eofs_for_their_fin_across_rounds() {
+        let merged = Merger::default().merge(two_rounds_and_a_close(), |n: &str| n.to_string());
+        assert_eq!(merged.len(), 15);
+        let d = Diagram {
+            events: merged.clone(),
+            steps: vec![],
+        };
+        assert_eq!(d.violations(), Vec::<String>::new(), "{:?}", names(&merged));
+        let pos = |at: u64| merged.iter().position(|e| e.at == at).unwrap();
+        assert!(pos(1) < pos(0), "the accept after the connect started");
+        assert!(pos(20) < pos(15), "the second read after the second write");
+        assert!(pos(30) < pos(29) && pos(32) < pos(31), "each EOF after its FIN");
+    }
+
+    #[test]
+    fn a_missing_write_loses_no_event() {
+        // The server's first reply line is lost: the client's read can
+        // never be explained, and the merge goes on in stamp order.
+        let mut events = two_rounds_and_a_close();
+        events.remove(5);
+        let merged = Merger::default().merge(events, |n: &str| n.to_string());
+        assert_eq!(merged.len(), 14);
+    }
+
     #[test]
     fn state_carries_over_between_batches() {
         let mut m = Merger::default();
