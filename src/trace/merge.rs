@@ -25,10 +25,8 @@ pub struct Merger {
     /// bytes read.
     written: HashMap<Lane, Vec<(usize, usize)>>,
     read: HashMap<Lane, usize>,
-    /// Per lane: position of its last SHUTDOWN/CLOSE, and of its
-    /// CONNECT_START (for the accept it causes).
+    /// Per lane: position of its last SHUTDOWN/CLOSE.
     fin: HashMap<Lane, usize>,
-    started: HashMap<Lane, usize>,
     /// Events emitted so far.
     emitted: usize,
     /// The thread that emitted last.
@@ -131,7 +129,7 @@ impl Merger {
                 // traced (its CONNECTED line, here or earlier, names it).
                 match future.peer(&me) {
                     Some(l) if starting.contains(l) => None,
-                    Some(l) => Some(self.started.get(l).copied()),
+                    Some(_) => Some(None),
                     None => Some(None),
                 }
             }
@@ -153,9 +151,6 @@ impl Merger {
             ("READABLE", Some(n)) => *self.read.entry(me).or_default() += n,
             ("SHUTDOWN" | "CLOSE", _) => {
                 self.fin.insert(me, at);
-            }
-            ("CONNECT_START", _) => {
-                self.started.insert(me, at);
             }
             _ => {}
         }
@@ -266,10 +261,10 @@ mod tests {
             ev(20, "client", "C", "WRITABLE", "wrote=5 left=0"),
             ev(22, "server", "0", "WRITABLE", "wrote=7 left=0"),
             ev(23, "client", "C", "READABLE", "read=7 then WouldBlock"),
-            ev(29, "server", "0", "READABLE", "read=0 then EOF"),
             ev(30, "client", "C", "SHUTDOWN", ""),
             ev(31, "client", "C", "READABLE", "read=0 then EOF"),
-            ev(32, "server", "0", "CLOSE", "peer half-closed"),
+            ev(40, "server", "0", "READABLE", "read=0 then EOF"),
+            ev(41, "server", "0", "CLOSE", "peer half-closed"),
         ]
     }
 
@@ -285,7 +280,7 @@ mod tests {
         let pos = |at: u64| merged.iter().position(|e| e.at == at).unwrap();
         assert!(pos(1) < pos(0), "the accept after the connect started");
         assert!(pos(20) < pos(15), "the second read after the second write");
-        assert!(pos(30) < pos(29) && pos(32) < pos(31), "each EOF after its FIN");
+        assert!(pos(30) < pos(40) && pos(41) < pos(31), "each EOF after its FIN");
     }
 
     #[test]
