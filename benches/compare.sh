@@ -16,6 +16,9 @@
 # nutcracker and memcached (apt-get install redis-server nutcracker
 # memcached), and skips an anchor that is missing, saying so.
 # Usage: benches/compare.sh [BIN] [ROUNDS] [SECONDS]
+# SHAPES="1x1 50x16" and ONLY="server redis" narrow a run (for more rounds
+# of one comparison); each round then alternates the order of the targets
+# (A B, B A) so a drift in the machine falls on both.
 set -euo pipefail
 BIN=${1:-target/release/tablecache}; R=${2:-3}; D=${3:-3}
 tmp=$(mktemp -d)
@@ -69,10 +72,18 @@ else
   echo "# memcached not installed: skipped (apt-get install memcached)"
 fi
 echo "# round target shape req/s p50_us p99_us errors gen_cpu"
+if [ -n "${ONLY:-}" ]; then
+  keep=""
+  for t in $targets; do case " $ONLY " in *" $t "*) keep="$keep $t" ;; esac; done
+  targets=$keep
+fi
+shapes=${SHAPES:-1x1 50x1 50x16}
 for r in $(seq 1 "$R"); do
-  for shape in "1 1" "50 1" "50 16"; do
-    set -- $shape
-    for t in $targets; do
+  order=$targets
+  if [ -n "${ONLY:-}" ] && [ $((r % 2)) -eq 0 ]; then order=$(echo $targets | tr ' ' '\n' | tac | tr '\n' ' '); fi
+  for shape in $shapes; do
+    set -- ${shape/x/ }
+    for t in $order; do
       case $t in
         server) args=(--connect "$S" --keys 5) ;;
         proxy-hits) args=(--connect "$P" --keys 5) ;;
@@ -99,7 +110,7 @@ med = {k: statistics.median(x for x, _ in v) for k, v in runs.items()}
 for (t, shape), v in runs.items():
     print(f"{t:11} {shape:6} {med[(t, shape)]:>9.0f} {statistics.median(y for _, y in v):>7.0f}")
 print("# ratios (medians)")
-for shape in ("1x1", "50x1", "50x16"):
+for shape in sorted({s for _, s in runs}, key=lambda s: [int(x) for x in s.split("x")]):
     def r(a, b):
         return f"{med[(a, shape)] / med[(b, shape)]:.2f}" if (a, shape) in med and (b, shape) in med else "-"
     print(f"{shape:6} proxy-hits/redis {r('proxy-hits','redis')}  proxy-miss/twem-miss {r('proxy-miss','twem-miss')}  server/redis {r('server','redis')}  server/memcached {r('server','memcached')}")

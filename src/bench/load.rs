@@ -170,6 +170,15 @@ impl Bench {
         conn.ext.started.push_back((start, op));
     }
 
+    /// How many more requests connection `key` takes now (0 if none or
+    /// not open).
+    fn room(&self, key: usize) -> usize {
+        match self.conns.get(key) {
+            Some(c) if c.state() == State::Open => self.cfg.pipeline.saturating_sub(c.ext.started.len()),
+            _ => 0,
+        }
+    }
+
     pub(super) fn has_room(&self, key: usize) -> bool {
         let c = &self.conns[key];
         c.state() == State::Open && c.ext.started.len() < self.cfg.pipeline
@@ -183,9 +192,29 @@ impl Bench {
     }
 
     /// Open loop: send every request whose time has come, on connections
-    /// with room, round robin.
+    /// with room; each is timed from its scheduled time (a wait for the
+    /// generator is part of its latency).
     pub(super) fn send_due(&mut self, now: Instant, rate: f64) {
         let n = self.conns.capacity().max(1);
+        // The requests due leave in one write if one connection has room
+        // for them all: start on the first such connection, or else on the
+        // one with the most room (a write per connection used).
+        let due = ((now.saturating_duration_since(self.sched_start).as_secs_f64() * rate) as u64 + 1)
+            .saturating_sub(self.next_k) as usize;
+        if due > 0 && self.room(self.cursor % n) < due {
+            let mut best = (0, self.cursor % n);
+            for step in 0..n {
+                let k = (self.cursor + step) % n;
+                let room = self.room(k);
+                if room > best.0 {
+                    best = (room, k);
+                }
+                if room >= due {
+                    break;
+                }
+            }
+            self.cursor = best.1;
+        }
         loop {
             let sched = self.sched_start + Duration::from_secs_f64(self.next_k as f64 / rate);
             if sched > now || sched >= self.end || !self.may_send() {

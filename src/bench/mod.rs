@@ -420,6 +420,12 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     };
     // The send the pacer is armed for (None: not armed).
     let mut armed: Option<Instant> = None;
+    // Open loop: whether this pass sends what has fallen due. With a pacer
+    // only its wakeups (and a due send polled for) do: a reply's wakeup
+    // sending the one request due by then would cost a write, and the
+    // server's wakeup, per request. Without one, every pass sends.
+    let mut send_now = true;
+    let mut last_send = start;
     let mut last_progress = start;
     let mut last_count = 0u64;
     let progress = b.cfg.progress && io::stderr().is_terminal() && io::stdout().is_terminal();
@@ -439,25 +445,35 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
             ));
         }
         if let Some(rate) = b.cfg.rate {
-            b.send_due(now, rate);
-            b.flush_all()?;
+            if send_now || pacer.is_none() {
+                b.send_due(now, rate);
+                b.flush_all()?;
+                last_send = now;
+            }
         }
+        send_now = false;
         // Sleep until the next scheduled send or a reply. epoll counts in
         // milliseconds, so the send's time is a timerfd armed to the
         // microsecond (pacer.rs): the generator sleeps instead of spinning.
-        // Only a send due within a few microseconds is polled for without
-        // sleeping; without a timerfd, the last sub-millisecond stretch is.
+        // The next send pass comes at least NAP after the last one, so at
+        // high rates a pass carries a batch. Only a pass due within a few
+        // microseconds is polled for without sleeping; without a timerfd,
+        // the last sub-millisecond stretch is.
         let timeout = match b.cfg.rate {
             Some(rate) if now < b.end => {
                 let next = b.sched_start + Duration::from_secs_f64(b.next_k as f64 / rate);
-                let wait = next.saturating_duration_since(now);
+                let wake = next.max(last_send + NAP);
+                let wait = wake.saturating_duration_since(now);
                 match pacer.as_mut() {
-                    Some(_) if wait <= SPIN => Some(Duration::ZERO),
+                    Some(_) if wait <= SPIN => {
+                        send_now = true;
+                        Some(Duration::ZERO)
+                    }
                     Some(p) => {
                         // Armed once per wakeup, not on every reply.
                         if armed.is_none() {
-                            p.arm(wait.max(NAP))?;
-                            armed = Some(next);
+                            p.arm(wait)?;
+                            armed = Some(wake);
                         }
                         Some(Duration::from_millis(100))
                     }
@@ -474,6 +490,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
                     p.fired();
                 }
                 armed = None;
+                send_now = true;
                 continue;
             }
             b.ready(ev.token(), ev, now);
