@@ -3,33 +3,65 @@
 # tested, and the score is (caught + timed out) / viable. A habit before a
 # big change lands, like `duplicates`; not in CI (it takes long).
 #
-# Usage: scripts/mutants.sh [FILE...]
-#   default: the pure modules (framing, protocol, table, buffer, cache).
-# A pure module's mutants run only the library's unit tests (seconds per
-# mutant); any other file's run the whole suite (a minute or more each).
-# Needs `cargo install cargo-mutants`. Exclusions with their reasons:
-# .cargo/mutants.toml. Results per file under target/mutants/<file>/.
+# Usage: scripts/mutants.sh pure|nodes|FILE...
+#   pure   the pure modules (framing, protocol, table, buffer, cache and
+#          policies), on the library's unit tests: what they pin down.
+#   nodes  every file under src/proxy and src/server, on the whole suite
+#          (cargo-nextest, stopping at the first failure).
+#   FILE   the files given (a pure module on the unit tests, any other on
+#          the whole suite).
+# One cargo-mutants run per group (the dependencies build once), then a
+# score per file. Add --iterate after the group to retest only what was
+# not caught last time (a run cut short resumes so).
+# Needs `cargo install cargo-mutants` (and cargo-nextest for the nodes).
+# Exclusions with their reasons: .cargo/mutants.toml. Results under
+# target/mutants/<group>/mutants.out/ (missed.txt lists the survivors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-mutants >/dev/null || { echo "needs: cargo install cargo-mutants" >&2; exit 2; }
-files=("$@")
-if [ ${#files[@]} -eq 0 ]; then
-  files=(src/framing.rs src/proto/parse.rs src/proto/encode.rs src/table.rs src/buffer.rs
-         src/cache/fifo.rs src/cache/lru.rs src/cache/clock.rs src/cache/sieve.rs src/cache/s3fifo.rs src/cache/list.rs)
-fi
-printf '%-28s %8s %8s %8s %8s %7s\n' file caught timeout missed unviable score
-for f in "${files[@]}"; do
-  out="target/mutants/$(echo "$f" | tr / _)"
-  mkdir -p "$out"
-  case "$f" in
-    src/framing.rs|src/proto/*|src/table.rs|src/buffer.rs|src/cache/*|src/sim.rs|src/bench/wire.rs|src/bench/plot.rs|src/store/record.rs|src/trace/line.rs|src/trace/diagram.rs|src/trace/merge.rs|src/trace/svg.rs) extra=(-- --lib) ;;
-    *) extra=() ;;
+
+pure=(src/framing.rs src/proto/mod.rs src/proto/parse.rs src/proto/encode.rs src/table.rs src/buffer.rs
+      src/cache/mod.rs src/cache/list.rs src/cache/fifo.rs src/cache/lru.rs src/cache/clock.rs
+      src/cache/sieve.rs src/cache/s3fifo.rs)
+is_pure() {
+  case "$1" in
+    src/framing.rs|src/proto/*|src/table.rs|src/buffer.rs|src/cache/*|src/sim.rs|src/bench/wire.rs|src/bench/plot.rs|src/store/record.rs|src/trace/line.rs|src/trace/diagram.rs|src/trace/merge.rs|src/trace/svg.rs) return 0 ;;
+    *) return 1 ;;
   esac
-  cargo mutants --file "$f" --jobs 1 --timeout 120 --output "$out" "${extra[@]}" >/dev/null 2>&1 || true
-  n() { if [ -f "$out/mutants.out/$1.txt" ]; then wc -l < "$out/mutants.out/$1.txt" | tr -d ' '; else echo 0; fi; }
-  c=$(n caught); t=$(n timeout); m=$(n missed); u=$(n unviable)
+}
+
+group=${1:-pure}
+shift || true
+extra=()
+while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do extra+=("$1"); shift; done
+case "$group" in
+  pure) files=("${pure[@]}") ;;
+  nodes) mapfile -t files < <(ls src/proxy/*.rs src/proxy/upstream/*.rs src/server/*.rs) ;;
+  *) files=("$group" "$@"); group=$(echo "$group" | tr / _) ;;
+esac
+
+all_pure=1
+for f in "${files[@]}"; do is_pure "$f" || all_pure=0; done
+args=(--jobs 1 --output "target/mutants/$group")
+for f in "${files[@]}"; do args+=(--file "$f"); done
+if [ $all_pure -eq 1 ]; then
+  args+=(--timeout 60 "${extra[@]}" -- --lib)
+else
+  # The whole suite, stopping at the first failing test; a hung test is
+  # ended by the `mutants` profile in .config/nextest.toml.
+  command -v cargo-nextest >/dev/null || { echo "needs: cargo install cargo-nextest" >&2; exit 2; }
+  args+=(--test-tool nextest --timeout 300 "${extra[@]}" -- --profile mutants)
+fi
+mkdir -p "target/mutants/$group"
+cargo mutants "${args[@]}" >"target/mutants/$group/run.log" 2>&1 || true
+
+out="target/mutants/$group/mutants.out"
+n() { if [ -f "$out/$1.txt" ]; then grep -c "^$2:" "$out/$1.txt" || true; else echo 0; fi; }
+printf '%-30s %7s %8s %7s %9s %7s\n' file caught timeout missed unviable score
+for f in "${files[@]}"; do
+  c=$(n caught "$f"); t=$(n timeout "$f"); m=$(n missed "$f"); u=$(n unviable "$f")
   v=$((c + t + m))
   score=$([ "$v" -gt 0 ] && echo "$(( 100 * (c + t) / v ))%" || echo "-")
-  printf '%-28s %8s %8s %8s %8s %7s\n' "$f" "$c" "$t" "$m" "$u" "$score"
+  printf '%-30s %7s %8s %7s %9s %7s\n' "$f" "$c" "$t" "$m" "$u" "$score"
 done
-echo "survivors: target/mutants/<file>/mutants.out/missed.txt"
+echo "survivors: $out/missed.txt"

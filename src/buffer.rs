@@ -178,4 +178,86 @@ mod tests {
         assert_eq!(b.data(), b"yz");
         assert!(!b.release(0), "a non-empty buffer is never released");
     }
+
+    #[test]
+    fn with_capacity_allocates_that_much_and_holds_nothing() {
+        let b = Buffer::with_capacity(64);
+        assert_eq!(b.capacity(), 64);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn space_that_fits_moves_nothing() {
+        // Consumed bytes are not shifted out while the free space at the
+        // end is enough: the live bytes stay where they are.
+        let mut b = Buffer::with_capacity(8);
+        b.extend(b"abcd");
+        b.consume(2);
+        let at = b.data().as_ptr();
+        assert_eq!(b.space(4).len(), 4, "exactly the free space at the end");
+        assert_eq!(b.data().as_ptr(), at, "no shift when the end has room");
+        assert_eq!(b.capacity(), 8);
+    }
+
+    #[test]
+    fn space_reuses_consumed_room_before_growing() {
+        let mut b = Buffer::with_capacity(8);
+        b.extend(b"abcdefgh");
+        b.consume(4);
+        // 4 bytes consumed at the front, none free at the end: shifting
+        // makes exactly the 4 asked for, without growing.
+        assert_eq!(b.space(4).len(), 4);
+        assert_eq!(b.capacity(), 8, "shifting was enough");
+        assert_eq!(b.data(), b"efgh");
+        b.fill(4);
+        assert_eq!(b.len(), 8);
+    }
+
+    #[test]
+    fn growth_at_least_doubles() {
+        // Amortized: a buffer one byte short grows to twice its size, so
+        // appending n bytes one at a time reallocates O(log n) times.
+        let mut b = Buffer::with_capacity(100);
+        b.extend(&[7; 100]);
+        b.push(8);
+        assert_eq!(b.capacity(), 200);
+        assert_eq!(b.len(), 101);
+        // A big request gets what it asks for.
+        let mut c = Buffer::with_capacity(10);
+        c.extend(b"0123456789");
+        assert!(c.space(1000).len() >= 1000);
+        assert_eq!(c.capacity(), 1010);
+    }
+
+    #[test]
+    fn truncate_keeps_the_first_live_bytes() {
+        let mut b = Buffer::new();
+        b.extend(b"xxhello world");
+        b.consume(2);
+        b.truncate(5);
+        assert_eq!(b.data(), b"hello");
+        b.truncate(50);
+        assert_eq!(b.data(), b"hello", "truncating past the end keeps all");
+    }
+
+    #[test]
+    fn shift_moves_live_bytes_to_the_front() {
+        let mut b = Buffer::with_capacity(8);
+        b.extend(b"abcdef");
+        b.consume(4);
+        b.shift();
+        assert_eq!(b.data(), b"ef");
+        // Now the end has 6 free bytes: no shift, no growth needed.
+        assert_eq!(b.space(6).len(), 6);
+        assert_eq!(b.capacity(), 8);
+    }
+
+    #[test]
+    fn release_keeps_an_allocation_of_exactly_keep_bytes() {
+        let mut b = Buffer::with_capacity(16);
+        assert!(!b.release(16), "at the limit: kept");
+        assert_eq!(b.capacity(), 16);
+        assert!(b.release(15), "over the limit: freed");
+        assert_eq!(b.capacity(), 0);
+    }
 }

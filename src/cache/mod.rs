@@ -68,9 +68,6 @@ impl Hasher for IntHasher {
             self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.write_i64(n as i64);
-    }
     fn write_i64(&mut self, n: i64) {
         self.0 = (n as u64 ^ 0x9e37_79b9_7f4a_7c15)
             .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
@@ -94,4 +91,37 @@ pub fn by_name(name: &str, capacity: usize) -> Option<Box<dyn Policy + Send>> {
         "s3fifo" => Box::new(S3Fifo::new(capacity)),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, Hash};
+
+    fn hash_of(k: impl Hash) -> u64 {
+        BuildHasherDefault::<IntHasher>::default().hash_one(k)
+    }
+
+    #[test]
+    fn every_policy_is_empty_exactly_when_it_holds_nothing() {
+        for name in POLICIES {
+            let mut c = by_name(name, 2).unwrap();
+            assert!(c.is_empty(), "{name}: new");
+            c.insert(1, 10);
+            assert!(!c.is_empty(), "{name}: holding one entry");
+            c.remove(1);
+            assert!(c.is_empty(), "{name}: after removing it");
+        }
+    }
+
+    #[test]
+    fn the_hasher_tells_apart_indices_and_byte_strings() {
+        // Distinct keys, distinct hashes: the cache's maps stay one probe
+        // deep, whatever the key type hashed with it.
+        let ints: HashSet<u64> = (-5000i64..5000).map(hash_of).collect();
+        assert_eq!(ints.len(), 10_000);
+        let bytes: HashSet<u64> = (0u16..=u16::MAX).map(|n| hash_of(n.to_le_bytes())).collect();
+        assert_eq!(bytes.len(), 65_536);
+    }
 }
