@@ -16,6 +16,8 @@
 # nutcracker and memcached (apt-get install redis-server nutcracker
 # memcached), and skips an anchor that is missing, saying so.
 # Usage: benches/compare.sh [BIN] [ROUNDS] [SECONDS]
+# WRITE=docs/benchmarks.md puts the tables of medians and ratios in that
+# file, between its compare:begin and compare:end markers.
 # SHAPES="1x1 50x16" and ONLY="server redis" narrow a run (for more rounds
 # of one comparison); each round then alternates the order of the targets
 # (A B, B A) so a drift in the machine falls on both.
@@ -99,19 +101,53 @@ for r in $(seq 1 "$R"); do
   done
 done | tee "$tmp/runs"
 echo "# medians: target shape req/s p99_us"
-python3 - "$tmp/runs" <<'EOF'
-import sys, statistics, collections
+python3 - "$tmp/runs" "${WRITE:-}" "$R" "$D" <<'EOF'
+import sys, statistics, collections, re
 runs = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     if line.startswith("#"): continue
     f = line.split()
     runs[(f[1], f[2])].append((int(f[3]), int(f[5])))
 med = {k: statistics.median(x for x, _ in v) for k, v in runs.items()}
-for (t, shape), v in runs.items():
-    print(f"{t:11} {shape:6} {med[(t, shape)]:>9.0f} {statistics.median(y for _, y in v):>7.0f}")
+p99 = {k: statistics.median(y for _, y in v) for k, v in runs.items()}
+for (t, shape) in runs:
+    print(f"{t:11} {shape:6} {med[(t, shape)]:>9.0f} {p99[(t, shape)]:>7.0f}")
+shapes = sorted({s for _, s in runs}, key=lambda s: [int(x) for x in s.split("x")])
+pairs = [("proxy hits / Redis", "proxy-hits", "redis"),
+         ("proxy misses / twemproxy → Redis", "proxy-miss", "twem-miss"),
+         ("server / Redis", "server", "redis"),
+         ("server / memcached", "server", "memcached")]
+def r(a, b, shape):
+    return f"{med[(a, shape)] / med[(b, shape)]:.2f}" if (a, shape) in med and (b, shape) in med else "-"
 print("# ratios (medians)")
-for shape in sorted({s for _, s in runs}, key=lambda s: [int(x) for x in s.split("x")]):
-    def r(a, b):
-        return f"{med[(a, shape)] / med[(b, shape)]:.2f}" if (a, shape) in med and (b, shape) in med else "-"
-    print(f"{shape:6} proxy-hits/redis {r('proxy-hits','redis')}  proxy-miss/twem-miss {r('proxy-miss','twem-miss')}  server/redis {r('server','redis')}  server/memcached {r('server','memcached')}")
+for shape in shapes:
+    print(f"{shape:6} " + "  ".join(f"{a}/{b} {r(a, b, shape)}" for _, a, b in pairs))
+# The same as markdown tables; WRITE=FILE puts them between the
+# "compare:begin" and "compare:end" markers of FILE (docs/benchmarks.md).
+names = {"server": "tablecache server", "proxy-hits": "tablecache proxy, all hits",
+         "proxy-miss": "tablecache proxy, all misses (→ server)", "redis": "Redis",
+         "twem-miss": "twemproxy → Redis, 100,000 keys", "memcached": "memcached"}
+targets = [t for t in names if any((t, s) in med for s in shapes)]
+cols = [s.replace("x", " × ") for s in shapes]
+md = [f"Medians of {sys.argv[3]} rounds of {sys.argv[4]} s:", "",
+      "| target | " + " req/s | ".join(cols) + " req/s | p99 µs at " + cols[-1] + " |",
+      "|---" * (len(cols) + 2) + "|"]
+for t in targets:
+    cells = [f"{med[(t, s)]:,.0f}" if (t, s) in med else "-" for s in shapes]
+    last = f"{p99[(t, shapes[-1])]:,.0f}" if (t, shapes[-1]) in p99 else "-"
+    md.append(f"| {names[t]} | " + " | ".join(cells) + f" | {last} |")
+md += ["", "| ratio (medians) | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+for label, a, b in pairs:
+    md.append(f"| {label} | " + " | ".join(r(a, b, s) for s in shapes) + " |")
+text = "\n".join(md)
+print(text)
+if sys.argv[2]:
+    doc = open(sys.argv[2]).read()
+    begin, end = "<!-- compare:begin -->", "<!-- compare:end -->"
+    if begin not in doc or end not in doc:
+        sys.exit(f"{sys.argv[2]}: no {begin} ... {end} markers")
+    head, rest = doc.split(begin, 1)
+    doc = head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1]
+    open(sys.argv[2], "w").write(doc)
+    print(f"# written to {sys.argv[2]}")
 EOF

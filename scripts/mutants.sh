@@ -45,7 +45,8 @@ for f in "${files[@]}"; do is_pure "$f" || all_pure=0; done
 args=(--jobs 1 --output "target/mutants/$group")
 for f in "${files[@]}"; do args+=(--file "$f"); done
 if [ $all_pure -eq 1 ]; then
-  args+=(--timeout 60 "${extra[@]}" -- --lib)
+  # --lib for the build too: only the unit tests are built per mutant.
+  args+=(--timeout 60 -C --lib "${extra[@]}")
 else
   # The whole suite, stopping at the first failing test; a hung test is
   # ended by the `mutants` profile in .config/nextest.toml.
