@@ -69,6 +69,37 @@ fn a_frozen_target_shows_in_the_high_percentiles() {
 }
 
 #[test]
+fn a_generator_paused_across_the_end_still_sends_what_was_due_before_it() {
+    // Open loop, 100 req/s for 1 s. The generator is stopped from 0.5 s to
+    // 2 s: when it runs again its end is past, and the 50 requests
+    // scheduled in between are due. Each is still sent, late and timed
+    // from its schedule, and counted: the measured window is exactly what
+    // the rate promised.
+    let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
+    let bench = Command::new(BIN)
+        .args(["bench", "--connect", &server.addr, "--rate", "100", "--duration", "1"])
+        .args(["--warmup", "0", "-c", "1", "-P", "200", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = bench.id().to_string();
+    let kill = |sig: &str| Command::new("kill").args([sig, &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    kill("-STOP");
+    std::thread::sleep(Duration::from_millis(1500));
+    kill("-CONT");
+    let out = bench.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["requests"].as_u64(), Some(100), "{v}");
+    assert!(
+        v["latency_us"]["max"].as_u64().unwrap() >= 1_000_000,
+        "the late ones waited for the pause: {v}"
+    );
+}
+
+#[test]
 fn json_summary_parses_and_percentiles_do_not_decrease() {
     let (_server, proxy) = spawn_server_and_proxy(&[]);
     let out = Command::new(BIN)

@@ -431,6 +431,17 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     let progress = b.cfg.progress && io::stderr().is_terminal() && io::stdout().is_terminal();
     loop {
         let now = Instant::now();
+        if let Some(rate) = b.cfg.rate {
+            // Past the end (a generator descheduled across it), whatever
+            // was scheduled before the end still goes out, late and timed
+            // from its schedule, before the run may stop.
+            if send_now || pacer.is_none() || now >= b.end {
+                b.send_due(now, rate);
+                b.flush_all()?;
+                last_send = now;
+            }
+        }
+        send_now = false;
         if !b.may_send() && b.outstanding() == 0 {
             b.end = b.end.min(now); // -n: all sent and answered
             break;
@@ -444,14 +455,6 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
                 "every connection was lost",
             ));
         }
-        if let Some(rate) = b.cfg.rate {
-            if send_now || pacer.is_none() {
-                b.send_due(now, rate);
-                b.flush_all()?;
-                last_send = now;
-            }
-        }
-        send_now = false;
         // Sleep until the next scheduled send or a reply. epoll counts in
         // milliseconds, so the send's time is a timerfd armed to the
         // microsecond (pacer.rs): the generator sleeps instead of spinning.
