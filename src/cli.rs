@@ -462,7 +462,11 @@ impl BenchArgs {
             }
         };
         let rate = match self.rate {
-            Some(r) if !(r > 0.0 && r.is_finite()) => return Err("--rate must be above 0".into()),
+            // Bounded both ways: a schedule of one request a day at most,
+            // and a count of requests that fits in the schedule's clock.
+            Some(r) if !((1.0 / 86_400.0..=1e9).contains(&r)) => {
+                return Err("--rate must be between 1/86400 and 1e9 requests a second".into())
+            }
             r => r,
         };
         let (duration, warmup) = match self.requests {

@@ -90,6 +90,9 @@ fn usage_errors_exit_2_and_help_exits_0() {
         &["client", "--timeout-ms"],
         &["client", "get"],
         &["client", "--framing", "morse", "get", "1"],
+        &["bench", "--rate", "0"],
+        &["bench", "--rate", "1e-20"],
+        &["bench", "--rate", "1e20"],
         &["frobnicate"],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();

@@ -193,13 +193,14 @@ impl Bench {
 
     /// Open loop: send every request whose time has come, on connections
     /// with room; each is timed from its scheduled time (a wait for the
-    /// generator is part of its latency).
-    pub(super) fn send_due(&mut self, now: Instant, rate: f64) {
+    /// generator is part of its latency). Returns how many left.
+    pub(super) fn send_due(&mut self, now: Instant, rate: f64) -> usize {
         let n = self.conns.capacity().max(1);
         // The requests due leave in one write if one connection has room
         // for them all: start on the first such connection, or else on the
         // one with the most room (a write per connection used).
-        let due = ((now.saturating_duration_since(self.sched_start).as_secs_f64() * rate) as u64 + 1)
+        let due = ((now.saturating_duration_since(self.sched_start).as_secs_f64() * rate) as u64)
+            .saturating_add(1)
             .saturating_sub(self.next_k) as usize;
         if due > 0 && self.room(self.cursor % n) < due {
             let mut best = (0, self.cursor % n);
@@ -215,6 +216,7 @@ impl Bench {
             }
             self.cursor = best.1;
         }
+        let mut sent = 0;
         loop {
             let sched = self.sched_start + Duration::from_secs_f64(self.next_k as f64 / rate);
             if sched > now || sched >= self.end || !self.may_send() {
@@ -250,7 +252,9 @@ impl Bench {
             }
             self.send_one(k, sched);
             self.next_k += 1;
+            sent += 1;
         }
+        sent
     }
 
     pub(super) fn on_reply(&mut self, key: usize, body_code: u16, now: Instant) {

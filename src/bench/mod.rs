@@ -415,7 +415,13 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     }
     b.flush_all()?;
     let mut pacer = match b.cfg.rate {
-        Some(_) => pacer::Pacer::new(b.poll.registry()).ok(),
+        Some(_) => match pacer::Pacer::new(b.poll.registry()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log::warn!("bench: no timerfd ({e}): the open loop polls in milliseconds and spins below");
+                None
+            }
+        },
         None => None,
     };
     // The send the pacer is armed for (None: not armed).
@@ -426,6 +432,11 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     // server's wakeup, per request. Without one, every pass sends.
     let mut send_now = true;
     let mut last_send = start;
+    // When a request last left (the wait for late replies runs from it).
+    let mut last_write = start;
+    // The last send pass found every pipeline full: the next reply that
+    // frees room sends, and no timer is armed meanwhile.
+    let mut stalled = false;
     let mut last_progress = start;
     let mut last_count = 0u64;
     let progress = b.cfg.progress && io::stderr().is_terminal() && io::stdout().is_terminal();
@@ -435,10 +446,13 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
             // Past the end (a generator descheduled across it), whatever
             // was scheduled before the end still goes out, late and timed
             // from its schedule, before the run may stop.
-            if send_now || pacer.is_none() || now >= b.end {
-                b.send_due(now, rate);
+            if send_now || pacer.is_none() || now >= b.end || (stalled && b.free_since.is_some()) {
+                if b.send_due(now, rate) > 0 {
+                    last_write = now;
+                }
                 b.flush_all()?;
                 last_send = now;
+                stalled = b.free_since.is_none();
             }
         }
         send_now = false;
@@ -446,7 +460,9 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
             b.end = b.end.min(now); // -n: all sent and answered
             break;
         }
-        if now >= b.end && (b.outstanding() == 0 || now >= b.end + Duration::from_secs(5)) {
+        // Replies are waited for 5 s after the end, or after the last send
+        // if that came later (a generator descheduled across its end).
+        if now >= b.end && (b.outstanding() == 0 || now >= b.end.max(last_write) + Duration::from_secs(5)) {
             break;
         }
         if b.dead == b.cfg.connections {
@@ -463,6 +479,9 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         // microseconds is polled for without sleeping; without a timerfd,
         // the last sub-millisecond stretch is.
         let timeout = match b.cfg.rate {
+            // Nothing to send until a reply comes (every pipeline full, or
+            // all `-n` requests sent): no timer.
+            Some(_) if stalled || !b.may_send() => Some(Duration::from_millis(100)),
             Some(rate) if now < b.end => {
                 let next = b.sched_start + Duration::from_secs_f64(b.next_k as f64 / rate);
                 let wake = next.max(last_send + NAP);
