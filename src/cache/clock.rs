@@ -157,6 +157,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn after_removals_the_first_empty_place_from_the_hand_is_filled() {
+        let mut c = Clock::new(4);
+        for i in 1..=4 {
+            c.insert(i, i * 10);
+        }
+        assert_eq!(c.insert(5, 50), Some((1, 10)));
+        assert_eq!(c.insert(6, 60), Some((2, 20)));
+        // The ring is [5, 6, 3, 4] with the hand at 3. Two places empty,
+        // behind the hand (6) and ahead of it (4).
+        c.remove(4);
+        c.remove(6);
+        // Not full: nothing is evicted, and the new entry takes the place
+        // the hand meets first (4's), as if evicted there.
+        assert_eq!(c.insert(7, 70), None);
+        assert_eq!(c.entries(), vec![(5, 50), (3, 30), (7, 70)]);
+        // The other empty place goes next, then the hand evicts again.
+        assert_eq!(c.insert(8, 80), None);
+        assert_eq!(c.entries(), vec![(3, 30), (7, 70), (5, 50), (8, 80)]);
+        assert_eq!(c.insert(9, 90), Some((3, 30)));
+    }
+
+    #[test]
     fn a_referenced_entry_gets_a_second_chance() {
         let mut c = Clock::new(3);
         c.insert(1, 10);

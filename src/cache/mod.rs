@@ -116,6 +116,22 @@ mod tests {
     }
 
     #[test]
+    fn every_policy_names_itself_keeps_its_capacity_and_updates_only_what_it_holds() {
+        for name in POLICIES {
+            let mut c = by_name(name, 3).unwrap();
+            assert_eq!(c.name(), name);
+            assert_eq!(c.capacity(), 3, "{name}");
+            c.insert(1, 10);
+            assert!(c.update(1, 11), "{name}: held, updated");
+            assert_eq!(c.get(1), Some(11), "{name}");
+            assert!(!c.update(2, 20), "{name}: not held, not added");
+            assert_eq!(c.get(2), None, "{name}");
+            assert_eq!(c.len(), 1, "{name}");
+        }
+        assert!(by_name("lfu", 3).is_none());
+    }
+
+    #[test]
     fn the_hasher_tells_apart_indices_and_byte_strings() {
         // Distinct keys, distinct hashes: the cache's maps stay one probe
         // deep, whatever the key type hashed with it.

@@ -255,6 +255,37 @@ mod tests {
     }
 
     #[test]
+    fn only_put_and_clr_change_the_table_and_ops_print_their_names() {
+        for op in Op::ALL {
+            assert_eq!(op.is_write(), matches!(op, Op::Put | Op::Clr), "{op:?}");
+            assert_eq!(op.to_string(), op.name());
+        }
+        assert_eq!(format!("[{}]", Op::Get), "[GET]");
+    }
+
+    #[test]
+    fn each_problem_has_its_status_code() {
+        assert_eq!(Problem::TooLong(10).code(), code::TOO_LARGE);
+        assert_eq!(Problem::TooManyProxies.code(), code::UNAVAILABLE);
+        for p in [
+            Problem::NoOp,
+            Problem::AddOverflow,
+            Problem::NoLease,
+            Problem::UnknownField("X".into()),
+        ] {
+            assert_eq!(p.code(), code::BAD_REQUEST, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_name_is_said_so() {
+        assert_eq!(Problem::UnknownField(String::new()).to_string(), "field with no name");
+        assert_eq!(Problem::UnknownField("XY".into()).to_string(), "unknown field XY");
+        assert_eq!(Problem::UnknownOp(String::new()).to_string(), "empty OP");
+        assert_eq!(Problem::UnknownOp("FOO".into()).to_string(), "unknown OP FOO");
+    }
+
+    #[test]
     fn parses_the_seed_examples() {
         assert_eq!(req("OP=GET;IND=1,2").unwrap(), Request::new(Op::Get, &[1, 2], &[]));
         assert_eq!(
