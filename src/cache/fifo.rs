@@ -124,6 +124,28 @@ impl Policy for Fifo {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_removal_leaves_a_dead_entry_until_the_dead_outnumber_the_live() {
+        // O(1) removals: the queue keeps dead entries until it holds more
+        // than twice the live ones plus 64, then one sweep clears them.
+        let mut c = Fifo::new(100);
+        for i in 0..100 {
+            c.insert(i, i);
+        }
+        for i in 0..82 {
+            c.remove(i);
+            assert_eq!(c.order.len(), 100, "after {} removals: no sweep yet", i + 1);
+        }
+        // 18 live, 100 queued: 100 > 2 * 17 + 64 once the next one goes.
+        c.remove(82);
+        assert_eq!(c.order.len(), 17, "swept");
+        assert_eq!(c.entries().len(), 17);
+        assert_eq!(c.entries()[0], (83, 83), "the oldest live entry leads");
+        // Removing what is not held sweeps nothing.
+        c.remove(500);
+        assert_eq!(c.order.len(), 17);
+    }
+
     use super::*;
 
     #[test]
