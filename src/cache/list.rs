@@ -181,3 +181,25 @@ impl Slots {
         self.free.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clear_forgets_every_slot_and_pushes_start_again_at_zero() {
+        let mut slots = Slots::with_capacity(4);
+        let mut list = List::default();
+        for i in 0..3 {
+            assert_eq!(slots.push_head(&mut list, i, i * 10, 0), i as u32);
+        }
+        let s = slots.remove(&mut list, 1);
+        assert_eq!(s.index, 1);
+        slots.clear();
+        let mut list = List::default();
+        // No slot survives: not the three used, not the one freed.
+        assert_eq!(slots.push_head(&mut list, 7, 70, 0), 0);
+        assert_eq!(slots.push_head(&mut list, 8, 80, 0), 1);
+        assert_eq!(slots.oldest_first(&list), vec![(7, 70), (8, 80)]);
+    }
+}

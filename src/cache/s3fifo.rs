@@ -184,6 +184,56 @@ impl Policy for S3Fifo {
 mod tests {
     use super::*;
 
+    /// Evicts by inserting one-hit wonders from `from` on; returns what left.
+    fn wonders(c: &mut S3Fifo, from: i64, n: i64) -> Vec<i64> {
+        (from..from + n).filter_map(|i| c.insert(i, i)).map(|e| e.0).collect()
+    }
+
+    #[test]
+    fn the_ghost_queue_remembers_as_many_as_the_main_queue_holds() {
+        // Capacity 10: a small queue of 1, so 9 ghosts.
+        let mut c = S3Fifo::new(10);
+        wonders(&mut c, 0, 10);
+        assert_eq!(wonders(&mut c, 10, 20), (0..20).collect::<Vec<_>>());
+        // 19, a ghost, comes back into the main queue (listed last).
+        c.insert(19, 19);
+        assert_eq!(c.entries().last(), Some(&(19, 19)));
+        // 10 left ten evictions before 19: beyond the 9 remembered, so it
+        // comes back into the small queue, ahead of 19 in the listing.
+        c.insert(10, 10);
+        assert_eq!(c.entries().last(), Some(&(19, 19)), "{:?}", c.entries());
+        // That insert evicted 21, whose ghost pushed out the oldest (11):
+        // 12 is the oldest of the 9 now, still a ghost, into the main queue.
+        c.insert(12, 12);
+        assert_eq!(c.entries().last(), Some(&(12, 12)), "{:?}", c.entries());
+    }
+
+    #[test]
+    fn a_stale_ghost_entry_does_not_forget_a_newer_one() {
+        let mut c = S3Fifo::new(10);
+        wonders(&mut c, 0, 10);
+        wonders(&mut c, 10, 20); // ghosts 11..=19
+        c.insert(19, 19); // a ghost hit: into the main queue
+        c.remove(19); // then gone (a write of unknown outcome)
+        c.insert(19, 19); // not a ghost now: into the small queue
+        for i in 21..30 {
+            c.get(i); // hit in the small queue: they move on to the main one
+        }
+        // 19, not hit, leaves the small queue: a ghost again, behind the
+        // stale entry of its first time.
+        assert_eq!(wonders(&mut c, 40, 1), vec![19]);
+        // Eight more evictions push the queue's front past that stale
+        // entry: it must not take the newer ghost with it.
+        assert_eq!(wonders(&mut c, 41, 8), (40..48).collect::<Vec<_>>());
+        c.insert(19, 19);
+        assert_eq!(
+            c.entries().last(),
+            Some(&(19, 19)),
+            "19 back in the main queue: {:?}",
+            c.entries()
+        );
+    }
+
     #[test]
     fn a_returning_index_finds_its_ghost_even_when_the_eviction_drops_the_oldest() {
         let mut c = S3Fifo::new(3);
