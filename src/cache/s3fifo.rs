@@ -209,6 +209,26 @@ mod tests {
     }
 
     #[test]
+    fn stale_ghost_entries_are_swept_once_they_outnumber_the_live_twice_over() {
+        // Capacity 100: up to 90 ghosts. A ghost hit leaves a stale entry
+        // in the queue; they are swept out once the queue holds more than
+        // twice the live ghosts plus 64.
+        let mut c = S3Fifo::new(100);
+        for i in 0..89 {
+            c.remember(i);
+        }
+        for i in 0..77 {
+            c.ghosts.remove(&i); // what a ghost hit does
+        }
+        c.remember(1000); // 13 live, 90 queued: 90 = 2 * 13 + 64, kept
+        assert_eq!(c.ghost.len(), 90);
+        c.ghosts.remove(&77);
+        c.remember(1001); // 13 live, 91 queued: swept
+        let live: Vec<i64> = c.ghost.iter().map(|g| g.0).collect();
+        assert_eq!(live, (78..89).chain([1000, 1001]).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn a_stale_ghost_entry_does_not_forget_a_newer_one() {
         let mut c = S3Fifo::new(10);
         wonders(&mut c, 0, 10);
