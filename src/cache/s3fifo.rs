@@ -229,6 +229,24 @@ mod tests {
     }
 
     #[test]
+    fn a_hit_in_the_main_queue_buys_another_round() {
+        // Capacity 20: a small queue of 2. Everything hit moves on to the
+        // main queue; with the small queue short, the main queue evicts.
+        let mut c = S3Fifo::new(20);
+        wonders(&mut c, 0, 20);
+        for i in 0..20 {
+            c.get(i);
+        }
+        assert_eq!(c.insert(20, 20), Some((0, 0)), "all moved on; 0 left first");
+        c.get(1);
+        // 1 was hit since it reached the main queue: it goes round again
+        // (its count less one) and 2 leaves instead.
+        assert_eq!(c.insert(21, 21), Some((2, 2)));
+        // The small queue is at its length again: its oldest goes.
+        assert_eq!(c.insert(22, 22), Some((20, 20)));
+    }
+
+    #[test]
     fn a_stale_ghost_entry_does_not_forget_a_newer_one() {
         let mut c = S3Fifo::new(10);
         wonders(&mut c, 0, 10);
