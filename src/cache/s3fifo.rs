@@ -247,6 +247,27 @@ mod tests {
     }
 
     #[test]
+    fn a_hit_in_the_main_queue_buys_one_round_not_more() {
+        // Capacity 10: a small queue of 1, 9 ghosts. Ghosts come back into
+        // the main queue, so the small queue can be emptied.
+        let mut c = S3Fifo::new(10);
+        wonders(&mut c, 0, 10);
+        assert_eq!(wonders(&mut c, 10, 9), (0..9).collect::<Vec<_>>());
+        for g in 0..9 {
+            c.insert(g, g); // ghost hits: into the main queue
+        }
+        assert_eq!(c.insert(9, 9), Some((18, 18)), "the small queue's last one goes");
+        // The main queue, oldest first: 0..=9; the small queue is empty.
+        c.get(0);
+        assert_eq!(c.insert(10, 10), Some((1, 1)), "0 goes round once");
+        for (g, out) in (11..=18).zip(2..=9) {
+            assert_eq!(c.insert(g, g), Some((out, out)));
+        }
+        // 0 is the oldest again, not hit since its round: it leaves now.
+        assert_eq!(c.insert(100, 100), Some((0, 0)));
+    }
+
+    #[test]
     fn a_stale_ghost_entry_does_not_forget_a_newer_one() {
         let mut c = S3Fifo::new(10);
         wonders(&mut c, 0, 10);
