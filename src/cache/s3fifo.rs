@@ -268,6 +268,22 @@ mod tests {
     }
 
     #[test]
+    fn the_hit_count_stops_at_three() {
+        // Two bits of count beside the queue bit: a fourth hit must not
+        // carry into it.
+        let mut c = S3Fifo::new(10);
+        wonders(&mut c, 0, 10);
+        for _ in 0..4 {
+            c.get(0);
+        }
+        // Hit, so 0 moves on to the main queue and 1 leaves instead.
+        assert_eq!(c.insert(10, 10), Some((1, 1)));
+        c.remove(0);
+        assert_eq!(c.len(), 9);
+        assert!(!c.entries().contains(&(0, 0)));
+    }
+
+    #[test]
     fn a_stale_ghost_entry_does_not_forget_a_newer_one() {
         let mut c = S3Fifo::new(10);
         wonders(&mut c, 0, 10);
