@@ -46,7 +46,7 @@ args=(--jobs 1 --output "target/mutants/$group")
 for f in "${files[@]}"; do args+=(--file "$f"); done
 if [ $all_pure -eq 1 ]; then
   # --lib for the build too: only the unit tests are built per mutant.
-  args+=(--timeout 60 -C --lib "${extra[@]}")
+  args+=(--timeout 20 -C --lib "${extra[@]}")
 else
   # The whole suite, stopping at the first failing test; a hung test is
   # ended by the `mutants` profile in .config/nextest.toml.
@@ -60,7 +60,9 @@ out="target/mutants/$group/mutants.out"
 n() { if [ -f "$out/$1.txt" ]; then grep -c "^$2:" "$out/$1.txt" || true; else echo 0; fi; }
 printf '%-30s %7s %8s %7s %9s %7s\n' file caught timeout missed unviable score
 for f in "${files[@]}"; do
-  c=$(n caught "$f"); t=$(n timeout "$f"); m=$(n missed "$f"); u=$(n unviable "$f")
+  # With --iterate, what earlier runs caught is listed apart (and not
+  # retested): it counts as caught.
+  c=$(( $(n caught "$f") + $(n previously_caught "$f") )); t=$(n timeout "$f"); m=$(n missed "$f"); u=$(n unviable "$f")
   v=$((c + t + m))
   score=$([ "$v" -gt 0 ] && echo "$(( 100 * (c + t) / v ))%" || echo "-")
   printf '%-30s %7s %8s %7s %9s %7s\n' "$f" "$c" "$t" "$m" "$u" "$score"
