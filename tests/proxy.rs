@@ -736,26 +736,33 @@ fn a_server_that_accepts_and_refuses_is_retried_with_a_growing_backoff() {
     // off further each time until the server has answered a request.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = accepted.clone();
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let at = accepted.clone();
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
+            at.lock().unwrap().push(Instant::now());
             let _ = s.write_all(b"CODE=503;MSG=too many connections\n");
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     });
     let proxy = start_proxy(addr, 5);
     let mut c = Peer::connect(proxy.addr());
-    wait_until("five refusals", || {
-        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 5
-    });
+    wait_until("five refusals", || accepted.lock().unwrap().len() >= 5);
     let sts = c.ask("OP=STS");
     let backoff: u64 = field(&sts, "UP_BACKOFF_MS").unwrap().parse().unwrap();
     assert!(
         backoff >= 400,
         "after five refusals the proxy waits {backoff} ms: {sts}"
     );
+    // And it does wait: each reconnect is scheduled after the refusal
+    // before it was read, so the gaps between accepts are at least 50,
+    // 100, 200 and 400 ms (lower bounds: a slow machine only widens them).
+    let at = accepted.lock().unwrap().clone();
+    for (i, pair) in at.windows(2).take(4).enumerate() {
+        let gap = pair[1] - pair[0];
+        let wait = Duration::from_millis(50 << i);
+        assert!(gap >= wait, "reconnect {} came {gap:?} after a refusal, before its {wait:?} backoff", i + 2);
+    }
 }
 
 #[test]
