@@ -761,8 +761,35 @@ fn a_server_that_accepts_and_refuses_is_retried_with_a_growing_backoff() {
     for (i, pair) in at.windows(2).take(4).enumerate() {
         let gap = pair[1] - pair[0];
         let wait = Duration::from_millis(50 << i);
-        assert!(gap >= wait, "reconnect {} came {gap:?} after a refusal, before its {wait:?} backoff", i + 2);
+        assert!(
+            gap >= wait,
+            "reconnect {} came {gap:?} after a refusal, before its {wait:?} backoff",
+            i + 2
+        );
     }
+}
+
+#[test]
+fn a_request_sent_after_an_answered_one_times_out_on_its_own_clock() {
+    // One deadline timer serves every request in flight. Armed for the
+    // first, it fires after that one was answered, with a later request at
+    // the head: it must be set again for that request's own deadline.
+    let mut up = Scripted::new();
+    let proxy = start_impatient_proxy(&up); // gives up after 300 ms
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    up.reply("OP=GET;IND=1;DATA=5;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=5;CODE=200");
+    // Sent while the first request's timer is (most likely) still armed;
+    // if the machine stalls past it, the second arms its own: either way
+    // it must time out.
+    std::thread::sleep(Duration::from_millis(100));
+    c.send(b"OP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=2");
+    let t = Instant::now();
+    assert_eq!(c.line(), "OP=GET;CODE=504;MSG=upstream timeout");
+    assert!(t.elapsed() >= Duration::from_millis(150), "not before its own deadline");
 }
 
 #[test]

@@ -700,3 +700,89 @@ fn a_peer_that_never_reads_its_replies_is_closed_after_the_idle_timeout() {
     });
     drop(hog);
 }
+
+/// Connects to `addr` until a connect gets no answer: the listener's
+/// accept queue is then full, and its kernel drops further SYNs (a connect
+/// that neither succeeds nor fails). Returns what fills it.
+fn fill_accept_queue(addr: std::net::SocketAddr) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+        held.push(s);
+        assert!(held.len() < 20_000, "the accept queue never filled");
+    }
+    held
+}
+
+#[test]
+fn an_upstream_connect_that_hangs_is_given_up_in_time_and_retried() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let held = fill_accept_queue(addr);
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &addr.to_string(),
+        "--upstream-timeout-ms",
+        "300",
+        "--log-level",
+        "warn",
+    ]);
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    let t = Instant::now();
+    let r = c.ask("OP=GET;IND=1");
+    assert!(r.starts_with("OP=GET;CODE=503"), "{r}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "given up only at the timeout"
+    );
+    // It tries again, and gives that connect up as well.
+    let mut probe = Peer::connect(proxy.addr.parse().unwrap());
+    wait_until("a second connect given up", || {
+        field(&probe.ask("OP=STS"), "UP_RESETS").is_some_and(|n| n.parse::<u64>().unwrap() >= 2)
+    });
+    assert_eq!(field(&probe.ask("OP=STS"), "UPSTREAM").as_deref(), Some("down"));
+    drop(held);
+}
+
+#[test]
+fn a_reconnect_that_hangs_after_a_lost_request_is_given_up_too() {
+    // The request timer is armed for a request in flight when the server
+    // closes; the reconnect then hangs. When that timer fires, the connect
+    // has not had its full time yet: the timer must be set again for the
+    // connect's own deadline, or the connect would hang for good.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &addr.to_string(),
+        "--upstream-timeout-ms",
+        "600",
+        "--log-level",
+        "warn",
+    ]);
+    let (up, _) = l.accept().unwrap();
+    let mut lines = std::io::BufReader::new(up.try_clone().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
+    assert_eq!(line.trim_end(), "OP=LEASE");
+    (&up).write_all(b"OP=LEASE;CODE=400;MSG=unknown OP LEASE\n").unwrap();
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    c.send(b"OP=GET;IND=1\n");
+    line.clear();
+    std::io::BufRead::read_line(&mut lines, &mut line).unwrap();
+    assert_eq!(line.trim_end(), "OP=GET;IND=1");
+    // No room for the reconnect, then the server goes with the GET owed.
+    let held = fill_accept_queue(addr);
+    drop((lines, up));
+    assert!(c.line().starts_with("OP=GET;CODE=502"));
+    let mut probe = Peer::connect(proxy.addr.parse().unwrap());
+    wait_until("the hanging reconnect given up", || {
+        field(&probe.ask("OP=STS"), "UP_RESETS").is_some_and(|n| n.parse::<u64>().unwrap() >= 2)
+    });
+    drop(held);
+}
