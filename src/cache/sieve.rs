@@ -139,6 +139,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn entries_start_where_the_hand_stopped() {
+        let mut c = Sieve::new(3);
+        for i in 1..=3 {
+            c.insert(i, i * 10);
+        }
+        c.get(1);
+        // The hand passes 1 (visited: its bit cleared) and evicts 2; it
+        // stops at 3, which the next eviction looks at first.
+        assert_eq!(c.insert(4, 40), Some((2, 20)));
+        assert_eq!(c.entries(), vec![(3, 30), (4, 40), (1, 10)]);
+        assert_eq!(c.insert(5, 50), Some((3, 30)));
+    }
+
+    #[test]
     fn the_hand_skips_visited_entries_and_stays_where_it_stopped() {
         let mut c = Sieve::new(3);
         c.insert(1, 10);
