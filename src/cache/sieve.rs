@@ -149,6 +149,9 @@ mod tests {
         // stops at 3, which the next eviction looks at first.
         assert_eq!(c.insert(4, 40), Some((2, 20)));
         assert_eq!(c.entries(), vec![(3, 30), (4, 40), (1, 10)]);
+        // A visited entry is listed after the unvisited ones.
+        c.get(4);
+        assert_eq!(c.entries(), vec![(3, 30), (1, 10), (4, 40)]);
         assert_eq!(c.insert(5, 50), Some((3, 30)));
     }
 

@@ -278,6 +278,40 @@ mod tests {
     }
 
     #[test]
+    fn a_plus_sign_is_allowed_alone_it_is_not_a_number() {
+        assert_eq!(req("OP=GET;IND=+1,-2,3").unwrap().ind, vec![1, -2, 3]);
+        assert_eq!(req("OP=GET;IND=+").unwrap_err().1, Problem::NotNumber("IND"));
+    }
+
+    #[test]
+    fn a_resuming_lease_names_the_table_the_last_write_and_the_indices() {
+        let r = req("OP=LEASE;ID=00ff;SEQ=5;IND=1,2").unwrap();
+        assert_eq!((r.op, r.id, r.seq, r.ind), (Op::Lease, Some(255), 5, vec![1, 2]));
+        assert_eq!(
+            req("OP=LEASE;ID=ffffffffffffffff;SEQ=0;IND=0").unwrap().id,
+            Some(u64::MAX)
+        );
+        let p = |s: &str| req(s).unwrap_err().1;
+        assert_eq!(p("OP=LEASE;ID=ff;IND=1"), Problem::MissingSeq);
+        assert_eq!(p("OP=LEASE;ID=ff;SEQ=1"), Problem::MissingInd);
+        assert_eq!(
+            p("OP=LEASE;ID=ff;SEQ=1;IND=1;DATA=2"),
+            Problem::NotAllowed("DATA", Op::Lease)
+        );
+        // An ID is 1 to 16 hex digits.
+        for bad in ["", "0000000000000000f", "10000000000000000", "xyz", "-1"] {
+            assert_eq!(
+                p(&format!("OP=LEASE;ID={bad};SEQ=1;IND=1")),
+                Problem::NotNumber("ID"),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(p("OP=GET;IND=1;ID=ff"), Problem::NotAllowed("ID", Op::Get));
+        // A plain LEASE (a first one) takes none of them.
+        assert_eq!(req("OP=LEASE").unwrap().id, None);
+    }
+
+    #[test]
     fn an_empty_name_is_said_so() {
         assert_eq!(Problem::UnknownField(String::new()).to_string(), "field with no name");
         assert_eq!(Problem::UnknownField("XY".into()).to_string(), "unknown field XY");
