@@ -312,6 +312,36 @@ mod tests {
     }
 
     #[test]
+    fn fields_an_operation_does_not_take_are_named() {
+        let p = |s: &str| req(s).unwrap_err().1;
+        assert_eq!(p("OP=GET;IND=1;DATA=2"), Problem::NotAllowed("DATA", Op::Get));
+        assert_eq!(p("OP=ADD;IND=1;DATA=2"), Problem::NotAllowed("DATA", Op::Add));
+        // Without ID, a LEASE is a first one: IND is named first.
+        assert_eq!(p("OP=LEASE;IND=1;DATA=2"), Problem::NotAllowed("IND", Op::Lease));
+    }
+
+    #[test]
+    fn a_request_encodes_as_it_parses() {
+        let mut b = Buffer::new();
+        Request::new(Op::Put, &[1, 2], &[3, -4]).encode(&mut b);
+        assert_eq!(b.data(), b"OP=PUT;IND=1,2;DATA=3,-4");
+        assert_eq!(
+            req("OP=PUT;IND=1,2;DATA=3,-4").unwrap(),
+            Request::new(Op::Put, &[1, 2], &[3, -4])
+        );
+    }
+
+    #[test]
+    fn keep_is_one_or_not() {
+        let mut r = Reply::default();
+        r.parse(b"OP=LEASE;KEEP=1;CODE=200").unwrap();
+        assert_eq!(r.keep, Some(true));
+        r.parse(b"OP=LEASE;KEEP=0;CODE=200").unwrap();
+        assert_eq!(r.keep, Some(false));
+        assert!(r.parse(b"OP=LEASE;KEEP=1;KEEP=1;CODE=200").is_err());
+    }
+
+    #[test]
     fn an_empty_name_is_said_so() {
         assert_eq!(Problem::UnknownField(String::new()).to_string(), "field with no name");
         assert_eq!(Problem::UnknownField("XY".into()).to_string(), "unknown field XY");
