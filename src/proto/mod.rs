@@ -318,6 +318,8 @@ mod tests {
         assert_eq!(p("OP=ADD;IND=1;DATA=2"), Problem::NotAllowed("DATA", Op::Add));
         // Without ID, a LEASE is a first one: IND is named first.
         assert_eq!(p("OP=LEASE;IND=1;DATA=2"), Problem::NotAllowed("IND", Op::Lease));
+        assert_eq!(p("OP=CLR;DATA=2"), Problem::NotAllowed("DATA", Op::Clr));
+        assert_eq!(p("OP=STS;DATA=2"), Problem::NotAllowed("DATA", Op::Sts));
     }
 
     #[test]
