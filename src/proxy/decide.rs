@@ -395,4 +395,32 @@ mod tests {
         w.begin(&UpKind::Fetch(vec![4]), 3);
         assert!(!w.touches(4), "a fetch is not a write");
     }
+
+    #[test]
+    fn a_clr_in_flight_writes_every_index() {
+        let mut w = Writes::default();
+        assert!(!w.any());
+        w.begin(&UpKind::Clr, 7);
+        assert!(w.any(), "a CLR is a write");
+        assert!(w.touches(123), "of every index");
+        assert!(w.touches_up_to(123, 7) && !w.touches_up_to(123, 6));
+        w.end(&UpKind::Clr, 7);
+        assert!(!w.any() && !w.touches(123));
+    }
+
+    #[test]
+    fn zombies_end_once_every_request_sent_before_the_settling_is_done() {
+        let mut z = Zombies::default();
+        z.draining = true;
+        z.add(&UpKind::Put(vec![3], vec![30]));
+        assert!(!z.cacheable(3) && z.cacheable(4));
+        z.done(5);
+        // The drained connection is settled with requests up to 10 sent:
+        // a fetch among 6..=10 may have read 3 before the zombie landed.
+        z.settled(10);
+        z.done(7);
+        assert!(!z.cacheable(3), "request 10 is not done yet");
+        z.done(10);
+        assert!(z.cacheable(3), "all done: the zombie write has landed or never will");
+    }
 }
