@@ -423,4 +423,17 @@ mod tests {
         z.done(10);
         assert!(z.cacheable(3), "all done: the zombie write has landed or never will");
     }
+
+    #[test]
+    fn pinned_zombies_stay_for_good() {
+        // A connection that could not be drained: its writes may land at
+        // any time, whatever is settled later.
+        let mut z = Zombies::default();
+        z.pinned = true;
+        z.draining = true;
+        z.add(&UpKind::Clr);
+        z.settled(0);
+        z.done(1);
+        assert!(!z.cacheable(3));
+    }
 }
