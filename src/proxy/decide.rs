@@ -282,6 +282,21 @@ mod tests {
     }
 
     #[test]
+    fn a_long_request_fetches_each_missing_index_once_in_the_order_asked() {
+        // Over 16 indices the dedup takes a set instead of a scan: the
+        // same answer either way.
+        let mut c = cache(&[(1, 10), (2, 20)]);
+        let w = Writes::default();
+        let ind: Vec<i64> = [9, 1, 8, 9, 2, 7, 8, 1].iter().cycle().take(20).copied().collect();
+        let (plan, vals, missing) = run(&mut c, &w, None, &ind);
+        assert_eq!(plan, Plan::Fetch);
+        assert_eq!(missing, [9, 8, 7], "each once, cached ones kept");
+        assert_eq!(vals.iter().filter(|v| v.is_some()).count(), 6, "the cached 1s and 2s");
+        let short = run(&mut c, &w, None, &ind[..8]);
+        assert_eq!(short.2, [9, 8, 7], "a short request: the same");
+    }
+
+    #[test]
     fn all_cached_is_a_hit_whatever_is_in_flight_when_nothing_is_owed_before() {
         let mut c = cache(&[(1, 10), (2, 20)]);
         let mut w = Writes::default();
