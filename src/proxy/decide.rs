@@ -425,8 +425,10 @@ mod tests {
 
     #[test]
     fn zombies_end_once_every_request_sent_before_the_settling_is_done() {
-        let mut z = Zombies::default();
-        z.draining = true;
+        let mut z = Zombies {
+            draining: true,
+            ..Default::default()
+        };
         z.add(&UpKind::Put(vec![3], vec![30]));
         assert!(!z.cacheable(3) && z.cacheable(4));
         z.done(5);
@@ -443,9 +445,11 @@ mod tests {
     fn pinned_zombies_stay_for_good() {
         // A connection that could not be drained: its writes may land at
         // any time, whatever is settled later.
-        let mut z = Zombies::default();
-        z.pinned = true;
-        z.draining = true;
+        let mut z = Zombies {
+            pinned: true,
+            draining: true,
+            ..Default::default()
+        };
         z.add(&UpKind::Clr);
         z.settled(0);
         z.done(1);

@@ -71,11 +71,6 @@ impl Lease {
         }
     }
 
-    /// Whether LEASE is asked at each connect (a line-framed upstream).
-    pub fn asks(&self) -> bool {
-        self.asks
-    }
-
     /// A new connection to the server (maybe a new server): nothing
     /// granted on it yet.
     pub fn connected(&mut self) {

@@ -373,7 +373,9 @@ impl Core {
                 self.resume = Resume::Idle;
                 self.to_send = None;
                 if !self.cache.is_empty() {
-                    if self.known.is_some() && self.lease.asks() {
+                    // `known` comes only from a LEASE answer, so a bare
+                    // upstream (which is never asked) has none.
+                    if self.known.is_some() {
                         self.resume = Resume::AwaitLease;
                     } else {
                         info!("proxy cache cleared on (re)connect");
