@@ -793,6 +793,49 @@ fn a_request_sent_after_an_answered_one_times_out_on_its_own_clock() {
 }
 
 #[test]
+fn sts_counts_each_error_code_the_proxy_answered() {
+    let server = start_server(10);
+    let proxy = start_proxy(server.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    assert!(c.ask("OP=FOO").contains("CODE=400"));
+    assert!(
+        c.ask("OP=GET;IND=99").contains("CODE=400"),
+        "out of range, from the server"
+    );
+    assert!(c.ask("OP=GET;IND=x").contains("CODE=400"));
+    let sts = c.ask("OP=STS");
+    assert_eq!(field(&sts, "ERR400").as_deref(), Some("3"), "{sts}");
+    assert_eq!(field(&sts, "ERR502"), None, "{sts}");
+}
+
+#[test]
+fn per_index_counters_stop_at_4096_indices() {
+    // Clients choose the indices: the proxy keeps its own counters for
+    // the first 4096 it sees, and only counts the rest in the totals.
+    let server = start_server(6000);
+    let proxy = start_proxy(server.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    for chunk in (1000..5096).collect::<Vec<i64>>().chunks(512) {
+        let list = chunk.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        assert!(c.ask(&format!("OP=GET;IND={list}")).ends_with("CODE=200"));
+    }
+    assert!(c.ask("OP=GET;IND=0").ends_with("CODE=200"));
+    assert!(c.ask("OP=GET;IND=1000").ends_with("CODE=200"));
+    let sts = c.ask("OP=STS");
+    let misses = field(&sts, "MISS_IND").unwrap();
+    assert!(
+        misses.starts_with("1000:2,1001:1,"),
+        "index 0 came 4097th: untracked; {}",
+        &misses[..40]
+    );
+    assert_eq!(
+        field(&sts, "MISSES").as_deref(),
+        Some("4098"),
+        "the totals count everything"
+    );
+}
+
+#[test]
 fn the_proxys_dmp_lists_at_most_1024_entries() {
     let server = start_server(3000);
     let proxy = start_proxy(server.addr(), 2000);
