@@ -806,6 +806,14 @@ fn sts_counts_each_error_code_the_proxy_answered() {
     let sts = c.ask("OP=STS");
     assert_eq!(field(&sts, "ERR400").as_deref(), Some("3"), "{sts}");
     assert_eq!(field(&sts, "ERR502"), None, "{sts}");
+    // Per index: a miss, then two hits.
+    for _ in 0..3 {
+        assert!(c.ask("OP=GET;IND=1").ends_with("CODE=200"));
+    }
+    let sts = c.ask("OP=STS");
+    // 99 was asked of the server too (the proxy does not know the size).
+    assert_eq!(field(&sts, "MISS_IND").as_deref(), Some("1:1,99:1"), "{sts}");
+    assert_eq!(field(&sts, "HIT_IND").as_deref(), Some("1:2"), "{sts}");
 }
 
 #[test]
