@@ -30,14 +30,17 @@ is_pure() {
   esac
 }
 
-group=${1:-pure}
-shift || true
+# Options (--iterate...) may come anywhere; the rest is the group or files.
 extra=()
-while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do extra+=("$1"); shift; done
+args_in=()
+for a in "$@"; do
+  case "$a" in --*) extra+=("$a") ;; *) args_in+=("$a") ;; esac
+done
+group=${args_in[0]:-pure}
 case "$group" in
   pure) files=("${pure[@]}") ;;
   nodes) mapfile -t files < <(ls src/proxy/*.rs src/proxy/upstream/*.rs src/server/*.rs) ;;
-  *) files=("$group" "$@"); group=$(echo "$group" | tr / _) ;;
+  *) files=("${args_in[@]}"); group=$(echo "$group" | tr / _) ;;
 esac
 
 all_pure=1
