@@ -713,22 +713,27 @@ fn fill_accept_queue(addr: std::net::SocketAddr) -> Vec<TcpStream> {
     held
 }
 
-#[test]
-fn an_upstream_connect_that_hangs_is_given_up_in_time_and_retried() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let held = fill_accept_queue(addr);
-    let proxy = spawn_node(&[
+/// A proxy in front of `addr` that gives up on the server after `ms`.
+fn proxy_giving_up_after(addr: std::net::SocketAddr, ms: u64) -> Proc {
+    spawn_node(&[
         "proxy",
         "--listen",
         "127.0.0.1:0",
         "--upstream",
         &addr.to_string(),
         "--upstream-timeout-ms",
-        "300",
+        &ms.to_string(),
         "--log-level",
         "warn",
-    ]);
+    ])
+}
+
+#[test]
+fn an_upstream_connect_that_hangs_is_given_up_in_time_and_retried() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let held = fill_accept_queue(addr);
+    let proxy = proxy_giving_up_after(addr, 300);
     let mut c = Peer::connect(proxy.addr.parse().unwrap());
     let t = Instant::now();
     let r = c.ask("OP=GET;IND=1");
@@ -748,23 +753,12 @@ fn an_upstream_connect_that_hangs_is_given_up_in_time_and_retried() {
 
 #[test]
 fn a_reconnect_that_hangs_after_a_lost_request_is_given_up_too() {
-    // The request timer is armed for a request in flight when the server
-    // closes; the reconnect then hangs. When that timer fires, the connect
-    // has not had its full time yet: the timer must be set again for the
-    // connect's own deadline, or the connect would hang for good.
+    // The server closes with a request owed (a 502), and the reconnect
+    // then hangs: the connect gets its own deadline on the new connection,
+    // whatever timer the lost request had armed.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let proxy = spawn_node(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &addr.to_string(),
-        "--upstream-timeout-ms",
-        "600",
-        "--log-level",
-        "warn",
-    ]);
+    let proxy = proxy_giving_up_after(addr, 600);
     let (up, _) = l.accept().unwrap();
     let mut lines = std::io::BufReader::new(up.try_clone().unwrap());
     let mut line = String::new();

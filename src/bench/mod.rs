@@ -288,11 +288,12 @@ fn preload(addr: SocketAddr, proto: Protocol, keys: u64) -> io::Result<()> {
 /// (a timer would wake later than that).
 const SPIN: Duration = Duration::from_micros(5);
 
-/// The open loop sleeps at least this long between wakeups: at high rates
-/// the requests that fall due meanwhile leave together, each at most this
-/// late — and measured from its scheduled time, so the lateness shows in
-/// the latency and the send lag instead of being hidden. It bounds the
-/// wakeups to 1/NAP a second, which is what keeps the generator's CPU low.
+/// The open loop's send passes come at least this long apart: at high
+/// rates the requests that fall due meanwhile leave together, each at most
+/// this late (plus the wakeup) — and measured from its scheduled time, so
+/// the lateness shows in the latency and the send lag instead of being
+/// hidden. It bounds the writes to about 1/NAP a second, which is what
+/// keeps the generator's CPU low.
 const NAP: Duration = Duration::from_micros(50);
 
 /// A short name for a run (its target, shape and mix), for a curve's legend.
@@ -424,8 +425,8 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         },
         None => None,
     };
-    // The send the pacer is armed for (None: not armed).
-    let mut armed: Option<Instant> = None;
+    // Whether the pacer is armed (it is set once per wakeup, not per reply).
+    let mut armed = false;
     // Open loop: whether this pass sends what has fallen due. With a pacer
     // only its wakeups (and a due send polled for) do: a reply's wakeup
     // sending the one request due by then would cost a write, and the
@@ -493,9 +494,9 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
                     }
                     Some(p) => {
                         // Armed once per wakeup, not on every reply.
-                        if armed.is_none() {
+                        if !armed {
                             p.arm(wait)?;
-                            armed = Some(wake);
+                            armed = true;
                         }
                         Some(Duration::from_millis(100))
                     }
@@ -511,7 +512,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
                 if let Some(p) = pacer.as_mut() {
                     p.fired();
                 }
-                armed = None;
+                armed = false;
                 send_now = true;
                 continue;
             }
