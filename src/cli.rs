@@ -423,6 +423,13 @@ pub struct BenchArgs {
     /// Set every key (0..--keys) before the run, so GETs find values.
     #[arg(long)]
     pub preload: bool,
+    /// Open loop: send passes at least this many microseconds apart. At
+    /// higher rates the requests due meanwhile leave together, each up to
+    /// this late (counted in its latency); lower it for finer latency at
+    /// more generator CPU.
+    #[arg(long, value_name = "US", default_value_t = crate::bench::DEFAULT_SEND_INTERVAL.as_micros() as u64,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub send_interval_us: u64,
     /// Print the results as one JSON line alone on stdout (the report goes
     /// to stderr).
     #[arg(long)]
@@ -501,6 +508,7 @@ impl BenchArgs {
                 ProtocolArg::Memcache => crate::bench::Protocol::Memcache,
             },
             preload: self.preload,
+            send_interval: Duration::from_micros(self.send_interval_us),
         })
     }
 }

@@ -153,6 +153,30 @@ fn json_summary_parses_and_percentiles_do_not_decrease() {
 }
 
 #[test]
+fn the_send_interval_is_honoured_and_counted_in_the_latency() {
+    // 1000 req/s with passes at least 20 ms apart: each pass carries the
+    // requests of the last 20 ms, so the typical request waited about
+    // 10 ms for its pass — and that wait is in its latency, timed from its
+    // schedule, not hidden. A pass never runs before its plan, so this
+    // bound holds however slow the machine is.
+    let server = start_server(10);
+    let out = Command::new(BIN)
+        .args(["bench", "--connect", &server.addr().to_string(), "--rate", "1000", "-n", "400"])
+        .args(["--send-interval-us", "20000", "--json", "--log-level", "warn"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON");
+    assert_eq!(v["requests"].as_u64(), Some(400), "{text}");
+    assert_eq!(v["send_interval_us"].as_u64(), Some(20000), "{text}");
+    let p50 = v["latency_us"]["p50"].as_u64().unwrap();
+    assert!(p50 >= 8000, "p50 {p50} us: requests left before their pass");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("send passes >= 20000 us apart"), "{err}");
+}
+
+#[test]
 fn failed_requests_fail_the_run_unless_allowed() {
     // Keys past the table's end: every request gets a 400.
     let server = spawn_node(&[

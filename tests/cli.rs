@@ -93,6 +93,7 @@ fn usage_errors_exit_2_and_help_exits_0() {
         &["bench", "--rate", "0"],
         &["bench", "--rate", "1e-20"],
         &["bench", "--rate", "1e20"],
+        &["bench", "--send-interval-us", "1000001"],
         &["frobnicate"],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();

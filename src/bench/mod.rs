@@ -91,6 +91,9 @@ pub struct BenchConfig {
     pub protocol: Protocol,
     /// Set every key first (`--preload`), so that GETs find values.
     pub preload: bool,
+    /// Open loop: the send passes come at least this far apart on the
+    /// schedule (`--send-interval-us`); see [`next_pass`].
+    pub send_interval: Duration,
 }
 
 impl Default for BenchConfig {
@@ -112,6 +115,7 @@ impl Default for BenchConfig {
             record: false,
             protocol: Protocol::Line,
             preload: false,
+            send_interval: DEFAULT_SEND_INTERVAL,
         }
     }
 }
@@ -288,13 +292,24 @@ fn preload(addr: SocketAddr, proto: Protocol, keys: u64) -> io::Result<()> {
 /// (a timer would wake later than that).
 const SPIN: Duration = Duration::from_micros(5);
 
-/// The open loop's send passes come at least this long apart: at high
-/// rates the requests that fall due meanwhile leave together, each at most
-/// this late (plus the wakeup) — and measured from its scheduled time, so
-/// the lateness shows in the latency and the send lag instead of being
-/// hidden. It bounds the writes to about 1/NAP a second, which is what
-/// keeps the generator's CPU low.
-const NAP: Duration = Duration::from_micros(50);
+/// The open loop's send passes come at least this far apart by default:
+/// at high rates the requests that fall due meanwhile leave together, each
+/// at most this late (plus the wakeup) — and measured from its scheduled
+/// time, so the lateness shows in the latency and the send lag instead of
+/// being hidden. It bounds the passes, and so the generator's wakeups and
+/// writes, to 1/interval a second: on a virtual machine each costs tens of
+/// microseconds of kernel time (docs/benchmarks.md). Below 1/interval
+/// requests a second each request has its own pass, on time.
+pub const DEFAULT_SEND_INTERVAL: Duration = Duration::from_micros(250);
+
+/// When the open loop's next send pass should wake: when the next request
+/// is due, but at least `interval` after the last pass's *planned* time.
+/// Counting from the plan rather than from when the pass really ran keeps
+/// a late wakeup from delaying every later pass too: the lateness does not
+/// add up, and a pass that fell behind is followed at once by the next.
+pub fn next_pass(next_due: Instant, last_plan: Instant, interval: Duration) -> Instant {
+    next_due.max(last_plan + interval)
+}
 
 /// A short name for a run (its target, shape and mix), for a curve's legend.
 pub fn report_title(cfg: &BenchConfig) -> String {
@@ -432,7 +447,12 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     // sending the one request due by then would cost a write, and the
     // server's wakeup, per request. Without one, every pass sends.
     let mut send_now = true;
-    let mut last_send = start;
+    // The planned time of the last send pass, and of the pass about to run
+    // (the pacer's or a polled one; `None` for any other pass, planned now).
+    let mut last_plan = start;
+    let mut pass_plan: Option<Instant> = None;
+    // When the armed pacer fires.
+    let mut armed_for = start;
     // When a request last left (the wait for late replies runs from it).
     let mut last_write = start;
     // The last send pass found every pipeline full: the next reply that
@@ -452,7 +472,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
                     last_write = now;
                 }
                 b.flush_all()?;
-                last_send = now;
+                last_plan = pass_plan.take().unwrap_or(now);
                 stalled = b.free_since.is_none();
             }
         }
@@ -475,8 +495,9 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         // Sleep until the next scheduled send or a reply. epoll counts in
         // milliseconds, so the send's time is a timerfd armed to the
         // microsecond (pacer.rs): the generator sleeps instead of spinning.
-        // The next send pass comes at least NAP after the last one, so at
-        // high rates a pass carries a batch. Only a pass due within a few
+        // The next send pass comes at least the send interval after the
+        // last one's plan (`next_pass`), so at high rates a pass carries a
+        // batch. Only a pass due within a few
         // microseconds is polled for without sleeping; without a timerfd,
         // the last sub-millisecond stretch is.
         let timeout = match b.cfg.rate {
@@ -485,17 +506,19 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
             Some(_) if stalled || !b.may_send() => Some(Duration::from_millis(100)),
             Some(rate) if now < b.end => {
                 let next = b.sched_start + Duration::from_secs_f64(b.next_k as f64 / rate);
-                let wake = next.max(last_send + NAP);
+                let wake = next_pass(next, last_plan, b.cfg.send_interval);
                 let wait = wake.saturating_duration_since(now);
                 match pacer.as_mut() {
                     Some(_) if wait <= SPIN => {
                         send_now = true;
+                        pass_plan = Some(wake);
                         Some(Duration::ZERO)
                     }
                     Some(p) => {
                         // Armed once per wakeup, not on every reply.
                         if !armed {
                             p.arm(wait)?;
+                            armed_for = wake;
                             armed = true;
                         }
                         Some(Duration::from_millis(100))
@@ -514,6 +537,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
                 }
                 armed = false;
                 send_now = true;
+                pass_plan = Some(armed_for);
                 continue;
             }
             b.ready(ev.token(), ev, now);
@@ -602,6 +626,25 @@ mod tests {
         let zeros = picks.iter().filter(|&&p| p == 0).count();
         let fifties = picks.iter().filter(|&&p| p == 50).count();
         assert!(zeros > 5 * fifties.max(1), "{zeros} vs {fifties}");
+    }
+
+    #[test]
+    fn a_late_send_pass_does_not_delay_the_next() {
+        let t0 = Instant::now();
+        let us = Duration::from_micros;
+        let iv = us(200);
+        // At a low rate each request has its own pass, on time.
+        assert_eq!(next_pass(t0 + us(1000), t0, iv), t0 + us(1000));
+        // At a high rate the passes keep the interval from the last plan.
+        assert_eq!(next_pass(t0 + us(10), t0, iv), t0 + us(200));
+        // A pass planned at t0 that ran 150 µs late: the next is still
+        // planned 200 µs after t0, not after the late run.
+        let ran = t0 + us(150);
+        let next = next_pass(t0 + us(10), t0, iv);
+        assert!(next < ran + iv);
+        assert_eq!(next, t0 + us(200));
+        // No interval: every pass is when the next request is due.
+        assert_eq!(next_pass(t0 + us(10), t0, Duration::ZERO), t0 + us(10));
     }
 
     #[test]

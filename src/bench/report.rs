@@ -69,7 +69,10 @@ pub(super) fn dist_text(d: &Dist) -> String {
 pub fn render(cfg: &BenchConfig, r: &Report) -> String {
     let mut s = String::new();
     let mode = match cfg.rate {
-        Some(rate) => format!("open loop at {rate} req/s"),
+        Some(rate) => format!(
+            "open loop at {rate} req/s (send passes >= {} us apart)",
+            cfg.send_interval.as_micros()
+        ),
         None => "closed loop".into(),
     };
     let _ = writeln!(
@@ -165,7 +168,7 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
             "{{\"requests\":{},\"errors\":{},\"errors_by_code\":{{{}}},\"throughput\":{:.1},",
             "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"p9999\":{},\"max\":{}}},",
             "\"hit_ratio\":{},\"generator_cpu\":{},\"send_lag_p99_us\":{},\"backlogged\":{},",
-            "\"target\":\"{}\",\"mode\":\"{}\",\"rate\":{},\"duration_s\":{},\"warmup_s\":{},",
+            "\"target\":\"{}\",\"mode\":\"{}\",\"rate\":{},\"send_interval_us\":{},\"duration_s\":{},\"warmup_s\":{},",
             "\"connections\":{},\"pipeline\":{},\"keys\":{},\"mix\":\"{}\",\"batch\":{},\"dist\":\"{}\",",
             "\"by_op\":{{{}}}}}"
         ),
@@ -186,6 +189,8 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
         targets_text(&cfg.connect),
         if cfg.rate.is_some() { "open" } else { "closed" },
         cfg.rate.map_or("null".to_string(), |v| v.to_string()),
+        cfg.rate
+            .map_or("null".to_string(), |_| cfg.send_interval.as_micros().to_string()),
         r.elapsed,
         cfg.warmup.as_secs_f64(),
         cfg.connections,
