@@ -161,7 +161,15 @@ fn the_send_interval_is_honoured_and_counted_in_the_latency() {
     // bound holds however slow the machine is.
     let server = start_server(10);
     let out = Command::new(BIN)
-        .args(["bench", "--connect", &server.addr().to_string(), "--rate", "1000", "-n", "400"])
+        .args([
+            "bench",
+            "--connect",
+            &server.addr().to_string(),
+            "--rate",
+            "1000",
+            "-n",
+            "400",
+        ])
         .args(["--send-interval-us", "20000", "--json", "--log-level", "warn"])
         .output()
         .unwrap();

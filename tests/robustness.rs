@@ -780,3 +780,177 @@ fn a_reconnect_that_hangs_after_a_lost_request_is_given_up_too() {
     });
     drop(held);
 }
+
+#[test]
+fn a_connect_that_hangs_is_given_up_even_with_no_request_waiting() {
+    // Nobody asks anything: the connect's own deadline ends it, not a
+    // request's, and the retry is given up the same way. (With bare
+    // framing the proxy queues nothing of its own while connecting: over
+    // lines its LEASE would be waiting from the connect's start.)
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let held = fill_accept_queue(addr);
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &addr.to_string(),
+        "--upstream-framing",
+        "bare",
+        "--upstream-timeout-ms",
+        "300",
+        "--log-level",
+        "warn",
+    ]);
+    let mut probe = Peer::connect(proxy.addr.parse().unwrap());
+    wait_until("two hanging connects given up", || {
+        field(&probe.ask("OP=STS"), "UP_RESETS").is_some_and(|n| n.parse::<u64>().unwrap() >= 2)
+    });
+    assert_eq!(field(&probe.ask("OP=STS"), "UPSTREAM").as_deref(), Some("down"));
+    drop(held);
+}
+
+#[test]
+fn a_request_held_upstream_past_the_keepalive_does_not_stall_the_proxy() {
+    // With a lease (1 s, renewed after a third of it quiet) the keepalive
+    // checks the upstream every few hundred milliseconds. A request held
+    // by a frozen server outlives several checks: each must set the next
+    // one ahead (not in the past, which would spin the loop), and the
+    // proxy keeps answering what it can answer itself.
+    let (server, proxy) = spawn_server_and_proxy(&[]);
+    let paddr = proxy.addr.parse().unwrap();
+    let mut c = Peer::connect(paddr);
+    wait_leased(&mut c);
+    server.signal("STOP");
+    c.send(b"OP=GET;IND=5\n");
+    let mut probe = Peer::connect(paddr);
+    wait_until("the miss is upstream", || {
+        field(&probe.ask("OP=STS"), "UP_INFLIGHT").as_deref() == Some("1")
+    });
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_millis(1500) {
+        let sts = probe.ask("OP=STS");
+        assert_eq!(field(&sts, "UP_INFLIGHT").as_deref(), Some("1"), "{sts}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.signal("CONT");
+    assert_eq!(c.line(), "OP=GET;IND=5;DATA=0;CODE=200");
+}
+
+#[test]
+fn a_stopping_proxy_does_not_reconnect_to_its_server() {
+    // A server that accepts and closes at once: the proxy retries after
+    // 50, 100, 200, 400, 800 ms, then 1.6 s or more. Told to stop while a
+    // retry is pending, it must not connect again, though it keeps running
+    // for a client whose replies it cannot flush.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let proxy = spawn_node(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &addr.to_string(),
+        "--log-level",
+        "warn",
+    ]);
+    let paddr: std::net::SocketAddr = proxy.addr.parse().unwrap();
+    // The client that holds the stopping proxy.
+    let (hog, writer, _) = stuck_pipeliner(paddr);
+    let mut probe = Peer::connect(paddr);
+    let sts = |p: &mut Peer, k: &str| field(&p.ask("OP=STS"), k).unwrap();
+    for _ in 0..6 {
+        let (s, _) = l.accept().unwrap();
+        drop(s);
+    }
+    wait_until("the sixth reset seen, a retry pending", || {
+        sts(&mut probe, "UP_RESETS").parse::<u64>().unwrap() >= 6 && sts(&mut probe, "UPSTREAM") == "down"
+    });
+    let backoff: u64 = sts(&mut probe, "UP_BACKOFF_MS").parse().unwrap();
+    assert!(backoff >= 1600, "the pending retry waits {backoff} ms");
+    proxy.signal("TERM");
+    l.set_nonblocking(true).unwrap();
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(3) {
+        match l.accept() {
+            Ok(_) => panic!("the stopping proxy connected to its server again"),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("accept: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut proxy = proxy;
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "the proxy was still stopping through the watch (held by the client)"
+    );
+    let _ = hog.shutdown(Shutdown::Both);
+    writer.join().unwrap();
+}
+
+/// A client pipelining requests the node answers itself (STS, a reply
+/// fifty times its request) and reading none of the replies, until the
+/// node stops reading it: the sockets' buffers are full and the node has
+/// answered no more of its requests for half a second. Returns the
+/// socket, the writer thread (it ends when the socket is shut) and how
+/// many of its requests the node answered.
+fn stuck_pipeliner(addr: std::net::SocketAddr) -> (TcpStream, std::thread::JoinHandle<()>, u64) {
+    let hog = TcpStream::connect(addr).unwrap();
+    let mut w = hog.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let batch = b"OP=STS\n".repeat(1000);
+        for _ in 0..300 {
+            if w.write_all(&batch).is_err() {
+                return;
+            }
+        }
+    });
+    let mut probe = Peer::connect(addr);
+    let mut asked = 0u64;
+    let mut reqs = |asked: &mut u64| {
+        *asked += 1;
+        field(&probe.ask("OP=STS"), "REQS").unwrap().parse::<u64>().unwrap()
+    };
+    let mut answered = 0;
+    wait_until("the pipelining client's reading paused, its replies stuck", || {
+        let before = reqs(&mut asked);
+        std::thread::sleep(Duration::from_millis(500));
+        let after = reqs(&mut asked);
+        // Only the probe's own STS was answered meanwhile.
+        answered = after - asked;
+        after <= before + 1
+    });
+    (hog, writer, answered)
+}
+
+#[test]
+fn a_client_pipelining_when_the_proxy_stops_gets_every_reply_it_answered() {
+    // The proxy stops while a client has sent far more than it has read.
+    // It answers no more of its requests, but the replies it did answer
+    // reach the client, followed by a clean end: closing a socket with
+    // unread requests would reset the connection and destroy them.
+    let (_server, proxy) = spawn_server_and_proxy(&[]);
+    let (mut hog, writer, answered) = stuck_pipeliner(proxy.addr.parse().unwrap());
+    assert!(answered > 1000, "{answered} answered before the stop");
+    proxy.signal("TERM");
+    hog.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut replies = 0u64;
+    let mut tail = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match hog.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                replies += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                tail.clear();
+                tail.extend_from_slice(&buf[..n]);
+            }
+            Err(e) => panic!("after {replies} of {answered} replies: {e}"),
+        }
+    }
+    assert!(tail.ends_with(b"CODE=200\n"), "the last reply is whole");
+    assert_eq!(replies, answered, "every answered request's reply arrived");
+    let _ = hog.shutdown(Shutdown::Both);
+    writer.join().unwrap();
+}

@@ -12,6 +12,10 @@
 //!      | refused / reset                 | node decides to close              | replies owed written
 //!      v                                 v                                    v
 //!    Closed  <----- output drained --- Closing                             Closed
+//!      ^           (nothing unread)      |
+//!      |                                 | output drained, requests left unread:
+//!      |                                 | shutdown(SHUT_WR), their bytes dropped
+//!      +------- peer FIN / error ----- Lingering
 //! ```
 //!
 //! Every change of state goes through [`Conn::transition`], an exhaustive
@@ -69,6 +73,12 @@ pub enum State {
     /// The node decided to close (shutdown, limit, desync): no more reads;
     /// close once the output is written.
     Closing,
+    /// Closing with requests left unread: the output is written and the
+    /// sending side shut (FIN after the last reply); what the peer still
+    /// sends is read and dropped until it closes. Closing at once would
+    /// make the kernel answer the unread bytes with a reset, which destroys
+    /// the replies still on their way to the peer.
+    Lingering,
     /// Deregistered; the socket is dropped with the connection.
     Closed,
 }
@@ -82,6 +92,9 @@ pub enum ConnEvent {
     PeerFin,
     /// The node will close once what is owed is written.
     Stop,
+    /// The output is written and the sending side shut, with requests
+    /// left unread: drain them before closing.
+    Linger,
     /// Deregistered and dropped.
     Close,
 }
@@ -94,6 +107,7 @@ impl State {
             State::Open => "Open",
             State::ReadClosed => "ReadClosed",
             State::Closing => "Closing",
+            State::Lingering => "Lingering",
             State::Closed => "Closed",
         }
     }
@@ -108,11 +122,14 @@ impl State {
             (Connecting { .. }, Connected) => Some(Open),
             (Open, PeerFin) => Some(ReadClosed),
             (Open, Stop) => Some(Closing),
-            (Connecting { .. } | Open | ReadClosed | Closing, Close) => Some(Closed),
-            (Connecting { .. }, PeerFin | Stop)
-            | (Open, Connected)
-            | (ReadClosed | Closing, Connected | PeerFin | Stop)
-            | (Closed, Connected | PeerFin | Stop | Close) => None,
+            (Closing, Linger) => Some(Lingering),
+            (Connecting { .. } | Open | ReadClosed | Closing | Lingering, Close) => Some(Closed),
+            (Connecting { .. }, PeerFin | Stop | Linger)
+            | (Open, Connected | Linger)
+            | (ReadClosed, Connected | PeerFin | Stop | Linger)
+            | (Closing, Connected | PeerFin | Stop)
+            | (Lingering, Connected | PeerFin | Stop | Linger)
+            | (Closed, Connected | PeerFin | Stop | Linger | Close) => None,
         }
     }
 }
@@ -349,6 +366,20 @@ impl<X> Conn<X> {
         trace_event!(self.role, self.token, "CLOSE", "{why}");
     }
 
+    /// Shuts the sending side (`shutdown(SHUT_WR)`: FIN after the bytes
+    /// already written) and moves to `Lingering`.
+    pub fn linger(&mut self, why: &str) -> io::Result<()> {
+        self.sock.shutdown(std::net::Shutdown::Write)?;
+        trace_event!(
+            self.role,
+            self.token,
+            "SHUTDOWN",
+            "FIN after the last reply; reading and dropping what the peer still sends"
+        );
+        self.transition(ConnEvent::Linger, why);
+        Ok(())
+    }
+
     /// Writes `output` until it is empty or the socket would block.
     /// Handles partial writes and `Interrupted`.
     pub fn flush(&mut self) -> WriteOutcome {
@@ -428,7 +459,14 @@ mod tests {
         assert_eq!(connecting.next(Connected), Some(State::Open));
         assert_eq!(State::Open.next(PeerFin), Some(State::ReadClosed));
         assert_eq!(State::Open.next(Stop), Some(State::Closing));
-        for s in [connecting, State::Open, State::ReadClosed, State::Closing] {
+        assert_eq!(State::Closing.next(Linger), Some(State::Lingering));
+        for s in [
+            connecting,
+            State::Open,
+            State::ReadClosed,
+            State::Closing,
+            State::Lingering,
+        ] {
             assert_eq!(s.next(Close), Some(State::Closed), "{s:?} can close");
         }
         // And nothing else.
@@ -436,7 +474,13 @@ mod tests {
         assert_eq!(State::ReadClosed.next(PeerFin), None);
         assert_eq!(State::Closing.next(Stop), None);
         assert_eq!(connecting.next(PeerFin), None);
-        for e in [Connected, PeerFin, Stop, Close] {
+        for s in [connecting, State::Open, State::ReadClosed, State::Lingering] {
+            assert_eq!(s.next(Linger), None, "only Closing lingers");
+        }
+        for e in [Connected, PeerFin, Stop, Linger] {
+            assert_eq!(State::Lingering.next(e), None, "Lingering only closes");
+        }
+        for e in [Connected, PeerFin, Stop, Linger, Close] {
             assert_eq!(State::Closed.next(e), None, "Closed is final");
         }
     }

@@ -70,6 +70,40 @@ impl<X> Conn<X> {
         (total, outcome)
     }
 
+    /// Reads and drops what the peer sends (a `Lingering` connection's
+    /// unanswered requests), until WouldBlock, EOF, an error, or
+    /// `max_rounds` chunks (`Yielded`: fairness, come back without an
+    /// edge). Returns the bytes dropped, the input buffer's included.
+    pub fn discard_input(&mut self, scratch: &mut Buffer, max_rounds: usize) -> (usize, ReadOutcome) {
+        let mut dropped = self.input.len();
+        self.input.clear();
+        let space = scratch.space(READ_CHUNK);
+        let mut rounds = 0;
+        let outcome = loop {
+            if rounds == max_rounds {
+                break ReadOutcome::Yielded;
+            }
+            match self.sock.read(space) {
+                Ok(0) => break ReadOutcome::Eof,
+                Ok(n) => {
+                    dropped += n;
+                    rounds += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadOutcome::WouldBlock,
+                Err(e) => break ReadOutcome::Error(e),
+            }
+        };
+        trace_event!(
+            self.role,
+            self.token,
+            "READABLE",
+            "read={dropped} dropped (closing) then {}",
+            outcome.name()
+        );
+        (dropped, outcome)
+    }
+
     /// One read pass, the one every node uses: read until WouldBlock (the
     /// edge is consumed), handing the input to `handle` after every read so
     /// complete messages are taken as they arrive and the buffer stays

@@ -16,6 +16,9 @@ impl<X: Default> Frontend<X> {
         let read_limit = read_limit(self.limits.max_message_bytes);
         let sizes = (self.conns.len(), self.timers.len());
         let Some(conn) = self.conns.get_mut(key) else { return };
+        if conn.state() == State::Lingering {
+            return self.drain_lingering(svc, key);
+        }
         let (limits, stats) = (&self.limits, &mut self.stats);
         let outcome = conn.read_pass(&mut self.scratch, read_limit, MAX_ROUNDS, now, |c| {
             process(svc, c, limits, stats, sizes, now);
@@ -41,6 +44,48 @@ impl<X: Default> Frontend<X> {
                 conn.input.len()
             );
             conn.input.clear();
+        }
+    }
+
+    /// A `Lingering` connection: drop what the peer sends until it closes.
+    fn drain_lingering<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        match conn.discard_input(&mut self.scratch, MAX_ROUNDS).1 {
+            ReadOutcome::Eof => self.close(svc, key, "peer closed after our FIN"),
+            ReadOutcome::Error(e) => self.io_failed(svc, key, "read", &e),
+            ReadOutcome::Yielded => self.requeue.push((key, conn.gen)),
+            _ => {}
+        }
+    }
+
+    /// Closes a connection the node is done with, all its replies written.
+    /// If the peer sent requests that will not be answered, closing now
+    /// would reset the connection (the kernel's answer to unread bytes)
+    /// and destroy the replies still on their way: instead shut the sending
+    /// side, so the peer reads every reply and then the end, and drain what
+    /// it sends until it closes (or the stop deadline).
+    fn finish_closing<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let (dropped, outcome) = conn.discard_input(&mut self.scratch, MAX_ROUNDS);
+        match outcome {
+            ReadOutcome::Eof => return self.close(svc, key, "closing, all replies sent, peer closed"),
+            ReadOutcome::Error(e) => return self.io_failed(svc, key, "read", &e),
+            ReadOutcome::WouldBlock if dropped == 0 => return self.close(svc, key, "closing, all replies sent"),
+            _ => {}
+        }
+        debug!(
+            "{} tok={key}: {dropped} bytes of requests left unanswered; lingering",
+            self.role
+        );
+        if let Err(e) = conn.linger("all replies sent, requests left unread") {
+            return self.io_failed(svc, key, "shutdown", &e);
+        }
+        if matches!(outcome, ReadOutcome::Yielded) {
+            self.requeue.push((key, conn.gen));
+        }
+        if let Err(e) = conn.update_interest(&self.registry) {
+            warn!("{} tok={key}: reregister: {e}", self.role);
+            self.close(svc, key, "reregister failed");
         }
     }
 
@@ -111,12 +156,11 @@ impl<X: Default> Frontend<X> {
             _ => false,
         };
         if finished {
-            let why = if conn.state() == State::ReadClosed {
-                "peer half-closed, all replies sent"
+            if conn.state() == State::ReadClosed {
+                self.close(svc, key, "peer half-closed, all replies sent");
             } else {
-                "closing, all replies sent"
-            };
-            self.close(svc, key, why);
+                self.finish_closing(svc, key);
+            }
             return;
         }
         if let Err(e) = conn.update_interest(&self.registry) {
