@@ -55,6 +55,9 @@ else
   # ended by the `mutants` profile in .config/nextest.toml.
   command -v cargo-nextest >/dev/null || { echo "needs: cargo install cargo-nextest" >&2; exit 2; }
   args+=(--test-tool nextest --timeout 300 "${extra[@]}" -- --profile mutants)
+  # The tests' bound on any wait (20 s by default): a mutant that hangs a
+  # test fails it sooner. The baseline run checks the suite passes with it.
+  export TABLECACHE_TEST_PATIENCE_MS=${TABLECACHE_TEST_PATIENCE_MS:-8000}
 fi
 mkdir -p "target/mutants/$group"
 cargo mutants "${args[@]}" >"target/mutants/$group/run.log" 2>&1 || true

@@ -211,7 +211,7 @@ fn a_bare_message_ended_by_fin_is_answered_at_once() {
     use std::io::{Read, Write};
     let server = start_server(10);
     let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_read_timeout(Some(patience())).unwrap();
     s.write_all(b"OP=ADD;IND=1,2").unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     let mut reply = String::new();

@@ -101,7 +101,7 @@ struct Sent {
 fn writer(addr: String, indices: Vec<usize>, first: i64, depth: usize, acked_any: std::sync::mpsc::Sender<()>) -> Sent {
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_nodelay(true).unwrap();
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_read_timeout(Some(patience())).unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
     let ind: Vec<String> = indices.iter().map(|i| i.to_string()).collect();
     let mut out = Sent {
@@ -169,7 +169,7 @@ fn no_acknowledged_write_is_lost_when_the_server_is_killed() {
             .collect();
         // Every writer has had a write acknowledged; then a random moment.
         for _ in 0..writers {
-            rx.recv_timeout(PATIENCE).expect("a write acknowledged");
+            rx.recv_timeout(patience()).expect("a write acknowledged");
         }
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -413,7 +413,7 @@ fn batch_and_never_keep_what_a_clean_stop_wrote() {
             // The interval passes, and the batch sync comes.
             let start = Instant::now();
             while num(&sts(&server.addr), "SYNCS") == 0 {
-                assert!(start.elapsed() < PATIENCE, "no batch sync");
+                assert!(start.elapsed() < patience(), "no batch sync");
                 std::thread::sleep(Duration::from_millis(10));
             }
         } else {

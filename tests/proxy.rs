@@ -71,7 +71,7 @@ impl Scripted {
     }
     fn accept(&mut self) {
         let (s, _) = self.listener.accept().unwrap();
-        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.set_read_timeout(Some(patience())).unwrap();
         self.conn = Some((BufReader::new(s.try_clone().unwrap()), s));
         let (r, _) = self.conn.as_mut().unwrap();
         let mut first = String::new();
@@ -103,7 +103,7 @@ impl Scripted {
         r.get_ref().set_read_timeout(Some(Duration::from_millis(ms))).unwrap();
         let mut s = String::new();
         let silent = r.read_line(&mut s).is_err();
-        r.get_ref().set_read_timeout(Some(PATIENCE)).unwrap();
+        r.get_ref().set_read_timeout(Some(patience())).unwrap();
         silent
     }
 }
@@ -358,7 +358,7 @@ fn server_going_down_and_coming_back(lease: Duration) {
     let t = Instant::now();
     let r = c.ask("OP=PUT;IND=2;DATA=1");
     assert!(r.starts_with("OP=PUT;CODE=503;"), "{r}");
-    assert!(t.elapsed() < PATIENCE, "no hang");
+    assert!(t.elapsed() < patience(), "no hang");
     let r = c.ask("OP=GET;IND=1");
     if lease.is_zero() {
         assert_eq!(r, "OP=GET;IND=1;DATA=5;CODE=200", "a hit while down");

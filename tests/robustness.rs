@@ -62,7 +62,7 @@ fn idle_and_half_sent_connections_are_closed_after_the_timeout() {
         early.is_err() || t0.elapsed() >= Duration::from_millis(idle_ms),
         "closed before the timeout: {early:?}"
     );
-    idle.stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    idle.stream.set_read_timeout(Some(patience())).unwrap();
     // A connection that keeps sending whole messages stays open.
     let mut busy = Peer::connect(node.addr());
     while t0.elapsed() < Duration::from_millis(idle_ms * 5 / 2) {
@@ -80,7 +80,7 @@ fn idle_and_half_sent_connections_are_closed_after_the_timeout() {
 /// reading from us rather than buffer our replies without bound.
 fn flood_without_reading(addr: &str, n: usize) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(patience())).unwrap();
     let batch: Vec<u8> = b"OP=GET;IND=1\n".repeat(1000);
     for _ in 0..n / 1000 {
         s.write_all(&batch).expect("the kernel buffers take the requests");
@@ -117,7 +117,7 @@ fn a_client_that_does_not_read_cannot_grow_the_proxy_and_gets_every_reply_later(
         .unwrap();
     assert!(best < Duration::from_millis(100), "hit took {best:?}");
     // Now the hog reads: every reply arrives, in order.
-    hog.set_read_timeout(Some(PATIENCE)).unwrap();
+    hog.set_read_timeout(Some(patience())).unwrap();
     let want = b"OP=GET;IND=1;DATA=0;CODE=200\n";
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
@@ -235,7 +235,7 @@ fn random_and_mutated_bytes_never_take_a_node_down() {
     for target in [server.addr(), proxy.addr()] {
         for round in 0..50 {
             let mut s = TcpStream::connect(target).unwrap();
-            s.set_read_timeout(Some(PATIENCE)).unwrap();
+            s.set_read_timeout(Some(patience())).unwrap();
             let mut all = Vec::new();
             for _ in 0..250 {
                 let mut msg = seeds[(rnd() % 6) as usize].to_vec();
@@ -310,7 +310,7 @@ fn a_firehose_client_does_not_starve_the_others() {
     let hose = TcpStream::connect(addr).unwrap();
     let mut writer = hose.try_clone().unwrap();
     let mut reader = hose;
-    reader.set_read_timeout(Some(PATIENCE)).unwrap();
+    reader.set_read_timeout(Some(patience())).unwrap();
     let w = std::thread::spawn(move || {
         let batch = b"OP=GET;IND=3\n".repeat(1000);
         for _ in 0..n / 1000 {
@@ -376,10 +376,12 @@ fn a_reply_longer_than_any_reply_is_an_error_not_a_spin() {
     let (addr, server) = endless_line_server(80 << 20);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let r = tablecache::client::Client::connect(addr, PATIENCE).and_then(|mut c| c.request_raw(b"OP=GET;IND=1"));
+        let r = tablecache::client::Client::connect(addr, patience()).and_then(|mut c| c.request_raw(b"OP=GET;IND=1"));
         let _ = tx.send(r.map_err(|e| e.to_string()));
     });
-    let got = rx.recv_timeout(PATIENCE).expect("the client answers within the bound");
+    let got = rx
+        .recv_timeout(patience())
+        .expect("the client answers within the bound");
     assert_eq!(got, Err("reply too long".to_string()));
     server.join().unwrap();
 }
@@ -934,7 +936,7 @@ fn a_client_pipelining_when_the_proxy_stops_gets_every_reply_it_answered() {
     let (mut hog, writer, answered) = stuck_pipeliner(proxy.addr.parse().unwrap());
     assert!(answered > 1000, "{answered} answered before the stop");
     proxy.signal("TERM");
-    hog.set_read_timeout(Some(PATIENCE)).unwrap();
+    hog.set_read_timeout(Some(patience())).unwrap();
     let mut replies = 0u64;
     let mut tail = Vec::new();
     let mut buf = vec![0u8; 1 << 16];

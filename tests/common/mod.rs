@@ -15,8 +15,19 @@ use tablecache::frontend::Limits;
 use tablecache::server::{Server, ServerConfig};
 use tablecache::NodeHandle;
 
-/// Upper bound for anything a test waits for; never reached when all is well.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+/// Upper bound for anything a test waits for; never reached when all is
+/// well: 20 s, or `TABLECACHE_TEST_PATIENCE_MS`. Mutation runs shorten it
+/// (scripts/mutants.sh), so a mutant that hangs a test is caught sooner;
+/// their baseline run checks the suite still passes with it.
+pub fn patience() -> Duration {
+    static P: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *P.get_or_init(|| {
+        std::env::var("TABLECACHE_TEST_PATIENCE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_secs(20), Duration::from_millis)
+    })
+}
 
 pub fn any_addr() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -49,8 +60,8 @@ pub struct Peer {
 impl Peer {
     pub fn connect(addr: SocketAddr) -> Peer {
         let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream.set_write_timeout(Some(PATIENCE)).unwrap();
+        stream.set_read_timeout(Some(patience())).unwrap();
+        stream.set_write_timeout(Some(patience())).unwrap();
         stream.set_nodelay(true).unwrap();
         Peer {
             reader: BufReader::new(stream.try_clone().unwrap()),
@@ -78,10 +89,10 @@ impl Peer {
         self.line()
     }
 
-    /// True if the peer closed the connection (EOF) within PATIENCE.
+    /// True if the peer closed the connection (EOF) within patience().
     pub fn closed_by_peer(&mut self) -> bool {
         let mut buf = [0u8; 256];
-        let deadline = Instant::now() + PATIENCE;
+        let deadline = Instant::now() + patience();
         while Instant::now() < deadline {
             match self.reader.read(&mut buf) {
                 Ok(0) => return true,
@@ -97,9 +108,9 @@ impl Peer {
     }
 }
 
-/// Polls `cond` until it holds or PATIENCE passes.
+/// Polls `cond` until it holds or patience() has passed.
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + patience();
     while !cond() {
         assert!(Instant::now() < deadline, "gave up waiting for: {what}");
         std::thread::sleep(Duration::from_millis(5));
