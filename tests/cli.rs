@@ -271,3 +271,42 @@ fn the_prompt_edits_lines_keeps_history_and_ends_on_ctrl_d() {
     assert!(history.contains("put 1=7"), "{history}");
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// What a node logs while it starts (its stderr up to its kill).
+fn startup_log(args: &[&str]) -> String {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    assert!(line.starts_with("listening on "), "{line}");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn start_up_says_what_a_user_must_know() {
+    // A bare upstream grants no leases: the proxy warns that it must be
+    // the only path for writes. A line upstream gets no such warning.
+    let bare = startup_log(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:9",
+        "--upstream-framing",
+        "bare",
+    ]);
+    assert!(bare.contains("a bare upstream grants no leases"), "{bare}");
+    let line = startup_log(&["proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9"]);
+    assert!(!line.contains("grants no leases"), "{line}");
+    // A server with a grace period says writes wait for it; without, not.
+    let grace = startup_log(&["server", "--listen", "127.0.0.1:0", "--grace-ms", "700"]);
+    assert!(grace.contains("writes wait 700 ms for leases"), "{grace}");
+    let none = startup_log(&["server", "--listen", "127.0.0.1:0", "--grace-ms", "0"]);
+    assert!(!none.contains("writes wait"), "{none}");
+}

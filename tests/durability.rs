@@ -567,3 +567,53 @@ fn one_server_per_directory_and_no_files_for_a_table_too_big() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&big);
 }
+
+#[test]
+fn a_log_that_cannot_be_written_stops_the_server_without_acknowledging() {
+    // The server's files may not grow past 32 KiB (`ulimit -f`, with
+    // SIGXFSZ ignored so the write fails with EFBIG instead of killing the
+    // process). The write that no longer fits is not acknowledged: the
+    // server stops with an error, and a restart holds every acknowledged
+    // write and nothing after.
+    let dir = fresh_dir("log-fails");
+    let log = dir.with_extension("log");
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 64; exec {BIN} server --listen 127.0.0.1:0 --lease-ms 0 --log-level warn --data-dir {}",
+        dir.display()
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.strip_prefix("listening on ").expect("started").trim().to_string();
+    let mut p = Peer::connect(addr.parse().unwrap());
+    let mut acked = 0i64;
+    loop {
+        assert!(acked < 100_000, "32 KiB of log never filled");
+        p.send(format!("OP=PUT;IND=1;DATA={}\n", acked + 1).as_bytes());
+        let mut reply = String::new();
+        // Closed (EOF) when the server stops; a hang fails on the bound.
+        if p.reader.read_line(&mut reply).unwrap() == 0 {
+            break;
+        }
+        assert_eq!(reply.trim_end(), format!("OP=PUT;IND=1;DATA={};CODE=200", acked + 1));
+        acked += 1;
+    }
+    assert!(acked > 0);
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the server exits with an error: {status}");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("the log failed"), "{said}");
+    let server = durable(&dir, 10, &[]);
+    assert_eq!(
+        table(&server.addr, 10)[1],
+        acked,
+        "the last acknowledged write, and nothing after"
+    );
+}

@@ -910,18 +910,23 @@ fn stuck_pipeliner(addr: std::net::SocketAddr) -> (TcpStream, std::thread::JoinH
     });
     let mut probe = Peer::connect(addr);
     let mut asked = 0u64;
-    let mut reqs = |asked: &mut u64| {
+    // (REQS, PAUSED) from the node's STS; `asked` counts the probe's own.
+    let mut sts = |asked: &mut u64| {
         *asked += 1;
-        field(&probe.ask("OP=STS"), "REQS").unwrap().parse::<u64>().unwrap()
+        let r = probe.ask("OP=STS");
+        let n = |k: &str| field(&r, k).unwrap().parse::<u64>().unwrap();
+        (n("REQS"), n("PAUSED"))
     };
     let mut answered = 0;
     wait_until("the pipelining client's reading paused, its replies stuck", || {
-        let before = reqs(&mut asked);
+        let (before, _) = sts(&mut asked);
         std::thread::sleep(Duration::from_millis(500));
-        let after = reqs(&mut asked);
-        // Only the probe's own STS was answered meanwhile.
+        let (after, paused) = sts(&mut asked);
+        // Only the probe's own STS was answered meanwhile, and the node
+        // paused reading the client (the probe never is): it cannot
+        // resume, as the client never reads.
         answered = after - asked;
-        after <= before + 1
+        paused > 0 && after <= before + 1
     });
     (hog, writer, answered)
 }
@@ -936,6 +941,7 @@ fn a_client_pipelining_when_the_proxy_stops_gets_every_reply_it_answered() {
     let (mut hog, writer, answered) = stuck_pipeliner(proxy.addr.parse().unwrap());
     assert!(answered > 1000, "{answered} answered before the stop");
     proxy.signal("TERM");
+    let stopped = Instant::now();
     hog.set_read_timeout(Some(patience())).unwrap();
     let mut replies = 0u64;
     let mut tail = Vec::new();
@@ -945,14 +951,23 @@ fn a_client_pipelining_when_the_proxy_stops_gets_every_reply_it_answered() {
             Ok(0) => break,
             Ok(n) => {
                 replies += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-                tail.clear();
                 tail.extend_from_slice(&buf[..n]);
+                let keep = tail.len().saturating_sub(16);
+                tail.drain(..keep);
             }
             Err(e) => panic!("after {replies} of {answered} replies: {e}"),
         }
     }
-    assert!(tail.ends_with(b"CODE=200\n"), "the last reply is whole");
+    assert!(tail.ends_with(b"CODE=200\n"), "the last reply is whole: {tail:?}");
     assert_eq!(replies, answered, "every answered request's reply arrived");
+    // The proxy read and dropped the rest of the requests meanwhile, so it
+    // sees this close and ends at once, well before its 5 s stop deadline.
     let _ = hog.shutdown(Shutdown::Both);
     writer.join().unwrap();
+    let mut proxy = proxy;
+    wait_until("the proxy exits", || proxy.child.try_wait().unwrap().is_some());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "the proxy waited for its stop deadline: it did not see the client close"
+    );
 }

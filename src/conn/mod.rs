@@ -9,7 +9,7 @@
 //!      v   writable + take_error() ok    v
 //!  Connecting ---------------------->  Open  ---- peer FIN (read 0) ----> ReadClosed
 //!      |                                 |                                    |
-//!      | refused / reset                 | node decides to close              | replies owed written
+//!      | refused / reset                 | node stops                         | replies owed written
 //!      v                                 v                                    v
 //!    Closed  <----- output drained --- Closing                             Closed
 //!      ^           (nothing unread)      |
@@ -70,8 +70,8 @@ pub enum State {
     /// Half-closed: the peer sent FIN (a read returned 0) but can still
     /// read. Replies still owed are written, then the connection closes.
     ReadClosed,
-    /// The node decided to close (shutdown, limit, desync): no more reads;
-    /// close once the output is written.
+    /// The node is stopping: no more requests are read; close once the
+    /// output is written.
     Closing,
     /// Closing with requests left unread: the output is written and the
     /// sending side shut (FIN after the last reply); what the peer still

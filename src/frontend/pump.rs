@@ -17,7 +17,7 @@ impl<X: Default> Frontend<X> {
         let sizes = (self.conns.len(), self.timers.len());
         let Some(conn) = self.conns.get_mut(key) else { return };
         if conn.state() == State::Lingering {
-            return self.drain_lingering(svc, key);
+            return self.drain_lingering(svc, key, now);
         }
         let (limits, stats) = (&self.limits, &mut self.stats);
         let outcome = conn.read_pass(&mut self.scratch, read_limit, MAX_ROUNDS, now, |c| {
@@ -48,9 +48,15 @@ impl<X: Default> Frontend<X> {
     }
 
     /// A `Lingering` connection: drop what the peer sends until it closes.
-    fn drain_lingering<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize) {
+    fn drain_lingering<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(key) else { return };
-        match conn.discard_input(&mut self.scratch, MAX_ROUNDS).1 {
+        let (dropped, outcome) = conn.discard_input(&mut self.scratch, MAX_ROUNDS);
+        if dropped > 0 {
+            // A peer still sending is not idle: the idle timer must not
+            // close (and so reset) it while it drains.
+            conn.last_active = now;
+        }
+        match outcome {
             ReadOutcome::Eof => self.close(svc, key, "peer closed after our FIN"),
             ReadOutcome::Error(e) => self.io_failed(svc, key, "read", &e),
             ReadOutcome::Yielded => self.requeue.push((key, conn.gen)),
@@ -107,6 +113,12 @@ impl<X: Default> Frontend<X> {
         let mut resumes = 0;
         loop {
             let Some(conn) = self.conns.get_mut(key) else { return };
+            if conn.state() == State::Lingering && !conn.output.is_empty() {
+                // Its sending side is shut: nothing more can reach the peer
+                // (a server's invalidation for a stopping proxy, say), and
+                // a write would fail and reset the connection.
+                conn.output.clear();
+            }
             if !conn.output.is_empty() && !svc.hold(conn) {
                 let before = conn.output.len();
                 if let WriteOutcome::Error(e) = conn.flush() {
