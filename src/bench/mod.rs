@@ -20,15 +20,19 @@
 //! the whole reply line has been read from the socket.
 //!
 //! The rooms: this file (settings, the run), `load` (the generator: what
-//! to send, when, on which connection; the replies), `report` (what a
-//! run measured, as text and JSON).
+//! to send, when, on which connection; the replies), `pacer` (when the
+//! open loop's send passes wake, and the timerfd that wakes them),
+//! `preload` (setting every key before a run), `report` (what a run
+//! measured, as text and JSON).
 
 mod load;
 mod pacer;
 pub mod plot;
+mod preload;
 mod report;
 pub mod wire;
 
+pub use pacer::{next_pass, DEFAULT_SEND_INTERVAL};
 pub use report::{hdr_text, json, print, print_quiet, render};
 
 use crate::buffer::Buffer;
@@ -241,76 +245,6 @@ impl Report {
     }
 }
 
-/// Sets keys `0..keys` at `addr` (value: the index), pipelined a thousand
-/// at a time, before the measured run.
-fn preload(addr: SocketAddr, proto: Protocol, keys: u64) -> io::Result<()> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut enc = wire::Encoder::default();
-    let mut out = Buffer::new();
-    let mut input: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 65536];
-    let mut k = 0;
-    while k < keys {
-        let n = (keys - k).min(1000);
-        out.clear();
-        for i in k..k + n {
-            enc.encode(proto, &mut out, crate::proto::Op::Put, &[i as i64], &[i as i64]);
-        }
-        s.write_all(out.data())?;
-        let mut answered = 0;
-        while answered < n {
-            match wire::reply(proto, &input) {
-                Some((len, err)) => {
-                    if err {
-                        return Err(invalid(format!(
-                            "preload: {addr} refused a write: {}",
-                            String::from_utf8_lossy(&input[..len]).trim()
-                        )));
-                    }
-                    input.drain(..len);
-                    answered += 1;
-                }
-                None => match s.read(&mut chunk)? {
-                    0 => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "preload: connection closed",
-                        ))
-                    }
-                    r => input.extend_from_slice(&chunk[..r]),
-                },
-            }
-        }
-        k += n;
-    }
-    Ok(())
-}
-
-/// A send due within this long is waited for by polling without sleeping
-/// (a timer would wake later than that).
-const SPIN: Duration = Duration::from_micros(5);
-
-/// The open loop's send passes come at least this far apart by default:
-/// at high rates the requests that fall due meanwhile leave together, each
-/// at most this late (plus the wakeup) — and measured from its scheduled
-/// time, so the lateness shows in the latency and the send lag instead of
-/// being hidden. It bounds the passes, and so the generator's wakeups and
-/// writes, to 1/interval a second: on a virtual machine each costs tens of
-/// microseconds of kernel time (docs/benchmarks.md). Below 1/interval
-/// requests a second each request has its own pass, on time.
-pub const DEFAULT_SEND_INTERVAL: Duration = Duration::from_micros(250);
-
-/// When the open loop's next send pass should wake: when the next request
-/// is due, but at least `interval` after the last pass's *planned* time.
-/// Counting from the plan rather than from when the pass really ran keeps
-/// a late wakeup from delaying every later pass too: the lateness does not
-/// add up, and a pass that fell behind is followed at once by the next.
-pub fn next_pass(next_due: Instant, last_plan: Instant, interval: Duration) -> Instant {
-    next_due.max(last_plan + interval)
-}
-
 /// A short name for a run (its target, shape and mix), for a curve's legend.
 pub fn report_title(cfg: &BenchConfig) -> String {
     format!(
@@ -340,7 +274,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     }
     if cfg.preload {
         for &a in &cfg.connect {
-            preload(a, cfg.protocol, cfg.keys)?;
+            preload::preload(a, cfg.protocol, cfg.keys)?;
         }
     }
     // Only a tablecache proxy answers the STS the hit ratio comes from.
@@ -509,7 +443,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
                 let wake = next_pass(next, last_plan, b.cfg.send_interval);
                 let wait = wake.saturating_duration_since(now);
                 match pacer.as_mut() {
-                    Some(_) if wait <= SPIN => {
+                    Some(_) if wait <= pacer::SPIN => {
                         send_now = true;
                         pass_plan = Some(wake);
                         Some(Duration::ZERO)
@@ -626,25 +560,6 @@ mod tests {
         let zeros = picks.iter().filter(|&&p| p == 0).count();
         let fifties = picks.iter().filter(|&&p| p == 50).count();
         assert!(zeros > 5 * fifties.max(1), "{zeros} vs {fifties}");
-    }
-
-    #[test]
-    fn a_late_send_pass_does_not_delay_the_next() {
-        let t0 = Instant::now();
-        let us = Duration::from_micros;
-        let iv = us(200);
-        // At a low rate each request has its own pass, on time.
-        assert_eq!(next_pass(t0 + us(1000), t0, iv), t0 + us(1000));
-        // At a high rate the passes keep the interval from the last plan.
-        assert_eq!(next_pass(t0 + us(10), t0, iv), t0 + us(200));
-        // A pass planned at t0 that ran 150 µs late: the next is still
-        // planned 200 µs after t0, not after the late run.
-        let ran = t0 + us(150);
-        let next = next_pass(t0 + us(10), t0, iv);
-        assert!(next < ran + iv);
-        assert_eq!(next, t0 + us(200));
-        // No interval: every pass is when the next request is due.
-        assert_eq!(next_pass(t0 + us(10), t0, Duration::ZERO), t0 + us(10));
     }
 
     #[test]

@@ -5,10 +5,34 @@
 //! spinning through the last sub-millisecond stretch.
 //!
 //! Linux only (elsewhere the loop falls back to millisecond timeouts and
-//! a short spin).
+//! a short spin). Also here: when the next send pass should wake
+//! ([`next_pass`]), and how far apart passes come by default.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A send due within this long is waited for by polling without sleeping
+/// (a timer would wake later than that).
+pub const SPIN: Duration = Duration::from_micros(5);
+
+/// The open loop's send passes come at least this far apart by default:
+/// at high rates the requests that fall due meanwhile leave together, each
+/// at most this late (plus the wakeup) — and measured from its scheduled
+/// time, so the lateness shows in the latency and the send lag instead of
+/// being hidden. It bounds the passes, and so the generator's wakeups and
+/// writes, to 1/interval a second: on a virtual machine each costs tens of
+/// microseconds of kernel time (docs/benchmarks.md). Below 1/interval
+/// requests a second each request has its own pass, on time.
+pub const DEFAULT_SEND_INTERVAL: Duration = Duration::from_micros(250);
+
+/// When the open loop's next send pass should wake: when the next request
+/// is due, but at least `interval` after the last pass's *planned* time.
+/// Counting from the plan rather than from when the pass really ran keeps
+/// a late wakeup from delaying every later pass too: the lateness does not
+/// add up, and a pass that fell behind is followed at once by the next.
+pub fn next_pass(next_due: Instant, last_plan: Instant, interval: Duration) -> Instant {
+    next_due.max(last_plan + interval)
+}
 
 /// The pacer's token in the bench's poll.
 pub const PACER: mio::Token = mio::Token(usize::MAX - 9);
@@ -124,4 +148,28 @@ impl Pacer {
     }
     /// Never called.
     pub fn fired(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_send_pass_does_not_delay_the_next() {
+        let t0 = Instant::now();
+        let us = Duration::from_micros;
+        let iv = us(200);
+        // At a low rate each request has its own pass, on time.
+        assert_eq!(next_pass(t0 + us(1000), t0, iv), t0 + us(1000));
+        // At a high rate the passes keep the interval from the last plan.
+        assert_eq!(next_pass(t0 + us(10), t0, iv), t0 + us(200));
+        // A pass planned at t0 that ran 150 µs late: the next is still
+        // planned 200 µs after t0, not after the late run.
+        let ran = t0 + us(150);
+        let next = next_pass(t0 + us(10), t0, iv);
+        assert!(next < ran + iv);
+        assert_eq!(next, t0 + us(200));
+        // No interval: every pass is when the next request is due.
+        assert_eq!(next_pass(t0 + us(10), t0, Duration::ZERO), t0 + us(10));
+    }
 }
