@@ -218,3 +218,21 @@ fn a_bare_message_ended_by_fin_is_answered_at_once() {
     s.read_to_string(&mut reply).unwrap();
     assert_eq!(reply, "OP=ADD;IND=1,2;DATA=0;CODE=200", "no terminator, then close");
 }
+
+#[test]
+fn a_bare_server_that_closes_an_idle_connection_is_kept_busy_from_then_on() {
+    // A naive server that closes connections quiet for half a second or
+    // more: asked nothing, the proxy learns the policy from the close and
+    // pings the next connection before it goes quiet that long (a third
+    // of the silence the server allowed).
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let _proxy = proxy_to(&l.local_addr().unwrap().to_string(), Framing::Bare);
+    let (first, _) = l.accept().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    drop(first);
+    let (mut next, _) = l.accept().unwrap();
+    next.set_read_timeout(Some(patience())).unwrap();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut next, &mut buf).expect("a keepalive before the patience ran out");
+    assert_eq!(&buf[..n], b"OP=GET;IND=0", "the keepalive: a read of index 0");
+}

@@ -729,33 +729,32 @@ fn an_add_gets_the_same_answer_through_the_proxy_as_from_the_server() {
     );
 }
 
-#[test]
-fn a_server_that_accepts_and_refuses_is_retried_with_a_growing_backoff() {
-    // A server at its connection limit accepts, says 503 and closes. A
-    // connect that works is not an upstream that works: the proxy backs
-    // off further each time until the server has answered a request.
+/// A server whose every connection goes wrong in the same way (`serve`
+/// does it to each accepted connection): the proxy must back off further
+/// each time until the server has answered a request.
+fn backoff_grows_against(serve: fn(TcpStream)) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
     let at = accepted.clone();
     std::thread::spawn(move || {
         for s in l.incoming() {
-            let Ok(mut s) = s else { return };
+            let Ok(s) = s else { return };
             at.lock().unwrap().push(Instant::now());
-            let _ = s.write_all(b"CODE=503;MSG=too many connections\n");
+            serve(s);
         }
     });
     let proxy = start_proxy(addr, 5);
     let mut c = Peer::connect(proxy.addr());
-    wait_until("five refusals", || accepted.lock().unwrap().len() >= 5);
+    wait_until("five failed connections", || accepted.lock().unwrap().len() >= 5);
     let sts = c.ask("OP=STS");
     let backoff: u64 = field(&sts, "UP_BACKOFF_MS").unwrap().parse().unwrap();
     assert!(
         backoff >= 400,
-        "after five refusals the proxy waits {backoff} ms: {sts}"
+        "after five failed connections the proxy waits {backoff} ms: {sts}"
     );
-    // And it does wait: each reconnect is scheduled after the refusal
-    // before it was read, so the gaps between accepts are at least 50,
+    // And it does wait: each reconnect is scheduled after the failure
+    // before it was seen, so the gaps between accepts are at least 50,
     // 100, 200 and 400 ms (lower bounds: a slow machine only widens them).
     let at = accepted.lock().unwrap().clone();
     for (i, pair) in at.windows(2).take(4).enumerate() {
@@ -763,10 +762,31 @@ fn a_server_that_accepts_and_refuses_is_retried_with_a_growing_backoff() {
         let wait = Duration::from_millis(50 << i);
         assert!(
             gap >= wait,
-            "reconnect {} came {gap:?} after a refusal, before its {wait:?} backoff",
+            "reconnect {} came {gap:?} after a failure, before its {wait:?} backoff",
             i + 2
         );
     }
+}
+
+#[test]
+fn a_server_that_accepts_and_refuses_is_retried_with_a_growing_backoff() {
+    // A server at its connection limit accepts, says 503 and closes. A
+    // connect that works is not an upstream that works.
+    backoff_grows_against(|mut s| {
+        let _ = s.write_all(b"CODE=503;MSG=too many connections\n");
+    });
+}
+
+#[test]
+fn a_server_that_closes_with_a_request_unanswered_is_retried_with_a_growing_backoff() {
+    // It reads the proxy's first request and closes without a word: a
+    // crash, not an idle close (something was waiting). No reconnect at
+    // once.
+    backoff_grows_against(|s| {
+        s.set_read_timeout(Some(patience())).unwrap();
+        let mut first = String::new();
+        let _ = BufReader::new(&s).read_line(&mut first);
+    });
 }
 
 #[test]
@@ -1139,4 +1159,141 @@ fn a_coherent_server_without_room_for_a_lease_gets_every_read() {
     up.reply("OP=GET;IND=1;DATA=11;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=1;DATA=11;CODE=200");
     assert_eq!(up.recv(), "OP=LEASE", "asked again");
+}
+
+/// Reads one line from a stand-in server's side of a connection.
+fn read_up(r: &mut BufReader<TcpStream>) -> String {
+    let mut s = String::new();
+    assert!(r.read_line(&mut s).unwrap() > 0, "proxy closed the upstream");
+    s.trim_end().to_string()
+}
+
+#[test]
+fn the_backoff_ends_when_the_server_answers_not_when_it_says_503() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = start_proxy(l.local_addr().unwrap(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    let accept = || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(patience())).unwrap();
+        (BufReader::new(s.try_clone().unwrap()), s)
+    };
+    let sts = |c: &mut Peer, k: &str| field(&c.ask("OP=STS"), k);
+    // The first connection is closed with the proxy's own LEASE in
+    // flight: it fails, as no client's request, and the proxy retries
+    // after the first backoff.
+    let (mut r, s) = accept();
+    assert_eq!(read_up(&mut r), "OP=LEASE");
+    drop((r, s));
+    let (mut r, mut s) = accept();
+    assert_eq!(read_up(&mut r), "OP=LEASE");
+    // A server at its limit answers 503: not yet a server that works.
+    s.write_all(b"OP=LEASE;CODE=503;MSG=busy\n").unwrap();
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(read_up(&mut r), "OP=GET;IND=1");
+    s.write_all(b"OP=GET;CODE=503;MSG=busy\n").unwrap();
+    assert_eq!(c.line(), "OP=GET;CODE=503;MSG=busy");
+    assert_eq!(
+        sts(&mut c, "UP_BACKOFF_MS").as_deref(),
+        Some("50"),
+        "a 503 ends no backoff"
+    );
+    assert_eq!(
+        sts(&mut c, "ERR502"),
+        None,
+        "the failed LEASE was the proxy's own: no client got a 502"
+    );
+    // Any other answer does.
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(read_up(&mut r), "OP=GET;IND=1");
+    s.write_all(b"OP=GET;CODE=400;MSG=no\n").unwrap();
+    assert_eq!(c.line(), "OP=GET;CODE=400;MSG=no");
+    assert_eq!(
+        sts(&mut c, "UP_BACKOFF_MS").as_deref(),
+        Some("0"),
+        "the server answered"
+    );
+}
+
+#[test]
+fn an_invalidation_that_repeats_a_seq_resets_the_upstream() {
+    // Invalidations are numbered: one that is not new means the proxy and
+    // the server disagree on what was applied. The proxy drops the
+    // connection (and with it the lease) rather than guess.
+    for repeat in ["OP=INV;SEQ=1;IND=2", "OP=INV;SEQ=0;IND=2"] {
+        let mut up = Scripted::granting(60_000);
+        let proxy = start_proxy(up.addr(), 5);
+        let mut c = Peer::connect(proxy.addr());
+        warm(&mut c, &mut up, "1", "10");
+        up.reply("OP=INV;SEQ=1;IND=1");
+        assert_eq!(up.recv(), "OP=ACK;SEQ=1");
+        up.reply("OP=ACK;SEQ=1;CODE=200");
+        up.reply(repeat);
+        let (r, _) = up.conn.as_mut().unwrap();
+        let mut rest = String::new();
+        assert_eq!(
+            r.read_line(&mut rest).expect("the proxy closes at once"),
+            0,
+            "after {repeat:?} the proxy sent {rest:?} instead of closing"
+        );
+        // A fresh connection, a fresh lease: it carries on.
+        up.conn = None;
+        up.accept();
+        warm(&mut c, &mut up, "2", "20");
+    }
+}
+
+#[test]
+fn a_close_with_a_request_in_flight_teaches_no_keepalive() {
+    // A server that closes while a request waits has crashed or reset, not
+    // closed an idle connection: however long the silence before, the
+    // proxy must not start pinging it.
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    std::thread::sleep(Duration::from_millis(700));
+    up.conn = None;
+    assert!(c.line().starts_with("OP=GET;CODE=502;"));
+    up.accept();
+    assert!(up.silent_for(800), "the proxy pings a server that has no idle policy");
+}
+
+#[test]
+fn a_lease_of_zero_ms_is_no_lease() {
+    // `MS=0` grants nothing: the proxy treats the server as one without
+    // leases, and does not renew a lease that never was (at once, again
+    // and again).
+    let mut up = Scripted {
+        lease_reply: Some("OP=LEASE;MS=0;CODE=200"),
+        ..Scripted::new()
+    };
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    warm(&mut c, &mut up, "1", "10");
+    assert!(up.silent_for(300), "no renewals");
+    assert_eq!(c.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=10;CODE=200", "a hit");
+    assert_eq!(field(&c.ask("OP=STS"), "LEASE_MS").as_deref(), Some("0"));
+}
+
+#[test]
+fn an_upstream_reset_fails_the_requests_in_flight_with_502() {
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    c.send(b"OP=GET;IND=2\n");
+    // Closing a socket with bytes unread resets the connection: wait until
+    // the second request has arrived, unread.
+    let (r, s) = up.conn.take().unwrap();
+    assert!(r.buffer().is_empty());
+    let mut one = [0u8; 1];
+    assert_eq!(s.peek(&mut one).unwrap(), 1);
+    drop((r, s));
+    assert!(c.line().starts_with("OP=GET;CODE=502;"));
+    assert!(c.line().starts_with("OP=GET;CODE=502;"));
+    up.accept();
+    warm(&mut c, &mut up, "1", "10");
 }

@@ -221,11 +221,6 @@ impl UpKind {
             UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. }
         )
     }
-
-    /// True for a write (PUT, CLR).
-    pub fn is_write(&self) -> bool {
-        matches!(self, UpKind::Put(..) | UpKind::Clr)
-    }
 }
 
 /// A request in flight upstream, with what its client's reply needs.

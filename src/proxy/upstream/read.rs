@@ -248,4 +248,38 @@ mod tests {
         }
         assert!(r.parse(b"OP=PUT;CODE=400;CODE=200").is_err(), "two codes");
     }
+
+    #[test]
+    fn a_keepalive_and_an_ack_take_only_their_own_answers() {
+        let mut r = Reply::default();
+        let ping = req(UpKind::Ping);
+        for ok in ["OP=GET;IND=0;DATA=7;CODE=200", "OP=GET;DATA=7;CODE=200"] {
+            r.parse(ok.as_bytes()).unwrap();
+            assert!(ping.check_reply(&r).is_ok(), "{ok}");
+        }
+        for bad in [
+            "OP=GET;DATA=7,8;CODE=200",
+            "OP=GET;IND=0,1;DATA=7,8;CODE=200",
+            "OP=GET;IND=1;DATA=7;CODE=200",
+            "OP=GET;CODE=200",
+        ] {
+            r.parse(bad.as_bytes()).unwrap();
+            assert!(ping.check_reply(&r).is_err(), "{bad}");
+        }
+        let ack = req(UpKind::Ack(3));
+        r.parse(b"OP=ACK;SEQ=3;CODE=200").unwrap();
+        assert!(ack.check_reply(&r).is_ok());
+        r.parse(b"OP=ACK;CODE=200").unwrap();
+        assert!(ack.check_reply(&r).is_ok(), "a bare success");
+        r.parse(b"OP=ACK;SEQ=2;CODE=200").unwrap();
+        assert!(ack.check_reply(&r).is_err(), "another ACK's answer");
+    }
+
+    #[test]
+    fn a_long_list_is_cut_for_the_log() {
+        assert_eq!(short(&[]), "[]");
+        assert_eq!(short(&[3, -4]), "[3,-4]");
+        assert_eq!(short(&[0, 1, 2, 3, 4, 5, 6, 7]), "[0,1,2,3,4,5,6,7]");
+        assert_eq!(short(&[0, 1, 2, 3, 4, 5, 6, 7, 8]), "[0,1,2,3,4,5,6,7,...]");
+    }
 }
