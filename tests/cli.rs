@@ -310,3 +310,36 @@ fn start_up_says_what_a_user_must_know() {
     let none = startup_log(&["server", "--listen", "127.0.0.1:0", "--grace-ms", "0"]);
     assert!(!none.contains("writes wait"), "{none}");
 }
+
+#[test]
+fn at_debug_the_server_logs_its_table_after_each_change() {
+    // As the programs it grew from print theirs: every cell of a small
+    // table, only the size of a big one (the cost must not grow with it).
+    for (size, expect) in [
+        ("10", "server table [0:0 1:0 2:0 3:5 4:0"),
+        ("33", "server table: 33 entries"),
+    ] {
+        let mut child = Command::new(BIN)
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--size",
+                size,
+                "--log-level",
+                "debug",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let addr: std::net::SocketAddr = line.trim().strip_prefix("listening on ").unwrap().parse().unwrap();
+        let mut p = Peer::connect(addr);
+        assert_eq!(p.ask("OP=PUT;IND=3;DATA=5"), "OP=PUT;IND=3;DATA=5;CODE=200");
+        let _ = child.kill();
+        let log = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
+        assert!(log.contains(expect), "size {size}: {log}");
+    }
+}

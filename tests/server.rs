@@ -201,6 +201,19 @@ fn a_big_table() {
 }
 
 #[test]
+fn a_dump_lists_every_entry_of_a_table_of_1024_and_only_the_set_ones_above() {
+    for (size, sparse) in [(1024, false), (1025, true)] {
+        let node = start_server(size);
+        let mut p = Peer::connect(node.addr());
+        assert!(p.ask("OP=PUT;IND=5;DATA=7").ends_with("CODE=200"));
+        let dmp = p.ask("OP=DMP");
+        assert_eq!(field(&dmp, "SPARSE").is_some(), sparse, "{size}: {}", &dmp[..40]);
+        let listed = field(&dmp, "IND").unwrap().split(',').count();
+        assert_eq!(listed, if sparse { 1 } else { 1024 }, "{size}");
+    }
+}
+
+#[test]
 fn stop_closes_connections_and_returns() {
     let node = start_server(10);
     let mut p = Peer::connect(node.addr());
