@@ -223,11 +223,16 @@ fn a_bare_message_ended_by_fin_is_answered_at_once() {
 fn a_bare_server_that_closes_an_idle_connection_is_kept_busy_from_then_on() {
     // A naive server that closes connections quiet for half a second or
     // more: asked nothing, the proxy learns the policy from the close and
-    // pings the next connection before it goes quiet that long (a third
-    // of the silence the server allowed).
+    // pings the next connection when it has been quiet for a third of the
+    // silence the server allowed.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let _proxy = proxy_to(&l.local_addr().unwrap().to_string(), Framing::Bare);
+    let proxy = proxy_to(&l.local_addr().unwrap().to_string(), Framing::Bare);
     let (first, _) = l.accept().unwrap();
+    // The silence counts from when the proxy saw its connect complete.
+    let mut c = Peer::connect(proxy.addr());
+    wait_until("the proxy connected", || {
+        field(&c.ask("OP=STS"), "UPSTREAM").as_deref() == Some("up")
+    });
     std::thread::sleep(Duration::from_millis(700));
     drop(first);
     let (mut next, _) = l.accept().unwrap();

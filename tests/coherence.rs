@@ -456,6 +456,8 @@ fn a_connection_behind_a_waiting_write_is_read_no_further_than_65536_requests() 
     wait_until("the writer's connection paused", || {
         num(&probe.ask("OP=STS"), "PAUSED") >= 1
     });
+    // Paused at the limit exactly: the holder's GET, 65536 queued.
+    assert_eq!(num(&probe.ask("OP=STS"), "GET"), 1 + 65536);
     assert_eq!(holder.ask("OP=ACK;SEQ=1"), "OP=ACK;SEQ=1;CODE=200");
     assert_eq!(w.line(), "OP=PUT;IND=1;DATA=5;CODE=200");
     for i in 0..n {
@@ -463,6 +465,7 @@ fn a_connection_behind_a_waiting_write_is_read_no_further_than_65536_requests() 
         assert_eq!(got, "OP=GET;IND=2;DATA=0;CODE=200", "reply {i}");
     }
     writer.join().unwrap();
+    assert_eq!(num(&probe.ask("OP=STS"), "GET"), 1 + n as u64, "read on to the end");
 }
 
 #[test]

@@ -778,6 +778,20 @@ fn a_server_that_accepts_and_refuses_is_retried_with_a_growing_backoff() {
 }
 
 #[test]
+fn a_server_that_says_503_and_closes_later_is_retried_with_a_growing_backoff() {
+    // However long it takes to close after its 503 (here 100 ms, longer
+    // than an idle close may come), a refusing server is not one that
+    // closed an idle connection: no reconnect at once.
+    backoff_grows_against(|mut s| {
+        s.set_read_timeout(Some(patience())).unwrap();
+        let mut first = String::new();
+        let _ = BufReader::new(&s).read_line(&mut first);
+        let _ = s.write_all(b"OP=LEASE;CODE=503;MSG=too many connections\n");
+        std::thread::sleep(Duration::from_millis(100));
+    });
+}
+
+#[test]
 fn a_server_that_closes_with_a_request_unanswered_is_retried_with_a_growing_backoff() {
     // It reads the proxy's first request and closes without a word: a
     // crash, not an idle close (something was waiting). No reconnect at
@@ -1161,11 +1175,18 @@ fn a_coherent_server_without_room_for_a_lease_gets_every_read() {
     assert_eq!(up.recv(), "OP=LEASE", "asked again");
 }
 
-/// Reads one line from a stand-in server's side of a connection.
-fn read_up(r: &mut BufReader<TcpStream>) -> String {
-    let mut s = String::new();
-    assert!(r.read_line(&mut s).unwrap() > 0, "proxy closed the upstream");
-    s.trim_end().to_string()
+/// Reads the next request from a stand-in server's side of a connection
+/// that refused the proxy a lease with a 503: the proxy asks again when
+/// quiet for a second, and each such LEASE is refused the same way.
+fn read_up(r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> String {
+    loop {
+        let mut s = String::new();
+        assert!(r.read_line(&mut s).unwrap() > 0, "proxy closed the upstream");
+        if s.trim_end() != "OP=LEASE" {
+            return s.trim_end().to_string();
+        }
+        w.write_all(b"OP=LEASE;CODE=503;MSG=busy\n").unwrap();
+    }
 }
 
 #[test]
@@ -1183,14 +1204,15 @@ fn the_backoff_ends_when_the_server_answers_not_when_it_says_503() {
     // flight: it fails, as no client's request, and the proxy retries
     // after the first backoff.
     let (mut r, s) = accept();
-    assert_eq!(read_up(&mut r), "OP=LEASE");
+    let mut lease = String::new();
+    r.read_line(&mut lease).unwrap();
+    assert_eq!(lease, "OP=LEASE\n");
     drop((r, s));
+    // A server at its limit answers 503 (to the LEASE): not yet a server
+    // that works.
     let (mut r, mut s) = accept();
-    assert_eq!(read_up(&mut r), "OP=LEASE");
-    // A server at its limit answers 503: not yet a server that works.
-    s.write_all(b"OP=LEASE;CODE=503;MSG=busy\n").unwrap();
     c.send(b"OP=GET;IND=1\n");
-    assert_eq!(read_up(&mut r), "OP=GET;IND=1");
+    assert_eq!(read_up(&mut r, &mut s), "OP=GET;IND=1");
     s.write_all(b"OP=GET;CODE=503;MSG=busy\n").unwrap();
     assert_eq!(c.line(), "OP=GET;CODE=503;MSG=busy");
     assert_eq!(
@@ -1205,7 +1227,7 @@ fn the_backoff_ends_when_the_server_answers_not_when_it_says_503() {
     );
     // Any other answer does.
     c.send(b"OP=GET;IND=1\n");
-    assert_eq!(read_up(&mut r), "OP=GET;IND=1");
+    assert_eq!(read_up(&mut r, &mut s), "OP=GET;IND=1");
     s.write_all(b"OP=GET;CODE=400;MSG=no\n").unwrap();
     assert_eq!(c.line(), "OP=GET;CODE=400;MSG=no");
     assert_eq!(
@@ -1296,4 +1318,25 @@ fn an_upstream_reset_fails_the_requests_in_flight_with_502() {
     assert!(c.line().starts_with("OP=GET;CODE=502;"));
     up.accept();
     warm(&mut c, &mut up, "1", "10");
+}
+
+#[test]
+fn a_lease_is_renewed_only_after_a_third_of_it_in_silence() {
+    // Renewals (and keepalives) go out when the connection has been quiet
+    // for the interval: an answer starts that silence again.
+    let mut up = Scripted::granting(3000); // renewed when quiet for 1 s
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    // Held past the interval: the check finds a request in flight, and
+    // waits.
+    std::thread::sleep(Duration::from_millis(1200));
+    let answered = Instant::now();
+    up.reply("OP=GET;IND=1;DATA=10;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=10;CODE=200");
+    assert_eq!(up.recv(), "OP=LEASE");
+    let quiet = answered.elapsed();
+    assert!(quiet >= Duration::from_secs(1), "renewed {quiet:?} after an answer");
+    up.reply("OP=LEASE;MS=3000;CODE=200");
 }

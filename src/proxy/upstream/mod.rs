@@ -133,8 +133,11 @@ pub struct Upstream {
     sent: usize,
     framing: Framing,
     bare_idle: Duration,
-    /// Replies received on the current connection.
+    /// Replies received on the current connection (503s not counted).
     replies: u64,
+    /// The server answered 503 on the current connection: it is refusing
+    /// (at its connection limit, say), so its close is never an idle close.
+    refused: bool,
     /// When the current connection was opened, and when it last carried a
     /// request or a reply.
     opened: Instant,
@@ -191,6 +194,7 @@ impl Upstream {
             framing,
             bare_idle,
             replies: 0,
+            refused: false,
             opened: Instant::now(),
             last_io: Instant::now(),
             keepalive: None,
@@ -289,7 +293,7 @@ impl Upstream {
     /// Starts a nonblocking connect to the server.
     pub fn connect(&mut self, now: Instant) {
         self.gen += 1;
-        self.replies = 0;
+        (self.replies, self.refused) = (0, false);
         match Conn::connect(self.addr, UPSTREAM, self.gen, self.role, &self.registry, now, ()) {
             Ok(mut conn) => {
                 conn.framer = Framer::new(self.framing);

@@ -63,10 +63,11 @@ impl Upstream {
         let applied = &mut self.applied;
         let role = self.role;
         let to_announce = &mut self.announce;
-        let (inflight, sent, replies, reply, backoff, last_io, last_wait) = (
+        let (inflight, sent, replies, refused, reply, backoff, last_io, last_wait) = (
             &mut self.inflight,
             &mut self.sent,
             &mut self.replies,
+            &mut self.refused,
             &mut self.reply,
             &mut self.backoff,
             &mut self.last_io,
@@ -127,6 +128,8 @@ impl Upstream {
                     *replies += 1;
                     *backoff = BACKOFF_MIN;
                     *last_wait = Duration::ZERO;
+                } else {
+                    *refused = true;
                 }
                 *last_io = now;
                 if *sent == 0 {
@@ -165,9 +168,11 @@ impl Upstream {
                 // after answering (many naive servers close after each
                 // reply) or after a quiet spell (an idle timeout), is
                 // working: reconnect at once, so no client sees a 503. One
-                // that closes at once, unasked, is retried with backoff.
+                // that closes at once, unasked, or after saying 503 (it is
+                // refusing, however slowly it closes) is retried with backoff.
                 let quiet = now.saturating_duration_since(self.last_io);
                 let idle_close = self.inflight.is_empty()
+                    && !self.refused
                     && (self.replies > 0 || now.saturating_duration_since(self.opened) >= IDLE_CLOSE_MIN);
                 if idle_close && quiet >= LEARN_IDLE_MIN {
                     // Learn the server's idle policy: from now on, never
