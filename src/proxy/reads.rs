@@ -362,11 +362,6 @@ impl Reads {
         }
     }
 
-    /// Reads in flight.
-    pub fn len(&self) -> usize {
-        self.reads.len()
-    }
-
     /// True when no read waits.
     pub fn is_empty(&self) -> bool {
         self.reads.is_empty()
@@ -400,6 +395,7 @@ mod tests {
             r.add(Read::new(w(k), Op::Get, vec![4], vec![None]), &[7], true);
         }
         assert_eq!(r.coalesced, 2);
+        assert!(!r.is_empty());
         let mut got = Vec::new();
         r.answered(7, &[4], &[44], |read| got.push((read.waiter.key, read.vals.clone())));
         got.sort_by_key(|g| g.0);
@@ -514,9 +510,35 @@ mod tests {
         r.add(Read::new(w(1), Op::Get, vec![4, 5], vec![None, None]), &[7, 8], false);
         r.add(Read::new(w(2), Op::Get, vec![5], vec![None]), &[8], true);
         let mut failed = Vec::new();
+        assert!(!r.is_empty());
         r.failed(7, &[4], |read| failed.push(read.waiter.key));
         r.failed(8, &[5], |read| failed.push(read.waiter.key));
         assert_eq!(failed, vec![1, 2]);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn spare_lists_are_kept_up_to_256_and_4096_entries_long() {
+        // The pools bound what a burst of big reads leaves allocated.
+        let mut r = Reads::default();
+        for _ in 0..SPARES + 10 {
+            r.give_ind(Vec::with_capacity(8));
+        }
+        assert_eq!(r.spare_ind.len(), SPARES);
+        let mut r = Reads::default();
+        r.give_ind(Vec::with_capacity(4096));
+        r.give_ind(Vec::with_capacity(4097));
+        assert_eq!(r.spare_ind.len(), 1, "a list longer than 4096 is freed");
+        for cap in [4096, 4097] {
+            let mut read = Read::new(w(1), Op::Get, Vec::new(), Vec::with_capacity(cap));
+            read.ind = Vec::with_capacity(cap);
+            r.give_read(read);
+        }
+        assert_eq!((r.spare_ind.len(), r.spare_vals.len()), (2, 1));
+        let mut r = Reads::default();
+        for _ in 0..SPARES + 10 {
+            r.give_read(Read::new(w(1), Op::Get, Vec::with_capacity(4), vec![None; 4]));
+        }
+        assert_eq!((r.spare_ind.len(), r.spare_vals.len()), (SPARES, SPARES));
     }
 }
