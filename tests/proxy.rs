@@ -910,6 +910,8 @@ fn a_write_that_timed_out_may_still_land_so_its_index_is_not_cached_until_settle
     assert_eq!(up.recv(), "OP=GET;IND=1");
     up.reply("OP=GET;IND=1;DATA=0;CODE=200"); // before the old PUT lands
     assert_eq!(c.line(), "OP=GET;IND=1;DATA=0;CODE=200");
+    let mut probe = Peer::connect(proxy.addr());
+    assert_eq!(field(&probe.ask("OP=STS"), "UP_DRAINING").as_deref(), Some("1"));
     // Now the old PUT lands: a read of 1 must not come from the cache.
     c.send(b"OP=GET;IND=1\n");
     assert_eq!(up.recv(), "OP=GET;IND=1", "1 was not cached");
@@ -925,7 +927,6 @@ fn a_write_that_timed_out_may_still_land_so_its_index_is_not_cached_until_settle
         "the proxy shut the old connection for writing"
     );
     drop((r, _w));
-    let mut probe = Peer::connect(proxy.addr());
     wait_until("the old connection is drained", || {
         field(&probe.ask("OP=STS"), "UP_DRAINING").as_deref() == Some("0")
     });
@@ -1122,6 +1123,8 @@ fn with_leases_a_read_joins_no_fetch_already_sent() {
     let mut up = Scripted::granting(60_000);
     let proxy = start_proxy(up.addr(), 5);
     let (mut c, mut d) = (Peer::connect(proxy.addr()), Peer::connect(proxy.addr()));
+    // (Not the first request: the fetch in question is not number 1.)
+    warm(&mut c, &mut up, "3", "30");
     c.send(b"OP=GET;IND=4\n");
     assert_eq!(up.recv(), "OP=GET;IND=4");
     d.send(b"OP=GET;IND=4\n");
@@ -1130,7 +1133,13 @@ fn with_leases_a_read_joins_no_fetch_already_sent() {
     up.reply("OP=GET;IND=4;DATA=41;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=4;DATA=40;CODE=200");
     assert_eq!(d.line(), "OP=GET;IND=4;DATA=41;CODE=200");
-    assert_eq!(field(&c.ask("OP=STS"), "COALESCED").as_deref(), Some("0"));
+    let sts = c.ask("OP=STS");
+    assert_eq!(field(&sts, "COALESCED").as_deref(), Some("0"), "{sts}");
+    assert_eq!(
+        field(&sts, "UP_REQS").as_deref(),
+        Some("4"),
+        "LEASE and three fetches: {sts}"
+    );
 }
 
 #[test]
