@@ -343,3 +343,62 @@ fn at_debug_the_server_logs_its_table_after_each_change() {
         assert!(log.contains(expect), "size {size}: {log}");
     }
 }
+
+#[test]
+fn a_proxy_warns_when_it_fails_requests_and_not_when_an_idle_server_closes() {
+    // At the default level an operator sees what clients lost, and no
+    // noise for a server that closes an idle connection.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap().to_string();
+    let mut child = Command::new(BIN)
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &up,
+            "--log-level",
+            "warn",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let addr: std::net::SocketAddr = line.trim().strip_prefix("listening on ").unwrap().parse().unwrap();
+    let accept = || {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(patience())).unwrap();
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut r, &mut first).unwrap();
+        assert_eq!(first, "OP=LEASE\n");
+        (r, s)
+    };
+    // Answered, then closed with nothing in flight: an idle close.
+    let (r, mut s) = accept();
+    s.write_all(b"OP=LEASE;CODE=400;MSG=unknown OP LEASE\n").unwrap();
+    let mut c = Peer::connect(addr);
+    wait_until("the proxy connected", || {
+        field(&c.ask("OP=STS"), "UPSTREAM").as_deref() == Some("up")
+    });
+    drop((r, s));
+    // The proxy reconnects at once; this time a request is lost.
+    let (mut r, mut s) = accept();
+    s.write_all(b"OP=LEASE;CODE=400;MSG=unknown OP LEASE\n").unwrap();
+    c.send(b"OP=GET;IND=1\n");
+    let mut get = String::new();
+    std::io::BufRead::read_line(&mut r, &mut get).unwrap();
+    assert_eq!(get, "OP=GET;IND=1\n");
+    drop((r, s));
+    assert!(c.line().starts_with("OP=GET;CODE=502;"));
+    let _ = child.kill();
+    let log = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
+    assert!(log.contains("failing 1 requests in flight with 502"), "{log}");
+    assert!(!log.contains("failing 0"), "{log}");
+    let upstream = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("proxy::upstream]"));
+    assert_eq!(upstream.count(), 1, "one warning for the connection: {log}");
+}
