@@ -1349,3 +1349,41 @@ fn a_lease_is_renewed_only_after_a_third_of_it_in_silence() {
     assert!(quiet >= Duration::from_secs(1), "renewed {quiet:?} after an answer");
     up.reply("OP=LEASE;MS=3000;CODE=200");
 }
+
+#[test]
+fn a_client_with_1024_replies_waiting_is_read_no_further_until_they_are_answered() {
+    // Each request owes its client a reply in order: a client pipelining
+    // past 1024 of them while the server is slow is paused, not queued
+    // without end, and read on once replies flow.
+    let mut up = Scripted::new();
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    let n = 1100;
+    c.send(&b"OP=GET;IND=1\n".repeat(n));
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    let mut probe = Peer::connect(proxy.addr());
+    let mut asked = 0;
+    wait_until("the client paused", || {
+        asked += 1;
+        field(&probe.ask("OP=STS"), "PAUSED").as_deref() == Some("1")
+    });
+    let reqs: usize = field(&probe.ask("OP=STS"), "REQS").unwrap().parse().unwrap();
+    // (REQS counts every STS the probe sent, this one too.)
+    assert_eq!(reqs - asked - 1, 1024, "the client's requests read when it paused");
+    // The server answers now, every fetch it gets.
+    std::thread::spawn(move || {
+        up.reply("OP=GET;IND=1;DATA=7;CODE=200");
+        loop {
+            let (r, _) = up.conn.as_mut().unwrap();
+            let mut line = String::new();
+            if !matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+                return; // the proxy is gone: the test is over
+            }
+            assert_eq!(line, "OP=GET;IND=1\n");
+            up.reply("OP=GET;IND=1;DATA=7;CODE=200");
+        }
+    });
+    for i in 0..n {
+        assert_eq!(c.line(), "OP=GET;IND=1;DATA=7;CODE=200", "reply {i}");
+    }
+}

@@ -92,7 +92,6 @@ impl Service for ProxyService<'_> {
         if let Err((op, p)) = core.req.parse(&conn.input.data()[..body]) {
             return self.reject(conn, op, &p);
         }
-        core.counters.requests += 1;
         let end = conn.framer.framing().terminator();
         match core.req.op {
             // Node introspection, decided at arrival.

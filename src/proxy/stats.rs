@@ -17,8 +17,6 @@ const LIST_MAX: usize = 1024;
 /// What STS reports about the cache and the requests.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Requests parsed.
-    pub requests: u64,
     /// Indices answered from the cache.
     pub hits: u64,
     /// Indices fetched.
