@@ -402,3 +402,66 @@ fn a_proxy_warns_when_it_fails_requests_and_not_when_an_idle_server_closes() {
         .filter(|l| l.contains("WARN") && l.contains("proxy::upstream]"));
     assert_eq!(upstream.count(), 1, "one warning for the connection: {log}");
 }
+
+#[test]
+fn at_debug_the_proxy_logs_its_cache_after_each_change_and_each_client_that_leaves_owed() {
+    // Every entry of a small cache, oldest first (as the server prints its
+    // table), only the size of a big one; and a client that closes while
+    // a reply is still owed to it.
+    let server = spawn_node(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--size",
+        "100",
+        "--log-level",
+        "warn",
+    ]);
+    let log_path = std::env::temp_dir().join(format!("tablecache-proxy-debug-{}.log", std::process::id()));
+    let proxy = spawn_node_logging(
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &server.addr,
+            "--capacity",
+            "64",
+            "--log-level",
+            "debug",
+        ],
+        Stdio::from(std::fs::File::create(&log_path).unwrap()),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    let addr: std::net::SocketAddr = proxy.addr.parse().unwrap();
+    let mut c = Peer::connect(addr);
+    assert_eq!(c.ask("OP=GET;IND=7"), "OP=GET;IND=7;DATA=0;CODE=200");
+    let all: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    assert!(c.ask(&format!("OP=GET;IND={}", all.join(","))).ends_with(";CODE=200"));
+    // A client that leaves before its reply: the server is frozen.
+    let misses = |c: &mut Peer| field(&c.ask("OP=STS"), "MISSES").unwrap();
+    let before = misses(&mut c);
+    server.signal("STOP");
+    let mut gone = Peer::connect(addr);
+    gone.send(b"OP=STS\nOP=GET;IND=50\n");
+    wait_until("the proxy sent the fetch", || misses(&mut c) != before);
+    // Closed with the STS reply unread: the kernel resets the connection
+    // (a FIN alone would leave the proxy waiting to send the reply).
+    gone.stream.peek(&mut [0u8; 1]).unwrap();
+    drop(gone);
+    wait_until("the proxy logged the close", || {
+        log().contains("closed with 1 replies owed")
+    });
+    server.signal("CONT");
+    drop(c); // owed nothing: not logged
+    let mut probe = Peer::connect(addr);
+    wait_until("the other clients are gone", || {
+        field(&probe.ask("OP=STS"), "CONNS").as_deref() == Some("1")
+    });
+    drop(proxy);
+    let log = log();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(log.contains("proxy cache [7:0] (oldest first, 1/64)"), "{log}");
+    assert!(log.contains("proxy cache: 40/64 entries (DMP shows them)"), "{log}");
+    assert!(!log.contains("closed with 0"), "{log}");
+}

@@ -517,3 +517,84 @@ fn a_resuming_proxy_keeps_its_cache_only_if_nothing_changed() {
     );
     assert_eq!(keep(&format!("OP=LEASE;IND=1,2;ID={id};SEQ={seq}")), "1");
 }
+
+#[test]
+fn a_confirmation_forgets_only_the_entries_it_confirms() {
+    // TRACKED counts the entries the server tracks for proxies. An ACK of
+    // SEQ n forgets an entry only if n is its latest invalidation: one held
+    // again since, or invalidated again since, stays tracked. A write whose
+    // connection closes while it waits is dropped, never applied.
+    let server = server_with_lease(10, 60_000);
+    let mut direct = Peer::connect(server.addr());
+    assert!(direct.ask("OP=PUT;IND=1,2,3;DATA=1,2,3").ends_with("CODE=200"));
+    let tracked = |p: &mut Peer| num(&p.ask("OP=STS"), "TRACKED");
+    let mut holder = holder_of(&server, "1,2,3");
+    assert_eq!(tracked(&mut direct), 3);
+    // A CLR waits on the holder; its writer leaves before it is applied,
+    // resetting the connection (closed with its STS reply unread: a FIN
+    // alone would still be answered).
+    let mut w1 = Peer::connect(server.addr());
+    w1.send(b"OP=STS\nOP=CLR\n");
+    assert_eq!(holder.line(), "OP=INV;SEQ=1");
+    w1.stream.peek(&mut [0u8; 1]).unwrap();
+    drop(w1);
+    wait_until("the CLR is dropped", || {
+        num(&direct.ask("OP=STS"), "WRITES_WAITING") == 0
+    });
+    // 1 is held again (no write waits on it now), then written again.
+    assert_eq!(holder.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=1;CODE=200");
+    let mut w2 = Peer::connect(server.addr());
+    w2.send(b"OP=PUT;IND=1;DATA=5\n");
+    assert_eq!(holder.line(), "OP=INV;SEQ=2;IND=1");
+    assert_eq!(holder.ask("OP=ACK;SEQ=1"), "OP=ACK;SEQ=1;CODE=200");
+    assert_eq!(tracked(&mut direct), 1, "2 and 3 forgotten; 1 waits for SEQ 2");
+    assert_eq!(holder.ask("OP=ACK;SEQ=2"), "OP=ACK;SEQ=2;CODE=200");
+    assert_eq!(w2.line(), "OP=PUT;IND=1;DATA=5;CODE=200");
+    assert_eq!(tracked(&mut direct), 0);
+    // Nothing waits on 1 any more: the holder may keep it (no NOCACHE).
+    assert_eq!(holder.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=5;CODE=200");
+    assert_eq!(
+        direct.ask("OP=GET;IND=1,2,3"),
+        "OP=GET;IND=1,2,3;DATA=5,2,3;CODE=200",
+        "the CLR was never applied"
+    );
+    assert_eq!(tracked(&mut direct), 1);
+    drop(holder);
+    wait_until("the holder's entries are forgotten", || tracked(&mut direct) == 0);
+}
+
+#[test]
+fn a_clr_waits_out_the_lease_of_a_proxy_that_left_holding_entries() {
+    let server = server_with_lease(10, 500);
+    let mut h = Peer::connect(server.addr());
+    assert!(h.ask("OP=LEASE").ends_with(";CODE=200"));
+    let asked = Instant::now(); // its last lease runs from after this
+    assert!(h.ask("OP=GET;IND=1").ends_with(";CODE=200"));
+    drop(h);
+    let mut direct = Peer::connect(server.addr());
+    wait_until("the server saw it leave", || num(&direct.ask("OP=STS"), "PROXIES") == 0);
+    assert_eq!(direct.ask("OP=CLR"), "OP=CLR;CODE=200");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(500),
+        "applied {:?} after the lease began",
+        asked.elapsed()
+    );
+    assert_eq!(num(&direct.ask("OP=STS"), "WRITES_DELAYED"), 1);
+}
+
+#[test]
+fn a_write_waits_for_no_proxy_that_holds_none_of_its_indices() {
+    // A holds 1, B holds 2. A PUT to 1 waits for A's ACK only: B leaving
+    // meanwhile (its last lease runs for a minute) does not hold it up.
+    let server = server_with_lease(10, 60_000);
+    let mut a = holder_of(&server, "1");
+    let b = holder_of(&server, "2");
+    let mut w = Peer::connect(server.addr());
+    w.send(b"OP=PUT;IND=1;DATA=5\n");
+    assert_eq!(a.line(), "OP=INV;SEQ=1;IND=1");
+    drop(b);
+    let mut direct = Peer::connect(server.addr());
+    wait_until("B is gone", || num(&direct.ask("OP=STS"), "PROXIES") == 1);
+    assert_eq!(a.ask("OP=ACK;SEQ=1"), "OP=ACK;SEQ=1;CODE=200");
+    assert_eq!(w.line(), "OP=PUT;IND=1;DATA=5;CODE=200");
+}

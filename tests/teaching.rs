@@ -602,3 +602,40 @@ fn the_walkthrough_quotes_the_demo_line_for_line() {
         ("proxy", "0", "READABLE")
     );
 }
+
+#[test]
+fn a_proxys_trace_names_the_entries_an_invalidation_drops() {
+    let dir = std::env::temp_dir().join(format!("tablecache-trace-inv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plog = dir.join("proxy.log");
+    let server = spawn_node(&[
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--grace-ms",
+        "0",
+        "--log-level",
+        "warn",
+    ]);
+    let mut proxy = traced(&["proxy", "--listen", "127.0.0.1:0", "--upstream", &server.addr], &plog);
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    wait_leased(&mut c);
+    assert_eq!(c.ask("OP=GET;IND=1,2,3"), "OP=GET;IND=1,2,3;DATA=0,0,0;CODE=200");
+    // A write straight to the server: acknowledged only once the proxy
+    // has dropped the entries.
+    let mut direct = Peer::connect(server.addr.parse().unwrap());
+    assert_eq!(
+        direct.ask("OP=PUT;IND=1,2;DATA=5,6"),
+        "OP=PUT;IND=1,2;DATA=5,6;CODE=200"
+    );
+    proxy.signal("TERM");
+    proxy.child.wait().unwrap();
+    let lines = trace_lines(&std::fs::read_to_string(&plog).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    let inv: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l.event == "INVALIDATE")
+        .map(|l| (l.node.as_str(), l.detail.as_str()))
+        .collect();
+    assert_eq!(inv, [("proxy", "cache: 1,2 dropped (another writer)")]);
+}

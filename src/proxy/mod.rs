@@ -255,7 +255,7 @@ impl Proxy {
         up.connect(Instant::now());
         let node = ProxyNode {
             front,
-            core: Core::new(cache, cfg.upstream_framing == Framing::Line).named(cfg.trace_name),
+            core: Core::new(cache, cfg.upstream_framing == Framing::Line, cfg.trace_name),
             up,
             dirty: Vec::new(),
             spare_dirty: Vec::new(),

@@ -160,8 +160,9 @@ impl std::fmt::Display for List<'_> {
 
 impl Core {
     /// An empty cache; `asks_lease` when the upstream speaks line framing
-    /// (a bare server cannot take part in coherence).
-    pub fn new(cache: Box<dyn Policy + Send>, asks_lease: bool) -> Core {
+    /// (a bare server cannot take part in coherence); `trace_name` on its
+    /// trace lines.
+    pub fn new(cache: Box<dyn Policy + Send>, asks_lease: bool, trace_name: &'static str) -> Core {
         Core {
             cache,
             writes: Writes::default(),
@@ -176,7 +177,7 @@ impl Core {
             next_seq: 1,
             zombies: Zombies::default(),
             lease: Lease::new(asks_lease),
-            trace_name: "proxy",
+            trace_name,
             known: None,
             resume: Resume::Idle,
             to_send: None,
@@ -220,14 +221,6 @@ impl Core {
                 false
             }
             _ => false,
-        }
-    }
-
-    /// The same core, with `name` on its trace lines.
-    pub fn named(self, name: &'static str) -> Core {
-        Core {
-            trace_name: name,
-            ..self
         }
     }
 

@@ -580,6 +580,8 @@ mod tests {
         l.register(a, &[1], &mut Vec::new(), t0);
         let w = l.write_must_wait(None, &put(&[1]), t0).unwrap();
         l.park(0, 1, &put(&[1]), w, t0);
+        // The node is woken then (the grace, over at t0, is not due again).
+        assert_eq!(l.next_deadline(t0), Some(t0 + ms(500)));
         let mut out = Vec::new();
         l.overdue(t0 + ms(499), &mut out);
         assert!(out.is_empty());
@@ -629,6 +631,7 @@ mod tests {
         l.register(a, &[-1], &mut nocache, t0);
         assert_eq!(outbox(&mut l), [(0, "OP=INV;SEQ=1\n".to_string())]);
         assert_eq!(l.stats.overflows, 1);
+        assert_eq!(l.stats.inv_sent, 1, "the flush is an invalidation sent");
         assert_eq!(nocache, [-1], "its reply leaves before the flush: not kept");
         // While that is unconfirmed, more is not tracked (nor cached).
         l.register(a, &[-2], &mut nocache, t0);
