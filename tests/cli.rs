@@ -427,6 +427,8 @@ fn at_debug_the_proxy_logs_its_cache_after_each_change_and_each_client_that_leav
             &server.addr,
             "--capacity",
             "64",
+            "--upstream-timeout-ms",
+            "600000",
             "--log-level",
             "debug",
         ],
@@ -436,8 +438,11 @@ fn at_debug_the_proxy_logs_its_cache_after_each_change_and_each_client_that_leav
     let addr: std::net::SocketAddr = proxy.addr.parse().unwrap();
     let mut c = Peer::connect(addr);
     assert_eq!(c.ask("OP=GET;IND=7"), "OP=GET;IND=7;DATA=0;CODE=200");
-    let all: Vec<String> = (0..40).map(|i| i.to_string()).collect();
-    assert!(c.ask(&format!("OP=GET;IND={}", all.join(","))).ends_with(";CODE=200"));
+    assert_eq!(c.ask("OP=GET;IND=3"), "OP=GET;IND=3;DATA=0;CODE=200");
+    let list = |ind: std::ops::Range<i64>| ind.map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    // To 32 entries, the most that are listed; then to 40.
+    assert!(c.ask(&format!("OP=GET;IND={}", list(0..32))).ends_with(";CODE=200"));
+    assert!(c.ask(&format!("OP=GET;IND={}", list(0..40))).ends_with(";CODE=200"));
     // A client that leaves before its reply: the server is frozen.
     let misses = |c: &mut Peer| field(&c.ask("OP=STS"), "MISSES").unwrap();
     let before = misses(&mut c);
@@ -461,7 +466,8 @@ fn at_debug_the_proxy_logs_its_cache_after_each_change_and_each_client_that_leav
     drop(proxy);
     let log = log();
     let _ = std::fs::remove_file(&log_path);
-    assert!(log.contains("proxy cache [7:0] (oldest first, 1/64)"), "{log}");
+    assert!(log.contains("proxy cache [7:0 3:0] (oldest first, 2/64)"), "{log}");
+    assert!(log.contains(" 30:0 31:0] (oldest first, 32/64)"), "{log}");
     assert!(log.contains("proxy cache: 40/64 entries (DMP shows them)"), "{log}");
     assert!(!log.contains("closed with 0"), "{log}");
 }

@@ -614,6 +614,8 @@ fn a_proxys_trace_names_the_entries_an_invalidation_drops() {
         "127.0.0.1:0",
         "--grace-ms",
         "0",
+        "--lease-ms",
+        "60000",
         "--log-level",
         "warn",
     ]);

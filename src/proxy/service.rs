@@ -376,7 +376,13 @@ impl Core {
                 }
                 self.lease.connected();
             }
-            UpEvent::Disconnected => self.lease.lost(),
+            UpEvent::Disconnected => {
+                self.lease.lost();
+                // A resuming LEASE not sent yet was for the lost
+                // connection: the next one asks LEASE afresh and its
+                // answer decides (sent there, it would come before that).
+                self.to_send = None;
+            }
             UpEvent::Invalidated(inv) => {
                 self.lease.invalidations += 1;
                 let ind = inv.has_ind.then_some(&inv.ind[..]);
