@@ -401,6 +401,9 @@ fn a_proxy_warns_when_it_fails_requests_and_not_when_an_idle_server_closes() {
         .lines()
         .filter(|l| l.contains("WARN") && l.contains("proxy::upstream]"));
     assert_eq!(upstream.count(), 1, "one warning for the connection: {log}");
+    // Both connections were refused a lease: said once, not at every
+    // reconnect.
+    assert_eq!(log.matches("grants no leases").count(), 1, "{log}");
 }
 
 #[test]

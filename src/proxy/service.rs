@@ -59,6 +59,9 @@ pub struct Core {
     resume: Resume,
     /// A resuming LEASE for the node to send (it owns the upstream).
     pub to_send: Option<UpKind>,
+    /// The warning that the upstream grants no leases was given (since
+    /// the last grant).
+    warned_no_lease: bool,
 }
 
 /// Where a reconnect with a non-empty cache stands: the cache is kept,
@@ -181,6 +184,7 @@ impl Core {
             known: None,
             resume: Resume::Idle,
             to_send: None,
+            warned_no_lease: false,
         }
     }
 
@@ -425,11 +429,21 @@ impl Core {
                 let ms = reply.ms.filter(|&ms| reply.is_ok() && ms > 0);
                 if self.lease.answered(ms, req.queued) {
                     match ms {
-                        Some(ms) => info!("proxy upstream grants leases of {ms} ms: coherent with other proxies"),
-                        None => warn!(
-                            "proxy upstream grants no leases ({}): other proxies and direct writers may leave this cache stale (docs/coherence.md)",
-                            reply.msg
-                        ),
+                        Some(ms) => {
+                            self.warned_no_lease = false;
+                            info!("proxy upstream grants leases of {ms} ms: coherent with other proxies")
+                        }
+                        // Said once, not at every reconnect to the same
+                        // kind of server (one that closes idle
+                        // connections would repeat it all day).
+                        None if !self.warned_no_lease => {
+                            self.warned_no_lease = true;
+                            warn!(
+                                "proxy upstream grants no leases ({}): other proxies and direct writers may leave this cache stale (docs/coherence.md)",
+                                reply.msg
+                            )
+                        }
+                        None => debug!("proxy upstream grants no leases ({})", reply.msg),
                     }
                 }
             }
