@@ -70,6 +70,16 @@ impl Scripted {
         self.listener.local_addr().unwrap()
     }
     fn accept(&mut self) {
+        self.accept_unanswered();
+        match (self.lease_reply, self.lease_ms) {
+            (Some(r), _) => self.reply(r),
+            (None, Some(ms)) => self.reply(&format!("OP=LEASE;MS={ms};CODE=200")),
+            (None, None) => self.reply("OP=LEASE;CODE=400;MSG=unknown OP LEASE"),
+        }
+    }
+    /// Accepts the proxy's next connection and reads its LEASE, leaving
+    /// the answer to the test.
+    fn accept_unanswered(&mut self) {
         let (s, _) = self.listener.accept().unwrap();
         s.set_read_timeout(Some(patience())).unwrap();
         self.conn = Some((BufReader::new(s.try_clone().unwrap()), s));
@@ -77,11 +87,6 @@ impl Scripted {
         let mut first = String::new();
         r.read_line(&mut first).unwrap();
         assert_eq!(first.trim_end(), "OP=LEASE", "the proxy asks for a lease first");
-        match (self.lease_reply, self.lease_ms) {
-            (Some(r), _) => self.reply(r),
-            (None, Some(ms)) => self.reply(&format!("OP=LEASE;MS={ms};CODE=200")),
-            (None, None) => self.reply("OP=LEASE;CODE=400;MSG=unknown OP LEASE"),
-        }
     }
     fn recv(&mut self) -> String {
         if self.conn.is_none() {
@@ -1442,22 +1447,12 @@ fn a_resume_prepared_for_a_connection_that_is_gone_is_not_sent_on_the_next() {
     let mut c = Peer::connect(proxy.addr.parse().unwrap());
     warm(&mut c, &mut up, "1", "10");
     up.conn = None;
-    let (s, _) = up.listener.accept().unwrap();
-    s.set_read_timeout(Some(patience())).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut first = String::new();
-    r.read_line(&mut first).unwrap();
-    assert_eq!(first, "OP=LEASE\n");
+    up.accept_unanswered();
     proxy.signal("STOP");
-    let mut w = s;
-    w.write_all(b"OP=LEASE;MS=60000;ID=00000000000000ab;SEQ=5;CODE=200\n")
-        .unwrap();
-    drop((r, w));
+    up.reply("OP=LEASE;MS=60000;ID=00000000000000ab;SEQ=5;CODE=200");
+    up.conn = None; // answered and closed at once
     proxy.signal("CONT");
-    let (s, _) = up.listener.accept().unwrap();
-    s.set_read_timeout(Some(patience())).unwrap();
-    up.conn = Some((BufReader::new(s.try_clone().unwrap()), s));
-    assert_eq!(up.recv(), "OP=LEASE");
+    up.accept_unanswered();
     assert!(up.silent_for(300), "nothing before the LEASE is answered");
     up.reply("OP=LEASE;MS=60000;ID=00000000000000ab;SEQ=5;CODE=200");
     assert_eq!(up.recv(), "OP=LEASE;IND=1;ID=00000000000000ab;SEQ=5");
