@@ -154,6 +154,21 @@ pub struct ServerArgs {
     /// or zero-extended).
     #[arg(long, requires = "data_dir")]
     pub resize: bool,
+    /// Only connections that present the secret in FILE (the proxies',
+    /// the same file) may hold leases; without it, only loopback peers may
+    /// (docs/coherence.md, "Trust").
+    #[arg(long, value_name = "FILE")]
+    pub peer_secret_file: Option<std::path::PathBuf>,
+    /// Proxies holding a lease at once; more are answered 503 and ask
+    /// again later.
+    #[arg(long, value_name = "N", default_value_t = crate::server::leases::MAX_PROXIES as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_proxies: u64,
+    /// Indices tracked per proxy; past it, its oldest are invalidated
+    /// (it drops them from its cache).
+    #[arg(long, value_name = "N", default_value_t = crate::server::leases::MAX_TRACKED_PER_PROXY as u64,
+          value_parser = clap::value_parser!(u64).range(1..=crate::server::leases::MAX_TRACKED as u64))]
+    pub max_tracked: u64,
     /// Limits on peers.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -224,6 +239,9 @@ impl ServerArgs {
                 snapshot_bytes: self.snapshot_bytes.unwrap_or(0),
                 resize: self.resize,
             }),
+            peer_secret_file: self.peer_secret_file.clone(),
+            max_proxies: self.max_proxies as usize,
+            max_tracked: self.max_tracked as usize,
         }
     }
 }
@@ -261,6 +279,10 @@ pub struct ProxyArgs {
     /// line, or bare for a naive server (no terminator, one request at a time).
     #[arg(long, value_name = "FRAMING", default_value = "line")]
     pub upstream_framing: FramingArg,
+    /// The secret to present to the server (the same file as its
+    /// --peer-secret-file) to hold a lease.
+    #[arg(long, value_name = "FILE")]
+    pub peer_secret_file: Option<std::path::PathBuf>,
     /// Limits on peers.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -286,6 +308,7 @@ impl ProxyArgs {
                 FramingArg::Line => Framing::Line,
                 FramingArg::Bare => Framing::Bare,
             },
+            peer_secret_file: self.peer_secret_file.clone(),
             ..ProxyConfig::default()
         }
     }

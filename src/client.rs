@@ -326,6 +326,7 @@ pub fn parse_command(words: &[&str]) -> Result<Command, String> {
             data,
             seq: 0,
             id: None,
+            key: None,
         })
     };
     match verb.to_ascii_lowercase().as_str() {

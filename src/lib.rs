@@ -8,6 +8,7 @@
 //! - [`framing`]: where a message ends (line, bare, detect), byte by byte.
 //! - [`proto`]: one message: parsing and encoding requests and replies.
 //! - [`table`]: the server's table and what each operation does to it.
+//! - [`peer`]: the peer secret: who may hold a lease.
 //! - [`cache`]: the proxy's cache and its eviction policy (FIFO).
 //! - [`buffer`]: the byte buffer behind every connection.
 //! - [`store`]: the durable table's files (`record`: the formats, pure)
@@ -49,6 +50,7 @@ pub mod demo;
 pub mod framing;
 pub mod frontend;
 pub mod out;
+pub mod peer;
 pub mod proto;
 pub mod proxy;
 pub mod reactor;

@@ -1335,23 +1335,25 @@ fn an_upstream_reset_fails_the_requests_in_flight_with_502() {
 }
 
 #[test]
-fn a_lease_is_renewed_only_after_a_third_of_it_in_silence() {
-    // Renewals (and keepalives) go out when the connection has been quiet
-    // for the interval: an answer starts that silence again.
-    let mut up = Scripted::granting(3000); // renewed when quiet for 1 s
+fn a_lease_is_renewed_a_third_of_it_after_the_send_that_renewed_it_busy_or_not() {
+    // A lease runs from the send of the request whose answer renewed it
+    // last. The connect's LEASE (sent after t0) is renewed a third of the
+    // lease later even while a GET is held at the server, and only once
+    // until that renewal is answered.
+    let t0 = Instant::now();
+    let mut up = Scripted::granting(3000);
     let proxy = start_proxy(up.addr(), 5);
     let mut c = Peer::connect(proxy.addr());
     c.send(b"OP=GET;IND=1\n");
     assert_eq!(up.recv(), "OP=GET;IND=1");
-    // Held past the interval: the check finds a request in flight, and
-    // waits.
-    std::thread::sleep(Duration::from_millis(1200));
-    let answered = Instant::now();
+    assert_eq!(up.recv(), "OP=LEASE", "renewed with a request in flight");
+    let renewed = t0.elapsed();
+    assert!(renewed >= Duration::from_secs(1), "not before a third: {renewed:?}");
+    assert!(up.silent_for(1500), "one renewal out at a time");
     up.reply("OP=GET;IND=1;DATA=10;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=1;DATA=10;CODE=200");
-    assert_eq!(up.recv(), "OP=LEASE");
-    let quiet = answered.elapsed();
-    assert!(quiet >= Duration::from_secs(1), "renewed {quiet:?} after an answer");
+    up.reply("OP=LEASE;MS=3000;CODE=200");
+    assert_eq!(up.recv(), "OP=LEASE", "and again a third after that one");
     up.reply("OP=LEASE;MS=3000;CODE=200");
 }
 

@@ -815,11 +815,11 @@ fn a_connect_that_hangs_is_given_up_even_with_no_request_waiting() {
 
 #[test]
 fn a_request_held_upstream_past_the_keepalive_does_not_stall_the_proxy() {
-    // With a lease (1 s, renewed after a third of it quiet) the keepalive
-    // checks the upstream every few hundred milliseconds. A request held
-    // by a frozen server outlives several checks: each must set the next
-    // one ahead (not in the past, which would spin the loop), and the
-    // proxy keeps answering what it can answer itself.
+    // With a lease (1 s, renewed a third of it after the send that renewed
+    // it last, busy or not) a request held by a frozen server outlives the
+    // renewal's time: one renewal goes out behind it and no more (a
+    // renewal set in the past would spin the loop and flood the server),
+    // and the proxy keeps answering what it can answer itself.
     let (server, proxy) = spawn_server_and_proxy(&[]);
     let paddr = proxy.addr.parse().unwrap();
     let mut c = Peer::connect(paddr);
@@ -833,7 +833,8 @@ fn a_request_held_upstream_past_the_keepalive_does_not_stall_the_proxy() {
     let held = Instant::now();
     while held.elapsed() < Duration::from_millis(1500) {
         let sts = probe.ask("OP=STS");
-        assert_eq!(field(&sts, "UP_INFLIGHT").as_deref(), Some("1"), "{sts}");
+        let inflight: u64 = field(&sts, "UP_INFLIGHT").unwrap().parse().unwrap();
+        assert!((1..=2).contains(&inflight), "the miss and one renewal at most: {sts}");
         std::thread::sleep(Duration::from_millis(100));
     }
     server.signal("CONT");

@@ -20,6 +20,7 @@
 //! Every reply goes through the service, errors included: this file never
 //! writes reply bytes, so a reply always takes its place in order.
 
+mod fds;
 mod pump;
 mod timers;
 
@@ -29,7 +30,7 @@ use crate::framing::{Framer, Framing};
 use crate::proto::{encode_field, Op, Problem, DEFAULT_MAX_MESSAGE_BYTES, TOO_MANY_CONNECTIONS};
 use crate::reactor::{LoopStats, Timers, LISTENER};
 use crate::trace_event;
-use log::{debug, warn};
+use log::{debug, info, warn};
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
@@ -115,6 +116,12 @@ pub trait Service {
     fn hold(&mut self, _conn: &Conn<Self::Ext>) -> bool {
         false
     }
+    /// The output of `conn` has room: the service may run what it queued
+    /// for it (the server's requests behind a write it just applied), as
+    /// far as the room goes. True if it added anything.
+    fn catch_up(&mut self, _conn: &mut Conn<Self::Ext>, _front: &FrontInfo, _now: Instant) -> bool {
+        false
+    }
 }
 
 /// Counters of the listening side.
@@ -189,12 +196,26 @@ pub struct Frontend<X> {
     stop_at: Option<Instant>,
     /// Connections that yielded their turn, to serve again in `tick`.
     requeue: Vec<(usize, u64)>,
+    /// A descriptor kept to refuse a connection when none is left.
+    reserve: fds::Reserve,
 }
 
 impl<X: Default> Frontend<X> {
     /// Binds and listens on `addr` (port 0 picks a free port), registered
     /// under `LISTENER`.
-    pub fn bind(addr: SocketAddr, role: &'static str, limits: Limits, registry: &Registry) -> io::Result<Self> {
+    pub fn bind(addr: SocketAddr, role: &'static str, mut limits: Limits, registry: &Registry) -> io::Result<Self> {
+        // More connections than descriptors would leave the extra ones
+        // silent in the backlog: lower the limit so each gets its 503.
+        let nofile = fds::open_file_limit();
+        let fit = fds::fitting(limits.max_connections, nofile);
+        if fit < limits.max_connections {
+            info!(
+                "{role}: --max-connections lowered from {} to {fit} to fit the open-file limit of {} (ulimit -n)",
+                limits.max_connections,
+                nofile.unwrap_or(0)
+            );
+            limits.max_connections = fit;
+        }
         // mio's bind performs socket(2), setsockopt(SO_REUSEADDR), bind(2)
         // and listen(2) in one call; the trace shows the three steps.
         let mut listener = TcpListener::bind(addr)?;
@@ -217,6 +238,7 @@ impl<X: Default> Frontend<X> {
             stopping: false,
             stop_at: None,
             requeue: Vec::new(),
+            reserve: fds::Reserve::new(),
         })
     }
 
@@ -281,6 +303,14 @@ impl<X: Default> Frontend<X> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) if fds::out_of_fds(&e) && self.reserve.spend(|| Self::refuse_one(listener)) == Some(true) => {
+                    // No descriptor was left for it: one freed for the
+                    // moment let it be told 503 and closed. (The reserve
+                    // is back: the next may be refused the same way.)
+                    self.stats.rejected += 1;
+                    trace_event!(self.role, LISTENER, "REJECT", "out of file descriptors: {e}");
+                    continue;
+                }
                 Err(e) => {
                     // EMFILE/ENFILE and the like: the pending connection
                     // stays in the backlog, and no new edge will come for
@@ -337,6 +367,25 @@ impl<X: Default> Frontend<X> {
             self.stats.accepted += 1;
             self.timers.add(idle_at, FrontTimer::Idle, token.0, gen);
         }
+    }
+
+    /// Accepts one connection only to answer it 503 and close it (none was
+    /// left silent for want of a descriptor); false if none was waiting.
+    fn refuse_one(listener: &TcpListener) -> bool {
+        match listener.accept() {
+            Ok((mut sock, peer)) => {
+                let _ = sock.write(TOO_MANY_CONNECTIONS);
+                debug!("refused {peer}: out of file descriptors");
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The connections served at once at most (`--max-connections`,
+    /// lowered at start to fit the open-file limit).
+    pub fn max_connections(&self) -> usize {
+        self.limits.max_connections
     }
 
     /// Closes and forgets a connection, and cancels its timers.

@@ -129,6 +129,25 @@ impl<X: Default> Frontend<X> {
                     conn.last_active = now;
                 }
             }
+            // Work the service queued for this connection goes on once
+            // the peer has taken most of its replies.
+            if conn.output.len() <= self.limits.max_pending_output / 4 && svc.owes(conn) {
+                let info = FrontInfo {
+                    stats: &self.stats,
+                    connections: self.conns.len(),
+                    timers: self.timers.len(),
+                };
+                let conn = &mut self.conns[key];
+                if svc.catch_up(conn, &info, now) {
+                    resumes += 1;
+                    if resumes > MAX_ROUNDS {
+                        self.requeue.push((key, conn.gen));
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let Some(conn) = self.conns.get_mut(key) else { return };
             // Resume once the peer has taken most of its replies.
             let resume = conn.paused
                 && conn.output.len() + svc.owed_bytes(conn) <= self.limits.max_pending_output / 4
@@ -201,7 +220,8 @@ pub(super) fn process<S: Service>(
                     conn.token,
                     "DECODED",
                     "{}",
-                    String::from_utf8_lossy(&conn.input.data()[..body])
+                    // A peer secret never reaches a trace.
+                    String::from_utf8_lossy(&crate::peer::redact(&conn.input.data()[..body]))
                 );
                 let info = FrontInfo {
                     stats,

@@ -116,6 +116,10 @@ pub mod code {
     pub const BAD_REQUEST: u16 = 400;
     /// The message was longer than `--max-message-bytes`.
     pub const TOO_LARGE: u16 = 413;
+    /// A coherence request (LEASE, ACK) from a connection that is not a
+    /// trusted peer (docs/coherence.md, "Trust"): it is served as an
+    /// ordinary client.
+    pub const FORBIDDEN: u16 = 403;
     /// The proxy's upstream failed while the request was in flight, or
     /// answered something that does not match the request.
     pub const BAD_GATEWAY: u16 = 502;
@@ -162,6 +166,9 @@ pub enum Problem {
     ServerOnly(Op),
     /// ACK from a connection that holds no lease.
     NoLease,
+    /// LEASE from a connection that is not a trusted peer: it did not
+    /// present the secret (or, without one, it is not on loopback).
+    NotPeer(&'static str),
     /// ACK of an invalidation never sent.
     AckAhead(u64),
     /// An operation this node does not serve (a proxy grants no leases).
@@ -196,6 +203,7 @@ impl Problem {
         match self {
             Problem::TooLong(_) => code::TOO_LARGE,
             Problem::TooManyProxies => code::UNAVAILABLE,
+            Problem::NotPeer(_) | Problem::NoLease => code::FORBIDDEN,
             _ => code::BAD_REQUEST,
         }
     }
@@ -218,6 +226,7 @@ impl fmt::Display for Problem {
             Problem::MissingSeq => write!(f, "missing SEQ"),
             Problem::ServerOnly(op) => write!(f, "{op} is sent by the server only"),
             Problem::NoLease => write!(f, "ACK from a connection that holds no lease"),
+            Problem::NotPeer(why) => write!(f, "not a trusted peer: {why}"),
             Problem::AckAhead(n) => write!(f, "ACK of SEQ {n}, which was never sent"),
             Problem::NotServed(op) => write!(f, "{op} is not served here"),
             Problem::LeaseNeedsLines => write!(f, "LEASE needs line framing"),
@@ -267,12 +276,13 @@ mod tests {
     fn each_problem_has_its_status_code() {
         assert_eq!(Problem::TooLong(10).code(), code::TOO_LARGE);
         assert_eq!(Problem::TooManyProxies.code(), code::UNAVAILABLE);
-        for p in [
-            Problem::NoOp,
-            Problem::AddOverflow,
-            Problem::NoLease,
-            Problem::UnknownField("X".into()),
-        ] {
+        assert_eq!(Problem::NoLease.code(), code::FORBIDDEN);
+        assert_eq!(Problem::NotPeer("wrong KEY").code(), code::FORBIDDEN);
+        assert_eq!(
+            Problem::NotPeer("wrong KEY").to_string(),
+            "not a trusted peer: wrong KEY"
+        );
+        for p in [Problem::NoOp, Problem::AddOverflow, Problem::UnknownField("X".into())] {
             assert_eq!(p.code(), code::BAD_REQUEST, "{p:?}");
         }
     }
@@ -281,6 +291,27 @@ mod tests {
     fn a_plus_sign_is_allowed_alone_it_is_not_a_number() {
         assert_eq!(req("OP=GET;IND=+1,-2,3").unwrap().ind, vec![1, -2, 3]);
         assert_eq!(req("OP=GET;IND=+").unwrap_err().1, Problem::NotNumber("IND"));
+    }
+
+    #[test]
+    fn only_a_lease_carries_the_peer_secret() {
+        let r = req("OP=LEASE;KEY=0123456789abcdef==").unwrap();
+        assert_eq!(r.key, Some(crate::peer::Secret::from_wire(b"0123456789abcdef==")));
+        assert_eq!(format!("{r:?}").matches("0123456789").count(), 0, "never in Debug");
+        assert!(req("OP=LEASE;ID=00ff;SEQ=5;IND=1;KEY=k").unwrap().key.is_some());
+        assert_eq!(req("OP=LEASE").unwrap().key, None);
+        assert_eq!(
+            req("OP=GET;IND=1;KEY=k").unwrap_err().1,
+            Problem::NotAllowed("KEY", Op::Get)
+        );
+        assert_eq!(
+            req("OP=ACK;SEQ=1;KEY=k").unwrap_err().1,
+            Problem::NotAllowed("KEY", Op::Ack)
+        );
+        assert_eq!(
+            req("OP=LEASE;KEY=a;KEY=b").unwrap_err().1,
+            Problem::RepeatedField("KEY")
+        );
     }
 
     #[test]

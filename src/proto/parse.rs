@@ -129,6 +129,8 @@ pub struct Request {
     pub seq: u64,
     /// ID (a resuming LEASE: the table the proxy's cache came from).
     pub id: Option<u64>,
+    /// KEY (a LEASE: the peer secret, docs/coherence.md "Trust").
+    pub key: Option<crate::peer::Secret>,
 }
 
 impl Request {
@@ -140,6 +142,7 @@ impl Request {
             data: data.to_vec(),
             seq: 0,
             id: None,
+            key: None,
         }
     }
 
@@ -150,6 +153,7 @@ impl Request {
         self.data.clear();
         self.seq = 0;
         self.id = None;
+        self.key = None;
         let mut op = None;
         let (mut seen_ind, mut seen_data, mut seen_seq) = (false, false, false);
         let mut first_problem = None;
@@ -202,6 +206,13 @@ impl Request {
                 } else {
                     parse_id(v).map(|n| self.id = Some(n))
                 }
+            } else if k.eq_ignore_ascii_case(b"KEY") {
+                if self.key.is_some() {
+                    Err(Problem::RepeatedField("KEY"))
+                } else {
+                    self.key = Some(crate::peer::Secret::from_wire(v));
+                    Ok(())
+                }
             } else {
                 Err(Problem::UnknownField(printable(k)))
             };
@@ -224,6 +235,7 @@ impl Request {
             }),
             Op::Inv => fail(Problem::ServerOnly(op)),
             Op::Ack if !seen_seq => fail(Problem::MissingSeq),
+            _ if self.key.is_some() && op != Op::Lease => fail(Problem::NotAllowed("KEY", op)),
             // A resuming LEASE names the table, the last write it knew of,
             // and the indices it still holds (docs/durability.md).
             Op::Lease if self.id.is_some() && !seen_seq => fail(Problem::MissingSeq),

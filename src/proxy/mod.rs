@@ -80,6 +80,9 @@ pub struct ProxyConfig {
     /// The node name its trace lines carry, on its client side and on its
     /// upstream (`U`) alike (`proxy`; the demo's second proxy is `proxy2`).
     pub trace_name: &'static str,
+    /// The file holding the peer secret the server asks of lease holders
+    /// (`--peer-secret-file`, the server's file).
+    pub peer_secret_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ProxyConfig {
@@ -93,6 +96,7 @@ impl Default for ProxyConfig {
             limits: Limits::default(),
             upstream_framing: Framing::Line,
             trace_name: "proxy",
+            peer_secret_file: None,
         }
     }
 }
@@ -185,22 +189,25 @@ impl Node for ProxyNode {
             up: &mut self.up,
         };
         self.front.tick(&mut svc, now);
-        if let Some(kind) = self.core.to_send.take() {
-            // No room now: next pass (a lost connection starts over).
-            match self.up.refusal() {
-                None => self.up.send(pending::UpReq::own(kind, now), now),
-                Some(_) => self.core.to_send = Some(kind),
-            }
-        }
         let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
         self.up.fire_timers(now, &mut |e| deliver(conns, dirty, core, e));
+        // The session's own requests: a resuming LEASE, a refused proxy's
+        // retry, a quiet lease's renewal. Without room upstream now, they
+        // wait for the next pass (a lost connection starts over).
+        if self.up.refusal().is_none() {
+            let own = self.core.to_send.take().or_else(|| self.core.tick(now));
+            if let Some(kind) = own {
+                self.up.send(pending::UpReq::own(kind, now), now);
+            }
+        }
         self.flush_dirty(now);
         if self.front.stopping() && self.front.conns.is_empty() {
             self.up.close("proxy stopped");
         }
         // Asked after delivering: a client resumed by an upstream reply may
         // have yielded its turn and wait to be served again.
-        earliest(self.front.next_deadline(now), self.up.next_deadline())
+        let next = earliest(self.front.next_deadline(now), self.up.next_deadline());
+        earliest(next, self.core.lease.next_deadline())
     }
 
     fn stop(&mut self, now: Instant) {
@@ -228,6 +235,11 @@ pub type Proxy = Bound<ProxyNode>;
 impl Proxy {
     /// Binds the listener and starts connecting to the upstream.
     pub fn bind(cfg: ProxyConfig) -> io::Result<Proxy> {
+        let secret = cfg
+            .peer_secret_file
+            .as_deref()
+            .map(crate::peer::Secret::from_file)
+            .transpose()?;
         let reactor = Reactor::new()?;
         let front = Frontend::bind(cfg.listen, cfg.trace_name, cfg.limits.clone(), reactor.registry())?;
         let cache = crate::cache::by_name(cfg.policy, cfg.capacity)
@@ -252,6 +264,7 @@ impl Proxy {
             cfg.limits.bare_idle,
             reactor.registry(),
         )?;
+        up.set_secret(secret);
         up.connect(Instant::now());
         let node = ProxyNode {
             front,

@@ -190,6 +190,22 @@ pub enum UpKind {
 }
 
 impl UpKind {
+    /// How many bytes it takes on the wire at most (an index or a value is
+    /// at most 20 characters and a comma; a LEASE may carry the secret):
+    /// what [`crate::proxy::upstream::MAX_INFLIGHT_BYTES`] counts.
+    pub fn wire_bytes(&self) -> usize {
+        let key = 6 + crate::peer::MAX_SECRET_BYTES;
+        match self {
+            UpKind::Fetch(ind) => 16 + 21 * ind.len(),
+            UpKind::Put(ind, data) => 24 + 21 * (ind.len() + data.len()),
+            UpKind::Clr => 8,
+            UpKind::Ping => 16,
+            UpKind::Ack(_) => 32,
+            UpKind::Lease => 16 + key,
+            UpKind::Resume { ind, .. } => 64 + 21 * ind.len() + key,
+        }
+    }
+
     /// The operation on the wire.
     pub fn op(&self) -> Op {
         match self {

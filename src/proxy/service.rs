@@ -12,14 +12,14 @@ use crate::conn::Conn;
 use crate::frontend::{FrontInfo, Service};
 use crate::proto::{code, encode_error, encode_get_reply, encode_ok, Op, Problem, Reply, Request};
 use crate::proxy::decide::{decide, Plan, Writes, Zombies};
-use crate::proxy::lease::{Lease, Mode};
+use crate::proxy::lease::{Event, Lease, Mode, Next, Refusal, State};
 use crate::proxy::pending::{Slots, UpKind, UpReq, Waiter};
 use crate::proxy::reads::{Read, Reads};
 use crate::proxy::stats::Counters;
 use crate::proxy::upstream::{UpEvent, Upstream};
 use crate::reactor::UPSTREAM;
 use crate::trace_event;
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use std::time::Instant;
 
 /// A client may have this many requests unanswered before the proxy stops
@@ -48,34 +48,14 @@ pub struct Core {
     next_seq: u64,
     /// Writes that may still land (see [`Zombies`]).
     zombies: Zombies,
-    /// Whether the cache may be read (docs/coherence.md).
+    /// The session with the server: whether the cache may be read, and
+    /// whether what is fetched may be kept (docs/coherence.md).
     pub lease: Lease,
     /// The node name of its trace lines (`proxy`).
     pub trace_name: &'static str,
-    /// The table the cache came from and the server's write count, as the
-    /// last LEASE answer gave them.
-    known: Option<(u64, u64)>,
-    /// Keeping the cache across a reconnect (docs/durability.md).
-    resume: Resume,
-    /// A resuming LEASE for the node to send (it owns the upstream).
+    /// An own request the session asked for, for the node to send (it
+    /// owns the upstream): a resuming LEASE (docs/durability.md).
     pub to_send: Option<UpKind>,
-    /// The warning that the upstream grants no leases was given (since
-    /// the last grant).
-    warned_no_lease: bool,
-}
-
-/// Where a reconnect with a non-empty cache stands: the cache is kept,
-/// unread, until the server says whether it is still good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resume {
-    /// Nothing to decide.
-    Idle,
-    /// Reconnected: the first LEASE answer tells whether the table and
-    /// its write count are those the cache came from.
-    AwaitLease,
-    /// They are: the resuming LEASE was sent; its KEEP decides (and the
-    /// lease of `ms` is taken then).
-    AwaitKeep,
 }
 
 /// The proxy's [`Service`]: the core and the upstream it sends to, lent
@@ -181,51 +161,85 @@ impl Core {
             zombies: Zombies::default(),
             lease: Lease::new(asks_lease),
             trace_name,
-            known: None,
-            resume: Resume::Idle,
             to_send: None,
-            warned_no_lease: false,
         }
     }
 
-    /// The resuming part of a LEASE answer; true when it is handled here
-    /// (the lease is then not taken yet).
-    fn resuming(&mut self, kind: &UpKind, reply: &Reply) -> bool {
-        let seen = reply.id.map(|id| (id, reply.seq.unwrap_or(0)));
-        match (kind, self.resume) {
-            (UpKind::Lease, Resume::AwaitLease) => {
-                self.resume = Resume::Idle;
-                match (seen, reply.is_ok()) {
-                    (Some((id, seq)), true) if seen == self.known && !self.cache.is_empty() => {
-                        let ind = self.cache.entries().iter().map(|&(i, _)| i).collect();
-                        self.to_send = Some(UpKind::Resume { id, seq, ind });
-                        self.resume = Resume::AwaitKeep;
-                        return true;
-                    }
-                    _ => {
-                        info!("proxy cache cleared: the server's table is another, or was written since");
-                        self.cache.clear();
-                    }
-                }
-                false
+    /// Moves the session with the server and does what it says next. An
+    /// illegal move (a bug) is logged as an error and leaves the cache
+    /// empty, in every build.
+    fn session(&mut self, event: Event, now: Instant) -> Option<UpKind> {
+        let before = self.lease.state();
+        let next = match self.lease.on(event, now) {
+            Ok(next) => next,
+            Err(illegal) => {
+                error!("proxy lease session: {illegal}; cache cleared");
+                self.cache.clear();
+                return None;
             }
-            // A renewal crossing the resume: the resume's answer decides.
-            (UpKind::Lease, Resume::AwaitKeep) => true,
-            (UpKind::Resume { .. }, _) => {
-                self.resume = Resume::Idle;
-                if reply.is_ok() && reply.keep == Some(true) {
-                    info!(
-                        "proxy kept {} cached entries across the reconnect (same table, no write since)",
-                        self.cache.len()
-                    );
-                } else {
-                    info!("proxy cache cleared: written since, or the server would not track it again");
+        };
+        self.log_session(before);
+        match next {
+            Next::Stay => None,
+            Next::Send(kind) => Some(kind),
+            Next::Resume { id, seq } => {
+                let ind = self.cache.entries().iter().map(|&(i, _)| i).collect();
+                self.to_send = Some(UpKind::Resume { id, seq, ind });
+                None
+            }
+            Next::Clear(why) => {
+                if !self.cache.is_empty() {
+                    info!("proxy cache cleared: {why}");
                     self.cache.clear();
                 }
-                false
+                None
             }
-            _ => false,
+            Next::Kept => {
+                info!(
+                    "proxy kept {} cached entries across the reconnect (same table, no write since)",
+                    self.cache.len()
+                );
+                None
+            }
         }
+    }
+
+    /// Says what changed in the session, once per change (a server that
+    /// closes idle connections would otherwise repeat it all day).
+    fn log_session(&mut self, before: State) {
+        let now = self.lease.state();
+        match (before, now) {
+            (State::Granted { .. }, State::Granted { .. }) => {}
+            (_, State::Granted { length, .. }) => info!(
+                "proxy upstream grants leases of {} ms: coherent with other proxies",
+                length.as_millis()
+            ),
+            (State::Refused { .. }, State::Refused { .. }) | (State::Asking { first: false }, State::Refused { .. }) => {
+                debug!("proxy upstream still grants no lease")
+            }
+            (_, State::Refused { .. }) => match self.lease.refusal {
+                Some(Refusal::NotTrusted) => error!(
+                    "proxy upstream refuses this proxy a lease: not a trusted peer (give it the server's --peer-secret-file); reading nothing from the cache, asking again every {} ms",
+                    crate::proxy::lease::RETRY.as_millis()
+                ),
+                _ => warn!(
+                    "proxy upstream grants no lease now (too many proxies hold leases): reading nothing from the cache, asking again every {} ms",
+                    crate::proxy::lease::RETRY.as_millis()
+                ),
+            },
+            (_, State::Alone) if !self.lease.warned_alone => {
+                self.lease.warned_alone = true;
+                warn!("proxy upstream grants no leases: other proxies and direct writers may leave this cache stale (docs/coherence.md)");
+            }
+            _ => {}
+        }
+    }
+
+    /// Time passes for the session: an own request to send now (a refused
+    /// proxy's retry, a quiet lease's renewal), if any. Call only when the
+    /// upstream can take a request.
+    pub fn tick(&mut self, now: Instant) -> Option<UpKind> {
+        self.session(Event::Tick, now)
     }
 
     /// GET or ADD: decide now what comes from the cache; fetch the rest in
@@ -364,24 +378,14 @@ impl Core {
             UpEvent::Connected => {
                 // The server may have restarted with a fresh table while
                 // we were apart, and it tracks nothing of ours any more.
-                // A durable server's table may be the same one: keep the
-                // cache, unread, until its first answer says.
-                self.resume = Resume::Idle;
+                // A durable server's table may be the same one: the cache
+                // is kept, unread, until its first LEASE answer says.
                 self.to_send = None;
-                if !self.cache.is_empty() {
-                    // `known` comes only from a LEASE answer, so a bare
-                    // upstream (which is never asked) has none.
-                    if self.known.is_some() {
-                        self.resume = Resume::AwaitLease;
-                    } else {
-                        info!("proxy cache cleared on (re)connect");
-                        self.cache.clear();
-                    }
-                }
-                self.lease.connected();
+                let cached = !self.cache.is_empty();
+                self.session(Event::Connected { cached }, Instant::now());
             }
             UpEvent::Disconnected => {
-                self.lease.lost();
+                self.session(Event::Lost, Instant::now());
                 // A resuming LEASE not sent yet was for the lost
                 // connection: the next one asks LEASE afresh and its
                 // answer decides (sent there, it would come before that).
@@ -416,41 +420,23 @@ impl Core {
             UpEvent::Draining => self.zombies.draining = true,
             UpEvent::DrainLost => self.zombies.pinned = true,
             UpEvent::Settled => self.zombies.settled(self.next_seq - 1),
-            UpEvent::Answered(req, reply) if self.resuming(&req.kind, reply) => {}
-            UpEvent::Answered(req, reply) if req.kind == UpKind::Lease && reply.code == code::UNAVAILABLE => {
-                // A coherent server with no room for another proxy: read
-                // nothing from the cache (every read goes to the server)
-                // and ask again later.
-                warn!("proxy upstream grants no lease now ({}): asking again", reply.msg);
-                self.lease.connected();
-            }
             UpEvent::Answered(req, reply) if matches!(req.kind, UpKind::Lease | UpKind::Resume { .. }) => {
-                self.known = reply.id.map(|id| (id, reply.seq.unwrap_or(0)));
-                let ms = reply.ms.filter(|&ms| reply.is_ok() && ms > 0);
-                if self.lease.answered(ms, req.queued) {
-                    match ms {
-                        Some(ms) => {
-                            self.warned_no_lease = false;
-                            info!("proxy upstream grants leases of {ms} ms: coherent with other proxies")
-                        }
-                        // Said once, not at every reconnect to the same
-                        // kind of server (one that closes idle
-                        // connections would repeat it all day).
-                        None if !self.warned_no_lease => {
-                            self.warned_no_lease = true;
-                            warn!(
-                                "proxy upstream grants no leases ({}): other proxies and direct writers may leave this cache stale (docs/coherence.md)",
-                                reply.msg
-                            )
-                        }
-                        None => debug!("proxy upstream grants no leases ({})", reply.msg),
-                    }
-                }
+                let event = Event::Answer {
+                    resume: matches!(req.kind, UpKind::Resume { .. }),
+                    reply,
+                    sent: req.queued,
+                    cached: !self.cache.is_empty(),
+                };
+                self.session(event, Instant::now());
             }
-            UpEvent::Answered(req, _) if req.kind.is_own() => self.lease.renewed(req.queued),
+            UpEvent::Answered(req, _) if req.kind.is_own() => {
+                // (The clock is not read per answer: a renewal needs none.)
+                self.session(Event::Renewed { sent: req.queued }, req.queued);
+            }
             UpEvent::Failed(req, ..) if req.kind.is_own() => {}
             UpEvent::Answered(req, reply) => {
-                self.lease.renewed(req.queued);
+                // (The clock is not read per answer: a renewal needs none.)
+                self.session(Event::Renewed { sent: req.queued }, req.queued);
                 self.writes.end(&req.kind, req.seq);
                 let seq = req.seq;
                 if reply.is_ok() {
@@ -532,7 +518,11 @@ impl Core {
                     Some(set) => set.contains_key(i),
                     None => reply.nocache.contains(i),
                 };
-                for (&i, &v) in ind.iter().zip(data) {
+                // Kept only if the server tracks this connection (a lease
+                // was granted before this fetch was read), or nobody
+                // tracks anything (no leases at all).
+                let keeps = self.lease.keeps();
+                for (&i, &v) in ind.iter().zip(data).filter(|_| keeps) {
                     if !self.zombies.cacheable(i) {
                         continue; // a failed write may still change it
                     }

@@ -28,17 +28,29 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 
-/// Indices tracked for one proxy at most; past it, the proxy is told to
-/// drop everything (one INV without IND) and tracking starts over.
+/// Indices tracked for one proxy, by default (`--max-tracked`); past it,
+/// its oldest tracked indices are invalidated to make room.
 pub const MAX_TRACKED_PER_PROXY: usize = 65536;
-/// Indices tracked for all proxies together at most.
+/// Indices tracked for all proxies together; past it, the proxy asking for
+/// more makes room in its own list the same way.
 pub const MAX_TRACKED: usize = 1 << 20;
-/// Proxies holding a lease at once at most; more are answered 503 (and
-/// read nothing from their caches until a lease is granted).
+/// Proxies holding a lease at once, by default (`--max-proxies`); more are
+/// answered 503 (and read nothing from their caches until a lease is
+/// granted).
 pub const MAX_PROXIES: usize = 1024;
-/// A departed proxy's indices are kept one by one up to this many; past
-/// it, it blocks every write until its lease runs out (bounded memory).
-const DEPARTED_LIST_MAX: usize = 1024;
+/// Bytes the departed proxies' index lists take at most together; past it,
+/// a proxy that leaves blocks every write until its lease runs out (one
+/// instant instead of a list).
+pub const DEPARTED_BYTES_MAX: usize = 8 << 20;
+/// What a departed proxy costs besides its list (the entry itself).
+const DEPARTED_ENTRY_BYTES: usize = 64;
+
+/// How far a holder's tracking may run past its bound while the
+/// invalidation that makes room is out (a sixteenth): a hard cap, so
+/// memory stays bounded even if it is never confirmed.
+fn slack(bound: usize) -> usize {
+    bound / 16 + 1
+}
 
 /// A proxy known to the server, by a number never reused.
 pub type HolderId = u64;
@@ -52,6 +64,12 @@ struct Holder {
     /// Index → 0 while held, or the SEQ of the invalidation sent for it
     /// and not confirmed yet.
     held: IndexMap<u64>,
+    /// The indices in the order they started being tracked, oldest first
+    /// (entries no longer held are skipped when met; compacted when it
+    /// grows past twice `held`).
+    order: std::collections::VecDeque<i64>,
+    /// The SEQ of the invalidation out to make room, until confirmed.
+    trimming: Option<u64>,
     /// The invalidations sent and not confirmed: (SEQ, when sent, the
     /// indices it names, or `None` for every index).
     unacked: std::collections::VecDeque<(u64, Instant, Option<Vec<i64>>)>,
@@ -68,18 +86,18 @@ struct Holder {
 #[derive(Debug)]
 struct Departed {
     id: HolderId,
-    /// What it may hold; `None`: anything (it held too much to list).
-    held: Option<IndexMap<()>>,
+    /// What it may hold, sorted (8 bytes an index).
+    held: Vec<i64>,
     until: Instant,
 }
 
 impl Departed {
     fn blocks(&self, req: &Request) -> bool {
-        match &self.held {
-            None => true,
-            Some(_) if req.op == Op::Clr => true,
-            Some(held) => req.ind.iter().any(|i| held.contains_key(i)),
-        }
+        req.op == Op::Clr || req.ind.iter().any(|i| self.held.binary_search(i).is_ok())
+    }
+
+    fn bytes(&self) -> usize {
+        DEPARTED_ENTRY_BYTES + 8 * self.held.len()
     }
 }
 
@@ -90,6 +108,9 @@ pub enum Wait {
     Grace,
     /// This proxy's ACK of this SEQ (or, if it goes, its last lease).
     Ack(HolderId, u64),
+    /// Departed proxies too many to list: until the last of their leases
+    /// has run out.
+    Until(Instant),
 }
 
 /// A write waiting for invalidations to be confirmed.
@@ -119,8 +140,11 @@ pub struct LeaseStats {
     pub delay_max_us: u64,
     /// Proxies expired for not confirming an invalidation in time.
     pub expired: u64,
-    /// Times a proxy was told to drop everything for tracking too much.
+    /// Invalidations sent to make room in a proxy's tracking (its oldest
+    /// indices), at its bound or the server's.
     pub overflows: u64,
+    /// Departed proxies that blocked every write, their lists too many.
+    pub departed_unlisted: u64,
 }
 
 /// The lease directory of a server.
@@ -132,6 +156,14 @@ pub struct Leases {
     /// own numbers, not a peer's).
     holders: HashMap<HolderId, Holder, BuildHasherDefault<IntHasher>>,
     departed: Vec<Departed>,
+    /// Bytes the departed lists take ([`DEPARTED_BYTES_MAX`] at most).
+    departed_bytes: usize,
+    /// Until when departed proxies too many to list block every write.
+    unlisted_until: Option<Instant>,
+    /// Proxies holding a lease at once at most (`--max-proxies`).
+    max_proxies: usize,
+    /// Indices tracked per proxy (`--max-tracked`).
+    max_tracked: usize,
     parked: Vec<Parked>,
     /// Indices with a write parked (a reply must not let a proxy cache
     /// them), and parked CLRs.
@@ -157,6 +189,10 @@ impl Leases {
             grace_until: now.checked_add(grace).unwrap_or(now),
             holders: HashMap::default(),
             departed: Vec::new(),
+            departed_bytes: 0,
+            unlisted_until: None,
+            max_proxies: MAX_PROXIES,
+            max_tracked: MAX_TRACKED_PER_PROXY,
             parked: Vec::new(),
             pending: IndexMap::default(),
             pending_all: 0,
@@ -168,15 +204,23 @@ impl Leases {
         }
     }
 
+    /// The same, with at most `max_proxies` proxies holding a lease at
+    /// once and `max_tracked` indices tracked for each (both at least 1).
+    pub fn bounded(mut self, max_proxies: usize, max_tracked: usize) -> Leases {
+        self.max_proxies = max_proxies.max(1);
+        self.max_tracked = max_tracked.max(1);
+        self
+    }
+
     /// The lease length.
     pub fn lease(&self) -> Duration {
         self.lease
     }
 
     /// The connection `key`/`gen` asked for a lease: it is a proxy from now
-    /// on. Returns its id, or `None` at [`MAX_PROXIES`].
+    /// on. Returns its id, or `None` at the `--max-proxies` bound.
     pub fn join(&mut self, key: usize, gen: u64, now: Instant) -> Option<HolderId> {
-        if self.holders.len() >= MAX_PROXIES {
+        if self.holders.len() >= self.max_proxies {
             return None;
         }
         let id = self.next_id;
@@ -187,6 +231,8 @@ impl Leases {
                 key,
                 gen,
                 held: IndexMap::default(),
+                order: Default::default(),
+                trimming: None,
                 unacked: Default::default(),
                 next_seq: 1,
                 acked: 0,
@@ -206,41 +252,44 @@ impl Leases {
 
     /// Proxy `id` is being sent the values of `ind` (which also renews its
     /// lease): from now on it may hold them. The ones it must not keep (a
-    /// write to them is parked, or tracking is full) go to `nocache`.
+    /// write to them is parked, or its tracking is at its hard cap) go to
+    /// `nocache`. At its bound (or the server's), its oldest tracked
+    /// indices are invalidated to make room: it loses those entries, not
+    /// its whole cache (Redis's tracking table does the same).
     pub fn register(&mut self, id: HolderId, ind: &[i64], nocache: &mut Vec<i64>, now: Instant) {
         nocache.clear();
         let Some(h) = self.holders.get_mut(&id) else { return };
         h.last_grant = now; // its reply is being sent
+        let bound = self.max_tracked;
         for &i in ind {
             if self.pending_all > 0 || (!self.pending.is_empty() && self.pending.contains_key(&i)) {
                 nocache.push(i);
                 continue;
             }
-            let full = h.held.len() >= MAX_TRACKED_PER_PROXY || self.tracked >= MAX_TRACKED;
-            if !full {
-                // The common case: one lookup. Held again if an INV for it
-                // was out (this value is newer than that INV).
-                if h.held.insert(i, 0).is_none() {
-                    self.tracked += 1;
-                }
-                continue;
-            }
+            // Held already (or an INV for it is out: this value is newer
+            // than that INV): held again, nothing grows.
             if let Some(v) = h.held.get_mut(&i) {
                 *v = 0;
                 continue;
             }
-            if h.unacked.iter().any(|(_, _, ind)| ind.is_none()) {
-                nocache.push(i); // a flush is out: track nothing more until it is confirmed
-                continue;
+            if h.held.len() >= bound || self.tracked >= MAX_TRACKED {
+                if h.trimming.is_none() && trim(h, bound, now) {
+                    self.stats.overflows += 1;
+                    self.stats.inv_sent += 1;
+                    self.unconfirmed.insert(id);
+                    self.outgoing.push(id);
+                }
+                if h.held.len() >= bound + slack(bound) || self.tracked >= MAX_TRACKED + slack(MAX_TRACKED) {
+                    nocache.push(i); // no room until the trim is confirmed
+                    continue;
+                }
             }
-            // Too much to track: everything it holds is invalidated at
-            // once (its entries wait for the ACK like any other).
-            self.stats.overflows += 1;
-            self.stats.inv_sent += 1;
-            invalidate(h, None, now);
-            self.unconfirmed.insert(id);
-            self.outgoing.push(id);
-            nocache.push(i); // it goes out before the flush: not kept
+            h.held.insert(i, 0);
+            h.order.push_back(i);
+            self.tracked += 1;
+            if h.order.len() > 2 * h.held.len() + 1024 {
+                compact(h);
+            }
         }
     }
 
@@ -254,6 +303,9 @@ impl Leases {
         }
         self.stats.acks += 1;
         h.acked = h.acked.max(seq);
+        if h.trimming.is_some_and(|t| t <= seq) {
+            h.trimming = None;
+        }
         while h.unacked.front().is_some_and(|(n, _, _)| *n <= seq) {
             let Some((n, _, ind)) = h.unacked.pop_front() else {
                 break;
@@ -332,12 +384,25 @@ impl Leases {
                 waits.push(Wait::Ack(d.id, u64::MAX));
             }
         }
+        if let Some(until) = self.unlisted_until {
+            waits.push(Wait::Until(until));
+        }
         (!waits.is_empty()).then_some(waits)
     }
 
     /// Forgets departed proxies whose last lease has run out.
     pub fn prune(&mut self, now: Instant) {
-        self.departed.retain(|d| d.until > now);
+        let bytes = &mut self.departed_bytes;
+        self.departed.retain(|d| {
+            let keep = d.until > now;
+            if !keep {
+                *bytes -= d.bytes();
+            }
+            keep
+        });
+        if self.unlisted_until.is_some_and(|u| u <= now) {
+            self.unlisted_until = None;
+        }
     }
 
     /// Parks a write that must wait (`waits` from
@@ -402,8 +467,13 @@ impl Leases {
             Wait::Grace => now >= self.grace_until,
             Wait::Ack(id, seq) => match self.holders.get(&id) {
                 Some(h) => h.acked >= seq,
-                None => self.departed.iter().find(|d| d.id == id).is_none_or(|d| now >= d.until),
+                // Gone: listed until its lease ends, or among the unlisted.
+                None => match self.departed.iter().find(|d| d.id == id) {
+                    Some(d) => now >= d.until,
+                    None => self.unlisted_until.is_none_or(|u| now >= u),
+                },
             },
+            Wait::Until(t) => now >= t,
         }
     }
 
@@ -413,14 +483,21 @@ impl Leases {
         let Some(h) = self.holders.remove(&id) else { return };
         self.unconfirmed.remove(&id);
         self.tracked -= h.held.len();
-        if !h.held.is_empty() {
-            let held = (h.held.len() <= DEPARTED_LIST_MAX).then(|| h.held.keys().map(|&i| (i, ())).collect());
-            self.departed.push(Departed {
-                id,
-                held,
-                until: h.last_grant + self.lease,
-            });
+        if h.held.is_empty() {
+            return;
         }
+        let until = h.last_grant + self.lease;
+        let bytes = DEPARTED_ENTRY_BYTES + 8 * h.held.len();
+        if self.departed_bytes + bytes > DEPARTED_BYTES_MAX {
+            // Too many to list: the safe fallback, one instant for all.
+            self.stats.departed_unlisted += 1;
+            self.unlisted_until = Some(self.unlisted_until.map_or(until, |u| u.max(until)));
+            return;
+        }
+        let mut held: Vec<i64> = h.held.keys().copied().collect();
+        held.sort_unstable();
+        self.departed_bytes += bytes;
+        self.departed.push(Departed { id, held, until });
     }
 
     /// Proxies that have left an invalidation unconfirmed for half a lease:
@@ -447,8 +524,15 @@ impl Leases {
             .filter_map(|id| self.holders.get(id)?.unacked.front().map(|(_, s, _)| *s + limit));
         let parked = !self.parked.is_empty();
         let grace = parked.then_some(self.grace_until);
+        let unlisted = self.unlisted_until.filter(|_| parked);
         let gone = self.departed.iter().filter(|_| parked).map(|d| d.until);
-        grace.into_iter().chain(acks).chain(gone).filter(|&t| t > now).min()
+        grace
+            .into_iter()
+            .chain(unlisted)
+            .chain(acks)
+            .chain(gone)
+            .filter(|&t| t > now)
+            .min()
     }
 
     /// Moves each proxy's encoded invalidations out: `f(key, gen, bytes)`.
@@ -475,7 +559,49 @@ impl Leases {
         encode_field(out, "DELAY_MAX_US", &s.delay_max_us);
         encode_field(out, "LEASES_EXPIRED", &s.expired);
         encode_field(out, "LEASE_OVERFLOWS", &s.overflows);
+        encode_field(out, "MAX_PROXIES", &self.max_proxies);
+        encode_field(out, "MAX_TRACKED", &self.max_tracked);
+        encode_field(out, "DEPARTED", &self.departed.len());
+        encode_field(out, "DEPARTED_BYTES", &self.departed_bytes);
+        encode_field(out, "DEPARTED_UNLISTED", &s.departed_unlisted);
     }
+}
+
+/// Invalidates the holder's oldest fresh entries (a sixteenth of `bound`)
+/// to make room; false if it holds none that is not already being
+/// invalidated. (The caller notes the holder as unconfirmed and outgoing.)
+fn trim(h: &mut Holder, bound: usize, now: Instant) -> bool {
+    let want = slack(bound);
+    let mut batch = Vec::with_capacity(want.min(4096));
+    while batch.len() < want {
+        let Some(i) = h.order.pop_front() else { break };
+        // Skipped: no longer held, or an INV is out for it already. (An
+        // index listed twice after a re-insert goes at its first place: a
+        // little early, never unsafe.)
+        if h.held.get(&i) == Some(&0) {
+            batch.push(i);
+        }
+    }
+    if batch.is_empty() {
+        return false;
+    }
+    batch.sort_unstable();
+    batch.dedup();
+    h.trimming = Some(invalidate(h, Some(batch), now));
+    true
+}
+
+/// Drops the order entries of indices no longer held, and repeats (the
+/// newest place of each kept), so the list stays within twice `held`.
+fn compact(h: &mut Holder) {
+    let mut seen: IndexMap<()> = IndexMap::default();
+    let mut kept: std::collections::VecDeque<i64> = std::collections::VecDeque::with_capacity(h.held.len());
+    for &i in h.order.iter().rev() {
+        if h.held.contains_key(&i) && seen.insert(i, ()).is_none() {
+            kept.push_front(i);
+        }
+    }
+    h.order = kept;
 }
 
 /// Encodes an invalidation of `ind` (every index for `None`) into the
@@ -593,19 +719,57 @@ mod tests {
     }
 
     #[test]
-    fn proxies_beyond_the_bound_get_no_lease_and_departed_big_holders_block_everything() {
+    fn proxies_beyond_the_bound_get_no_lease_and_departed_lists_are_bounded() {
         let t0 = Instant::now();
-        let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
-        let ids: Vec<HolderId> = (0..MAX_PROXIES).map(|k| l.join(k, 1, t0).unwrap()).collect();
-        assert!(l.join(MAX_PROXIES, 1, t0).is_none());
-        // One that held more than can be listed blocks every write once gone.
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0).bounded(3, MAX_TRACKED_PER_PROXY);
+        let ids: Vec<HolderId> = (0..3).map(|k| l.join(k, 1, t0).unwrap()).collect();
+        assert!(l.join(3, 1, t0).is_none(), "--max-proxies 3");
+        // A departed proxy that held many indices blocks writes to those
+        // only: a write to an index it never read goes at once.
         let many: Vec<i64> = (0..2000).collect();
         l.register(ids[0], &many, &mut Vec::new(), t0);
         l.left(ids[0]);
-        assert!(l.join(MAX_PROXIES, 1, t0).is_some(), "room again");
-        assert!(l.write_must_wait(None, &put(&[5000]), t0).is_some());
+        assert!(l.join(3, 1, t0).is_some(), "room again");
+        assert!(l.write_must_wait(None, &put(&[1999]), t0).is_some());
+        assert!(l.write_must_wait(None, &put(&[5000]), t0).is_none());
+        assert_eq!(l.departed_bytes, DEPARTED_ENTRY_BYTES + 8 * 2000);
+        // Past the bound on the departed lists' bytes, one that leaves
+        // blocks every write until its lease ends: memory stays bounded.
+        let big: Vec<i64> = (10_000..10_000 + (DEPARTED_BYTES_MAX / 8) as i64).collect();
+        let mut l2 = Leases::new(ms(1000), Duration::ZERO, t0).bounded(8, big.len());
+        let a = l2.join(0, 1, t0).unwrap();
+        l2.register(a, &big, &mut Vec::new(), t0);
+        l2.left(a);
+        assert_eq!((l2.departed.len(), l2.stats.departed_unlisted), (0, 1));
+        let w = l2.write_must_wait(None, &put(&[1]), t0 + ms(10)).expect("blocked");
+        assert_eq!(w, [Wait::Until(t0 + ms(1000))]);
+        l2.park(7, 1, &put(&[1]), w, t0 + ms(10));
+        assert_eq!(l2.next_deadline(t0 + ms(10)), Some(t0 + ms(1000)));
+        assert!(l2.next_ready(t0 + ms(999)).is_none());
+        assert!(l2.next_ready(t0 + ms(1000)).is_some());
+        l2.prune(t0 + ms(1000));
+        assert!(l2.write_must_wait(None, &put(&[1]), t0 + ms(1000)).is_none());
+        // Forgotten departed proxies give their bytes back.
         l.prune(t0 + ms(1000));
-        assert!(l.write_must_wait(None, &put(&[5000]), t0 + ms(1000)).is_none());
+        assert_eq!((l.departed.len(), l.departed_bytes), (0, 0));
+    }
+
+    #[test]
+    fn a_write_parked_on_a_holder_that_leaves_unlisted_waits_for_its_lease() {
+        let t0 = Instant::now();
+        let big: Vec<i64> = (0..(DEPARTED_BYTES_MAX / 8) as i64).collect();
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0).bounded(8, big.len());
+        let a = l.join(0, 1, t0).unwrap();
+        l.register(a, &big, &mut Vec::new(), t0);
+        let w = l.write_must_wait(None, &put(&[3]), t0).unwrap();
+        assert_eq!(w, [Wait::Ack(a, 1)]);
+        l.park(5, 1, &put(&[3]), w, t0);
+        l.left(a); // too many to list
+        assert!(
+            l.next_ready(t0 + ms(999)).is_none(),
+            "not forgotten: its lease may still run"
+        );
+        assert!(l.next_ready(t0 + ms(1000)).is_some());
     }
 
     #[test]
@@ -620,26 +784,56 @@ mod tests {
     }
 
     #[test]
-    fn a_holder_tracking_too_much_is_told_to_drop_everything() {
+    fn a_holder_at_its_tracking_bound_loses_its_oldest_indices_only() {
+        let t0 = Instant::now();
+        let bound = 64; // slack: 5
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0).bounded(4, bound);
+        let a = l.join(0, 1, t0).unwrap();
+        let first: Vec<i64> = (0..bound as i64).collect();
+        let mut nocache = Vec::new();
+        l.register(a, &first, &mut nocache, t0);
+        assert!(nocache.is_empty() && outbox(&mut l).is_empty());
+        // Re-reading a held index does not grow anything.
+        l.register(a, &[0], &mut nocache, t0);
+        assert!(nocache.is_empty() && outbox(&mut l).is_empty());
+        l.register(a, &[1000], &mut nocache, t0);
+        assert_eq!(
+            outbox(&mut l),
+            [(0, "OP=INV;SEQ=1;IND=0,1,2,3,4\n".to_string())],
+            "the five oldest"
+        );
+        assert_eq!((l.stats.overflows, l.stats.inv_sent), (1, 1));
+        assert!(nocache.is_empty(), "within the slack: tracked");
+        // While that is out, more is tracked up to the hard cap, then not.
+        let more: Vec<i64> = (1001..1010).collect();
+        l.register(a, &more, &mut nocache, t0);
+        assert_eq!(nocache, [1005, 1006, 1007, 1008, 1009]);
+        assert_eq!(l.tracked, bound + slack(bound));
+        assert!(outbox(&mut l).is_empty(), "one trim at a time");
+        l.ack(a, 1).unwrap();
+        assert_eq!(l.tracked, bound, "the trimmed five are gone");
+        // The next trim takes the next oldest; a direct write to a trimmed
+        // index no longer waits for this proxy.
+        l.register(a, &[2000], &mut nocache, t0);
+        assert_eq!(outbox(&mut l), [(0, "OP=INV;SEQ=2;IND=5,6,7,8,9\n".to_string())]);
+        assert!(l.write_must_wait(None, &put(&[3]), t0).is_none());
+        assert!(l.write_must_wait(None, &put(&[10]), t0).is_some());
+    }
+
+    #[test]
+    fn the_order_list_stays_within_twice_what_is_held() {
         let t0 = Instant::now();
         let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
         let a = l.join(0, 1, t0).unwrap();
-        let many: Vec<i64> = (0..MAX_TRACKED_PER_PROXY as i64).collect();
-        let mut nocache = Vec::new();
-        l.register(a, &many, &mut nocache, t0);
-        assert!(nocache.is_empty() && outbox(&mut l).is_empty());
-        l.register(a, &[-1], &mut nocache, t0);
-        assert_eq!(outbox(&mut l), [(0, "OP=INV;SEQ=1\n".to_string())]);
-        assert_eq!(l.stats.overflows, 1);
-        assert_eq!(l.stats.inv_sent, 1, "the flush is an invalidation sent");
-        assert_eq!(nocache, [-1], "its reply leaves before the flush: not kept");
-        // While that is unconfirmed, more is not tracked (nor cached).
-        l.register(a, &[-2], &mut nocache, t0);
-        assert_eq!(nocache, [-2]);
-        l.ack(a, 1).unwrap();
-        assert_eq!(l.tracked, 0, "every entry was flushed");
-        l.register(a, &[-3], &mut nocache, t0);
-        assert!(nocache.is_empty(), "tracking starts over");
-        assert_eq!(l.tracked, 1);
+        for round in 0..3000u64 {
+            // Read, invalidated, confirmed: over and over.
+            l.register(a, &[1, 2], &mut Vec::new(), t0);
+            l.write_must_wait(None, &put(&[1, 2]), t0).unwrap();
+            outbox(&mut l);
+            l.ack(a, round + 1).unwrap();
+        }
+        let h = &l.holders[&a];
+        assert!(h.held.is_empty());
+        assert!(h.order.len() <= 2 * h.held.len() + 1024 + 2, "{}", h.order.len());
     }
 }

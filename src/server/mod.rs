@@ -7,8 +7,11 @@
 //!
 //! Run it: `tablecache server --listen 127.0.0.1:8080 --size 10`.
 
+mod backlog;
 pub mod leases;
 mod service;
+
+pub use backlog::BACKLOG_MAX_BYTES;
 
 pub use service::ServerConn;
 
@@ -48,6 +51,15 @@ pub struct ServerConfig {
     /// Where the table is kept (`--data-dir`): `None` keeps it in memory
     /// only (docs/durability.md).
     pub store: Option<StoreConfig>,
+    /// The file holding the peer secret (`--peer-secret-file`): only a
+    /// connection that presents it may hold a lease. `None`: only loopback
+    /// peers may.
+    pub peer_secret_file: Option<std::path::PathBuf>,
+    /// Connections holding a lease at once at most (`--max-proxies`).
+    pub max_proxies: usize,
+    /// Indices tracked per proxy at most (`--max-tracked`): past it, its
+    /// oldest are invalidated.
+    pub max_tracked: usize,
 }
 
 /// The default lease (docs/coherence.md weighs it).
@@ -62,6 +74,9 @@ impl Default for ServerConfig {
             lease: DEFAULT_LEASE,
             grace: DEFAULT_LEASE,
             store: None,
+            peer_secret_file: None,
+            max_proxies: leases::MAX_PROXIES,
+            max_tracked: leases::MAX_TRACKED_PER_PROXY,
         }
     }
 }
@@ -215,7 +230,13 @@ impl Server {
                 None,
             ),
         };
+        let secret = cfg
+            .peer_secret_file
+            .as_deref()
+            .map(crate::peer::Secret::from_file)
+            .transpose()?;
         let reactor = Reactor::new()?;
+        let max_output = cfg.limits.max_pending_output;
         let front = Frontend::bind(cfg.listen, "server", cfg.limits, reactor.registry())?;
         let addr = front.local_addr();
         info!(
@@ -223,6 +244,19 @@ impl Server {
             cfg.size,
             cfg.lease.as_millis()
         );
+        if !cfg.lease.is_zero() {
+            match &cfg.peer_secret_file {
+                Some(f) => info!(
+                    "server: leases only for peers that present the secret in {} (at most {} at once)",
+                    f.display(),
+                    cfg.max_proxies
+                ),
+                None => info!(
+                    "server: no --peer-secret-file: only loopback peers may hold leases (at most {} at once)",
+                    cfg.max_proxies
+                ),
+            }
+        }
         if !cfg.grace.is_zero() {
             info!(
                 "server: writes wait {} ms for leases an earlier run may have granted",
@@ -235,7 +269,13 @@ impl Server {
             overdue: Vec::new(),
             failed: None,
             front,
-            core: Core::new(table, Leases::new(cfg.lease, cfg.grace, now), store),
+            core: Core::new(
+                table,
+                Leases::new(cfg.lease, cfg.grace, now).bounded(cfg.max_proxies, cfg.max_tracked),
+                store,
+                secret,
+                max_output,
+            ),
         };
         Ok(Bound::new(reactor, node, addr, "server"))
     }

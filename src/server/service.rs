@@ -3,18 +3,19 @@
 //! (`leases.rs`), parked with its connection's later requests queued
 //! behind it — plus STS and DMP. The node around it is `mod.rs`.
 
+use super::backlog::{Backlog, Entry};
 use super::leases::{HolderId, Leases, Parked};
 use super::DUMP_MAX;
 use crate::buffer::Buffer;
 use crate::conn::Conn;
 use crate::framing::Framing;
 use crate::frontend::{FrontInfo, Service};
+use crate::peer::Secret;
 use crate::proto::{encode_error, encode_field, encode_request, put_list, Op, Problem, Request};
 use crate::store::Store;
 use crate::table::Table;
 use crate::trace_event;
 use log::debug;
-use std::collections::VecDeque;
 use std::time::Instant;
 
 /// Per-operation counters.
@@ -35,22 +36,10 @@ pub struct ServerConn {
     /// after the write. An ACK takes effect at once (the proxy applied
     /// those invalidations before sending it, and another write may be
     /// waiting for it: reading it late could deadlock two proxies' writes);
-    /// only its reply waits here.
-    behind: VecDeque<Behind>,
+    /// only its reply waits here. Once the write is applied, it is run as
+    /// the output has room (never past the output limit).
+    behind: Backlog,
 }
-
-/// A request queued behind a parked write, or a reply decided already.
-#[derive(Debug)]
-enum Behind {
-    Request(Request),
-    Reply(Vec<u8>),
-}
-
-/// Requests queued behind a parked write at most; then the connection is
-/// not read until the write is applied (backpressure).
-/// (A proxy keeps at most 65,536 requests in flight: it never reaches it,
-/// so its confirmations behind a waiting write are always read.)
-const MAX_BEHIND: usize = 65536;
 
 /// The table and the service that applies requests to it.
 pub(super) struct Core {
@@ -68,6 +57,14 @@ pub(super) struct Core {
     /// or for a table in memory, fresh at start and counted here.
     data_id: u64,
     mem_seq: u64,
+    /// The peer secret (`--peer-secret-file`); without one, only loopback
+    /// peers may hold leases.
+    secret: Option<Secret>,
+    /// Output a connection's backlog is run into at most (the frontend's
+    /// `max_pending_output`).
+    max_output: usize,
+    /// A backlog entry being run.
+    entry: Vec<u8>,
 }
 
 impl Service for Core {
@@ -92,8 +89,8 @@ impl Service for Core {
             return self.reject(conn, op, &p);
         }
         self.counters.ops[self.req.op as usize] += 1;
-        if conn.ext.parked {
-            return self.queue_behind(conn, now);
+        if conn.ext.parked || !conn.ext.behind.is_empty() {
+            return self.queue_behind(conn, body, now);
         }
         self.run(conn, front, now);
     }
@@ -103,10 +100,10 @@ impl Service for Core {
         if let Some(id) = conn.ext.holder {
             self.leases.granted(id, Instant::now()); // a reply like any other
         }
-        if conn.ext.parked {
+        if conn.ext.parked || !conn.ext.behind.is_empty() {
             let mut b = Buffer::new();
             encode_error(&mut b, op, problem.code(), problem);
-            conn.ext.behind.push_back(Behind::Reply(b.data().to_vec()));
+            conn.ext.behind.push(Entry::Reply, b.data());
             return;
         }
         encode_error(&mut conn.output, op, problem.code(), problem);
@@ -119,7 +116,11 @@ impl Service for Core {
     }
 
     fn congested(&self, conn: &Conn<ServerConn>) -> bool {
-        conn.ext.behind.len() >= MAX_BEHIND
+        conn.ext.behind.full()
+    }
+
+    fn catch_up(&mut self, conn: &mut Conn<ServerConn>, front: &FrontInfo, now: Instant) -> bool {
+        self.run_backlog(conn, front, now)
     }
 
     fn hold(&mut self, conn: &Conn<ServerConn>) -> bool {
@@ -143,7 +144,13 @@ impl Service for Core {
 impl Core {
     /// A service over `table`, granting leases as `leases` says, logging
     /// writes to `store` if there is one.
-    pub(super) fn new(table: Table, leases: Leases, store: Option<Store>) -> Core {
+    pub(super) fn new(
+        table: Table,
+        leases: Leases,
+        store: Option<Store>,
+        secret: Option<Secret>,
+        max_output: usize,
+    ) -> Core {
         Core {
             table,
             req: Request::default(),
@@ -154,6 +161,9 @@ impl Core {
             store,
             held: Vec::new(),
             mem_seq: 0,
+            secret,
+            max_output,
+            entry: Vec::new(),
         }
     }
 
@@ -182,18 +192,53 @@ impl Core {
         }
     }
 
-    /// A request arrived behind the connection's parked write: it waits
-    /// its turn; an ACK takes effect now and only its reply waits.
-    fn queue_behind(&mut self, conn: &mut Conn<ServerConn>, now: Instant) {
+    /// A request arrived behind the connection's parked write (or behind
+    /// requests still queued after it): it waits its turn, as the bytes it
+    /// came as; an ACK takes effect now and only its reply waits.
+    fn queue_behind(&mut self, conn: &mut Conn<ServerConn>, body: usize, now: Instant) {
         if self.req.op != Op::Ack {
-            conn.ext.behind.push_back(Behind::Request(self.req.clone()));
+            conn.ext.behind.push(Entry::Request, &conn.input.data()[..body]);
             return;
         }
         let mut b = Buffer::new();
         match self.ack(conn.ext.holder, &mut b, now) {
-            Ok(()) => conn.ext.behind.push_back(Behind::Reply(b.data().to_vec())),
+            Ok(()) => conn.ext.behind.push(Entry::Reply, b.data()),
             Err(p) => self.reject(conn, Some(Op::Ack), &p),
         }
+    }
+
+    /// Runs what queued behind an applied write, in order, while the
+    /// output has room and no write parks again; true if it ran any.
+    fn run_backlog(&mut self, conn: &mut Conn<ServerConn>, front: &FrontInfo, now: Instant) -> bool {
+        let mut ran = false;
+        while !conn.ext.parked && conn.output.len() < self.max_output {
+            let mut entry = std::mem::take(&mut self.entry);
+            let kind = conn.ext.behind.pop(&mut entry);
+            match kind {
+                None => {}
+                Some(Entry::Reply) => {
+                    conn.output.extend(&entry);
+                    conn.end_message();
+                }
+                // It parsed when it arrived, so it parses now (a failure
+                // would be answered in its turn all the same).
+                Some(Entry::Request) => match self.req.parse(&entry) {
+                    Ok(()) => self.run(conn, front, now),
+                    Err((op, p)) => {
+                        self.entry = entry;
+                        self.reject(conn, op, &p);
+                        ran = true;
+                        continue;
+                    }
+                },
+            }
+            self.entry = entry;
+            if kind.is_none() {
+                break;
+            }
+            ran = true;
+        }
+        ran
     }
 
     /// Applies an ACK of the request's SEQ and encodes its reply.
@@ -221,6 +266,21 @@ impl Core {
                 }
                 if conn.framer.framing() != Framing::Line {
                     return Err(Problem::LeaseNeedsLines);
+                }
+                // Only a trusted peer may hold a lease: anyone else could
+                // make every write to what it reads wait (docs/coherence.md,
+                // "Trust"). It stays an ordinary client.
+                let trusted = conn.ext.holder.is_some()
+                    || match &self.secret {
+                        Some(s) => self.req.key.as_ref().is_some_and(|k| s.matches(k)),
+                        None => crate::peer::loopback(conn.peer),
+                    };
+                if !trusted {
+                    return Err(Problem::NotPeer(match (&self.secret, &self.req.key) {
+                        (Some(_), None) => "LEASE needs KEY, the peer secret",
+                        (Some(_), Some(_)) => "wrong KEY",
+                        (None, _) => "without --peer-secret-file only loopback peers hold leases",
+                    }));
                 }
                 let id = match conn.ext.holder {
                     Some(id) => id,
@@ -314,7 +374,8 @@ impl Core {
     }
 
     /// A parked write may go: applied and answered now, then what queued
-    /// behind it, in order, until another write parks.
+    /// behind it, in order, until another write parks or the output is
+    /// full (the rest runs as the peer reads: [`Service::catch_up`]).
     pub(super) fn release(&mut self, conn: &mut Conn<ServerConn>, p: Parked, front: &FrontInfo, now: Instant) {
         conn.ext.parked = false;
         let arrived = p.arrived;
@@ -332,19 +393,7 @@ impl Core {
             now.saturating_duration_since(arrived).as_micros(),
             conn.output.len()
         );
-        while !conn.ext.parked {
-            match conn.ext.behind.pop_front() {
-                None => break,
-                Some(Behind::Reply(b)) => {
-                    conn.output.extend(&b);
-                    conn.end_message();
-                }
-                Some(Behind::Request(r)) => {
-                    self.req = r;
-                    self.run(conn, front, now);
-                }
-            }
-        }
+        self.run_backlog(conn, front, now);
     }
 
     fn encode_stats(&self, out: &mut Buffer, front: &FrontInfo) {

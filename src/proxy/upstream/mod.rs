@@ -38,6 +38,12 @@ use std::time::{Duration, Instant};
 
 /// Requests in flight upstream at most; beyond it, 503 at once.
 const MAX_INFLIGHT: usize = 65536;
+/// Bytes of requests in flight upstream at most (as [`UpKind::wire_bytes`]
+/// counts them, never less than they take); beyond it, 503 at once. Under
+/// half the server's byte budget for requests queued behind a parked
+/// write (`crate::server::BACKLOG_MAX_BYTES`), so the server always reads
+/// this proxy's confirmations.
+pub const MAX_INFLIGHT_BYTES: usize = 2 << 20;
 /// Longest upstream reply accepted (a big fetch of a big table).
 const MAX_UPSTREAM_REPLY: usize = 64 << 20;
 /// A server that closes a connection it has kept this long (or after
@@ -144,11 +150,13 @@ pub struct Upstream {
     last_io: Instant,
     /// How long the connection may stay quiet before the proxy sends a
     /// keepalive: learned from the server closing an idle connection (a
-    /// third of the silence it allowed), `None` until then.
+    /// third of the silence it allowed), `None` until then. (A lease is
+    /// renewed by the session, `lease.rs`, not here.)
     keepalive: Option<Duration>,
-    /// How often a quiet connection renews the lease of a coherent server
-    /// (a third of it), `None` until the server granted one.
-    renew_every: Option<Duration>,
+    /// Bytes of the requests in flight (`MAX_INFLIGHT_BYTES` at most).
+    inflight_bytes: usize,
+    /// The peer secret, presented with every LEASE (`--peer-secret-file`).
+    secret: Option<crate::peer::Secret>,
     /// Invalidations are applied up to this SEQ, and acknowledged up to
     /// `acked` (the ACK leaves after the read pass that applied them).
     applied: u64,
@@ -198,7 +206,8 @@ impl Upstream {
             opened: Instant::now(),
             last_io: Instant::now(),
             keepalive: None,
-            renew_every: None,
+            inflight_bytes: 0,
+            secret: None,
             applied: 0,
             acked: 0,
             queued_seq: 0,
@@ -213,6 +222,11 @@ impl Upstream {
             stats: UpStats::default(),
             stopping: false,
         })
+    }
+
+    /// Presents `secret` with every LEASE from now on.
+    pub fn set_secret(&mut self, secret: Option<crate::peer::Secret>) {
+        self.secret = secret;
     }
 
     /// The server's address.
@@ -258,7 +272,7 @@ impl Upstream {
     pub fn refusal(&self) -> Option<&'static str> {
         if self.conn.is_none() {
             Some("upstream unavailable")
-        } else if self.inflight.len() >= MAX_INFLIGHT {
+        } else if self.inflight.len() >= MAX_INFLIGHT || self.inflight_bytes >= MAX_INFLIGHT_BYTES {
             Some("upstream queue full")
         } else {
             None
@@ -271,10 +285,11 @@ impl Upstream {
         debug_assert!(self.refusal().is_none());
         let Some(conn) = self.conn.as_mut() else { return };
         if self.framing != Framing::Bare || self.sent == 0 {
-            write_request(conn, &req.kind);
+            write_request(conn, &req.kind, self.secret.as_ref());
             announce(&mut self.announce, &req);
             self.sent += 1;
         }
+        self.inflight_bytes += req.kind.wire_bytes();
         self.stats.requests += 1;
         self.queued_seq = self.queued_seq.max(req.seq);
         self.last_io = now;
@@ -325,7 +340,7 @@ impl Upstream {
                     // server at its connection limit accepts and closes.
                     info!("proxy upstream {}: connected", self.addr);
                     (self.opened, self.last_io) = (now, now);
-                    (self.renew_every, self.applied, self.acked) = (None, 0, 0);
+                    (self.applied, self.acked) = (0, 0);
                     if let Some(k) = self.quiet_limit() {
                         self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
                     }
@@ -382,6 +397,7 @@ impl Upstream {
         }
         self.gen += 1;
         self.sent = 0;
+        self.inflight_bytes = 0;
         sink(UpEvent::Disconnected);
         let n = self.inflight.len();
         if n > 0 {
@@ -400,23 +416,10 @@ impl Upstream {
         }
     }
 
-    /// The longest the connection may stay quiet: the server's idle policy
-    /// (learned), and the lease's renewal.
+    /// The longest the connection may stay quiet: the server's idle
+    /// policy, once learned.
     pub(super) fn quiet_limit(&self) -> Option<Duration> {
-        match (self.keepalive, self.renew_every) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// A LEASE was answered: with a lease of `ms` (renewed when quiet for a
-    /// third of it), or refused (`None`: the server grants none).
-    pub(super) fn leased(&mut self, ms: Option<u64>, now: Instant) {
-        let ms = ms.map(|ms| ms.min(crate::proxy::lease::MAX_LEASE_MS));
-        self.renew_every = ms.map(|ms| Duration::from_millis(ms / 3).max(Duration::from_millis(1)));
-        if let Some(k) = self.renew_every {
-            self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
-        }
+        self.keepalive
     }
 
     pub(super) fn schedule_reconnect(&mut self, now: Instant) {
@@ -461,18 +464,29 @@ fn announce(out: &mut Vec<String>, req: &UpReq) {
     }
 }
 
-/// Encodes an upstream request into the connection's output.
-fn write_request(up: &mut Conn<()>, kind: &UpKind) {
+/// Encodes an upstream request into the connection's output; a LEASE
+/// carries the peer secret, if there is one.
+fn write_request(up: &mut Conn<()>, kind: &UpKind, secret: Option<&crate::peer::Secret>) {
+    let key = |up: &mut Conn<()>| {
+        if let Some(s) = secret {
+            up.output.extend(b";KEY=");
+            up.output.extend(s.expose());
+        }
+    };
     match kind {
         UpKind::Fetch(ind) => encode_request(&mut up.output, kind.op(), ind, &[]),
         UpKind::Put(ind, data) => encode_request(&mut up.output, kind.op(), ind, data),
         UpKind::Clr => encode_request(&mut up.output, kind.op(), &[], &[]),
         UpKind::Ping => encode_request(&mut up.output, kind.op(), &[0], &[]),
-        UpKind::Lease => encode_request(&mut up.output, kind.op(), &[], &[]),
+        UpKind::Lease => {
+            encode_request(&mut up.output, kind.op(), &[], &[]);
+            key(up);
+        }
         UpKind::Resume { id, seq, ind } => {
             encode_request(&mut up.output, kind.op(), ind, &[]);
             crate::proto::encode_field(&mut up.output, "ID", &format_args!("{id:016x}"));
             crate::proto::encode_field(&mut up.output, "SEQ", seq);
+            key(up);
         }
         UpKind::Ack(seq) => {
             encode_request(&mut up.output, kind.op(), &[], &[]);

@@ -58,9 +58,9 @@ impl Upstream {
     pub(super) fn read(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
         let Some(conn) = self.conn.as_mut() else { return };
         let mut broken: Option<String> = None;
-        // A LEASE answered in this pass: Some(lease ms) or Some(None), refused.
-        let mut lease: Option<Option<u64>> = None;
         let applied = &mut self.applied;
+        let secret = self.secret.as_ref();
+        let inflight_bytes = &mut self.inflight_bytes;
         let role = self.role;
         let to_announce = &mut self.announce;
         let (inflight, sent, replies, refused, reply, backoff, last_io, last_wait) = (
@@ -121,6 +121,7 @@ impl Upstream {
                 }
                 let Some(req) = inflight.pop_front() else { return false };
                 *sent = sent.saturating_sub(1);
+                *inflight_bytes = inflight_bytes.saturating_sub(req.kind.wire_bytes());
                 if reply.code != code::UNAVAILABLE {
                     // The server answers: it works. (A 503 is what a server
                     // at its connection limit says before it closes: the
@@ -135,27 +136,16 @@ impl Upstream {
                 if *sent == 0 {
                     // A bare server gets the next request only now.
                     if let Some(next) = inflight.front() {
-                        write_request(c, &next.kind);
+                        write_request(c, &next.kind, secret);
                         super::announce(to_announce, next);
                         *sent = 1;
                     }
-                }
-                if matches!(req.kind, UpKind::Lease | UpKind::Resume { .. }) {
-                    lease = Some(match reply.code {
-                        code::OK => reply.ms.filter(|&ms| ms > 0),
-                        // No room now: ask again in a second.
-                        code::UNAVAILABLE => Some(3000),
-                        _ => None,
-                    });
                 }
                 sink(UpEvent::Answered(req, reply));
             },
         );
         if let Some(why) = broken {
             return self.reset_live(code::BAD_GATEWAY, &why, now, sink);
-        }
-        if let Some(ms) = lease {
-            self.leased(ms, now);
         }
         if self.applied > self.acked && self.connected() {
             // One ACK for every invalidation this pass applied.

@@ -41,14 +41,10 @@ impl Upstream {
         }
         let due = self.last_io + k;
         if now >= due && self.inflight.is_empty() {
-            // A coherent server's lease is renewed by any answer: ask for
-            // the lease itself (a GET would make the server track index 0).
-            let kind = if self.renew_every.is_some() {
-                UpKind::Lease
-            } else {
-                UpKind::Ping
-            };
-            self.send(UpReq::own(kind, now), now);
+            // (A coherent server tracks index 0 for a leased proxy's
+            // ping: one more invalidation, only with an idle timeout under
+            // a third of the lease, which renewals outpace otherwise.)
+            self.send(UpReq::own(UpKind::Ping, now), now);
             self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
         } else {
             self.timers
