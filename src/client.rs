@@ -99,28 +99,14 @@ impl Client {
     /// reads until the server's FIN arrives, then closes. Replies still
     /// owed are read and dropped.
     pub fn finish(mut self) -> io::Result<()> {
-        crate::trace_event!(
-            self.conn.role,
-            self.conn.token,
-            "SHUTDOWN",
-            "shutdown(SHUT_WR): FIN sent, still reading"
-        );
-        self.conn.sock.shutdown(std::net::Shutdown::Write)?;
+        self.conn
+            .linger("shutdown(SHUT_WR): FIN sent, still reading", "done sending")?;
         let deadline = Instant::now() + self.timeout;
         loop {
             // Wait first: reading before the FIN is in would show a read
             // of nothing (WouldBlock), or not, as timing has it.
             self.wait(deadline, "the server's FIN")?;
-            let outcome = self.conn.read_pass(
-                &mut self.scratch,
-                read_limit(MAX_REPLY_BYTES),
-                usize::MAX,
-                Instant::now(),
-                |c| {
-                    c.input.clear();
-                    true
-                },
-            );
+            let (_, outcome) = self.conn.discard_input(&mut self.scratch, usize::MAX);
             match outcome {
                 ReadOutcome::Eof => break,
                 ReadOutcome::Error(e) => return Err(e),

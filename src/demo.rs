@@ -362,6 +362,9 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
         "a second proxy on {}, in front of the same server, with its own client (client2)",
         proxy2.addr()
     );
+    crate::outln!(
+        "(both proxies are on loopback: the server grants them leases without --peer-secret-file; docs/coherence.md, \"Trust\")"
+    );
     let mut book = Bookkeeping::connect(&mut show, server.addr(), proxy.addr(), Some(proxy2.addr()))?;
     show.step("setup: listeners, the proxies' connections to the server and their leases, the clients' connections");
     book.barrier()?;

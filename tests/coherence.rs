@@ -24,6 +24,8 @@ fn server_with_lease(size: usize, lease_ms: u64) -> NodeHandle {
         size,
         lease: Duration::from_millis(lease_ms),
         grace: Duration::ZERO, // a fresh system
+        // Every history here runs with the trust boundary on.
+        peer_secret_file: Some(secret_file()),
         ..Default::default()
     })
     .unwrap()
@@ -36,6 +38,7 @@ fn proxy(upstream: SocketAddr, capacity: usize) -> NodeHandle {
         listen: any_addr(),
         upstream,
         capacity,
+        peer_secret_file: Some(secret_file()),
         ..Default::default()
     })
     .unwrap()
@@ -144,7 +147,18 @@ fn histories_across_proxies_and_direct_clients_are_linearizable() {
 /// Binaries: a server of `SIZE` entries and `proxies` proxies (cache of
 /// 2) in front of it, each leased.
 fn spawn_system(proxies: usize, server_args: &[&str]) -> (Proc, Vec<Proc>) {
-    let mut args = vec!["server", "--listen", "127.0.0.1:0", "--size", "4", "--grace-ms", "0"];
+    let secret = secret_arg();
+    let mut args = vec![
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--size",
+        "4",
+        "--grace-ms",
+        "0",
+        "--peer-secret-file",
+        &secret,
+    ];
     args.extend_from_slice(server_args);
     args.extend_from_slice(&["--log-level", "warn"]);
     let server = spawn_node(&args);
@@ -158,6 +172,8 @@ fn spawn_system(proxies: usize, server_args: &[&str]) -> (Proc, Vec<Proc>) {
                 &server.addr,
                 "--capacity",
                 "2",
+                "--peer-secret-file",
+                &secret,
                 "--log-level",
                 "warn",
             ])
@@ -413,7 +429,7 @@ fn explore_rounds() {
 /// proxy that fetched it).
 fn holder_of(server: &NodeHandle, ind: &str) -> Peer {
     let mut h = Peer::connect(server.addr());
-    assert!(h.ask("OP=LEASE").ends_with(";CODE=200"));
+    assert!(h.ask(&format!("OP=LEASE;KEY={SECRET}")).ends_with(";CODE=200"));
     assert!(h.ask(&format!("OP=GET;IND={ind}")).ends_with(";CODE=200"));
     h
 }
@@ -479,7 +495,7 @@ fn a_resuming_proxy_keeps_its_cache_only_if_nothing_changed() {
         (field(&sts, "DATA_ID").unwrap(), num(&sts, "WRITE_SEQ"))
     };
     let keep = |ask: &str| {
-        let r = Peer::connect(server.addr()).ask(ask);
+        let r = Peer::connect(server.addr()).ask(&format!("{ask};KEY={SECRET}"));
         assert!(r.ends_with(";CODE=200"), "{ask} -> {r}");
         field(&r, "KEEP").unwrap_or_else(|| panic!("{ask} -> {r}"))
     };
@@ -575,7 +591,7 @@ fn a_clr_waits_out_the_lease_of_a_proxy_that_left_holding_entries() {
     // the CLR arrives.)
     let server = server_with_lease(10, 3000);
     let mut h = Peer::connect(server.addr());
-    assert!(h.ask("OP=LEASE").ends_with(";CODE=200"));
+    assert!(h.ask(&format!("OP=LEASE;KEY={SECRET}")).ends_with(";CODE=200"));
     let asked = Instant::now(); // its last lease runs from after this
     assert!(h.ask("OP=GET;IND=1").ends_with(";CODE=200"));
     drop(h);

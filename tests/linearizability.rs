@@ -146,6 +146,9 @@ fn check_round_with(upstream: std::net::SocketAddr, round: u64, clients: usize, 
         listen: any_addr(),
         upstream,
         capacity,
+        // With a secret: presented to a server that asks for it (the
+        // freezing server below), ignored by one that does not.
+        peer_secret_file: Some(secret_file()),
         ..Default::default()
     })
     .unwrap()
@@ -176,12 +179,15 @@ fn histories_through_the_proxy_are_linearizable() {
 /// the pauses widen every window in which a fetch, a write and a hit can
 /// overlap.
 fn with_freezing_server<T>(frozen_ms: u64, thawed_ms: u64, f: impl FnOnce(std::net::SocketAddr) -> T) -> T {
+    let secret = secret_arg();
     let server = spawn_node(&[
         "server",
         "--listen",
         "127.0.0.1:0",
         "--size",
         "4",
+        "--peer-secret-file",
+        &secret,
         "--log-level",
         "warn",
     ]);

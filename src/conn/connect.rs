@@ -53,7 +53,9 @@ impl<X> Conn<X> {
                 if let Ok(local) = self.sock.local_addr() {
                     trace_event!(self.role, self.token, "CONNECTED", "local {local}, peer {addr}");
                 }
-                self.transition(ConnEvent::Connected, "connect completed");
+                if let Err(e) = self.transition(ConnEvent::Connected, "connect completed") {
+                    return ConnectOutcome::Failed(e);
+                }
                 if let Err(e) = self.update_interest(registry) {
                     return ConnectOutcome::Failed(e);
                 }

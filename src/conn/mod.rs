@@ -15,13 +15,16 @@
 //!      ^           (nothing unread)      |
 //!      |                                 | output drained, requests left unread:
 //!      |                                 | shutdown(SHUT_WR), their bytes dropped
-//!      +------- peer FIN / error ----- Lingering
+//!      +------- peer FIN / error ----- Lingering <---- Open: we are done
+//!                                                      sending (shutdown(SHUT_WR))
 //! ```
 //!
 //! Every change of state goes through [`Conn::transition`], an exhaustive
-//! `match (state, event)`: a move the diagram does not have is a bug, caught
-//! by a `debug_assert!`. Each change is logged at `debug` and as a `STATE`
-//! trace event; docs/socket-states.md maps each state to its syscalls.
+//! `match (state, event)`: a move the diagram does not have is a bug,
+//! logged as an error and returned as one in every build (the caller
+//! closes the connection), never ignored. Each change is logged at `debug`
+//! and as a `STATE` trace event; docs/socket-states.md maps each state to
+//! its syscalls.
 //!
 //! Interest policy: READABLE while the node wants to read; WRITABLE only
 //! while output is pending (or a connect is in progress). The registration
@@ -34,7 +37,7 @@ mod read;
 use crate::buffer::Buffer;
 use crate::framing::{Framer, Framing};
 use crate::trace_event;
-use log::{debug, warn};
+use log::{debug, error};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Write};
@@ -73,11 +76,13 @@ pub enum State {
     /// The node is stopping: no more requests are read; close once the
     /// output is written.
     Closing,
-    /// Closing with requests left unread: the output is written and the
-    /// sending side shut (FIN after the last reply); what the peer still
-    /// sends is read and dropped until it closes. Closing at once would
-    /// make the kernel answer the unread bytes with a reset, which destroys
-    /// the replies still on their way to the peer.
+    /// Done sending: the sending side is shut (FIN after the last bytes
+    /// written); what the peer still sends is read and dropped until it
+    /// closes. A node closing with requests left unread lingers (closing
+    /// at once would make the kernel answer the unread bytes with a reset,
+    /// which destroys the replies still on their way to the peer); so do a
+    /// client that ends politely and a proxy's upstream connection drained
+    /// after a reset.
     Lingering,
     /// Deregistered; the socket is dropped with the connection.
     Closed,
@@ -92,8 +97,8 @@ pub enum ConnEvent {
     PeerFin,
     /// The node will close once what is owed is written.
     Stop,
-    /// The output is written and the sending side shut, with requests
-    /// left unread: drain them before closing.
+    /// The sending side is shut (`shutdown(SHUT_WR)`): drain what the
+    /// peer still sends before closing.
     Linger,
     /// Deregistered and dropped.
     Close,
@@ -122,11 +127,14 @@ impl State {
             (Connecting { .. }, Connected) => Some(Open),
             (Open, PeerFin) => Some(ReadClosed),
             (Open, Stop) => Some(Closing),
-            (Closing, Linger) => Some(Lingering),
+            // Done sending: a node closing with requests unread, a client
+            // ending politely (even after the peer's FIN), a drained
+            // upstream connection.
+            (Open | ReadClosed | Closing, Linger) => Some(Lingering),
             (Connecting { .. } | Open | ReadClosed | Closing | Lingering, Close) => Some(Closed),
             (Connecting { .. }, PeerFin | Stop | Linger)
-            | (Open, Connected | Linger)
-            | (ReadClosed, Connected | PeerFin | Stop | Linger)
+            | (Open, Connected)
+            | (ReadClosed, Connected | PeerFin | Stop)
             | (Closing, Connected | PeerFin | Stop)
             | (Lingering, Connected | PeerFin | Stop | Linger)
             | (Closed, Connected | PeerFin | Stop | Linger | Close) => None,
@@ -265,24 +273,19 @@ impl<X> Conn<X> {
     }
 
     /// The one place a state changes. A move the lifecycle does not have
-    /// is a bug: it fails a `debug_assert!` (and is ignored in release).
-    pub fn transition(&mut self, event: ConnEvent, why: &str) {
+    /// is a bug: logged as an error and returned as one, in every build;
+    /// the state does not change, and the caller closes the connection.
+    pub fn transition(&mut self, event: ConnEvent, why: &str) -> io::Result<()> {
         let from = self.state;
         let Some(to) = from.next(event) else {
-            debug_assert!(
-                false,
+            let msg = format!(
                 "{} tok={}: no move from {} on {event:?}",
                 self.role,
                 self.token.0,
                 from.name()
             );
-            warn!(
-                "{} tok={}: ignored {event:?} in {}",
-                self.role,
-                self.token.0,
-                from.name()
-            );
-            return;
+            error!("{msg} (a bug: closing the connection)");
+            return Err(io::Error::other(msg));
         };
         // One line per change: the trace event when tracing, else a
         // debug line (with the peer, which the trace shows at ACCEPT).
@@ -305,6 +308,7 @@ impl<X> Conn<X> {
             to.name()
         );
         self.state = to;
+        Ok(())
     }
 
     /// Whether the node should read from the socket now.
@@ -362,22 +366,23 @@ impl<X> Conn<X> {
         if self.registered.take().is_some() {
             let _ = registry.deregister(&mut self.sock);
         }
-        self.transition(ConnEvent::Close, why);
+        // Every state but Closed (returned above) may close: this cannot
+        // fail, and the socket is dropped with the connection either way.
+        let _ = self.transition(ConnEvent::Close, why);
         trace_event!(self.role, self.token, "CLOSE", "{why}");
     }
 
     /// Shuts the sending side (`shutdown(SHUT_WR)`: FIN after the bytes
-    /// already written) and moves to `Lingering`.
-    pub fn linger(&mut self, why: &str) -> io::Result<()> {
+    /// already written) and moves to `Lingering`; `detail` is the trace's
+    /// `SHUTDOWN` line, `why` the state change's.
+    pub fn linger(&mut self, detail: &str, why: &str) -> io::Result<()> {
+        // The move is checked first: an illegal one shuts nothing.
+        if self.state.next(ConnEvent::Linger).is_none() {
+            return self.transition(ConnEvent::Linger, why);
+        }
+        trace_event!(self.role, self.token, "SHUTDOWN", "{detail}");
         self.sock.shutdown(std::net::Shutdown::Write)?;
-        trace_event!(
-            self.role,
-            self.token,
-            "SHUTDOWN",
-            "FIN after the last reply; reading and dropping what the peer still sends"
-        );
-        self.transition(ConnEvent::Linger, why);
-        Ok(())
+        self.transition(ConnEvent::Linger, why)
     }
 
     /// Writes `output` until it is empty or the socket would block.
@@ -459,7 +464,13 @@ mod tests {
         assert_eq!(connecting.next(Connected), Some(State::Open));
         assert_eq!(State::Open.next(PeerFin), Some(State::ReadClosed));
         assert_eq!(State::Open.next(Stop), Some(State::Closing));
-        assert_eq!(State::Closing.next(Linger), Some(State::Lingering));
+        for s in [State::Open, State::ReadClosed, State::Closing] {
+            assert_eq!(
+                s.next(Linger),
+                Some(State::Lingering),
+                "{s:?} lingers once done sending"
+            );
+        }
         for s in [
             connecting,
             State::Open,
@@ -474,8 +485,8 @@ mod tests {
         assert_eq!(State::ReadClosed.next(PeerFin), None);
         assert_eq!(State::Closing.next(Stop), None);
         assert_eq!(connecting.next(PeerFin), None);
-        for s in [connecting, State::Open, State::ReadClosed, State::Lingering] {
-            assert_eq!(s.next(Linger), None, "only Closing lingers");
+        for s in [connecting, State::Lingering] {
+            assert_eq!(s.next(Linger), None, "{s:?} does not linger");
         }
         for e in [Connected, PeerFin, Stop, Linger] {
             assert_eq!(State::Lingering.next(e), None, "Lingering only closes");
@@ -483,5 +494,24 @@ mod tests {
         for e in [Connected, PeerFin, Stop, Linger, Close] {
             assert_eq!(State::Closed.next(e), None, "Closed is final");
         }
+    }
+
+    #[test]
+    fn an_illegal_move_is_an_error_in_every_build_and_changes_nothing() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sock = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        // Accepted: the connect has completed (a shutdown needs that).
+        let (peer, _) = l.accept().unwrap();
+        let mut c = Conn::new(sock, Token(3), 1, "test", State::Open, Instant::now(), ());
+        let e = c.transition(ConnEvent::Connected, "again").unwrap_err();
+        assert_eq!(e.to_string(), "test tok=3: no move from Open on Connected");
+        assert_eq!(c.state(), State::Open);
+        // Done sending: through the state machine, FIN and all.
+        c.linger("FIN", "done").unwrap();
+        assert_eq!(c.state(), State::Lingering);
+        assert!(c.linger("FIN", "twice").is_err(), "Lingering does not linger again");
+        let mut buf = [0u8; 1];
+        use std::io::Read;
+        assert_eq!((&peer).read(&mut buf).unwrap(), 0, "the peer reads the FIN");
     }
 }

@@ -101,6 +101,11 @@ impl<X> Conn<X> {
             "read={dropped} dropped (closing) then {}",
             outcome.name()
         );
+        if matches!(outcome, ReadOutcome::Eof) {
+            // Already done sending (Lingering): both directions are shut
+            // now, and the owner closes; no state to move to but Closed.
+            trace_event!(self.role, self.token, "PEER_FIN", "read returned 0: peer closed too");
+        }
         (dropped, outcome)
     }
 
@@ -147,11 +152,13 @@ impl<X> Conn<X> {
                 other => break other,
             }
         };
+        self.return_scratch(scratch);
         if matches!(outcome, ReadOutcome::Eof) {
             trace_event!(self.role, self.token, "PEER_FIN", "read returned 0: peer half-closed");
-            self.transition(ConnEvent::PeerFin, "peer sent FIN");
+            if let Err(e) = self.transition(ConnEvent::PeerFin, "peer sent FIN") {
+                return ReadOutcome::Error(e);
+            }
         }
-        self.return_scratch(scratch);
         outcome
     }
 

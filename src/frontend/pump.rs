@@ -83,7 +83,10 @@ impl<X: Default> Frontend<X> {
             "{} tok={key}: {dropped} bytes of requests left unanswered; lingering",
             self.role
         );
-        if let Err(e) = conn.linger("all replies sent, requests left unread") {
+        if let Err(e) = conn.linger(
+            "FIN after the last reply; reading and dropping what the peer still sends",
+            "all replies sent, requests left unread",
+        ) {
             return self.io_failed(svc, key, "shutdown", &e);
         }
         if matches!(outcome, ReadOutcome::Yielded) {

@@ -117,8 +117,9 @@ impl<X: Default> Frontend<X> {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {
             let conn = &mut self.conns[k];
-            if conn.state() == State::Open {
-                conn.transition(ConnEvent::Stop, "node stopping");
+            if conn.state() == State::Open && conn.transition(ConnEvent::Stop, "node stopping").is_err() {
+                self.close(svc, k, "illegal state move");
+                continue;
             }
             self.after_io(svc, k, now);
         }

@@ -474,10 +474,11 @@ impl Lease {
         )
     }
 
-    /// The lease length, when one is granted.
+    /// The lease length, when one is granted (a resume's is taken once
+    /// it is answered).
     pub fn length(&self) -> Option<Duration> {
         match self.state {
-            State::Granted { length, .. } | State::Resuming { length, .. } => Some(length),
+            State::Granted { length, .. } => Some(length),
             _ => None,
         }
     }

@@ -163,7 +163,7 @@ impl Node for ProxyNode {
             self.up.on_event(event, now, &mut |e| deliver(conns, dirty, core, e));
         } else if token == DRAINING {
             let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
-            self.up.on_drain_event(now, &mut |e| deliver(conns, dirty, core, e));
+            self.up.on_drain_event(&mut |e| deliver(conns, dirty, core, e));
         } else {
             let mut svc = ProxyService {
                 core: &mut self.core,

@@ -87,6 +87,8 @@ pub fn encode_stats(out: &mut Buffer, core: &Core, up: &Upstream, front: &FrontI
     encode_field(out, "LEASE_MS", &lease);
     encode_field(out, "INV_RECV", &core.lease.invalidations);
     encode_field(out, "LEASE_LAPSES", &core.lease.lapses);
+    encode_field(out, "LEASE_STATE", &core.lease.state().name());
+    encode_field(out, "LEASE_REFUSED", &core.lease.refusals);
     for (code, n) in &c.errors {
         encode_field(out, &format!("ERR{code}"), n);
     }

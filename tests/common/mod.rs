@@ -244,3 +244,24 @@ pub fn dead_addr() -> (SocketAddr, Child) {
     let port: u16 = line.trim().parse().expect("a port");
     (SocketAddr::from(([127, 0, 0, 1], port)), child)
 }
+
+/// The peer secret the tests share: one file per test process, written
+/// once (`--peer-secret-file`).
+pub const SECRET: &str = "tests-0123456789-abcdef";
+
+pub fn secret_file() -> std::path::PathBuf {
+    static F: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("tablecache-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("peer-secret");
+        std::fs::write(&f, format!("{SECRET}\n")).unwrap();
+        f
+    })
+    .clone()
+}
+
+/// `secret_file()` as a command-line argument.
+pub fn secret_arg() -> String {
+    secret_file().to_string_lossy().into_owned()
+}

@@ -19,14 +19,14 @@ impl Upstream {
             .any(|r| matches!(r.kind, UpKind::Put(..) | UpKind::Clr));
         if writes {
             if let Some(mut c) = self.conn.take() {
-                if self.draining.is_none() && c.retoken(&self.registry, DRAINING).is_ok() {
-                    let _ = c.sock.shutdown(std::net::Shutdown::Write);
-                    trace_event!(
-                        self.role,
-                        DRAINING,
-                        "DRAIN",
-                        "shut for writing, reading until the server closes"
-                    );
+                let lingering = self.draining.is_none()
+                    && c.retoken(&self.registry, DRAINING).is_ok()
+                    && c.linger(
+                        "shut for writing, reading until the server closes",
+                        "drained after a reset with writes in flight",
+                    )
+                    .is_ok();
+                if lingering {
                     self.draining = Some(c);
                     sink(UpEvent::Draining);
                 } else {
@@ -40,12 +40,9 @@ impl Upstream {
 
     /// An event on the draining connection: read and drop what the server
     /// still sends; its EOF (or an error) means it is done with it.
-    pub fn on_drain_event(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+    pub fn on_drain_event(&mut self, sink: &mut impl FnMut(UpEvent)) {
         let Some(c) = self.draining.as_mut() else { return };
-        let outcome = c.read_pass(&mut self.scratch, READ_CHUNK, usize::MAX, now, |c| {
-            c.input.clear();
-            true
-        });
+        let (_, outcome) = c.discard_input(&mut self.scratch, usize::MAX);
         if matches!(outcome, ReadOutcome::Eof | ReadOutcome::Error(_)) {
             if let Some(mut c) = self.draining.take() {
                 c.close(&self.registry, "drained");
