@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -271,7 +271,7 @@ fn requests_behind_a_parked_write_cost_the_server_a_bounded_number_of_bytes() {
     // big GETs pipelined behind it. The server holds at most its byte
     // budget of them and stops reading; once the write goes, it answers
     // them no faster than the writer reads (its output limit).
-    let (server, proxy) = spawn_server_and_proxy_args(&["--lease-ms", "10000"], &[]);
+    let (server, proxy) = spawn_server_and_proxy_with(&["--lease-ms", "10000"], &[]);
     let mut c = Peer::connect(proxy.addr.parse().unwrap());
     wait_leased(&mut c);
     assert!(c.ask("OP=GET;IND=1").ends_with(";CODE=200"));
@@ -300,7 +300,7 @@ fn requests_behind_a_parked_write_cost_the_server_a_bounded_number_of_bytes() {
         let (peak, done, pid) = (peak.clone(), done.clone(), server.pid());
         std::thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
-                if let Some(kib) = rss_of(pid) {
+                if let Some(kib) = rss_kib_of(pid) {
                     peak.fetch_max(kib, Ordering::SeqCst);
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -320,42 +320,6 @@ fn requests_behind_a_parked_write_cost_the_server_a_bounded_number_of_bytes() {
     writer.join().unwrap();
     let grew = peak.load(Ordering::SeqCst).saturating_sub(base);
     assert!(grew < BOUND_KIB, "the server grew by {grew} KiB answering the backlog");
-}
-
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// A server binary with `server_args` and a proxy binary with
-/// `proxy_args` in front of it.
-fn spawn_server_and_proxy_args(server_args: &[&str], proxy_args: &[&str]) -> (Proc, Proc) {
-    let mut args = vec![
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--grace-ms",
-        "0",
-        "--log-level",
-        "warn",
-    ];
-    args.extend_from_slice(server_args);
-    let server = spawn_node(&args);
-    let mut args = vec![
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &server.addr,
-        "--log-level",
-        "warn",
-    ];
-    args.extend_from_slice(proxy_args);
-    let proxy = spawn_node(&args);
-    (server, proxy)
 }
 
 #[test]
@@ -443,7 +407,7 @@ fn zipf_hit_ratio(leases: bool) -> (f64, String) {
     if !leases {
         args.extend_from_slice(&["--lease-ms", "0"]);
     }
-    let (server, proxy) = spawn_server_and_proxy_args(&args, &["--capacity", "60000"]);
+    let (server, proxy) = spawn_server_and_proxy_with(&args, &["--capacity", "60000"]);
     if leases {
         wait_leased(&mut Peer::connect(proxy.addr.parse().unwrap()));
     }
@@ -471,22 +435,13 @@ fn a_proxy_past_the_tracking_bound_keeps_most_of_its_cache() {
 
 /// A node binary started under `ulimit -n 64`.
 fn spawn_limited(args: &[&str]) -> Proc {
-    let script = "ulimit -n 64 && exec \"$0\" \"$@\"";
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
         .arg(BIN)
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.strip_prefix("listening on ").unwrap().trim().to_string();
-    Proc { child, addr }
+        .stderr(Stdio::null());
+    spawn_command(cmd)
 }
 
 /// Opens 200 connections to `addr`, sends a GET on each, and checks that

@@ -153,12 +153,15 @@ pub fn spawn_node(args: &[&str]) -> Proc {
 
 /// Like `spawn_node`, with the node's stderr (its log) going to `stderr`.
 pub fn spawn_node_logging(args: &[&str], stderr: Stdio) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("start binary");
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stderr(stderr);
+    spawn_command(cmd)
+}
+
+/// Starts `cmd` (a node binary, maybe behind a shell) and waits for the
+/// node's `listening on ADDR` line.
+pub fn spawn_command(mut cmd: Command) -> Proc {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start binary");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -189,20 +192,30 @@ impl Proc {
 
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+        rss_kib_of(self.pid()).expect("VmRSS")
     }
+}
+
+/// Resident memory of process `pid` in KiB, from /proc (`None` once it is
+/// gone).
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// A server binary, then a proxy binary in front of it (both at
 /// `--log-level warn`); `proxy_args` are added to the proxy's.
 /// A fresh system (no earlier server granted leases: no grace period).
 pub fn spawn_server_and_proxy(proxy_args: &[&str]) -> (Proc, Proc) {
-    let server = spawn_node(&[
+    spawn_server_and_proxy_with(&[], proxy_args)
+}
+
+/// The same, with `server_args` added to the server's.
+pub fn spawn_server_and_proxy_with(server_args: &[&str], proxy_args: &[&str]) -> (Proc, Proc) {
+    let mut args = vec![
         "server",
         "--listen",
         "127.0.0.1:0",
@@ -210,7 +223,9 @@ pub fn spawn_server_and_proxy(proxy_args: &[&str]) -> (Proc, Proc) {
         "0",
         "--log-level",
         "warn",
-    ]);
+    ];
+    args.extend_from_slice(server_args);
+    let server = spawn_node(&args);
     let mut args = vec![
         "proxy",
         "--listen",
