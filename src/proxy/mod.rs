@@ -207,7 +207,11 @@ impl Node for ProxyNode {
         // Asked after delivering: a client resumed by an upstream reply may
         // have yielded its turn and wait to be served again.
         let next = earliest(self.front.next_deadline(now), self.up.next_deadline());
-        earliest(next, self.core.lease.next_deadline())
+        // The session's renewal or retry waits while the upstream cannot
+        // take a request (its answers, which free room, wake the loop): a
+        // deadline already past would spin it.
+        let session = self.up.refusal().is_none().then(|| self.core.lease.next_deadline());
+        earliest(next, session.flatten())
     }
 
     fn stop(&mut self, now: Instant) {

@@ -266,10 +266,14 @@ impl Leases {
                 nocache.push(i);
                 continue;
             }
-            // Held already (or an INV for it is out: this value is newer
-            // than that INV): held again, nothing grows.
+            // Held already: nothing grows. An INV for it is out: this
+            // value is newer than that INV, so it is held again, and
+            // placed again in the order (a trim skipped it meanwhile).
             if let Some(v) = h.held.get_mut(&i) {
-                *v = 0;
+                if *v != 0 {
+                    *v = 0;
+                    remember(h, i);
+                }
                 continue;
             }
             if h.held.len() >= bound || self.tracked >= MAX_TRACKED {
@@ -285,11 +289,8 @@ impl Leases {
                 }
             }
             h.held.insert(i, 0);
-            h.order.push_back(i);
             self.tracked += 1;
-            if h.order.len() > 2 * h.held.len() + 1024 {
-                compact(h);
-            }
+            remember(h, i);
         }
     }
 
@@ -591,6 +592,14 @@ fn trim(h: &mut Holder, bound: usize, now: Instant) -> bool {
     true
 }
 
+/// Notes `i` as the holder's newest tracked index.
+fn remember(h: &mut Holder, i: i64) {
+    h.order.push_back(i);
+    if h.order.len() > 2 * h.held.len() + 1024 {
+        compact(h);
+    }
+}
+
 /// Drops the order entries of indices no longer held, and repeats (the
 /// newest place of each kept), so the list stays within twice `held`.
 fn compact(h: &mut Holder) {
@@ -818,6 +827,30 @@ mod tests {
         assert_eq!(outbox(&mut l), [(0, "OP=INV;SEQ=2;IND=5,6,7,8,9\n".to_string())]);
         assert!(l.write_must_wait(None, &put(&[3]), t0).is_none());
         assert!(l.write_must_wait(None, &put(&[10]), t0).is_some());
+    }
+
+    #[test]
+    fn an_index_held_again_while_an_inv_for_it_is_out_is_trimmed_in_its_turn() {
+        let t0 = Instant::now();
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0).bounded(4, 4); // slack 1
+        let a = l.join(0, 1, t0).unwrap();
+        l.register(a, &[0, 1, 2, 3], &mut Vec::new(), t0);
+        assert!(l.write_must_wait(None, &put(&[0]), t0).is_some()); // INV 1 {0}
+        outbox(&mut l);
+        l.register(a, &[10], &mut Vec::new(), t0); // trim: 0 is out already, so 1
+        assert_eq!(outbox(&mut l), [(0, "OP=INV;SEQ=2;IND=1\n".to_string())]);
+        l.register(a, &[0], &mut Vec::new(), t0); // 0 held again, newest
+        l.ack(a, 2).unwrap();
+        assert_eq!(l.tracked, 4, "0, 2, 3, 10");
+        let mut trimmed = Vec::new();
+        for (n, i) in (20..24).enumerate() {
+            l.register(a, &[i], &mut Vec::new(), t0);
+            for (_, inv) in outbox(&mut l) {
+                trimmed.push(inv.trim_end().rsplit('=').next().unwrap().to_string());
+            }
+            l.ack(a, 3 + n as u64).unwrap();
+        }
+        assert_eq!(trimmed, ["2", "3", "10", "0"], "oldest first, 0 in its new place");
     }
 
     #[test]
