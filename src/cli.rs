@@ -87,7 +87,8 @@ impl LogArgs {
 /// The limits a listening node enforces.
 #[derive(Debug, Args)]
 pub struct LimitArgs {
-    /// Connections served at once.
+    /// Connections served at once (lowered at start to fit the open-file
+    /// limit, `ulimit -n`, less 32 descriptors the node keeps; logged).
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
     /// Close a connection with no whole message for this long.
@@ -156,16 +157,19 @@ pub struct ServerArgs {
     pub resize: bool,
     /// Only connections that present the secret in FILE (the proxies',
     /// the same file) may hold leases; without it, only loopback peers may
-    /// (docs/coherence.md, "Trust").
+    /// (docs/coherence.md, "Trust"). The secret: the file's content less
+    /// surrounding whitespace, at least 16 printable ASCII characters, no
+    /// space or ';' (e.g. `head -c 24 /dev/urandom | base64 > FILE`).
     #[arg(long, value_name = "FILE")]
     pub peer_secret_file: Option<std::path::PathBuf>,
     /// Proxies holding a lease at once; more are answered 503 and ask
-    /// again later.
+    /// again every second.
     #[arg(long, value_name = "N", default_value_t = crate::server::leases::MAX_PROXIES as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_proxies: u64,
     /// Indices tracked per proxy; past it, its oldest are invalidated
-    /// (it drops them from its cache).
+    /// (it drops them from its cache). All proxies together: at most 2^20
+    /// (then the same rule, for the proxy asking for more).
     #[arg(long, value_name = "N", default_value_t = crate::server::leases::MAX_TRACKED_PER_PROXY as u64,
           value_parser = clap::value_parser!(u64).range(1..=crate::server::leases::MAX_TRACKED as u64))]
     pub max_tracked: u64,
@@ -280,7 +284,7 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "FRAMING", default_value = "line")]
     pub upstream_framing: FramingArg,
     /// The secret to present to the server (the same file as its
-    /// --peer-secret-file) to hold a lease.
+    /// --peer-secret-file) to hold a lease; see `server --help`.
     #[arg(long, value_name = "FILE")]
     pub peer_secret_file: Option<std::path::PathBuf>,
     /// Limits on peers.

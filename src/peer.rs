@@ -52,6 +52,7 @@ impl Secret {
         if !s.iter().all(|&b| b.is_ascii_graphic() && b != b';') {
             return Err(bad("the secret must be printable ASCII without spaces or ';'"));
         }
+        warn_if_shared(path);
         Ok(Secret(s.to_vec()))
     }
 
@@ -87,6 +88,20 @@ impl Eq for Secret {}
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(hidden)")
+    }
+}
+
+/// Says so when other users may read the secret (as ssh does of a key).
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            log::warn!(
+                "peer secret file {}: other users may read it (mode {mode:o}): chmod 600 it",
+                path.display()
+            );
+        }
     }
 }
 

@@ -207,8 +207,12 @@ pub struct Lease {
     /// The table the cache came from and the server's write count, as the
     /// last granted LEASE answer gave them.
     known: Option<(u64, u64)>,
-    /// The last refusal, until a grant (logged once per change).
+    /// The last refusal, until a grant, and the server's words for it.
     pub refusal: Option<Refusal>,
+    /// The `MSG` of the last refusal.
+    pub refusal_msg: String,
+    /// The refusal last logged (said once per change, not every retry).
+    pub refusal_logged: Option<Refusal>,
     /// The upstream grants no leases, said once (until a grant).
     pub warned_alone: bool,
     /// Requests that found the lease run out (STS `LEASE_LAPSES`).
@@ -226,6 +230,8 @@ impl Lease {
             state: if asks { State::Down } else { State::Bare },
             known: None,
             refusal: None,
+            refusal_msg: String::new(),
+            refusal_logged: None,
             warned_alone: false,
             lapses: 0,
             invalidations: 0,
@@ -398,6 +404,7 @@ impl Lease {
         let seen = reply.id.map(|id| (id, reply.seq.unwrap_or(0)));
         let before = std::mem::replace(&mut self.known, seen);
         self.refusal = None;
+        self.refusal_logged = None;
         self.warned_alone = false;
         let until = end(sent, length);
         match seen {
@@ -427,6 +434,7 @@ impl Lease {
             Some(r) => {
                 self.refusals += 1;
                 self.refusal = Some(r);
+                self.refusal_msg.clone_from(&reply.msg);
                 (State::Refused { retry: now + RETRY }, Next::Clear("no lease granted"))
             }
             None => (State::Alone, Next::Stay),

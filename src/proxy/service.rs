@@ -214,19 +214,22 @@ impl Core {
                 "proxy upstream grants leases of {} ms: coherent with other proxies",
                 length.as_millis()
             ),
-            (State::Refused { .. }, State::Refused { .. }) | (State::Asking { first: false }, State::Refused { .. }) => {
-                debug!("proxy upstream still grants no lease")
+            (_, State::Refused { .. }) if self.lease.refusal_logged == self.lease.refusal => {
+                debug!("proxy upstream still grants no lease ({})", self.lease.refusal_msg)
             }
-            (_, State::Refused { .. }) => match self.lease.refusal {
-                Some(Refusal::NotTrusted) => error!(
-                    "proxy upstream refuses this proxy a lease: not a trusted peer (give it the server's --peer-secret-file); reading nothing from the cache, asking again every {} ms",
-                    crate::proxy::lease::RETRY.as_millis()
-                ),
-                _ => warn!(
-                    "proxy upstream grants no lease now (too many proxies hold leases): reading nothing from the cache, asking again every {} ms",
-                    crate::proxy::lease::RETRY.as_millis()
-                ),
-            },
+            (_, State::Refused { .. }) => {
+                self.lease.refusal_logged = self.lease.refusal;
+                let every = crate::proxy::lease::RETRY.as_millis();
+                let why = &self.lease.refusal_msg;
+                match self.lease.refusal {
+                    Some(Refusal::NotTrusted) => error!(
+                        "proxy upstream refuses this proxy a lease ({why}): give the proxy the server's own --peer-secret-file, or run it on the server's host; reading nothing from the cache, asking again every {every} ms"
+                    ),
+                    _ => warn!(
+                        "proxy upstream grants no lease now ({why}): reading nothing from the cache, asking again every {every} ms"
+                    ),
+                }
+            }
             (_, State::Alone) if !self.lease.warned_alone => {
                 self.lease.warned_alone = true;
                 warn!("proxy upstream grants no leases: other proxies and direct writers may leave this cache stale (docs/coherence.md)");

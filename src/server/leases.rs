@@ -145,6 +145,8 @@ pub struct LeaseStats {
     pub overflows: u64,
     /// Departed proxies that blocked every write, their lists too many.
     pub departed_unlisted: u64,
+    /// LEASEs refused: not a trusted peer (403), or no room (503).
+    pub refused: u64,
 }
 
 /// The lease directory of a server.
@@ -560,6 +562,7 @@ impl Leases {
         encode_field(out, "DELAY_MAX_US", &s.delay_max_us);
         encode_field(out, "LEASES_EXPIRED", &s.expired);
         encode_field(out, "LEASE_OVERFLOWS", &s.overflows);
+        encode_field(out, "LEASES_REFUSED", &s.refused);
         encode_field(out, "MAX_PROXIES", &self.max_proxies);
         encode_field(out, "MAX_TRACKED", &self.max_tracked);
         encode_field(out, "DEPARTED", &self.departed.len());

@@ -15,7 +15,7 @@ use crate::proto::{encode_error, encode_field, encode_request, put_list, Op, Pro
 use crate::store::Store;
 use crate::table::Table;
 use crate::trace_event;
-use log::debug;
+use log::{debug, warn};
 use std::time::Instant;
 
 /// Per-operation counters.
@@ -32,6 +32,9 @@ pub struct ServerConn {
     holder: Option<HolderId>,
     /// A write of this connection waits for invalidations.
     parked: bool,
+    /// A refused LEASE of this connection was logged (once is enough: a
+    /// refused proxy asks again every second).
+    refusal_logged: bool,
     /// What arrived behind the parked write, in order: it takes effect
     /// after the write. An ACK takes effect at once (the proxy applied
     /// those invalidations before sending it, and another write may be
@@ -276,18 +279,30 @@ impl Core {
                         None => crate::peer::loopback(conn.peer),
                     };
                 if !trusted {
-                    return Err(Problem::NotPeer(match (&self.secret, &self.req.key) {
+                    let why = match (&self.secret, &self.req.key) {
                         (Some(_), None) => "LEASE needs KEY, the peer secret",
                         (Some(_), Some(_)) => "wrong KEY",
                         (None, _) => "without --peer-secret-file only loopback peers hold leases",
-                    }));
+                    };
+                    self.leases.stats.refused += 1;
+                    if !std::mem::replace(&mut conn.ext.refusal_logged, true) {
+                        let peer = conn.peer.map_or("?".to_string(), |p| p.to_string());
+                        warn!(
+                            "server tok={} peer={peer}: LEASE refused, not a trusted peer: {why}",
+                            conn.token.0
+                        );
+                    }
+                    return Err(Problem::NotPeer(why));
                 }
                 let id = match conn.ext.holder {
                     Some(id) => id,
-                    None => self
-                        .leases
-                        .join(conn.token.0, conn.gen, now)
-                        .ok_or(Problem::TooManyProxies)?,
+                    None => match self.leases.join(conn.token.0, conn.gen, now) {
+                        Some(id) => id,
+                        None => {
+                            self.leases.stats.refused += 1;
+                            return Err(Problem::TooManyProxies);
+                        }
+                    },
                 };
                 conn.ext.holder = Some(id);
                 // A proxy back from a lost connection may keep its cache

@@ -271,6 +271,8 @@ pub fn secret_file() -> std::path::PathBuf {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("peer-secret");
         std::fs::write(&f, format!("{SECRET}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         f
     })
     .clone()
