@@ -146,7 +146,18 @@ mod tests {
         let s = Secret::from_file(&f).unwrap();
         assert_eq!(s.expose(), b"0123456789abcdef==");
         assert_eq!(format!("{s:?}"), "Secret(hidden)", "never shown");
-        for bad in ["short", "0123456789abcdef;x", "0123456789 abcdefgh", &"x".repeat(1025)] {
+        // The bounds themselves are allowed.
+        for good in ["0123456789abcdef".to_string(), "y".repeat(MAX_SECRET_BYTES)] {
+            std::fs::write(&f, &good).unwrap();
+            assert_eq!(Secret::from_file(&f).unwrap().expose(), good.as_bytes());
+        }
+        for bad in [
+            "short",
+            "0123456789abcde",
+            "0123456789abcdef;x",
+            "0123456789 abcdefgh",
+            &"x".repeat(1025),
+        ] {
             std::fs::write(&f, bad).unwrap();
             let e = Secret::from_file(&f).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{bad}");
@@ -166,6 +177,8 @@ mod tests {
         assert!(!s.matches(&Secret::from_wire(b"0123456789abcdeF")));
         assert!(!s.matches(&Secret::from_wire(b"0123456789abcde")));
         assert!(!s.matches(&Secret::from_wire(b"")));
+        // Two bytes that differ the same way do not cancel out.
+        assert!(!s.matches(&Secret::from_wire(b"1023456789abcdef")));
         assert_ne!(s, Secret::default());
     }
 

@@ -446,16 +446,8 @@ impl Lease {
     pub fn mode_now(&mut self) -> Mode {
         match self.state {
             State::Granted { .. } => self.mode(Instant::now()),
-            _ => self.mode(self.epoch()),
-        }
-    }
-
-    /// Any instant: modes other than Granted do not read the clock.
-    fn epoch(&self) -> Instant {
-        match self.state {
-            State::Refused { retry } => retry,
-            State::Resuming { until, .. } => until,
-            _ => Instant::now(),
+            State::Bare | State::Alone => Mode::Alone,
+            State::Down | State::Asking { .. } | State::Resuming { .. } | State::Refused { .. } => Mode::Lapsed,
         }
     }
 
@@ -588,6 +580,47 @@ mod tests {
         l.on(Event::Connected { cached: false }, t0).unwrap();
         answer(&mut l, "OP=LEASE;MS=9223372036854775807;CODE=200", t0, false);
         assert_eq!(l.length(), Some(ms(MAX_LEASE_MS)), "a broken MS is capped");
+    }
+
+    #[test]
+    fn only_a_success_with_a_positive_ms_grants() {
+        let t0 = Instant::now();
+        for (r, state) in [
+            ("OP=LEASE;MS=5;CODE=400;MSG=no", "alone"),
+            ("OP=LEASE;MS=0;CODE=200", "alone"),
+            ("OP=LEASE;MS=1;CODE=200", "granted"),
+        ] {
+            let mut l = Lease::new(true);
+            l.on(Event::Connected { cached: false }, t0).unwrap();
+            answer(&mut l, r, t0, false);
+            assert_eq!(l.state().name(), state, "{r}");
+        }
+        let mut l = Lease::new(true);
+        l.on(Event::Connected { cached: false }, t0).unwrap();
+        answer(&mut l, "OP=LEASE;MS=60000;CODE=200", Instant::now(), false);
+        assert_eq!(l.mode_now(), Mode::Shared, "read against the clock now");
+    }
+
+    #[test]
+    fn a_cache_from_an_earlier_connection_goes_when_the_server_grants_none() {
+        let t0 = Instant::now();
+        let r = reply("OP=LEASE;CODE=400;MSG=unknown OP LEASE");
+        for (first, cached, next) in [
+            (true, true, Next::Clear("the server grants no lease")),
+            (true, false, Next::Stay),
+            (false, true, Next::Stay), // a retry: nothing cached predates it
+        ] {
+            let mut l = Lease::new(true);
+            l.state = State::Asking { first };
+            let e = Event::Answer {
+                resume: false,
+                reply: &r,
+                sent: t0,
+                cached,
+            };
+            assert_eq!(l.on(e, t0).unwrap(), next, "first {first}, cached {cached}");
+            assert_eq!(l.state(), State::Alone);
+        }
     }
 
     #[test]

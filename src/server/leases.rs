@@ -21,6 +21,7 @@
 //! half a lease is expired: its connection is closed, and the writes wait
 //! out its last lease instead of its answer.
 
+use super::departed::Departed;
 use crate::buffer::Buffer;
 use crate::cache::{IndexMap, IntHasher};
 use crate::proto::{encode_field, put_list, Op, Problem, Request};
@@ -38,13 +39,6 @@ pub const MAX_TRACKED: usize = 1 << 20;
 /// answered 503 (and read nothing from their caches until a lease is
 /// granted).
 pub const MAX_PROXIES: usize = 1024;
-/// Bytes the departed proxies' index lists take at most together; past it,
-/// a proxy that leaves blocks every write until its lease runs out (one
-/// instant instead of a list).
-pub const DEPARTED_BYTES_MAX: usize = 8 << 20;
-/// What a departed proxy costs besides its list (the entry itself).
-const DEPARTED_ENTRY_BYTES: usize = 64;
-
 /// How far a holder's tracking may run past its bound while the
 /// invalidation that makes room is out (a sixteenth): a hard cap, so
 /// memory stays bounded even if it is never confirmed.
@@ -81,35 +75,15 @@ struct Holder {
     outbox: Buffer,
 }
 
-/// A proxy whose connection closed while it may still hold entries: writes
-/// to them wait until its last lease has run out.
-#[derive(Debug)]
-struct Departed {
-    id: HolderId,
-    /// What it may hold, sorted (8 bytes an index).
-    held: Vec<i64>,
-    until: Instant,
-}
-
-impl Departed {
-    fn blocks(&self, req: &Request) -> bool {
-        req.op == Op::Clr || req.ind.iter().any(|i| self.held.binary_search(i).is_ok())
-    }
-
-    fn bytes(&self) -> usize {
-        DEPARTED_ENTRY_BYTES + 8 * self.held.len()
-    }
-}
-
 /// One thing a parked write waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     /// The start-up grace: leases granted by an earlier life of the server.
     Grace,
-    /// This proxy's ACK of this SEQ (or, if it goes, its last lease).
+    /// This proxy's ACK of this SEQ (if it goes, this becomes its last
+    /// lease's end).
     Ack(HolderId, u64),
-    /// Departed proxies too many to list: until the last of their leases
-    /// has run out.
+    /// Proxies gone: until their last lease has run out.
     Until(Instant),
 }
 
@@ -143,8 +117,6 @@ pub struct LeaseStats {
     /// Invalidations sent to make room in a proxy's tracking (its oldest
     /// indices), at its bound or the server's.
     pub overflows: u64,
-    /// Departed proxies that blocked every write, their lists too many.
-    pub departed_unlisted: u64,
     /// LEASEs refused: not a trusted peer (403), or no room (503).
     pub refused: u64,
 }
@@ -157,11 +129,8 @@ pub struct Leases {
     /// By id, with the cache's cheap integer hasher (ids are the server's
     /// own numbers, not a peer's).
     holders: HashMap<HolderId, Holder, BuildHasherDefault<IntHasher>>,
-    departed: Vec<Departed>,
-    /// Bytes the departed lists take ([`DEPARTED_BYTES_MAX`] at most).
-    departed_bytes: usize,
-    /// Until when departed proxies too many to list block every write.
-    unlisted_until: Option<Instant>,
+    /// Proxies gone while their last lease may still run.
+    departed: Departed,
     /// Proxies holding a lease at once at most (`--max-proxies`).
     max_proxies: usize,
     /// Indices tracked per proxy (`--max-tracked`).
@@ -190,9 +159,7 @@ impl Leases {
             lease,
             grace_until: now.checked_add(grace).unwrap_or(now),
             holders: HashMap::default(),
-            departed: Vec::new(),
-            departed_bytes: 0,
-            unlisted_until: None,
+            departed: Departed::default(),
             max_proxies: MAX_PROXIES,
             max_tracked: MAX_TRACKED_PER_PROXY,
             parked: Vec::new(),
@@ -382,12 +349,7 @@ impl Leases {
             }
         }
         self.prune(now);
-        for d in &self.departed {
-            if d.blocks(req) {
-                waits.push(Wait::Ack(d.id, u64::MAX));
-            }
-        }
-        if let Some(until) = self.unlisted_until {
+        if let Some(until) = self.departed.blocks_until(req, now) {
             waits.push(Wait::Until(until));
         }
         (!waits.is_empty()).then_some(waits)
@@ -395,17 +357,7 @@ impl Leases {
 
     /// Forgets departed proxies whose last lease has run out.
     pub fn prune(&mut self, now: Instant) {
-        let bytes = &mut self.departed_bytes;
-        self.departed.retain(|d| {
-            let keep = d.until > now;
-            if !keep {
-                *bytes -= d.bytes();
-            }
-            keep
-        });
-        if self.unlisted_until.is_some_and(|u| u <= now) {
-            self.unlisted_until = None;
-        }
+        self.departed.prune(now);
     }
 
     /// Parks a write that must wait (`waits` from
@@ -468,14 +420,8 @@ impl Leases {
     fn satisfied(&self, w: Wait, now: Instant) -> bool {
         match w {
             Wait::Grace => now >= self.grace_until,
-            Wait::Ack(id, seq) => match self.holders.get(&id) {
-                Some(h) => h.acked >= seq,
-                // Gone: listed until its lease ends, or among the unlisted.
-                None => match self.departed.iter().find(|d| d.id == id) {
-                    Some(d) => now >= d.until,
-                    None => self.unlisted_until.is_none_or(|u| now >= u),
-                },
-            },
+            // A holder that left had this wait turned into its lease's end.
+            Wait::Ack(id, seq) => self.holders.get(&id).is_none_or(|h| h.acked >= seq),
             Wait::Until(t) => now >= t,
         }
     }
@@ -486,21 +432,17 @@ impl Leases {
         let Some(h) = self.holders.remove(&id) else { return };
         self.unconfirmed.remove(&id);
         self.tracked -= h.held.len();
-        if h.held.is_empty() {
-            return;
-        }
         let until = h.last_grant + self.lease;
-        let bytes = DEPARTED_ENTRY_BYTES + 8 * h.held.len();
-        if self.departed_bytes + bytes > DEPARTED_BYTES_MAX {
-            // Too many to list: the safe fallback, one instant for all.
-            self.stats.departed_unlisted += 1;
-            self.unlisted_until = Some(self.unlisted_until.map_or(until, |u| u.max(until)));
-            return;
+        // Writes parked on its confirmation wait for its lease instead.
+        for w in self.parked.iter_mut().flat_map(|p| p.waits.iter_mut()) {
+            if matches!(*w, Wait::Ack(gone, _) if gone == id) {
+                *w = Wait::Until(until);
+            }
         }
-        let mut held: Vec<i64> = h.held.keys().copied().collect();
-        held.sort_unstable();
-        self.departed_bytes += bytes;
-        self.departed.push(Departed { id, held, until });
+        if !h.held.is_empty() {
+            let held: Vec<i64> = h.held.keys().copied().collect();
+            self.departed.add(&held, until);
+        }
     }
 
     /// Proxies that have left an invalidation unconfirmed for half a lease:
@@ -527,15 +469,11 @@ impl Leases {
             .filter_map(|id| self.holders.get(id)?.unacked.front().map(|(_, s, _)| *s + limit));
         let parked = !self.parked.is_empty();
         let grace = parked.then_some(self.grace_until);
-        let unlisted = self.unlisted_until.filter(|_| parked);
-        let gone = self.departed.iter().filter(|_| parked).map(|d| d.until);
-        grace
-            .into_iter()
-            .chain(unlisted)
-            .chain(acks)
-            .chain(gone)
-            .filter(|&t| t > now)
-            .min()
+        let gone = self.parked.iter().flat_map(|p| &p.waits).filter_map(|w| match *w {
+            Wait::Until(t) => Some(t),
+            _ => None,
+        });
+        grace.into_iter().chain(acks).chain(gone).filter(|&t| t > now).min()
     }
 
     /// Moves each proxy's encoded invalidations out: `f(key, gen, bytes)`.
@@ -565,9 +503,9 @@ impl Leases {
         encode_field(out, "LEASES_REFUSED", &s.refused);
         encode_field(out, "MAX_PROXIES", &self.max_proxies);
         encode_field(out, "MAX_TRACKED", &self.max_tracked);
-        encode_field(out, "DEPARTED", &self.departed.len());
-        encode_field(out, "DEPARTED_BYTES", &self.departed_bytes);
-        encode_field(out, "DEPARTED_UNLISTED", &s.departed_unlisted);
+        encode_field(out, "DEPARTED", &self.departed.live());
+        encode_field(out, "DEPARTED_BYTES", &self.departed.bytes());
+        encode_field(out, "DEPARTED_UNLISTED", &self.departed.unlisted_count);
     }
 }
 
@@ -732,6 +670,7 @@ mod tests {
 
     #[test]
     fn proxies_beyond_the_bound_get_no_lease_and_departed_lists_are_bounded() {
+        use crate::server::departed::{DEPARTED_BYTES_MAX, ENTRY_BYTES, INDEX_BYTES};
         let t0 = Instant::now();
         let mut l = Leases::new(ms(1000), Duration::ZERO, t0).bounded(3, MAX_TRACKED_PER_PROXY);
         let ids: Vec<HolderId> = (0..3).map(|k| l.join(k, 1, t0).unwrap()).collect();
@@ -744,15 +683,16 @@ mod tests {
         assert!(l.join(3, 1, t0).is_some(), "room again");
         assert!(l.write_must_wait(None, &put(&[1999]), t0).is_some());
         assert!(l.write_must_wait(None, &put(&[5000]), t0).is_none());
-        assert_eq!(l.departed_bytes, DEPARTED_ENTRY_BYTES + 8 * 2000);
+        assert_eq!(l.departed.bytes(), ENTRY_BYTES + INDEX_BYTES * 2000);
         // Past the bound on the departed lists' bytes, one that leaves
         // blocks every write until its lease ends: memory stays bounded.
-        let big: Vec<i64> = (10_000..10_000 + (DEPARTED_BYTES_MAX / 8) as i64).collect();
+        let n = (DEPARTED_BYTES_MAX / INDEX_BYTES) as i64;
+        let big: Vec<i64> = (10_000..10_000 + n).collect();
         let mut l2 = Leases::new(ms(1000), Duration::ZERO, t0).bounded(8, big.len());
         let a = l2.join(0, 1, t0).unwrap();
         l2.register(a, &big, &mut Vec::new(), t0);
         l2.left(a);
-        assert_eq!((l2.departed.len(), l2.stats.departed_unlisted), (0, 1));
+        assert_eq!((l2.departed.live(), l2.departed.unlisted_count), (0, 1));
         let w = l2.write_must_wait(None, &put(&[1]), t0 + ms(10)).expect("blocked");
         assert_eq!(w, [Wait::Until(t0 + ms(1000))]);
         l2.park(7, 1, &put(&[1]), w, t0 + ms(10));
@@ -763,25 +703,23 @@ mod tests {
         assert!(l2.write_must_wait(None, &put(&[1]), t0 + ms(1000)).is_none());
         // Forgotten departed proxies give their bytes back.
         l.prune(t0 + ms(1000));
-        assert_eq!((l.departed.len(), l.departed_bytes), (0, 0));
+        assert_eq!((l.departed.live(), l.departed.bytes()), (0, 0));
     }
 
     #[test]
-    fn a_write_parked_on_a_holder_that_leaves_unlisted_waits_for_its_lease() {
+    fn a_write_parked_on_a_holder_that_leaves_waits_for_its_lease() {
         let t0 = Instant::now();
-        let big: Vec<i64> = (0..(DEPARTED_BYTES_MAX / 8) as i64).collect();
-        let mut l = Leases::new(ms(1000), Duration::ZERO, t0).bounded(8, big.len());
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
         let a = l.join(0, 1, t0).unwrap();
-        l.register(a, &big, &mut Vec::new(), t0);
+        l.register(a, &[3], &mut Vec::new(), t0);
         let w = l.write_must_wait(None, &put(&[3]), t0).unwrap();
         assert_eq!(w, [Wait::Ack(a, 1)]);
         l.park(5, 1, &put(&[3]), w, t0);
-        l.left(a); // too many to list
-        assert!(
-            l.next_ready(t0 + ms(999)).is_none(),
-            "not forgotten: its lease may still run"
-        );
-        assert!(l.next_ready(t0 + ms(1000)).is_some());
+        l.granted(a, t0 + ms(50));
+        l.left(a);
+        assert_eq!(l.next_deadline(t0 + ms(60)), Some(t0 + ms(1050)), "its lease's end");
+        assert!(l.next_ready(t0 + ms(1049)).is_none(), "its last lease may still run");
+        assert!(l.next_ready(t0 + ms(1050)).is_some());
     }
 
     #[test]

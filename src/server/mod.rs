@@ -8,10 +8,11 @@
 //! Run it: `tablecache server --listen 127.0.0.1:8080 --size 10`.
 
 mod backlog;
+pub mod departed;
 pub mod leases;
 mod service;
 
-pub use backlog::BACKLOG_MAX_BYTES;
+pub use backlog::{BACKLOG_MAX_BYTES, CHUNK as BACKLOG_CHUNK_BYTES, UNTRUSTED_BACKLOGS_MAX_BYTES};
 
 pub use service::ServerConn;
 

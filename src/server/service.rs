@@ -3,7 +3,7 @@
 //! (`leases.rs`), parked with its connection's later requests queued
 //! behind it — plus STS and DMP. The node around it is `mod.rs`.
 
-use super::backlog::{Backlog, Entry};
+use super::backlog::{Backlog, Entry, UNTRUSTED_BACKLOGS_MAX_BYTES};
 use super::leases::{HolderId, Leases, Parked};
 use super::DUMP_MAX;
 use crate::buffer::Buffer;
@@ -42,6 +42,9 @@ pub struct ServerConn {
     /// only its reply waits here. Once the write is applied, it is run as
     /// the output has room (never past the output limit).
     behind: Backlog,
+    /// What of `behind` is counted in the server-wide budget of
+    /// connections that hold no lease (all of it, or nothing once a proxy).
+    counted: usize,
 }
 
 /// The table and the service that applies requests to it.
@@ -68,6 +71,8 @@ pub(super) struct Core {
     max_output: usize,
     /// A backlog entry being run.
     entry: Vec<u8>,
+    /// Bytes the backlogs of connections holding no lease allocate together.
+    untrusted_backlog: usize,
 }
 
 impl Service for Core {
@@ -106,7 +111,7 @@ impl Service for Core {
         if conn.ext.parked || !conn.ext.behind.is_empty() {
             let mut b = Buffer::new();
             encode_error(&mut b, op, problem.code(), problem);
-            conn.ext.behind.push(Entry::Reply, b.data());
+            self.push_behind(conn, Entry::Reply, b.data());
             return;
         }
         encode_error(&mut conn.output, op, problem.code(), problem);
@@ -119,7 +124,9 @@ impl Service for Core {
     }
 
     fn congested(&self, conn: &Conn<ServerConn>) -> bool {
-        conn.ext.behind.full()
+        let b = &conn.ext.behind;
+        b.full()
+            || (conn.ext.holder.is_none() && !b.is_empty() && self.untrusted_backlog >= UNTRUSTED_BACKLOGS_MAX_BYTES)
     }
 
     fn catch_up(&mut self, conn: &mut Conn<ServerConn>, front: &FrontInfo, now: Instant) -> bool {
@@ -135,6 +142,7 @@ impl Service for Core {
     }
 
     fn on_close(&mut self, conn: &mut Conn<ServerConn>) {
+        self.untrusted_backlog -= std::mem::take(&mut conn.ext.counted);
         if conn.ext.parked {
             self.leases.drop_parked(conn.token.0, conn.gen);
         }
@@ -167,7 +175,27 @@ impl Core {
             secret,
             max_output,
             entry: Vec::new(),
+            untrusted_backlog: 0,
         }
+    }
+
+    /// Queues `body` behind the connection's parked write.
+    fn push_behind(&mut self, conn: &mut Conn<ServerConn>, kind: Entry, body: &[u8]) {
+        conn.ext.behind.push(kind, body);
+        self.recount(conn);
+    }
+
+    /// Brings the server-wide count of untrusted backlogs up to date with
+    /// this connection's (which changes as it queues and runs, and as it
+    /// becomes a proxy).
+    fn recount(&mut self, conn: &mut Conn<ServerConn>) {
+        let now = if conn.ext.holder.is_none() {
+            conn.ext.behind.allocated()
+        } else {
+            0
+        };
+        self.untrusted_backlog = self.untrusted_backlog - conn.ext.counted + now;
+        conn.ext.counted = now;
     }
 
     /// The seq of the last write applied.
@@ -200,12 +228,16 @@ impl Core {
     /// came as; an ACK takes effect now and only its reply waits.
     fn queue_behind(&mut self, conn: &mut Conn<ServerConn>, body: usize, now: Instant) {
         if self.req.op != Op::Ack {
-            conn.ext.behind.push(Entry::Request, &conn.input.data()[..body]);
+            let mut entry = std::mem::take(&mut self.entry);
+            entry.clear();
+            entry.extend_from_slice(&conn.input.data()[..body]);
+            self.push_behind(conn, Entry::Request, &entry);
+            self.entry = entry;
             return;
         }
         let mut b = Buffer::new();
         match self.ack(conn.ext.holder, &mut b, now) {
-            Ok(()) => conn.ext.behind.push(Entry::Reply, b.data()),
+            Ok(()) => self.push_behind(conn, Entry::Reply, b.data()),
             Err(p) => self.reject(conn, Some(Op::Ack), &p),
         }
     }
@@ -241,6 +273,7 @@ impl Core {
             }
             ran = true;
         }
+        self.recount(conn);
         ran
     }
 
