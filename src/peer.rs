@@ -52,7 +52,12 @@ impl Secret {
         if !s.iter().all(|&b| b.is_ascii_graphic() && b != b';') {
             return Err(bad("the secret must be printable ASCII without spaces or ';'"));
         }
-        warn_if_shared(path);
+        if let Some(mode) = readable_by_others(path) {
+            log::warn!(
+                "peer secret file {}: other users may read it (mode {mode:o}): chmod 600 it",
+                path.display()
+            );
+        }
         Ok(Secret(s.to_vec()))
     }
 
@@ -91,18 +96,12 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Says so when other users may read the secret (as ssh does of a key).
-fn warn_if_shared(path: &Path) {
+/// The file's mode when users other than its owner may read or write it
+/// (then the secret is warned of, as ssh does of a key).
+fn readable_by_others(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(m) = std::fs::metadata(path) {
-        let mode = m.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            log::warn!(
-                "peer secret file {}: other users may read it (mode {mode:o}): chmod 600 it",
-                path.display()
-            );
-        }
-    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
 }
 
 /// Whether a connection from `peer` may hold a lease on a server without
@@ -167,6 +166,12 @@ mod tests {
             Secret::from_file(&dir.join("none")).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
+        use std::os::unix::fs::PermissionsExt;
+        for (mode, shared) in [(0o600, None), (0o700, None), (0o644, Some(0o644)), (0o620, Some(0o620))] {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(readable_by_others(&f), shared, "{mode:o}");
+        }
+        assert_eq!(readable_by_others(&dir.join("none")), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -248,29 +248,23 @@ impl Core {
         let mut ran = false;
         while !conn.ext.parked && conn.output.len() < self.max_output {
             let mut entry = std::mem::take(&mut self.entry);
-            let kind = conn.ext.behind.pop(&mut entry);
+            let Some(kind) = conn.ext.behind.pop(&mut entry) else {
+                self.entry = entry;
+                break;
+            };
             match kind {
-                None => {}
-                Some(Entry::Reply) => {
+                Entry::Reply => {
                     conn.output.extend(&entry);
                     conn.end_message();
                 }
                 // It parsed when it arrived, so it parses now (a failure
                 // would be answered in its turn all the same).
-                Some(Entry::Request) => match self.req.parse(&entry) {
+                Entry::Request => match self.req.parse(&entry) {
                     Ok(()) => self.run(conn, front, now),
-                    Err((op, p)) => {
-                        self.entry = entry;
-                        self.reject(conn, op, &p);
-                        ran = true;
-                        continue;
-                    }
+                    Err((op, p)) => self.reject(conn, op, &p),
                 },
             }
             self.entry = entry;
-            if kind.is_none() {
-                break;
-            }
             ran = true;
         }
         self.recount(conn);
