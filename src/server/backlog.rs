@@ -136,6 +136,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_budgets_keep_their_promises() {
+        // A proxy's requests in flight, stored here at their worst (the
+        // shortest request, 13 bytes on the wire, takes 12 and a 5-byte
+        // header), fit in one connection's budget: its ACKs are read.
+        let worst = crate::proxy::upstream::MAX_INFLIGHT_BYTES / 13 * 17;
+        assert!(worst + CHUNK < BACKLOG_MAX_BYTES);
+        // Clients without a lease share room for many whole budgets.
+        assert!(UNTRUSTED_BACKLOGS_MAX_BYTES >= 16 * BACKLOG_MAX_BYTES);
+        assert!(
+            UNTRUSTED_BACKLOGS_MAX_BYTES <= 64 << 20,
+            "as docs/architecture.md states"
+        );
+    }
+
+    #[test]
     fn entries_come_out_in_order() {
         let mut b = Backlog::default();
         assert!(b.is_empty() && !b.full());

@@ -146,6 +146,9 @@ mod tests {
         let clr = Request::new(Op::Clr, &[], &[]);
         assert_eq!(d.blocks_until(&clr, t0), Some(t0 + ms(1400)));
         assert_eq!((d.live(), d.bytes()), (2, 2 * ENTRY_BYTES + 3 * INDEX_BYTES));
+        // At the end of a lease it has run out (pruned yet or not).
+        assert_eq!(d.blocks_until(&put(&[3]), t0 + ms(1400)), None);
+        assert_eq!(d.blocks_until(&clr, t0 + ms(1400)), None);
         // The first ends: 3 is still held by the second.
         d.prune(t0 + ms(1000));
         assert_eq!(d.blocks_until(&put(&[3]), t0 + ms(1000)), Some(t0 + ms(1400)));
