@@ -795,6 +795,53 @@ mod tests {
     }
 
     #[test]
+    fn a_confirmed_clr_keeps_what_was_read_or_invalidated_since() {
+        let t0 = Instant::now();
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
+        assert_eq!(l.lease(), ms(1000));
+        let a = l.join(0, 1, t0).unwrap();
+        l.register(a, &[1, 2], &mut Vec::new(), t0);
+        let clr = Request::new(Op::Clr, &[], &[]);
+        let w = l.write_must_wait(None, &clr, t0).unwrap();
+        assert_eq!(outbox(&mut l), [(0, "OP=INV;SEQ=1\n".to_string())]);
+        l.park(9, 1, &clr, w, t0);
+        // While the CLR waits, a fetch of anything is not to be kept.
+        let mut nocache = Vec::new();
+        l.register(a, &[5], &mut nocache, t0);
+        assert_eq!(nocache, [5]);
+        assert!(l.next_ready(t0).is_none());
+        l.ack(a, 1).unwrap();
+        assert!(l.next_ready(t0).is_some());
+        // After the CLR: 1 read again (fresh), 3 read and invalidated by a
+        // later INV; then the CLR's INV is confirmed late... as a repeat.
+        l.register(a, &[1, 2, 3], &mut Vec::new(), t0);
+        assert!(l.write_must_wait(None, &clr, t0).is_some()); // INV 2, every index
+        outbox(&mut l);
+        l.register(a, &[1, 3], &mut Vec::new(), t0); // held again, fresh
+        assert!(l.write_must_wait(None, &put(&[3]), t0).is_some()); // INV 3 {3}
+        outbox(&mut l);
+        l.ack(a, 2).unwrap();
+        assert_eq!(l.tracked, 2, "1 (fresh) and 3 (its INV 3 still out) stay, 2 goes");
+        assert_eq!(l.stats.acks, 2);
+        assert!(l.write_must_wait(None, &put(&[2]), t0).is_none(), "2 is no longer held");
+        assert!(l.write_must_wait(None, &put(&[1]), t0).is_some(), "1 is");
+    }
+
+    #[test]
+    fn tracking_for_all_proxies_together_has_a_hard_cap() {
+        let t0 = Instant::now();
+        let cap = MAX_TRACKED + slack(MAX_TRACKED);
+        let mut l = Leases::new(ms(1000), Duration::ZERO, t0).bounded(4, cap + 100);
+        let a = l.join(0, 1, t0).unwrap();
+        let many: Vec<i64> = (0..cap as i64 + 10).collect();
+        let mut nocache = Vec::new();
+        l.register(a, &many, &mut nocache, t0);
+        assert_eq!(l.tracked, cap);
+        assert_eq!(nocache.len(), 10, "past the cap: not kept");
+        assert_eq!(l.stats.overflows, 1, "its oldest are being trimmed");
+    }
+
+    #[test]
     fn the_order_list_stays_within_twice_what_is_held() {
         let t0 = Instant::now();
         let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
