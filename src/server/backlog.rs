@@ -32,6 +32,15 @@ pub const UNTRUSTED_BACKLOGS_MAX_BYTES: usize = 64 << 20;
 /// but the last one's tail.
 pub const CHUNK: usize = 64 << 10;
 
+// The budgets' promises, checked when the crate compiles: a proxy's
+// requests in flight, stored here at their worst (the shortest request,
+// 13 bytes on the wire, takes 12 and a 5-byte header), fit in one
+// connection's budget, so its ACKs are read; clients without a lease share
+// room for many whole budgets, and no more than docs/architecture.md says.
+const _: () = assert!(crate::proxy::upstream::MAX_INFLIGHT_BYTES / 13 * 17 + CHUNK < BACKLOG_MAX_BYTES);
+const _: () = assert!(UNTRUSTED_BACKLOGS_MAX_BYTES >= 16 * BACKLOG_MAX_BYTES);
+const _: () = assert!(UNTRUSTED_BACKLOGS_MAX_BYTES <= 64 << 20);
+
 /// An entry's header: its kind and its length.
 const HEADER: usize = 5;
 
@@ -134,21 +143,6 @@ impl Backlog {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_budgets_keep_their_promises() {
-        // A proxy's requests in flight, stored here at their worst (the
-        // shortest request, 13 bytes on the wire, takes 12 and a 5-byte
-        // header), fit in one connection's budget: its ACKs are read.
-        let worst = crate::proxy::upstream::MAX_INFLIGHT_BYTES / 13 * 17;
-        assert!(worst + CHUNK < BACKLOG_MAX_BYTES);
-        // Clients without a lease share room for many whole budgets.
-        assert!(UNTRUSTED_BACKLOGS_MAX_BYTES >= 16 * BACKLOG_MAX_BYTES);
-        assert!(
-            UNTRUSTED_BACKLOGS_MAX_BYTES <= 64 << 20,
-            "as docs/architecture.md states"
-        );
-    }
 
     #[test]
     fn entries_come_out_in_order() {
