@@ -842,6 +842,58 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_or_released_write_unmarks_its_indices_and_counters_count() {
+        let t0 = Instant::now();
+        let mut l = Leases::new(ms(1000), ms(100), t0); // a grace of 100 ms
+        assert_eq!(l.next_deadline(t0), None, "nothing parked: the grace wakes no one");
+        let a = l.join(0, 1, t0).unwrap();
+        let mut nocache = Vec::new();
+        // Two writes of 1 and one of 2 wait (the grace); 1 and 2 are not
+        // to be kept meanwhile; dropping one write of 1 leaves 1 marked.
+        for (key, ind) in [(5, [1]), (6, [1]), (7, [2])] {
+            let w = l.write_must_wait(None, &put(&ind), t0).unwrap();
+            l.park(key, 1, &put(&ind), w, t0);
+        }
+        assert_eq!(l.stats.writes_delayed, 3);
+        assert_eq!(l.next_deadline(t0), Some(t0 + ms(100)));
+        l.drop_parked(5, 2); // another connection that reused key 5: nothing
+        l.drop_parked(5, 1);
+        l.register(a, &[1, 2, 3], &mut nocache, t0);
+        assert_eq!(nocache, [1, 2]);
+        assert_eq!(l.parked.len(), 2);
+        l.drop_parked(6, 1);
+        l.register(a, &[1, 2, 3], &mut nocache, t0);
+        assert_eq!(nocache, [2], "1 no longer waits");
+        assert_eq!(l.next_ready(t0 + ms(100)).map(|p| p.key), Some(7));
+        l.register(a, &[1, 2, 3], &mut nocache, t0);
+        assert!(nocache.is_empty());
+        // Invalidations sent are counted once per message; tracking
+        // shrinks when a holder leaves; an expiry is counted.
+        assert!(l.write_must_wait(None, &put(&[1, 2]), t0 + ms(100)).is_some());
+        assert!(l.write_must_wait(None, &put(&[3]), t0 + ms(100)).is_some());
+        assert_eq!(l.stats.inv_sent, 2);
+        let mut out = Vec::new();
+        l.overdue(t0 + ms(600), &mut out);
+        assert_eq!((out.len(), l.stats.expired), (1, 1));
+        assert_eq!(l.tracked, 3);
+        l.left(a);
+        assert_eq!(l.tracked, 0);
+        let mut b = Buffer::new();
+        l.encode_stats(&mut b);
+        let sts = String::from_utf8(b.data().to_vec()).unwrap();
+        for f in [
+            ";PROXIES=0;",
+            ";TRACKED=0;",
+            ";INV_SENT=2;",
+            ";WRITES_DELAYED=3;",
+            ";LEASES_EXPIRED=1;",
+            ";DEPARTED=1;",
+        ] {
+            assert!(sts.contains(f), "{f} in {sts}");
+        }
+    }
+
+    #[test]
     fn the_order_list_stays_within_twice_what_is_held() {
         let t0 = Instant::now();
         let mut l = Leases::new(ms(1000), Duration::ZERO, t0);
