@@ -256,7 +256,7 @@ impl Lease {
             // A bare upstream has no session; its cache starts over at
             // every connect (it may be a new server).
             (Bare, Event::Connected { cached }) => (Bare, clear_if(cached, "on (re)connect")),
-            (Bare, Event::Lost | Event::Renewed { .. } | Event::Tick) => (Bare, Next::Stay),
+            (Bare, Event::Lost | Event::Tick) => (Bare, Next::Stay),
             (s @ Bare, e @ Event::Answer { .. }) => return Err(illegal(s, &e)),
 
             // A cache can outlive its connection only if a LEASE answer
@@ -340,29 +340,10 @@ impl Lease {
             }
             (s, e @ Event::Answer { .. }) => return Err(illegal(s, &e)),
 
-            (
-                Granted {
-                    length,
-                    until,
-                    renewing,
-                },
-                Event::Renewed { sent },
-            ) => (
-                Granted {
-                    length,
-                    until: until.max(end(sent, length)),
-                    renewing,
-                },
-                Next::Stay,
-            ),
-            (Resuming { length, until }, Event::Renewed { sent }) => (
-                Resuming {
-                    length,
-                    until: until.max(end(sent, length)),
-                },
-                Next::Stay,
-            ),
-            (s @ (Down | Asking { .. } | Refused { .. } | Alone), Event::Renewed { .. }) => (s, Next::Stay),
+            (_, Event::Renewed { sent }) => {
+                self.renewed(sent);
+                return Ok(Next::Stay);
+            }
 
             // Asked again on a schedule, busy or not.
             (Refused { retry }, Event::Tick) if now >= retry => (Asking { first: false }, Next::Send(UpKind::Lease)),
@@ -386,6 +367,16 @@ impl Lease {
         };
         self.state = to;
         Ok(next)
+    }
+
+    /// [`Event::Renewed`], the move of every answer: it only moves the
+    /// end of a lease that runs (granted, or resuming), never the state's
+    /// kind, so it needs none of [`Lease::on`]'s bookkeeping and the proxy
+    /// calls it directly on its hot path.
+    pub fn renewed(&mut self, sent: Instant) {
+        if let State::Granted { length, until, .. } | State::Resuming { length, until } = &mut self.state {
+            *until = (*until).max(end(sent, *length));
+        }
     }
 
     /// The first LEASE of a connection, or a retry, answered.

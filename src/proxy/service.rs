@@ -432,14 +432,10 @@ impl Core {
                 };
                 self.session(event, Instant::now());
             }
-            UpEvent::Answered(req, _) if req.kind.is_own() => {
-                // (The clock is not read per answer: a renewal needs none.)
-                self.session(Event::Renewed { sent: req.queued }, req.queued);
-            }
+            UpEvent::Answered(req, _) if req.kind.is_own() => self.lease.renewed(req.queued),
             UpEvent::Failed(req, ..) if req.kind.is_own() => {}
             UpEvent::Answered(req, reply) => {
-                // (The clock is not read per answer: a renewal needs none.)
-                self.session(Event::Renewed { sent: req.queued }, req.queued);
+                self.lease.renewed(req.queued);
                 self.writes.end(&req.kind, req.seq);
                 let seq = req.seq;
                 if reply.is_ok() {

@@ -25,6 +25,7 @@ use super::departed::Departed;
 use crate::buffer::Buffer;
 use crate::cache::{IndexMap, IntHasher};
 use crate::proto::{encode_field, put_list, Op, Problem, Request};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
@@ -235,9 +236,28 @@ impl Leases {
                 nocache.push(i);
                 continue;
             }
-            // Held already: nothing grows. An INV for it is out: this
-            // value is newer than that INV, so it is held again, and
-            // placed again in the order (a trim skipped it meanwhile).
+            let full = h.held.len() >= bound || self.tracked >= MAX_TRACKED;
+            if !full {
+                // The common case: one hash lookup.
+                match h.held.entry(i) {
+                    Entry::Vacant(v) => {
+                        v.insert(0);
+                        self.tracked += 1;
+                        remember(h, i);
+                    }
+                    Entry::Occupied(mut o) => {
+                        if *o.get() != 0 {
+                            // An INV for it is out: this value is newer,
+                            // so it is held again, and placed again in the
+                            // order (a trim skipped it meanwhile).
+                            o.insert(0);
+                            remember(h, i);
+                        }
+                    }
+                }
+                continue;
+            }
+            // At the bound. Held already: nothing grows (as above).
             if let Some(v) = h.held.get_mut(&i) {
                 if *v != 0 {
                     *v = 0;
@@ -245,17 +265,16 @@ impl Leases {
                 }
                 continue;
             }
-            if h.held.len() >= bound || self.tracked >= MAX_TRACKED {
-                if h.trimming.is_none() && trim(h, bound, now) {
-                    self.stats.overflows += 1;
-                    self.stats.inv_sent += 1;
-                    self.unconfirmed.insert(id);
-                    self.outgoing.push(id);
-                }
-                if h.held.len() >= bound + slack(bound) || self.tracked >= MAX_TRACKED + slack(MAX_TRACKED) {
-                    nocache.push(i); // no room until the trim is confirmed
-                    continue;
-                }
+            // New: make room by invalidating its oldest, one trim at a time.
+            if h.trimming.is_none() && trim(h, bound, now) {
+                self.stats.overflows += 1;
+                self.stats.inv_sent += 1;
+                self.unconfirmed.insert(id);
+                self.outgoing.push(id);
+            }
+            if h.held.len() >= bound + slack(bound) || self.tracked >= MAX_TRACKED + slack(MAX_TRACKED) {
+                nocache.push(i); // no room until the trim is confirmed
+                continue;
             }
             h.held.insert(i, 0);
             self.tracked += 1;
