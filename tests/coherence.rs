@@ -461,10 +461,10 @@ fn a_connection_behind_a_waiting_write_is_read_no_further_than_its_byte_budget()
     let server = server_with_lease(10, 60_000);
     let mut holder = holder_of(&server, "1");
     let mut w = Peer::connect(server.addr());
-    // Each queued GET takes its 12 bytes and a 5-byte header, in chunks:
+    // Each queued GET takes its 12 bytes and a 9-byte header, in chunks:
     // the one that makes the queue allocate its last chunk is the last read.
     use tablecache::server::{BACKLOG_CHUNK_BYTES, BACKLOG_MAX_BYTES};
-    let queued = (BACKLOG_MAX_BYTES - BACKLOG_CHUNK_BYTES) / (12 + 5) + 1;
+    let queued = (BACKLOG_MAX_BYTES - BACKLOG_CHUNK_BYTES) / (12 + 9) + 1;
     let n = queued + 50_000;
     let mut out = w.stream.try_clone().unwrap();
     let writer = std::thread::spawn(move || {

@@ -34,15 +34,16 @@ pub const CHUNK: usize = 64 << 10;
 
 // The budgets' promises, checked when the crate compiles: a proxy's
 // requests in flight, stored here at their worst (the shortest request,
-// 13 bytes on the wire, takes 12 and a 5-byte header), fit in one
+// 13 bytes on the wire, takes 12 and a 9-byte header), fit in one
 // connection's budget, so its ACKs are read; clients without a lease share
 // room for many whole budgets, and no more than docs/architecture.md says.
-const _: () = assert!(crate::proxy::upstream::MAX_INFLIGHT_BYTES / 13 * 17 + CHUNK < BACKLOG_MAX_BYTES);
+const _: () = assert!(crate::proxy::upstream::MAX_INFLIGHT_BYTES / 13 * 21 + CHUNK < BACKLOG_MAX_BYTES);
 const _: () = assert!(UNTRUSTED_BACKLOGS_MAX_BYTES >= 16 * BACKLOG_MAX_BYTES);
 const _: () = assert!(UNTRUSTED_BACKLOGS_MAX_BYTES <= 64 << 20);
 
-/// An entry's header: its kind and its length.
-const HEADER: usize = 5;
+/// An entry's header: its kind and its length (8 bytes: no message is too
+/// long for it, whatever `--max-message-bytes` allows).
+const HEADER: usize = 9;
 
 /// One entry, taken out in turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +88,7 @@ impl Backlog {
             Entry::Reply => b'A',
         };
         self.append(&[tag]);
-        // A message is far shorter than 4 GiB (--max-message-bytes).
-        self.append(&(body.len() as u32).to_le_bytes());
+        self.append(&(body.len() as u64).to_le_bytes());
         self.append(body);
         self.entries += 1;
     }
@@ -132,7 +132,9 @@ impl Backlog {
         out.clear();
         self.take(HEADER, out);
         let kind = if out[0] == b'R' { Entry::Request } else { Entry::Reply };
-        let len = u32::from_le_bytes([out[1], out[2], out[3], out[4]]) as usize;
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&out[1..HEADER]);
+        let len = u64::from_le_bytes(n) as usize;
         out.clear();
         self.take(len, out);
         self.entries -= 1;
