@@ -342,6 +342,26 @@ fn a_refused_proxy_is_granted_when_a_slot_frees_and_never_serves_an_old_value() 
     assert!(reader.join().expect("no stale read") > 0);
 }
 
+/// A server binary (a fresh system: no grace; warnings only) with `extra`
+/// flags.
+fn server_bin(extra: &[&str]) -> Proc {
+    spawn_node(&server_args(extra))
+}
+
+fn server_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--grace-ms",
+        "0",
+        "--log-level",
+        "warn",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// The server's STS, asked on a new connection.
 fn server_sts(addr: &str) -> String {
     Peer::connect(addr.parse().unwrap()).ask("OP=STS")
@@ -416,17 +436,7 @@ fn clients_without_a_lease_share_one_budget_behind_parked_writes() {
     // holder that never confirms, each pipelining 8 MB of the longest GETs
     // behind it: past 64 MiB together the server reads none of them
     // further (each may finish the message it was reading).
-    let server = spawn_node(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--lease-ms",
-        "10000",
-        "--grace-ms",
-        "0",
-        "--log-level",
-        "warn",
-    ]);
+    let server = server_bin(&["--lease-ms", "10000"]);
     let addr: SocketAddr = server.addr.parse().unwrap();
     let mut holder = Peer::connect(addr);
     assert!(holder.ask("OP=LEASE").ends_with(";CODE=200"));
@@ -468,17 +478,7 @@ fn churning_proxies_neither_slow_writes_to_what_they_never_read_nor_grow_memory(
     // over (from the server's side a kill -9 is this close). Each leaves
     // its indices blocked for a lease; a write to an index none of them
     // read must not wait, and what they leave behind has a byte bound.
-    let server = spawn_node(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--size",
-        "4096",
-        "--grace-ms",
-        "0",
-        "--log-level",
-        "warn",
-    ]);
+    let server = server_bin(&["--size", "4096"]);
     let addr: SocketAddr = server.addr.parse().unwrap();
     let base = server.rss_kib();
     let churning = Arc::new(AtomicBool::new(false));
@@ -617,15 +617,7 @@ fn none_silent(addr: &str) {
 #[test]
 fn under_an_open_file_limit_of_64_every_connection_is_answered_or_closed() {
     let _alone = alone();
-    let server = spawn_limited(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--grace-ms",
-        "0",
-        "--log-level",
-        "warn",
-    ]);
+    let server = spawn_limited(&server_args(&[]));
     none_silent(&server.addr);
     let proxy = spawn_limited(&[
         "proxy",
