@@ -348,20 +348,6 @@ fn server_bin(extra: &[&str]) -> Proc {
     spawn_node(&server_args(extra))
 }
 
-fn server_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--grace-ms",
-        "0",
-        "--log-level",
-        "warn",
-    ];
-    args.extend_from_slice(extra);
-    args
-}
-
 /// The server's STS, asked on a new connection.
 fn server_sts(addr: &str) -> String {
     Peer::connect(addr.parse().unwrap()).ask("OP=STS")

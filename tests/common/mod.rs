@@ -214,18 +214,8 @@ pub fn spawn_server_and_proxy(proxy_args: &[&str]) -> (Proc, Proc) {
 }
 
 /// The same, with `server_args` added to the server's.
-pub fn spawn_server_and_proxy_with(server_args: &[&str], proxy_args: &[&str]) -> (Proc, Proc) {
-    let mut args = vec![
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--grace-ms",
-        "0",
-        "--log-level",
-        "warn",
-    ];
-    args.extend_from_slice(server_args);
-    let server = spawn_node(&args);
+pub fn spawn_server_and_proxy_with(extra: &[&str], proxy_args: &[&str]) -> (Proc, Proc) {
+    let server = spawn_node(&server_args(extra));
     let mut args = vec![
         "proxy",
         "--listen",
@@ -238,6 +228,22 @@ pub fn spawn_server_and_proxy_with(server_args: &[&str], proxy_args: &[&str]) ->
     args.extend_from_slice(proxy_args);
     let proxy = spawn_node(&args);
     (server, proxy)
+}
+
+/// A server binary's arguments: a fresh system (no grace), warnings only,
+/// then `extra`.
+pub fn server_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--grace-ms",
+        "0",
+        "--log-level",
+        "warn",
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// An address nothing listens on, and nothing else can take while the
