@@ -201,7 +201,7 @@ fn the_secret_never_shows_in_a_trace_a_log_or_sts() {
             &secret,
             "--trace",
         ],
-        Stdio::from(std::fs::File::create(&slog).unwrap()),
+        log_to(&slog),
     );
     let proxy = spawn_node_logging(
         &[
@@ -214,7 +214,7 @@ fn the_secret_never_shows_in_a_trace_a_log_or_sts() {
             &secret,
             "--trace",
         ],
-        Stdio::from(std::fs::File::create(&plog).unwrap()),
+        log_to(&plog),
     );
     let mut c = Peer::connect(proxy.addr.parse().unwrap());
     wait_leased(&mut c);
@@ -255,7 +255,7 @@ fn a_proxy_with_the_wrong_secret_is_told_why_and_the_server_says_so_once() {
             "--peer-secret-file",
             &secret,
         ],
-        Stdio::from(std::fs::File::create(&slog).unwrap()),
+        log_to(&slog),
     );
     let proxy = spawn_node_logging(
         &[
@@ -267,7 +267,7 @@ fn a_proxy_with_the_wrong_secret_is_told_why_and_the_server_says_so_once() {
             "--peer-secret-file",
             wrong.to_str().unwrap(),
         ],
-        Stdio::from(std::fs::File::create(&plog).unwrap()),
+        log_to(&plog),
     );
     let mut c = Peer::connect(proxy.addr.parse().unwrap());
     // Refused, then asked again at least twice: still one line each.
@@ -568,6 +568,11 @@ fn spawn_limited(args: &[&str]) -> Proc {
     spawn_command(cmd)
 }
 
+/// Where a node's log goes: a new file at `path`.
+fn log_to(path: &std::path::Path) -> Stdio {
+    Stdio::from(std::fs::File::create(path).unwrap())
+}
+
 /// Opens 200 connections to `addr`, sends a GET on each, and checks that
 /// every one is answered (200 or 503) or closed: none left silent.
 fn none_silent(addr: &str) {
@@ -605,14 +610,6 @@ fn under_an_open_file_limit_of_64_every_connection_is_answered_or_closed() {
     let _alone = alone();
     let server = spawn_limited(&server_args(&[]));
     none_silent(&server.addr);
-    let proxy = spawn_limited(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &server.addr,
-        "--log-level",
-        "warn",
-    ]);
+    let proxy = spawn_limited(&proxy_args(&server.addr, &[]));
     none_silent(&proxy.addr);
 }

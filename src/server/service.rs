@@ -228,11 +228,8 @@ impl Core {
     /// came as; an ACK takes effect now and only its reply waits.
     fn queue_behind(&mut self, conn: &mut Conn<ServerConn>, body: usize, now: Instant) {
         if self.req.op != Op::Ack {
-            let mut entry = std::mem::take(&mut self.entry);
-            entry.clear();
-            entry.extend_from_slice(&conn.input.data()[..body]);
-            self.push_behind(conn, Entry::Request, &entry);
-            self.entry = entry;
+            conn.ext.behind.push(Entry::Request, &conn.input.data()[..body]);
+            self.recount(conn);
             return;
         }
         let mut b = Buffer::new();

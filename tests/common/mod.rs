@@ -213,21 +213,27 @@ pub fn spawn_server_and_proxy(proxy_args: &[&str]) -> (Proc, Proc) {
     spawn_server_and_proxy_with(&[], proxy_args)
 }
 
-/// The same, with `server_args` added to the server's.
-pub fn spawn_server_and_proxy_with(extra: &[&str], proxy_args: &[&str]) -> (Proc, Proc) {
+/// The same, with `extra` added to the server's arguments.
+pub fn spawn_server_and_proxy_with(extra: &[&str], proxy_extra: &[&str]) -> (Proc, Proc) {
     let server = spawn_node(&server_args(extra));
+    let proxy = spawn_node(&proxy_args(&server.addr, proxy_extra));
+    (server, proxy)
+}
+
+/// A proxy binary's arguments: in front of `upstream`, warnings only, then
+/// `extra`.
+pub fn proxy_args<'a>(upstream: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "proxy",
         "--listen",
         "127.0.0.1:0",
         "--upstream",
-        &server.addr,
+        upstream,
         "--log-level",
         "warn",
     ];
-    args.extend_from_slice(proxy_args);
-    let proxy = spawn_node(&args);
-    (server, proxy)
+    args.extend_from_slice(extra);
+    args
 }
 
 /// A server binary's arguments: a fresh system (no grace), warnings only,
