@@ -51,6 +51,13 @@ pub enum Cmd {
     /// Replay a key trace through every eviction policy and Bélády's MIN,
     /// offline: miss ratios per policy per capacity.
     Sim(SimArgs),
+    /// Cut a damaged data directory's log where it stops being readable,
+    /// keeping a copy of what is cut and saying which writes are lost
+    /// (the server refuses to start on such damage and names this).
+    Repair {
+        /// The server's --data-dir (no server may be running on it).
+        dir: std::path::PathBuf,
+    },
     /// Print a completion script for a shell
     /// (e.g. `tablecache completions bash > /etc/bash_completion.d/tablecache`).
     Completions {

@@ -307,12 +307,9 @@ pub fn parse_command(words: &[&str]) -> Result<Command, String> {
     };
     let req = |op, ind: Vec<i64>, data: Vec<i64>| {
         Command::Request(Request {
-            op,
             ind,
             data,
-            seq: 0,
-            id: None,
-            key: None,
+            ..Request::new(op, &[], &[])
         })
     };
     match verb.to_ascii_lowercase().as_str() {

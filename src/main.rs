@@ -70,6 +70,18 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Cmd::Repair { dir } => match tablecache::store::repair(&dir) {
+            Ok(said) => {
+                for line in said {
+                    tablecache::outln!("tablecache repair: {line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tablecache repair: {e}");
+                ExitCode::from(1)
+            }
+        },
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "tablecache", &mut io::stdout());
             ExitCode::SUCCESS

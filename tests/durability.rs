@@ -264,7 +264,8 @@ fn damage_in_the_middle_refuses_to_start_naming_the_file_and_offset() {
     let dir = fresh_dir("damage");
     let seg = log_of(&dir, 4);
     let mut bytes = std::fs::read(&seg).unwrap();
-    let second = 36 + (bytes.len() - 36) / 4; // records are the same size
+    let header = tablecache::store::record::SEGMENT_HEADER;
+    let second = header + (bytes.len() - header) / 4; // records are the same size
     bytes[second + 12] ^= 0x01;
     std::fs::write(&seg, &bytes).unwrap();
     let err = refused(&dir, &[]);
@@ -277,7 +278,7 @@ fn damage_in_the_middle_refuses_to_start_naming_the_file_and_offset() {
     // A damaged snapshot is refused too.
     let dir2 = fresh_dir("damage-snap");
     std::fs::create_dir_all(&dir2).unwrap();
-    std::fs::write(dir2.join("snapshot"), b"TCSNAP1\nnot really").unwrap();
+    std::fs::write(dir2.join("snapshot"), b"TCSNAP2\nnot really").unwrap();
     let err = refused(&dir2, &[]);
     assert!(err.contains("snapshot") && err.contains("damaged"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -24,6 +24,21 @@ mod parse;
 pub use encode::{encode_error, encode_field, encode_get_reply, encode_ok, encode_request, put_i64, put_list};
 pub use parse::{is_blank, peek_op, Reply, Request};
 
+/// Which history a table is at, as a LEASE answer gives it and a resuming
+/// LEASE gives it back (docs/durability.md, "Proxies across a server
+/// restart"): a proxy keeps its cache across a reconnect only if all
+/// three are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    /// The table's identity (`ID`): chosen when it was created.
+    pub id: u64,
+    /// Its write count (`SEQ`).
+    pub seq: u64,
+    /// The history sum after that write (`SUM`): a durable table's; a
+    /// table in memory has none (its identity is new at every start).
+    pub sum: Option<u64>,
+}
+
 use std::fmt;
 
 /// What a node writes to a connection it accepts only to refuse, at its
@@ -340,6 +355,21 @@ mod tests {
         assert_eq!(p("OP=GET;IND=1;ID=ff"), Problem::NotAllowed("ID", Op::Get));
         // A plain LEASE (a first one) takes none of them.
         assert_eq!(req("OP=LEASE").unwrap().id, None);
+        // The history sum of a durable server: with an ID only, once.
+        let r = req("OP=LEASE;ID=1;SEQ=5;SUM=abcdef0123456789;IND=1").unwrap();
+        assert_eq!((r.id, r.sum), (Some(1), Some(0xabcd_ef01_2345_6789)));
+        assert_eq!(req("OP=LEASE;ID=1;SEQ=5;IND=1").unwrap().sum, None);
+        assert_eq!(p("OP=LEASE;SUM=1"), Problem::NotAllowed("SUM", Op::Lease));
+        assert_eq!(p("OP=GET;IND=1;SUM=1"), Problem::NotAllowed("SUM", Op::Get));
+        assert_eq!(p("OP=LEASE;ID=1;SEQ=5;SUM=x;IND=1"), Problem::NotNumber("SUM"));
+        assert_eq!(
+            p("OP=LEASE;ID=1;SEQ=5;SUM=1;SUM=2;IND=1"),
+            Problem::RepeatedField("SUM")
+        );
+        let mut reply = Reply::default();
+        reply.parse(b"OP=LEASE;MS=100;ID=ff;SEQ=3;SUM=7;CODE=200").unwrap();
+        assert_eq!((reply.id, reply.seq, reply.sum), (Some(255), Some(3), Some(7)));
+        assert!(reply.parse(b"OP=LEASE;SUM=1;SUM=2;CODE=200").is_err());
     }
 
     #[test]

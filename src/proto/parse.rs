@@ -98,13 +98,14 @@ fn parse_seq(v: &[u8]) -> Result<u64, Problem> {
     u64::try_from(n).map_err(|_| Problem::NotNumber("SEQ"))
 }
 
-/// Parses a table's identity: 16 hex digits at most.
-fn parse_id(v: &[u8]) -> Result<u64, Problem> {
+/// Parses a table's identity (ID) or a history sum (SUM): 16 hex digits
+/// at most.
+fn parse_hex(v: &[u8], field: &'static str) -> Result<u64, Problem> {
     std::str::from_utf8(v)
         .ok()
         .filter(|s| !s.is_empty() && s.len() <= 16)
         .and_then(|s| u64::from_str_radix(s, 16).ok())
-        .ok_or(Problem::NotNumber("ID"))
+        .ok_or(Problem::NotNumber(field))
 }
 
 /// Parses a comma-separated list into `out` (cleared first).
@@ -129,6 +130,9 @@ pub struct Request {
     pub seq: u64,
     /// ID (a resuming LEASE: the table the proxy's cache came from).
     pub id: Option<u64>,
+    /// SUM (a resuming LEASE: the history sum the proxy last heard, from a
+    /// durable server).
+    pub sum: Option<u64>,
     /// KEY (a LEASE: the peer secret, docs/coherence.md "Trust").
     pub key: Option<crate::peer::Secret>,
 }
@@ -142,6 +146,7 @@ impl Request {
             data: data.to_vec(),
             seq: 0,
             id: None,
+            sum: None,
             key: None,
         }
     }
@@ -153,6 +158,7 @@ impl Request {
         self.data.clear();
         self.seq = 0;
         self.id = None;
+        self.sum = None;
         self.key = None;
         let mut op = None;
         let (mut seen_ind, mut seen_data, mut seen_seq) = (false, false, false);
@@ -204,7 +210,13 @@ impl Request {
                 if self.id.is_some() {
                     Err(Problem::RepeatedField("ID"))
                 } else {
-                    parse_id(v).map(|n| self.id = Some(n))
+                    parse_hex(v, "ID").map(|n| self.id = Some(n))
+                }
+            } else if k.eq_ignore_ascii_case(b"SUM") {
+                if self.sum.is_some() {
+                    Err(Problem::RepeatedField("SUM"))
+                } else {
+                    parse_hex(v, "SUM").map(|n| self.sum = Some(n))
                 }
             } else if k.eq_ignore_ascii_case(b"KEY") {
                 if self.key.is_some() {
@@ -236,6 +248,7 @@ impl Request {
             Op::Inv => fail(Problem::ServerOnly(op)),
             Op::Ack if !seen_seq => fail(Problem::MissingSeq),
             _ if self.key.is_some() && op != Op::Lease => fail(Problem::NotAllowed("KEY", op)),
+            _ if self.sum.is_some() && (op != Op::Lease || self.id.is_none()) => fail(Problem::NotAllowed("SUM", op)),
             // A resuming LEASE names the table, the last write it knew of,
             // and the indices it still holds (docs/durability.md).
             Op::Lease if self.id.is_some() && !seen_seq => fail(Problem::MissingSeq),
@@ -297,6 +310,8 @@ pub struct Reply {
     pub ms: Option<u64>,
     /// ID: a LEASE reply's table identity.
     pub id: Option<u64>,
+    /// SUM: a LEASE reply's history sum (a durable server's).
+    pub sum: Option<u64>,
     /// KEEP: a resuming LEASE's answer (1: the cache may be kept).
     pub keep: Option<bool>,
 }
@@ -317,6 +332,7 @@ impl Reply {
         self.nocache.clear();
         self.ms = None;
         self.id = None;
+        self.sum = None;
         self.keep = None;
         let (mut has_code, mut has_msg, mut has_nocache) = (false, false, false);
         // Only MSG is text: the rest is ASCII digits and names, checked as
@@ -362,8 +378,12 @@ impl Reply {
                     return Err(Problem::RepeatedField("MS"));
                 }
             } else if k.eq_ignore_ascii_case(b"ID") {
-                if self.id.replace(parse_id(v)?).is_some() {
+                if self.id.replace(parse_hex(v, "ID")?).is_some() {
                     return Err(Problem::RepeatedField("ID"));
+                }
+            } else if k.eq_ignore_ascii_case(b"SUM") {
+                if self.sum.replace(parse_hex(v, "SUM")?).is_some() {
+                    return Err(Problem::RepeatedField("SUM"));
                 }
             } else if k.eq_ignore_ascii_case(b"KEEP") && self.keep.replace(parse_i64(v, "KEEP")? == 1).is_some() {
                 return Err(Problem::RepeatedField("KEEP"));

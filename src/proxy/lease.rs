@@ -35,7 +35,7 @@
 //! Refused, it keeps nothing, so a later grant never finds old values the
 //! server does not know it holds.
 
-use crate::proto::{code, Reply};
+use crate::proto::{code, History, Reply};
 use crate::proxy::pending::UpKind;
 use std::time::{Duration, Instant};
 
@@ -161,13 +161,8 @@ pub enum Next {
     /// Send this own request (a LEASE: a retry or a renewal).
     Send(UpKind),
     /// Ask the server to track the cache's entries again: a resuming
-    /// LEASE naming this table and write count, and the cached indices.
-    Resume {
-        /// The table's identity.
-        id: u64,
-        /// Its write count.
-        seq: u64,
-    },
+    /// LEASE naming this history, and the cached indices.
+    Resume(History),
     /// Empty the cache, for this reason (logged).
     Clear(&'static str),
     /// The resume kept the cache (logged).
@@ -204,9 +199,9 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct Lease {
     state: State,
-    /// The table the cache came from and the server's write count, as the
-    /// last granted LEASE answer gave them.
-    known: Option<(u64, u64)>,
+    /// The history the cache came from (the table, its write count and
+    /// history sum), as the last granted LEASE answer gave it.
+    known: Option<History>,
     /// The last refusal, until a grant, and the server's words for it.
     pub refusal: Option<Refusal>,
     /// The `MSG` of the last refusal.
@@ -392,15 +387,19 @@ impl Lease {
             return (to, next);
         };
         let length = Duration::from_millis(ms);
-        let seen = reply.id.map(|id| (id, reply.seq.unwrap_or(0)));
+        let seen = reply.id.map(|id| History {
+            id,
+            seq: reply.seq.unwrap_or(0),
+            sum: reply.sum,
+        });
         let before = std::mem::replace(&mut self.known, seen);
         self.refusal = None;
         self.refusal_logged = None;
         self.warned_alone = false;
         let until = end(sent, length);
         match seen {
-            Some((id, seq)) if first && cached && before == seen => {
-                (State::Resuming { length, until }, Next::Resume { id, seq })
+            Some(history) if first && cached && before == seen => {
+                (State::Resuming { length, until }, Next::Resume(history))
             }
             _ => (
                 State::Granted {
@@ -712,7 +711,12 @@ mod tests {
         assert_eq!(l.on(Event::Connected { cached: true }, t0).unwrap(), Next::Stay);
         // Same table and count: resume; the cache is not read meanwhile.
         let next = answer(&mut l, "OP=LEASE;MS=1000;ID=00000000000000ab;SEQ=4;CODE=200", t0, true);
-        assert_eq!(next, Next::Resume { id: 0xab, seq: 4 });
+        let history = History {
+            id: 0xab,
+            seq: 4,
+            sum: None,
+        };
+        assert_eq!(next, Next::Resume(history));
         assert_eq!((l.mode(t0), l.keeps()), (Mode::Lapsed, true));
         let keep = reply("OP=LEASE;MS=1000;ID=00000000000000ab;SEQ=4;KEEP=1;CODE=200");
         let e = Event::Answer {
@@ -723,6 +727,25 @@ mod tests {
         };
         assert_eq!(l.on(e, t0).unwrap(), Next::Kept);
         assert_eq!(l.mode(t0), Mode::Shared);
+        // The same table and count, but another history (a durable table
+        // rewound and written again): cleared.
+        l.on(Event::Lost, t0).unwrap();
+        l.on(Event::Connected { cached: true }, t0).unwrap();
+        answer(
+            &mut l,
+            "OP=LEASE;MS=1000;ID=00000000000000ab;SEQ=4;SUM=1;CODE=200",
+            t0,
+            true,
+        );
+        l.on(Event::Lost, t0).unwrap();
+        l.on(Event::Connected { cached: true }, t0).unwrap();
+        let next = answer(
+            &mut l,
+            "OP=LEASE;MS=1000;ID=00000000000000ab;SEQ=4;SUM=2;CODE=200",
+            t0,
+            true,
+        );
+        assert_eq!(next, Next::Clear("the server's table is another, or was written since"));
         // Another table: cleared.
         l.on(Event::Lost, t0).unwrap();
         l.on(Event::Connected { cached: true }, t0).unwrap();

@@ -176,14 +176,12 @@ pub enum UpKind {
     Lease,
     /// The proxy's own `OP=ACK;SEQ=n`: invalidations up to `n` applied.
     Ack(u64),
-    /// The proxy's own resuming `OP=LEASE;ID=..;SEQ=..;IND=..`: after a
-    /// reconnect to the same table with no write since, it asks to keep
-    /// these cached indices (docs/durability.md).
+    /// The proxy's own resuming `OP=LEASE;ID=..;SEQ=..;SUM=..;IND=..`:
+    /// after a reconnect to the same history, it asks to keep these cached
+    /// indices (docs/durability.md).
     Resume {
-        /// The table's identity.
-        id: u64,
-        /// The write count it last heard.
-        seq: u64,
+        /// The history it last heard.
+        history: crate::proto::History,
         /// The indices it holds.
         ind: Vec<i64>,
     },
@@ -202,7 +200,7 @@ impl UpKind {
             UpKind::Ping => 16,
             UpKind::Ack(_) => 32,
             UpKind::Lease => 16 + key,
-            UpKind::Resume { ind, .. } => 64 + 21 * ind.len() + key,
+            UpKind::Resume { ind, .. } => 88 + 21 * ind.len() + key,
         }
     }
 

@@ -182,9 +182,9 @@ impl Core {
         match next {
             Next::Stay => None,
             Next::Send(kind) => Some(kind),
-            Next::Resume { id, seq } => {
+            Next::Resume(history) => {
                 let ind = self.cache.entries().iter().map(|&(i, _)| i).collect();
-                self.to_send = Some(UpKind::Resume { id, seq, ind });
+                self.to_send = Some(UpKind::Resume { history, ind });
                 None
             }
             Next::Clear(why) => {

@@ -203,6 +203,13 @@ impl Core {
         self.store.as_ref().map_or(self.mem_seq, Store::seq)
     }
 
+    /// The history sum after it: a durable table's only. A table in memory
+    /// has a new identity at every start and never rewinds within one, so
+    /// its identity and write count already name its history.
+    fn history_sum(&self) -> Option<u64> {
+        self.store.as_ref().map(Store::sum)
+    }
+
     /// Ends the loop pass for the log: writes (and, as configured, syncs)
     /// the pass's records. The held replies may go once this returns Ok.
     pub(super) fn commit(&mut self, now: Instant) -> std::io::Result<()> {
@@ -330,14 +337,17 @@ impl Core {
                 };
                 conn.ext.holder = Some(id);
                 // A proxy back from a lost connection may keep its cache
-                // if it came from this table, no write happened since it
-                // last heard the write count, and none waits on what it
-                // holds: it is then tracked as holding it again.
-                let seq = self.write_seq();
+                // if it came from this table's history (the same identity,
+                // write count and history sum: no write since it last
+                // heard them, and no rewind to an earlier write written
+                // again), and no write waits on what it holds: it is then
+                // tracked as holding it again.
+                let (seq, sum) = (self.write_seq(), self.history_sum());
                 let keep = self.req.id.map(|asked| {
                     let size = self.table.size() as i64;
                     let same = asked == self.data_id
                         && self.req.seq == seq
+                        && self.req.sum == sum
                         && self.req.ind.iter().all(|&i| (0..size).contains(&i));
                     if same {
                         self.leases.register(id, &self.req.ind, &mut self.nocache, now);
@@ -348,6 +358,9 @@ impl Core {
                 encode_field(out, "MS", &self.leases.lease().as_millis());
                 encode_field(out, "ID", &format_args!("{:016x}", self.data_id));
                 encode_field(out, "SEQ", &seq);
+                if let Some(sum) = sum {
+                    encode_field(out, "SUM", &format_args!("{sum:016x}"));
+                }
                 if let Some(keep) = keep {
                     encode_field(out, "KEEP", &u8::from(keep));
                 }

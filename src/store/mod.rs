@@ -1,8 +1,10 @@
-//! The durable table: a write-ahead log of segments, snapshots, and
-//! recovery at start-up (`server --data-dir`). The formats are in
-//! `record.rs` (pure), opening and recovering a directory in `recover.rs`;
-//! this file writes: the log's appends and syncs, and snapshots. docs/durability.md has
-//! the rules and a picture of a write's path to the disk and back.
+//! The durable table: a write-ahead log of segments, snapshots, a
+//! manifest, and recovery at start-up (`server --data-dir`). The formats
+//! are in `record.rs` and `manifest.rs` (pure); reading a directory back
+//! in `recover.rs`, cutting damage knowingly in `repair.rs` (`tablecache
+//! repair`); this file writes: the log's appends and syncs, snapshots and
+//! the manifest. docs/durability.md has the rules and a picture of a
+//! write's path to the disk and back.
 //!
 //! The commit rule: a write is applied to the table and its record put in
 //! `pending`; at the end of the loop pass ([`Store::commit`]) the pass's
@@ -19,14 +21,17 @@
 //! covers. The thread keeps a big table's write off the loop; records
 //! carry sequence numbers, so a crash anywhere in between replays right.
 
+pub mod manifest;
 pub mod record;
 mod recover;
+mod repair;
 
-pub use recover::read_records;
+pub use repair::repair;
 
 use crate::reactor::DISK;
 use crate::trace_event;
 use log::{info, warn};
+use manifest::Manifest;
 use record::{SegmentHeader, Snapshot};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -97,14 +102,19 @@ const SNAPSHOT_MIN_BYTES: u64 = 1 << 20;
 
 /// The log and snapshots of one table.
 pub struct Store {
-    /// Held locked for the store's life: one server per directory.
+    /// The directory itself, held locked for the store's life: one server
+    /// per directory.
     _lock: File,
     dir: PathBuf,
     fsync: Fsync,
     size: u64,
     data_id: u64,
-    /// The seq of the last write logged (pending or not).
+    /// The seq of the last write logged (pending or not), and the history
+    /// sum after it (record.rs, [`record::chain`]).
     seq: u64,
+    sum: u64,
+    /// The seq of the snapshot the manifest names (0: none).
+    snapshot_seq: u64,
     /// The segment being appended to, its first seq and its length.
     file: File,
     segment_first: u64,
@@ -153,55 +163,82 @@ pub fn memory_data_id() -> u64 {
     new_data_id()
 }
 
-/// Creates a segment whose first record will be `first_seq`, durably and
-/// whole: its header is written under a temporary name, synced, and
-/// renamed into place, so a crash never leaves a segment without one.
-fn create_segment(dir: &Path, size: u64, data_id: u64, first_seq: u64) -> io::Result<File> {
-    let path = dir.join(segment_name(first_seq));
-    let tmp = dir.join(format!("{}.tmp", segment_name(first_seq)));
+/// Writes `bytes` to `dir/name` durably and whole: a temporary file,
+/// synced, renamed into place, and the directory synced. A crash leaves
+/// the old file or the new one, never a part.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp)?;
-    f.write_all(
-        &SegmentHeader {
-            size,
-            data_id,
-            first_seq,
-        }
-        .encode(),
-    )?;
+    f.write_all(bytes)?;
     f.sync_all()?;
-    fs::rename(&tmp, &path)?;
-    sync_dir(dir)?;
-    // Appends go to the end (the handle was opened for writing at 0).
-    OpenOptions::new().append(true).open(&path)
+    fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+/// Creates a segment whose first record will be `first_seq`, after the
+/// history sum `sum`, whole (so a crash never leaves a segment without a
+/// header). The manifest must list it before a record goes in.
+fn create_segment(dir: &Path, header: SegmentHeader) -> io::Result<File> {
+    let name = segment_name(header.first_seq);
+    write_atomically(dir, &name, &header.encode())?;
+    // Appends go to the end.
+    OpenOptions::new().append(true).open(dir.join(name))
+}
+
+/// Locks `dir` itself (`flock` on its own descriptor), so that no file
+/// anyone can delete or re-create stands for the lock: one server (or
+/// repair) per directory. Released when the process ends, however it ends.
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+    fs::create_dir_all(dir).map_err(at)?;
+    let lock = File::open(dir).map_err(at)?;
+    if lock.try_lock().is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is in use by another server (it holds the directory's lock)",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(lock)
+}
+
+/// Where a recovered log stands: what [`Store::new`] starts from.
+struct Tip {
+    size: u64,
+    data_id: u64,
+    /// The last write, and the history sum after it.
+    seq: u64,
+    sum: u64,
+    /// The snapshot the manifest names.
+    snapshot_seq: u64,
+    /// The segment to append to: its file and first seq.
+    file: File,
+    first: u64,
+    /// Older segments.
+    older: Vec<(u64, PathBuf)>,
 }
 
 impl Store {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        cfg: &StoreConfig,
-        lock: File,
-        size: u64,
-        data_id: u64,
-        seq: u64,
-        file: File,
-        first: u64,
-        older: Vec<(u64, PathBuf)>,
-    ) -> Store {
+    fn new(cfg: &StoreConfig, lock: File, tip: Tip) -> Store {
         let snapshot_bytes = match cfg.snapshot_bytes {
-            0 => SNAPSHOT_MIN_BYTES.max(size.saturating_mul(16)),
+            0 => SNAPSHOT_MIN_BYTES.max(tip.size.saturating_mul(16)),
             n => n,
         };
         Store {
             _lock: lock,
             dir: cfg.dir.clone(),
             fsync: cfg.fsync,
-            size,
-            data_id,
-            seq,
-            file,
-            segment_first: first,
+            size: tip.size,
+            data_id: tip.data_id,
+            seq: tip.seq,
+            sum: tip.sum,
+            snapshot_seq: tip.snapshot_seq,
+            file: tip.file,
+            segment_first: tip.first,
             segment_bytes: record::SEGMENT_HEADER as u64,
-            older,
+            older: tip.older,
             pending: Vec::new(),
             pending_records: 0,
             unsynced: false,
@@ -222,18 +259,69 @@ impl Store {
         self.seq
     }
 
+    /// The history sum after it: what a proxy compares, with the seq,
+    /// before keeping its cache across a restart.
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
     /// Records a PUT (written at the next commit).
     pub fn log_put(&mut self, ind: &[i64], data: &[i64]) {
         self.seq += 1;
+        let start = self.pending.len();
         record::encode_put(&mut self.pending, self.seq, ind, data);
-        self.pending_records += 1;
+        self.logged(start);
     }
 
     /// Records a CLR (written at the next commit).
     pub fn log_clr(&mut self) {
         self.seq += 1;
+        let start = self.pending.len();
         record::encode_clr(&mut self.pending, self.seq);
+        self.logged(start);
+    }
+
+    /// A record was put in `pending` at `start`: the history sum moves on.
+    fn logged(&mut self, start: usize) {
+        self.sum = record::chain(self.sum, record::payload_of(&self.pending, start));
         self.pending_records += 1;
+    }
+
+    /// The manifest as it should be now: the snapshot, every segment.
+    fn manifest(&self) -> Manifest {
+        let mut segments: Vec<u64> = self.older.iter().map(|(first, _)| *first).collect();
+        segments.push(self.segment_first);
+        Manifest {
+            size: self.size,
+            data_id: self.data_id,
+            snapshot: self.snapshot_seq,
+            segments,
+        }
+    }
+
+    /// Writes the manifest (whole, synced).
+    fn write_manifest(&self) -> io::Result<()> {
+        write_atomically(&self.dir, manifest::NAME, &self.manifest().encode())
+    }
+
+    /// Starts a new segment after the last write: created, then listed in
+    /// the manifest, then appended to.
+    fn roll_segment(&mut self) -> io::Result<()> {
+        let header = SegmentHeader {
+            size: self.size,
+            data_id: self.data_id,
+            first_seq: self.seq + 1,
+            sum: self.sum,
+        };
+        let file = create_segment(&self.dir, header)?;
+        // What the old one had is written (and synced, with always); batch
+        // and never leave its tail to the snapshot, which is synced.
+        drop(std::mem::replace(&mut self.file, file));
+        self.older
+            .push((self.segment_first, self.dir.join(segment_name(self.segment_first))));
+        self.segment_first = self.seq + 1;
+        self.segment_bytes = record::SEGMENT_HEADER as u64;
+        self.write_manifest()
     }
 
     /// True while records of this pass wait for their commit (replies wait
@@ -339,20 +427,12 @@ impl Store {
     /// on a helper thread.
     fn start_snapshot(&mut self, values: &[i64]) -> io::Result<()> {
         let seq = self.seq;
-        let file = create_segment(&self.dir, self.size, self.data_id, seq + 1)?;
-        let old = std::mem::replace(&mut self.file, file);
-        // What it had is written (and synced, with always); batch and never
-        // leave the old segment's tail to the snapshot, which is synced.
-        drop(old);
-        self.older
-            .push((self.segment_first, self.dir.join(segment_name(self.segment_first))));
-        self.segment_first = seq + 1;
-        self.segment_bytes = record::SEGMENT_HEADER as u64;
-        let bytes = Snapshot::encode(self.data_id, seq, values);
+        self.roll_segment()?;
+        let bytes = Snapshot::encode(self.data_id, seq, self.sum, values);
         let dir = self.dir.clone();
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new().name("snapshot".into()).spawn(move || {
-            let _ = tx.send(write_snapshot(&dir, &bytes));
+            let _ = tx.send(write_atomically(&dir, "snapshot", &bytes));
         })?;
         trace_event!(
             "server",
@@ -365,10 +445,13 @@ impl Store {
         Ok(())
     }
 
-    /// A snapshot of write `seq` is durable: delete the segments it covers.
+    /// A snapshot of write `seq` is durable: delete the segments it covers
+    /// (once the manifest no longer lists them).
     fn snapshot_done(&mut self, seq: u64) -> io::Result<()> {
         let (gone, keep): (Vec<_>, Vec<_>) = self.older.drain(..).partition(|(first, _)| *first <= seq);
         self.older = keep;
+        self.snapshot_seq = seq;
+        self.write_manifest()?;
         for (_, path) in &gone {
             fs::remove_file(path)?;
         }
@@ -385,13 +468,10 @@ impl Store {
     /// A snapshot written on the loop (start-up after a resize), covering
     /// every segment.
     fn write_snapshot_now(&mut self, values: &[i64]) -> io::Result<()> {
-        write_snapshot(&self.dir, &Snapshot::encode(self.data_id, self.seq, values))?;
-        let file = create_segment(&self.dir, self.size, self.data_id, self.seq + 1)?;
-        self.file = file;
-        self.older
-            .push((self.segment_first, self.dir.join(segment_name(self.segment_first))));
-        self.segment_first = self.seq + 1;
-        self.segment_bytes = record::SEGMENT_HEADER as u64;
+        let bytes = Snapshot::encode(self.data_id, self.seq, self.sum, values);
+        write_atomically(&self.dir, "snapshot", &bytes)?;
+        self.snapshot_seq = self.seq;
+        self.roll_segment()?;
         self.snapshot_done(self.seq)
     }
 
@@ -405,14 +485,4 @@ impl Store {
         encode_field(out, "SYNC_MAX_US", &self.stats.sync_max_us);
         encode_field(out, "SNAPSHOTS", &self.stats.snapshots);
     }
-}
-
-/// Writes a snapshot durably: temp file, sync, rename, sync the directory.
-fn write_snapshot(dir: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join("snapshot.tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, dir.join("snapshot"))?;
-    sync_dir(dir)
 }

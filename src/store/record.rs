@@ -11,16 +11,29 @@
 //! ```
 //!
 //! A segment (`wal-<first seq, 16 hex digits>.log`) opens with a header:
-//! `"TCWAL01\n" | size u64 | data id u64 | first seq u64 | crc u32`.
-//! A snapshot: `"TCSNAP1\n" | size u64 | data id u64 | seq u64 |
+//! `"TCWAL02\n" | size u64 | data id u64 | first seq u64 | sum u64 | crc u32`.
+//! A snapshot: `"TCSNAP2\n" | size u64 | data id u64 | seq u64 | sum u64 |
 //! size × value i64 | crc u32` over everything before the crc.
+//!
+//! The **history sum** names a history, not a table: a hash chained over
+//! the payload of every write since the table began ([`chain`]). A
+//! segment's header holds the sum before its first record, a snapshot the
+//! sum at its seq; recovery recomputes it record by record, and a proxy
+//! compares it (with the write count) before keeping its cache across a
+//! restart, so a table rewound to an earlier write and written again
+//! never passes for the history the proxy saw.
 
 use std::fmt;
 
 /// Bytes of a segment header.
-pub const SEGMENT_HEADER: usize = 8 + 8 + 8 + 8 + 4;
-const SEGMENT_MAGIC: &[u8; 8] = b"TCWAL01\n";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"TCSNAP1\n";
+pub const SEGMENT_HEADER: usize = 8 + 8 + 8 + 8 + 8 + 4;
+const SEGMENT_MAGIC: &[u8; 8] = b"TCWAL02\n";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"TCSNAP2\n";
+/// What the first format (before history sums and the manifest) began its
+/// files with: recognised only to say so.
+const FORMAT_1: [&[u8; 8]; 2] = [b"TCWAL01\n", b"TCSNAP1\n"];
+/// Why a file of the first format is refused.
+pub const FORMAT_1_WHY: &str = "written by an earlier tablecache (data format 1, without history sums or a manifest), which this one does not read: start this server on a new directory (docs/durability.md, \"Formats\")";
 /// Bytes before a record's payload.
 pub const RECORD_HEADER: usize = 8;
 /// The longest payload a record may have (a PUT of the longest message
@@ -46,6 +59,49 @@ pub struct Record {
     pub seq: u64,
     /// What it did.
     pub write: Write,
+}
+
+/// A record as a scan found it: where it starts, and the history sum
+/// after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The record.
+    pub record: Record,
+    /// Its offset in the segment.
+    pub at: usize,
+    /// The history sum once it is applied.
+    pub sum: u64,
+}
+
+/// The history sum after a write whose record payload is `payload`, when
+/// it was `prev` before (0 for an empty table). Not a cryptographic hash:
+/// it tells histories apart by accident, not against an adversary who
+/// writes the data directory (who could do anything anyway). 64 bits, a
+/// word at a time, each word mixed in with a multiply and a xor-shift, and
+/// the length and a finaliser at the end (the mixing steps of splitmix64).
+pub fn chain(prev: u64, payload: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mix = |h: u64, w: u64| {
+        let h = (h ^ w).wrapping_mul(K);
+        h ^ (h >> 29)
+    };
+    let mut h = prev ^ K;
+    let mut words = payload.chunks_exact(8);
+    for w in &mut words {
+        h = mix(h, u64::from_le_bytes(w.try_into().unwrap_or_default()));
+    }
+    let mut last = [0u8; 8];
+    last[..words.remainder().len()].copy_from_slice(words.remainder());
+    h = mix(h, u64::from_le_bytes(last));
+    h = mix(h, payload.len() as u64);
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The payload of the record that starts at `start` of `out` (to chain).
+pub fn payload_of(out: &[u8], start: usize) -> &[u8] {
+    &out[start + RECORD_HEADER..]
 }
 
 /// Appends the record of a PUT to `out`.
@@ -102,6 +158,8 @@ pub struct SegmentHeader {
     pub data_id: u64,
     /// The seq its first record has.
     pub first_seq: u64,
+    /// The history sum before its first record.
+    pub sum: u64,
 }
 
 impl SegmentHeader {
@@ -109,23 +167,32 @@ impl SegmentHeader {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(SEGMENT_HEADER);
         out.extend_from_slice(SEGMENT_MAGIC);
-        out.extend_from_slice(&self.size.to_le_bytes());
-        out.extend_from_slice(&self.data_id.to_le_bytes());
-        out.extend_from_slice(&self.first_seq.to_le_bytes());
+        for v in [self.size, self.data_id, self.first_seq, self.sum] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
-    /// Reads a header; `None` unless it is whole and its crc matches.
-    pub fn decode(b: &[u8]) -> Option<SegmentHeader> {
-        if b.get(..8)? != SEGMENT_MAGIC || u32_at(b, 32)? != crc32fast::hash(b.get(..32)?) {
-            return None;
+    /// Reads a header; damage unless it is whole and its crc matches.
+    pub fn decode(b: &[u8]) -> Result<SegmentHeader, Damage> {
+        let end = SEGMENT_HEADER - 4;
+        let bad = |why: &str| Damage {
+            offset: 0,
+            why: why.to_string(),
+        };
+        if FORMAT_1.iter().any(|m| b.get(..8) == Some(&m[..])) {
+            return Err(bad(FORMAT_1_WHY));
         }
-        Some(SegmentHeader {
-            size: u64_at(b, 8)?,
-            data_id: u64_at(b, 16)?,
-            first_seq: u64_at(b, 24)?,
+        if b.get(..8) != Some(SEGMENT_MAGIC) || u32_at(b, end) != b.get(..end).map(crc32fast::hash) {
+            return Err(bad("no valid segment header"));
+        }
+        Ok(SegmentHeader {
+            size: u64_at(b, 8).unwrap_or(0),
+            data_id: u64_at(b, 16).unwrap_or(0),
+            first_seq: u64_at(b, 24).unwrap_or(0),
+            sum: u64_at(b, 32).unwrap_or(0),
         })
     }
 }
@@ -145,18 +212,30 @@ impl fmt::Display for Damage {
     }
 }
 
+/// How a segment ends, after its last whole record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// At that record: nothing follows.
+    Clean,
+    /// In bytes that are no record, with no intact record after them: what
+    /// a crash in the middle of an append leaves (or junk written there).
+    /// Only these may be cut without asking, and only in the newest
+    /// segment.
+    Junk(usize),
+    /// In damage that a crash does not leave: a bad record with an intact
+    /// one after it, a record out of order.
+    Damage(Damage),
+}
+
 /// What a segment's records say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
     /// Its header.
     pub header: SegmentHeader,
-    /// Its whole records, in order.
-    pub records: Vec<Record>,
-    /// Bytes up to the end of the last whole record.
-    pub good_len: usize,
-    /// Set when the segment ends in a torn record (a crash mid-append):
-    /// its offset. Everything from there on is to be cut off.
-    pub torn: Option<usize>,
+    /// Its whole records, in order, up to the first fault.
+    pub records: Vec<Found>,
+    /// How it ends.
+    pub end: End,
 }
 
 /// Reads one record's payload.
@@ -179,8 +258,24 @@ fn decode_payload(p: &[u8]) -> Option<Record> {
     }
 }
 
-/// A whole, intact record at `at`: (record, its end).
-fn record_at(b: &[u8], at: usize) -> Option<(Record, usize)> {
+/// True if the bytes at `at` could begin a record with a seq in
+/// `seqs`: its length, op, count and seq agree with one another and it
+/// fits in `b`. Reads 21 bytes, whatever the record's claimed length.
+fn looks_like_record(b: &[u8], at: usize, seqs: std::ops::RangeInclusive<u64>) -> Option<usize> {
+    let len = u32_at(b, at)? as usize;
+    let seq = u64_at(b, at + RECORD_HEADER)?;
+    let op = *b.get(at + RECORD_HEADER + 8)?;
+    let n = u32_at(b, at + RECORD_HEADER + 9)? as usize;
+    let fits = match op {
+        OP_CLR => n == 0 && len == 13,
+        OP_PUT => Some(len) == n.checked_mul(16).and_then(|v| v.checked_add(13)),
+        _ => false,
+    };
+    (fits && len <= MAX_PAYLOAD && seqs.contains(&seq) && b.len() - at - RECORD_HEADER >= len).then_some(len)
+}
+
+/// A whole, intact record at `at`: (record, payload, its end).
+fn record_at(b: &[u8], at: usize) -> Option<(Record, &[u8], usize)> {
     let len = u32_at(b, at)? as usize;
     if len > MAX_PAYLOAD {
         return None;
@@ -193,67 +288,85 @@ fn record_at(b: &[u8], at: usize) -> Option<(Record, usize)> {
     if h.finalize() != u32_at(b, at + 4)? {
         return None;
     }
-    Some((decode_payload(payload)?, end))
+    Some((decode_payload(payload)?, payload, end))
 }
 
-/// Scans a segment. A record cut short by the end of the file, or a last
-/// record whose crc fails, is a torn tail (what a crash mid-append
-/// leaves). Anything wrong before the last record is damage — and so is
-/// a "torn" record after which an intact record follows (its length was
-/// damaged, not cut).
-pub fn scan_segment(b: &[u8]) -> Result<Scan, Damage> {
-    let header = SegmentHeader::decode(b).ok_or_else(|| Damage {
-        offset: 0,
-        why: "no valid segment header".into(),
-    })?;
-    let mut records = Vec::new();
-    let mut at = SEGMENT_HEADER;
-    let mut expect = header.first_seq;
-    while at < b.len() {
-        match record_at(b, at) {
-            Some((r, end)) => {
-                if r.seq != expect {
-                    return Err(Damage {
-                        offset: at,
-                        why: format!("record seq {} where {expect} was due", r.seq),
-                    });
-                }
-                expect += 1;
-                records.push(r);
-                at = end;
-            }
-            None => {
-                // Torn only if nothing intact follows it: a crash cuts
-                // the last append (one commit's records) short.
-                if b.len() - at > 2 * MAX_PAYLOAD {
-                    return Err(Damage {
-                        offset: at,
-                        why: "a record that does not check out, far from the end".into(),
-                    });
-                }
-                let later = (at + 1..b.len().saturating_sub(RECORD_HEADER))
-                    .find(|&k| record_at(b, k).is_some_and(|(r, _)| r.seq >= expect));
-                if let Some(k) = later {
-                    return Err(Damage {
-                        offset: at,
-                        why: format!("a record that does not check out, with an intact record after it at byte {k}"),
-                    });
-                }
-                return Ok(Scan {
-                    header,
-                    records,
-                    good_len: at,
-                    torn: Some(at),
-                });
-            }
+/// Looks for an intact record after the bad bytes at `from` whose seq
+/// could follow `expect`'s: if there is one, the bad bytes are damage,
+/// not a torn tail. Linear in the bytes after `from`: every offset is
+/// first checked on its 21 header bytes (length, op, count and seq must
+/// agree), and only those that pass have their checksum computed, within
+/// a budget of a few times the tail's length. Junk crafted to exhaust the
+/// budget is called damage (`Err`): refused, never a long start.
+fn intact_after(b: &[u8], from: usize, expect: u64) -> Result<Option<usize>, ()> {
+    // A record is at least 21 bytes: no later seq can be further on.
+    let tail = b.len() - from;
+    let seqs = expect..=expect.saturating_add((tail / (RECORD_HEADER + 13)) as u64);
+    let mut budget = 4 * tail + (1 << 20);
+    for k in from + 1..b.len().saturating_sub(RECORD_HEADER + 13) + 1 {
+        let Some(len) = looks_like_record(b, k, seqs.clone()) else {
+            continue;
+        };
+        budget = budget.checked_sub(len + 4).ok_or(())?;
+        if record_at(b, k).is_some() {
+            return Ok(Some(k));
         }
     }
-    Ok(Scan {
-        header,
-        records,
-        good_len: at,
-        torn: None,
-    })
+    Ok(None)
+}
+
+/// Scans a segment: its header (damage if missing, or of the first
+/// format), then its records from the sum `header.sum` on, up to the
+/// first fault. Bytes after the last whole record with no intact record
+/// after them end it as [`End::Junk`]; an intact record after bad bytes
+/// makes them [`End::Damage`] (a length was damaged, not cut).
+pub fn scan_segment(b: &[u8]) -> Result<Scan, Damage> {
+    let header = SegmentHeader::decode(b)?;
+    let mut records = Vec::new();
+    let mut at = SEGMENT_HEADER;
+    let mut sum = header.sum;
+    let mut expect = header.first_seq;
+    let end = loop {
+        if at >= b.len() {
+            break End::Clean;
+        }
+        match record_at(b, at) {
+            Some((r, _, _)) if r.seq != expect => {
+                break End::Damage(Damage {
+                    offset: at,
+                    why: format!("record seq {} where {expect} was due", r.seq),
+                })
+            }
+            Some((record, payload, end)) => {
+                sum = chain(sum, payload);
+                records.push(Found { record, at, sum });
+                expect += 1;
+                at = end;
+            }
+            None if b.len() - at > 2 * MAX_PAYLOAD => {
+                break End::Damage(Damage {
+                    offset: at,
+                    why: "a record that does not check out, far from the end".into(),
+                })
+            }
+            None => match intact_after(b, at, expect) {
+                Ok(None) => break End::Junk(at),
+                Ok(Some(k)) => {
+                    break End::Damage(Damage {
+                        offset: at,
+                        why: format!("a record that does not check out, with an intact record after it at byte {k}"),
+                    })
+                }
+                Err(()) => {
+                    break End::Damage(Damage {
+                        offset: at,
+                        why: "a record that does not check out, followed by too many record-like fragments to tell a torn tail from damage".into(),
+                    })
+                }
+            },
+        }
+    };
+    Ok(Scan { header, records, end })
 }
 
 /// A snapshot's content.
@@ -263,18 +376,23 @@ pub struct Snapshot {
     pub data_id: u64,
     /// The seq of the last write it holds.
     pub seq: u64,
+    /// The history sum at that write.
+    pub sum: u64,
     /// The table.
     pub values: Vec<i64>,
 }
 
+/// Bytes of a snapshot before its values.
+const SNAPSHOT_HEADER: usize = 8 + 8 + 8 + 8 + 8;
+
 impl Snapshot {
     /// The file's bytes.
-    pub fn encode(data_id: u64, seq: u64, values: &[i64]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(36 + values.len() * 8);
+    pub fn encode(data_id: u64, seq: u64, sum: u64, values: &[i64]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SNAPSHOT_HEADER + 4 + values.len() * 8);
         out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&(values.len() as u64).to_le_bytes());
-        out.extend_from_slice(&data_id.to_le_bytes());
-        out.extend_from_slice(&seq.to_le_bytes());
+        for v in [values.len() as u64, data_id, seq, sum] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
         for v in values {
             out.extend_from_slice(&v.to_le_bytes());
         }
@@ -290,13 +408,16 @@ impl Snapshot {
             offset,
             why: why.to_string(),
         };
+        if FORMAT_1.iter().any(|m| b.get(..8) == Some(&m[..])) {
+            return Err(bad(0, FORMAT_1_WHY));
+        }
         if b.get(..8) != Some(SNAPSHOT_MAGIC) {
             return Err(bad(0, "not a tablecache snapshot"));
         }
         let size = u64_at(b, 8).ok_or_else(|| bad(8, "cut short"))? as usize;
         let end = size
             .checked_mul(8)
-            .and_then(|v| v.checked_add(32))
+            .and_then(|v| v.checked_add(SNAPSHOT_HEADER))
             .filter(|&e| e.checked_add(4) == Some(b.len()))
             .ok_or_else(|| bad(8, "its length does not match its table size"))?;
         if u32_at(b, end) != Some(crc32fast::hash(&b[..end])) {
@@ -305,7 +426,10 @@ impl Snapshot {
         Ok(Snapshot {
             data_id: u64_at(b, 16).unwrap_or(0),
             seq: u64_at(b, 24).unwrap_or(0),
-            values: (0..size).map(|k| u64_at(b, 32 + 8 * k).unwrap_or(0) as i64).collect(),
+            sum: u64_at(b, 32).unwrap_or(0),
+            values: (0..size)
+                .map(|k| u64_at(b, SNAPSHOT_HEADER + 8 * k).unwrap_or(0) as i64)
+                .collect(),
         })
     }
 }
@@ -334,6 +458,7 @@ mod tests {
             size: 10,
             data_id: 7,
             first_seq,
+            sum: 99,
         }
         .encode();
         for r in records {
@@ -365,73 +490,161 @@ mod tests {
         ]
     }
 
+    fn records(s: &Scan) -> Vec<Record> {
+        s.records.iter().map(|f| f.record.clone()).collect()
+    }
+
+    /// Where a segment of the first `n` of three() ends.
+    fn end_of(n: usize) -> usize {
+        segment(1, &three()[..n]).len()
+    }
+
     #[test]
-    fn records_round_trip() {
+    fn records_round_trip_with_their_offsets_and_sums() {
         let b = segment(1, &three());
         let s = scan_segment(&b).unwrap();
-        assert_eq!(s.records, three());
-        assert_eq!((s.good_len, s.torn), (b.len(), None));
+        assert_eq!(records(&s), three());
+        assert_eq!(s.end, End::Clean);
         assert_eq!(s.header.first_seq, 1);
+        assert_eq!(
+            s.records.iter().map(|f| f.at).collect::<Vec<_>>(),
+            [SEGMENT_HEADER, end_of(1), end_of(2)]
+        );
+        // Each sum chains the one before, from the header's.
+        let mut sum = 99;
+        for (k, f) in s.records.iter().enumerate() {
+            sum = chain(sum, &b[f.at + RECORD_HEADER..end_of(k + 1)]);
+            assert_eq!(f.sum, sum);
+        }
         let mut v = vec![5; 10];
-        for r in &s.records {
+        for r in records(&s) {
             apply(&mut v, &r.write);
         }
         assert_eq!(v, [0, 0, 0, 0, 0, 0, 0, 0, 0, i64::MIN]);
     }
 
     #[test]
-    fn a_tail_cut_anywhere_is_torn_and_the_records_before_survive() {
-        let b = segment(1, &three());
-        let last = scan_segment(&segment(1, &three()[..2])).unwrap().good_len;
-        for cut in last..b.len() {
-            let s = scan_segment(&b[..cut]).unwrap_or_else(|d| panic!("cut at {cut}: {d}"));
-            assert_eq!(s.records, three()[..2], "cut at {cut}");
-            assert_eq!(s.torn, (cut > last).then_some(last), "cut at {cut}");
+    fn the_sum_tells_histories_apart() {
+        // The same write at another seq, another value, another start.
+        let put = |seq: u64, v: i64| {
+            let mut b = Vec::new();
+            encode_put(&mut b, seq, &[1], &[v]);
+            b
+        };
+        let a = chain(0, payload_of(&put(2, 77), 0));
+        assert_ne!(a, chain(0, payload_of(&put(3, 77), 0)));
+        assert_ne!(a, chain(0, payload_of(&put(2, 78), 0)));
+        assert_ne!(a, chain(1, payload_of(&put(2, 77), 0)));
+        assert_eq!(a, chain(0, payload_of(&put(2, 77), 0)));
+        // Every single-bit change of a payload changes it.
+        let p = put(2, 77);
+        for bit in 0..(p.len() - RECORD_HEADER) * 8 {
+            let mut q = p.clone();
+            q[RECORD_HEADER + bit / 8] ^= 1 << (bit % 8);
+            assert_ne!(chain(0, payload_of(&q, 0)), a, "bit {bit}");
         }
     }
 
     #[test]
-    fn a_damaged_last_record_is_torn_but_a_damaged_middle_is_damage() {
+    fn a_tail_cut_anywhere_is_junk_and_the_records_before_survive() {
         let b = segment(1, &three());
-        let second = scan_segment(&segment(1, &three()[..1])).unwrap().good_len;
-        // Flip a byte of the last record's payload: torn.
+        let last = end_of(2);
+        for cut in last..b.len() {
+            let s = scan_segment(&b[..cut]).unwrap_or_else(|d| panic!("cut at {cut}: {d}"));
+            assert_eq!(records(&s), three()[..2], "cut at {cut}");
+            let end = if cut > last { End::Junk(last) } else { End::Clean };
+            assert_eq!(s.end, end, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_last_record_is_junk_but_a_damaged_middle_is_damage() {
+        let b = segment(1, &three());
+        let second = end_of(1);
+        // Flip a byte of the last record's payload: junk at its start.
         let mut last = b.clone();
         let n = last.len();
         last[n - 3] ^= 0x40;
-        assert_eq!(
-            scan_segment(&last).unwrap().torn,
-            Some(scan_segment(&segment(1, &three()[..2])).unwrap().good_len)
-        );
-        // Flip a byte of the second record: damage, at its offset.
+        assert_eq!(scan_segment(&last).unwrap().end, End::Junk(end_of(2)));
+        // Flip a byte of the second record: damage, at its offset, and the
+        // record before it kept.
         let mut mid = b.clone();
         mid[second + 10] ^= 0x40;
-        let d = scan_segment(&mid).unwrap_err();
-        assert_eq!(d.offset, second);
+        let s = scan_segment(&mid).unwrap();
+        assert!(matches!(&s.end, End::Damage(d) if d.offset == second), "{:?}", s.end);
+        assert_eq!(records(&s), three()[..1]);
         // A damaged length in the middle (pointing past the end) too.
         let mut len = b;
         len[second + 3] = 0x7f;
-        assert_eq!(scan_segment(&len).unwrap_err().offset, second);
+        assert!(matches!(scan_segment(&len).unwrap().end, End::Damage(d) if d.offset == second));
     }
 
     #[test]
     fn out_of_order_seqs_and_bad_headers_are_damage() {
         let mut recs = three();
         recs[1].seq = 5;
-        assert!(scan_segment(&segment(1, &recs))
-            .unwrap_err()
-            .why
-            .contains("seq 5 where 2"));
+        let s = scan_segment(&segment(1, &recs)).unwrap();
+        assert!(
+            matches!(&s.end, End::Damage(d) if d.why.contains("seq 5 where 2")),
+            "{:?}",
+            s.end
+        );
         let mut b = segment(1, &three());
         b[9] ^= 1;
         assert_eq!(scan_segment(&b).unwrap_err().offset, 0);
         assert!(scan_segment(b"").is_err());
+        // The first format is named as such.
+        let mut old = segment(1, &three());
+        old[..8].copy_from_slice(b"TCWAL01\n");
+        assert_eq!(scan_segment(&old).unwrap_err().why, FORMAT_1_WHY);
+    }
+
+    /// Junk whose every word reads as a record length of half its size:
+    /// every offset's claimed record fits. The scan stays linear: at most
+    /// 21 bytes read per offset, and checksums only where a record's
+    /// header bytes agree with one another.
+    #[test]
+    fn junk_that_reads_as_long_records_is_scanned_once() {
+        let junk_len = 1 << 20;
+        let word = ((junk_len / 2) as u32).to_le_bytes();
+        let mut b = segment(1, &three());
+        b.extend(word.iter().copied().cycle().take(junk_len));
+        let s = scan_segment(&b).unwrap();
+        assert_eq!((records(&s), s.end), (three(), End::Junk(end_of(3))));
+        // Junk with a record header every 21 bytes, each claiming the
+        // longest length that fits (and failing its checksum): without a
+        // bound, every one would cost a checksum over the rest. It runs
+        // out of the budget and is damage, not a long start.
+        let total = 1 << 20;
+        let mut fake = vec![0u8; total];
+        let mut p = 0;
+        while p + 21 <= total {
+            let n = (total - p - RECORD_HEADER - 13) / 16;
+            fake[p..p + 4].copy_from_slice(&((13 + 16 * n) as u32).to_le_bytes());
+            fake[p + 8..p + 16].copy_from_slice(&4u64.to_le_bytes());
+            fake[p + 16] = OP_PUT;
+            fake[p + 17..p + 21].copy_from_slice(&(n as u32).to_le_bytes());
+            p += 21;
+        }
+        let mut b = segment(1, &three());
+        b.extend_from_slice(&fake);
+        let s = scan_segment(&b).unwrap();
+        assert_eq!(records(&s), three());
+        assert!(
+            matches!(&s.end, End::Damage(d) if d.offset == end_of(3) && d.why.contains("too many record-like")),
+            "{:?}",
+            s.end
+        );
     }
 
     #[test]
     fn snapshots_round_trip_and_any_flipped_byte_is_caught() {
-        let b = Snapshot::encode(42, 17, &[1, -2, 3]);
+        let b = Snapshot::encode(42, 17, 5, &[1, -2, 3]);
         let s = Snapshot::decode(&b).unwrap();
-        assert_eq!((s.data_id, s.seq, s.values.as_slice()), (42, 17, &[1i64, -2, 3][..]));
+        assert_eq!(
+            (s.data_id, s.seq, s.sum, s.values.as_slice()),
+            (42, 17, 5, &[1i64, -2, 3][..])
+        );
         for k in 0..b.len() {
             let mut c = b.clone();
             c[k] ^= 0x10;

@@ -1,26 +1,85 @@
-//! Recovery: opening a data directory, loading the latest snapshot,
-//! replaying the log after it, cutting a torn tail and refusing damage
-//! (docs/durability.md, "Recovery").
+//! Reading a data directory back: the manifest, the latest snapshot, and
+//! every record of the log after it, up to the first fault (`read`);
+//! and opening it for a server (`Store::open`), which cuts junk at the
+//! very end of the newest segment and refuses every other fault, naming
+//! `tablecache repair` (repair.rs). docs/durability.md, "Recovery".
 
-use super::record::{self, Damage, Record, Snapshot};
-use super::{create_segment, new_data_id, Store, StoreConfig};
+use super::manifest::{self, Manifest};
+use super::record::{self, Damage, End, Snapshot, FORMAT_1_WHY};
+use super::{create_segment, lock_dir, new_data_id, segment_name, Store, StoreConfig, Tip};
 use log::{info, warn};
 use std::fs::{self, OpenOptions};
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
+/// Where reading the log stopped before its end.
+#[derive(Debug)]
+pub(super) struct Fault {
+    /// The segment (its first seq and path).
+    pub first: u64,
+    pub path: PathBuf,
+    /// Where in it the bad bytes start (`None`: the file is missing; 0:
+    /// its header is bad).
+    pub offset: Option<usize>,
+    /// What is wrong.
+    pub why: String,
+    /// Junk at the end of the newest segment: what a crash mid-append
+    /// leaves, cut without asking.
+    pub junk: bool,
+    /// The listed segments after it (first seq, path): a repair moves
+    /// them away with it.
+    pub later: Vec<(u64, PathBuf)>,
+}
+
+/// What a directory holds, read up to the first fault.
+#[derive(Debug)]
+pub(super) struct Replayed {
+    pub manifest: Manifest,
+    /// The manifest had to be made from the files (repair only).
+    pub rebuilt: bool,
+    /// The last write read and the history sum after it.
+    pub seq: u64,
+    pub sum: u64,
+    pub values: Vec<i64>,
+    pub replayed: u64,
+    /// The segments read whole, or up to the fault (kept by a repair).
+    pub segments: Vec<(u64, PathBuf)>,
+    pub fault: Option<Fault>,
+    /// Files the manifest does not list that a crash leaves (a segment
+    /// created but not yet listed, segments a snapshot covers): deleted.
+    pub leftovers: Vec<PathBuf>,
+    /// Segments the manifest does not list that hold records: refused by
+    /// a start, moved away by a repair.
+    pub strays: Vec<PathBuf>,
+}
+
+/// An error that says the directory cannot be used as it is.
+pub(super) fn refusal(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
 fn damaged(path: &Path, d: &Damage) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!(
-            "{}: damaged {d}; refusing to start (docs/durability.md, \"Recovery\", says what to do)",
-            path.display()
-        ),
-    )
+    refusal(format_args!(
+        "{}: damaged {d}; refusing to start: restore the directory from a backup (docs/durability.md, \"Recovery\")",
+        path.display()
+    ))
+}
+
+/// A table of `n` zeros, or an error if it cannot be had.
+pub(super) fn zeros(n: u64) -> io::Result<Vec<i64>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n as usize).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("cannot allocate a table of {n} entries: {e}"),
+        )
+    })?;
+    v.resize(n as usize, 0);
+    Ok(v)
 }
 
 /// The segments in `dir`, in log order.
-fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub(super) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut segs = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -38,165 +97,420 @@ fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(segs)
 }
 
-impl Store {
-    /// Opens (or creates) the table in `cfg.dir` with `size` entries and
-    /// recovers it: the latest snapshot, then every later record of the
-    /// log. A torn last record (a crash mid-append) is cut off; damage
-    /// anywhere else is an error naming the file and the offset.
-    pub fn open(cfg: &StoreConfig, size: u64) -> io::Result<(Store, Vec<i64>)> {
-        let dir = cfg.dir.clone();
-        let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
-        fs::create_dir_all(&dir).map_err(at)?;
-        // One server per directory: two appending to one log would
-        // interleave their records (an exclusive lock, released when the
-        // process ends, however it ends).
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("LOCK"))
-            .map_err(at)?;
-        if lock.try_lock().is_err() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is in use by another server (its LOCK is held)", dir.display()),
-            ));
+/// Deletes the unfinished files of a crash (`*.tmp`: a snapshot, a
+/// segment or a manifest being written).
+pub(super) fn remove_unfinished(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            fs::remove_file(&path)?;
         }
-        let zeros = |n: u64| -> io::Result<Vec<i64>> {
-            let mut v = Vec::new();
-            v.try_reserve_exact(n as usize).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::OutOfMemory,
-                    format!("cannot allocate a table of {n} entries: {e}"),
-                )
-            })?;
-            v.resize(n as usize, 0);
-            Ok(v)
-        };
-        // Unfinished files of a crash: a snapshot, a segment being created.
-        for entry in fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "tmp") {
-                fs::remove_file(&path)?;
-            }
-        }
-        let snap_path = dir.join("snapshot");
-        let snapshot = match fs::read(&snap_path) {
-            Ok(b) => Some(Snapshot::decode(&b).map_err(|d| damaged(&snap_path, &d))?),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let mut segs = list_segments(&dir)?;
-        if snapshot.is_none() && segs.is_empty() {
-            // The memory first: a table that cannot be had leaves no files.
-            let values = zeros(size)?;
-            let data_id = new_data_id();
-            let file = create_segment(&dir, size, data_id, 1)?;
-            info!("server: new table of {size} entries in {}", dir.display());
-            return Ok((Store::new(cfg, lock, size, data_id, 0, file, 1, vec![]), values));
-        }
-        let (mut stored_size, mut data_id, mut seq, mut values) = match &snapshot {
-            Some(s) => (s.values.len() as u64, s.data_id, s.seq, s.values.clone()),
-            None => (0, 0, 0, Vec::new()),
-        };
-        let mut replayed = 0u64;
-        let last = segs.len().saturating_sub(1);
-        for (k, (first, path)) in segs.iter().enumerate() {
-            let bytes = fs::read(path)?;
-            let scan = record::scan_segment(&bytes).map_err(|d| damaged(path, &d))?;
-            let h = scan.header;
-            if snapshot.is_none() && k == 0 {
-                (stored_size, data_id) = (h.size, h.data_id);
-                if stored_size != size && !cfg.resize {
-                    break; // refused below, before allocating the stored size
-                }
-                values = zeros(h.size)?;
-            }
-            if h.size != stored_size || h.data_id != data_id || h.first_seq != *first {
-                return Err(damaged(
-                    path,
-                    &Damage {
-                        offset: 0,
-                        why: "its header belongs to another table or another place in the log".into(),
-                    },
-                ));
-            }
-            if h.first_seq > seq + 1 {
-                return Err(damaged(
-                    path,
-                    &Damage {
-                        offset: 0,
-                        why: format!("records {} to {} are missing", seq + 1, h.first_seq - 1),
-                    },
-                ));
-            }
-            for r in &scan.records {
-                if r.seq <= seq {
-                    continue; // in the snapshot already
-                }
-                record::apply(&mut values, &r.write);
-                seq = r.seq;
-                replayed += 1;
-            }
-            if let Some(at) = scan.torn {
-                if k != last {
-                    return Err(damaged(
-                        path,
-                        &Damage {
-                            offset: at,
-                            why: "a torn record, but later segments follow".into(),
-                        },
-                    ));
-                }
-                let f = OpenOptions::new().write(true).open(path)?;
-                f.set_len(at as u64)?;
-                f.sync_all()?;
-                warn!(
-                    "server: cut a torn record at the end of {} at byte {at} (a crash mid-append; that write was never acknowledged)",
-                    path.display()
-                );
-            }
-        }
-        if stored_size != size && !cfg.resize {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{} holds a table of {stored_size} entries, not {size}: start with --size {stored_size}, or add --resize to change it",
-                    dir.display()
-                ),
-            ));
-        }
-        let (file, first) = match segs.last() {
-            Some((first, path)) if stored_size == size => (OpenOptions::new().append(true).open(path)?, *first),
-            _ => (create_segment(&dir, size, data_id, seq + 1)?, seq + 1),
-        };
-        let older: Vec<(u64, PathBuf)> = segs.drain(..).filter(|(f, _)| *f != first).collect();
-        let mut store = Store::new(cfg, lock, size, data_id, seq, file, first, older);
-        store.stats.replayed = replayed;
-        store.segment_bytes = store.file.metadata()?.len();
-        if stored_size != size {
-            values.resize(size as usize, 0);
-            store.write_snapshot_now(&values)?;
-            warn!("server: table resized from {stored_size} to {size} entries");
-        }
-        info!(
-            "server: recovered {} entries from {} ({} records replayed, last write {seq})",
-            values.len(),
-            dir.display(),
-            replayed
-        );
-        Ok((store, values))
+    }
+    Ok(())
+}
+
+/// The snapshot, if there is one; damage is an error (a snapshot is
+/// written whole and renamed into place: no crash damages it).
+fn load_snapshot(dir: &Path) -> io::Result<Option<Snapshot>> {
+    let path = dir.join("snapshot");
+    match fs::read(&path) {
+        Ok(b) => Ok(Some(Snapshot::decode(&b).map_err(|d| damaged(&path, &d))?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
-/// The records of a data directory, for tests and tools: every write after
-/// the snapshot, in order (no repair, no side effects).
-pub fn read_records(dir: &Path) -> io::Result<Vec<Record>> {
-    let mut out = Vec::new();
-    for (_, path) in list_segments(dir)? {
-        let bytes = fs::read(&path)?;
-        let scan = record::scan_segment(&bytes).map_err(|d| damaged(&path, &d))?;
-        out.extend(scan.records);
+/// The manifest; when it is missing or damaged, one made from the files
+/// found if `rebuild` (a repair), else an error that says what to do.
+fn load_manifest(
+    dir: &Path,
+    snapshot: Option<&Snapshot>,
+    on_disk: &[(u64, PathBuf)],
+    rebuild: bool,
+) -> io::Result<(Manifest, bool)> {
+    let path = dir.join(manifest::NAME);
+    let why = match fs::read(&path) {
+        Ok(b) => match Manifest::decode(&b) {
+            Ok(m) => return Ok((m, false)),
+            Err(d) => format!("damaged {d}"),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => "missing".to_string(),
+        Err(e) => return Err(e),
+    };
+    // Files of the first format have no manifest: say that, not "missing".
+    if let Some((_, first)) = on_disk.first() {
+        let head = fs::read(first)?;
+        if let Err(d) = record::SegmentHeader::decode(&head) {
+            if d.why == FORMAT_1_WHY {
+                return Err(refusal(format_args!("{}: {FORMAT_1_WHY}", dir.display())));
+            }
+        }
     }
-    Ok(out)
+    if !rebuild {
+        return Err(refusal(format_args!(
+            "{}: {why}; refusing to start: `tablecache repair {}` makes a new one from the files found (docs/durability.md, \"Recovery\")",
+            path.display(),
+            dir.display()
+        )));
+    }
+    let (size, data_id) = match (snapshot, on_disk.first()) {
+        (Some(s), _) => (s.values.len() as u64, s.data_id),
+        (None, Some((_, p))) => {
+            let h = record::SegmentHeader::decode(&fs::read(p)?).map_err(|d| damaged(p, &d))?;
+            (h.size, h.data_id)
+        }
+        (None, None) => {
+            return Err(refusal(format_args!(
+                "{}: not a tablecache data directory",
+                dir.display()
+            )))
+        }
+    };
+    let snap = snapshot.map_or(0, |s| s.seq);
+    let segments = on_disk.iter().map(|(f, _)| *f).collect();
+    Ok((
+        Manifest {
+            size,
+            data_id,
+            snapshot: snap,
+            segments,
+        },
+        true,
+    ))
+}
+
+/// The running state of a replay.
+struct Walk {
+    seq: u64,
+    sum: u64,
+    values: Vec<i64>,
+    replayed: u64,
+}
+
+impl Walk {
+    /// Applies one segment's records after the walk's seq (checking the
+    /// history sums where they meet); how the segment ends.
+    fn segment(&mut self, m: &Manifest, first: u64, bytes: &[u8]) -> Result<End, Damage> {
+        let scan = record::scan_segment(bytes)?;
+        let h = scan.header;
+        let at0 = |why: String| Damage { offset: 0, why };
+        // A segment the snapshot covers may be of the size before a resize.
+        let resized = h.size != m.size && h.first_seq > self.seq;
+        if resized || h.data_id != m.data_id || h.first_seq != first {
+            return Err(at0(
+                "its header belongs to another table or another place in the log".into()
+            ));
+        }
+        if h.first_seq > self.seq + 1 {
+            return Err(at0(format!(
+                "records {} to {} are missing",
+                self.seq + 1,
+                h.first_seq - 1
+            )));
+        }
+        if h.first_seq == self.seq + 1 && h.sum != self.sum {
+            return Err(at0("it continues another history than the one before it".into()));
+        }
+        for f in &scan.records {
+            if f.record.seq <= self.seq {
+                // In the snapshot already: the histories must agree there.
+                if f.record.seq == self.seq && f.sum != self.sum {
+                    return Err(Damage {
+                        offset: f.at,
+                        why: "the snapshot and this record belong to different histories".into(),
+                    });
+                }
+                continue;
+            }
+            record::apply(&mut self.values, &f.record.write);
+            (self.seq, self.sum) = (f.record.seq, f.sum);
+            self.replayed += 1;
+        }
+        Ok(scan.end)
+    }
+}
+
+/// Reads `dir` up to the first fault: the manifest (made from the files
+/// if `rebuild`), the snapshot, every listed segment. `want`: the size a
+/// server asks for (a stored size that differs is refused unless
+/// `resize`), before the table is allocated.
+pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, rebuild: bool) -> io::Result<Replayed> {
+    let on_disk = list_segments(dir)?;
+    let snapshot = load_snapshot(dir)?;
+    let (manifest, rebuilt) = load_manifest(dir, snapshot.as_ref(), &on_disk, rebuild)?;
+    if let Some((size, false)) = want.filter(|&(size, _)| size != manifest.size) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} holds a table of {} entries, not {size}: start with --size {}, or add --resize to change it",
+                dir.display(),
+                manifest.size,
+                manifest.size
+            ),
+        ));
+    }
+    let mut walk = match &snapshot {
+        Some(s) if s.seq < manifest.snapshot || s.data_id != manifest.data_id => {
+            return Err(damaged(
+                &dir.join("snapshot"),
+                &Damage {
+                    offset: 0,
+                    why: format!("it is not the snapshot the manifest names (write {})", manifest.snapshot),
+                },
+            ))
+        }
+        Some(s) => Walk {
+            seq: s.seq,
+            sum: s.sum,
+            values: s.values.clone(),
+            replayed: 0,
+        },
+        None if manifest.snapshot > 0 => {
+            return Err(refusal(format_args!(
+                "{}: the snapshot of write {} is missing; refusing to start: restore the directory from a backup (docs/durability.md, \"Recovery\")",
+                dir.display(),
+                manifest.snapshot
+            )))
+        }
+        None => Walk {
+            seq: 0,
+            sum: 0,
+            values: zeros(manifest.size)?,
+            replayed: 0,
+        },
+    };
+    let listed: Vec<(u64, PathBuf)> = manifest
+        .segments
+        .iter()
+        .map(|&f| (f, dir.join(segment_name(f))))
+        .collect();
+    let (leftovers, strays) = unlisted(&on_disk, &manifest, walk.seq)?;
+    let mut segments = Vec::new();
+    let mut fault = None;
+    for (k, (first, path)) in listed.iter().enumerate() {
+        let at_fault = |offset, why: String, junk| Fault {
+            first: *first,
+            path: path.clone(),
+            offset,
+            why,
+            junk,
+            later: listed[k + 1..].to_vec(),
+        };
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let why = format!("missing (the manifest lists it: writes from {first} on were in it)");
+                fault = Some(at_fault(None, why, false));
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        let end = walk.segment(&manifest, *first, &bytes);
+        let newest = k + 1 == listed.len();
+        let stop = match end {
+            Ok(End::Clean) => None,
+            Ok(End::Junk(at)) if newest => Some(at_fault(Some(at), "bytes that are no record".into(), true)),
+            Ok(End::Junk(at)) => Some(at_fault(
+                Some(at),
+                "a record that does not check out, but later segments follow".into(),
+                false,
+            )),
+            Ok(End::Damage(d)) | Err(d) => Some(at_fault(Some(d.offset), d.why, false)),
+        };
+        if stop.as_ref().is_none_or(|f| f.offset != Some(0)) {
+            segments.push((*first, path.clone()));
+        }
+        if stop.is_some() {
+            fault = stop;
+            break;
+        }
+    }
+    Ok(Replayed {
+        manifest,
+        rebuilt,
+        seq: walk.seq,
+        sum: walk.sum,
+        values: walk.values,
+        replayed: walk.replayed,
+        segments,
+        fault,
+        leftovers,
+        strays,
+    })
+}
+
+/// The segments on disk the manifest does not list: those a crash leaves
+/// (older than every listed one, so a snapshot covers them; or a header
+/// alone, created but not yet listed), and the others.
+fn unlisted(on_disk: &[(u64, PathBuf)], m: &Manifest, snapshot_seq: u64) -> io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let oldest = m.segments.first().copied().unwrap_or(snapshot_seq + 1);
+    let (mut leftovers, mut strays) = (Vec::new(), Vec::new());
+    for (first, path) in on_disk {
+        if m.segments.contains(first) {
+            continue;
+        }
+        if *first < oldest || fs::metadata(path)?.len() <= record::SEGMENT_HEADER as u64 {
+            leftovers.push(path.clone());
+        } else {
+            strays.push(path.clone());
+        }
+    }
+    Ok((leftovers, strays))
+}
+
+/// Copies `bytes` (cut from the log) to `dir/cut/name`, synced, and
+/// returns its path: nothing removed from the log is destroyed.
+pub(super) fn keep_copy(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    let cut = dir.join("cut");
+    fs::create_dir_all(&cut)?;
+    let path = cut.join(name);
+    let mut f = fs::File::create(&path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    super::sync_dir(&cut)?;
+    Ok(path)
+}
+
+/// Cuts a segment at `at`, keeping a copy of what was cut; how many bytes,
+/// and where the copy is.
+pub(super) fn cut_segment(dir: &Path, path: &Path, at: usize) -> io::Result<(usize, PathBuf)> {
+    let bytes = fs::read(path)?;
+    let name = format!("{}.from-{at}", path.file_name().unwrap_or_default().to_string_lossy());
+    let copy = keep_copy(dir, &name, &bytes[at.min(bytes.len())..])?;
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(at as u64)?;
+    f.sync_all()?;
+    Ok((bytes.len().saturating_sub(at), copy))
+}
+
+impl Store {
+    /// Opens (or creates) the table in `cfg.dir` with `size` entries and
+    /// recovers it: the latest snapshot, then every later record of the
+    /// log. Junk after the last record of the newest segment is cut (and
+    /// kept in `cut/`); every other fault is an error naming the file, the
+    /// offset and `tablecache repair`.
+    pub fn open(cfg: &StoreConfig, size: u64) -> io::Result<(Store, Vec<i64>)> {
+        let dir = cfg.dir.as_path();
+        let lock = lock_dir(dir)?;
+        remove_unfinished(dir)?;
+        let fresh =
+            !dir.join(manifest::NAME).exists() && !dir.join("snapshot").exists() && list_segments(dir)?.is_empty();
+        if fresh {
+            // The memory first: a table that cannot be had leaves no files.
+            let values = zeros(size)?;
+            let store = Store::create(cfg, lock, size, new_data_id(), (0, 0), vec![])?;
+            info!("server: new table of {size} entries in {}", dir.display());
+            return Ok((store, values));
+        }
+        let mut r = read(dir, Some((size, cfg.resize)), false)?;
+        if let Some(f) = r.fault.take() {
+            match (f.junk, f.offset) {
+                (true, Some(at)) => {
+                    let (n, copy) = cut_segment(dir, &f.path, at)?;
+                    warn!(
+                        "server: cut {n} bytes after the last record of {} at byte {at} (what a crash mid-append leaves; that write was never acknowledged); a copy is in {}",
+                        f.path.display(),
+                        copy.display()
+                    );
+                }
+                _ => return Err(refuse(dir, &f)),
+            }
+        }
+        if let Some(stray) = r.strays.first() {
+            return Err(refusal(format_args!(
+                "{}: a segment with records that the manifest does not list; refusing to start: `tablecache repair {}` moves it to cut/",
+                stray.display(),
+                dir.display()
+            )));
+        }
+        for path in &r.leftovers {
+            fs::remove_file(path)?;
+            info!("server: removed {}, left by a crash", path.display());
+        }
+        let stored = r.manifest.size;
+        let mut store = Store::reopen(cfg, lock, &r)?;
+        store.stats.replayed = r.replayed;
+        store.segment_bytes = store.file.metadata()?.len();
+        let mut values = r.values;
+        if stored != size {
+            values.resize(size as usize, 0);
+            store.size = size;
+            store.write_snapshot_now(&values)?;
+            warn!("server: table resized from {stored} to {size} entries");
+        }
+        info!(
+            "server: recovered {} entries from {} ({} records replayed, last write {})",
+            values.len(),
+            dir.display(),
+            r.replayed,
+            r.seq
+        );
+        Ok((store, values))
+    }
+
+    /// A store for a new table, or one whose segments were all cut: a
+    /// first segment after `(seq, sum)`, listed in a new manifest.
+    fn create(
+        cfg: &StoreConfig,
+        lock: fs::File,
+        size: u64,
+        data_id: u64,
+        (seq, sum): (u64, u64),
+        older: Vec<(u64, PathBuf)>,
+    ) -> io::Result<Store> {
+        let header = record::SegmentHeader {
+            size,
+            data_id,
+            first_seq: seq + 1,
+            sum,
+        };
+        let file = create_segment(&cfg.dir, header)?;
+        let tip = Tip {
+            size,
+            data_id,
+            seq,
+            sum,
+            snapshot_seq: 0,
+            file,
+            first: seq + 1,
+            older,
+        };
+        let store = Store::new(cfg, lock, tip);
+        store.write_manifest()?;
+        Ok(store)
+    }
+
+    /// A store that appends to the newest segment read (or a new one).
+    fn reopen(cfg: &StoreConfig, lock: fs::File, r: &Replayed) -> io::Result<Store> {
+        let m = &r.manifest;
+        let Some(((first, path), older)) = r.segments.split_last() else {
+            let mut store = Store::create(cfg, lock, m.size, m.data_id, (r.seq, r.sum), vec![])?;
+            store.snapshot_seq = m.snapshot;
+            store.write_manifest()?;
+            return Ok(store);
+        };
+        let tip = Tip {
+            size: m.size,
+            data_id: m.data_id,
+            seq: r.seq,
+            sum: r.sum,
+            snapshot_seq: m.snapshot,
+            file: OpenOptions::new().append(true).open(path)?,
+            first: *first,
+            older: older.to_vec(),
+        };
+        Ok(Store::new(cfg, lock, tip))
+    }
+}
+
+/// Why a start refuses a fault, and what to do about it.
+fn refuse(dir: &Path, f: &Fault) -> io::Error {
+    let place = match f.offset {
+        Some(at) => format!("{}: damaged at byte {at}: {}", f.path.display(), f.why),
+        None => format!("{}: {}", f.path.display(), f.why),
+    };
+    refusal(format_args!(
+        "{place}; refusing to start: `tablecache repair {}` cuts the log there (keeping a copy of what it cuts and saying what is lost), or restore the directory from a backup (docs/durability.md, \"Recovery\")",
+        dir.display()
+    ))
 }

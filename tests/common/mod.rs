@@ -117,7 +117,6 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// The value of one field of an STS reply.
 /// Waits until the proxy behind `p` holds a lease (its first LEASE was
 /// answered), so that its cache is read from then on.
 pub fn wait_leased(p: &mut Peer) {
@@ -126,6 +125,7 @@ pub fn wait_leased(p: &mut Peer) {
     });
 }
 
+/// The value of one field of a reply.
 pub fn field(reply: &str, key: &str) -> Option<String> {
     reply
         .split(';')
@@ -293,4 +293,31 @@ pub fn secret_file() -> std::path::PathBuf {
 /// `secret_file()` as a command-line argument.
 pub fn secret_arg() -> String {
     secret_file().to_string_lossy().into_owned()
+}
+
+/// A folder of the temp folder for one test, removed (with what it holds)
+/// when dropped: the suite leaves the temp folder as it found it.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// `tablecache-<name>-<pid>-<n>`, new and empty.
+    pub fn new(name: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("tablecache-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -482,10 +482,13 @@ fn write_request(up: &mut Conn<()>, kind: &UpKind, secret: Option<&crate::peer::
             encode_request(&mut up.output, kind.op(), &[], &[]);
             key(up);
         }
-        UpKind::Resume { id, seq, ind } => {
+        UpKind::Resume { history, ind } => {
             encode_request(&mut up.output, kind.op(), ind, &[]);
-            crate::proto::encode_field(&mut up.output, "ID", &format_args!("{id:016x}"));
-            crate::proto::encode_field(&mut up.output, "SEQ", seq);
+            crate::proto::encode_field(&mut up.output, "ID", &format_args!("{:016x}", history.id));
+            crate::proto::encode_field(&mut up.output, "SEQ", &history.seq);
+            if let Some(sum) = history.sum {
+                crate::proto::encode_field(&mut up.output, "SUM", &format_args!("{sum:016x}"));
+            }
             key(up);
         }
         UpKind::Ack(seq) => {
