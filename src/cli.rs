@@ -155,7 +155,7 @@ pub struct ServerArgs {
           value_parser = clap::value_parser!(u64).range(1..=DAY_MS))]
     pub fsync_interval_ms: u64,
     /// Take a snapshot (and start a new log segment) when the log passes
-    /// this many bytes [default: the larger of 1 MiB and twice the table].
+    /// this many bytes [default: the larger of 16 MiB and twice the table].
     #[arg(long, value_name = "BYTES", requires = "data_dir", value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_bytes: Option<u64>,
     /// Start even though DIR holds a table of another --size (it is cut

@@ -381,8 +381,13 @@ fn junk_after_the_last_record_is_cut_said_and_kept() {
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes.extend_from_slice(&junk);
     std::fs::write(&seg, &bytes).unwrap();
+    // Unfinished files of the server's are removed at start; no others.
+    std::fs::write(dir.join("snapshot.tmp"), b"half").unwrap();
+    std::fs::write(dir.join("notes.tmp"), b"mine").unwrap();
 
     let server = durable(&dir, &[]);
+    assert!(!dir.join("snapshot.tmp").exists());
+    assert_eq!(std::fs::read(dir.join("notes.tmp")).unwrap(), b"mine");
     assert_eq!(get(&server.addr, 1), 3);
     assert_eq!(len(&seg), good, "the junk is gone from the log");
     let said = server_log(&dir);

@@ -97,13 +97,19 @@ pub(super) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(segs)
 }
 
-/// Deletes the unfinished files of a crash (`*.tmp`: a snapshot, a
-/// segment or a manifest being written).
+/// Deletes the unfinished files of a crash: a snapshot, a segment or a
+/// manifest being written (`snapshot.tmp`, `wal-….log.tmp`,
+/// `MANIFEST.tmp`; no other file, should the directory hold others).
 pub(super) fn remove_unfinished(dir: &Path) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "tmp") {
-            fs::remove_file(&path)?;
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str().and_then(|n| n.strip_suffix(".tmp")) else {
+            continue;
+        };
+        let ours = name == "snapshot" || name == manifest::NAME || (name.starts_with("wal-") && name.ends_with(".log"));
+        if ours {
+            fs::remove_file(entry.path())?;
         }
     }
     Ok(())

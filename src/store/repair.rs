@@ -45,6 +45,7 @@ pub fn repair(dir: &Path) -> io::Result<Vec<String>> {
     write_manifest(dir, &r)?;
     said.push(match r.seq {
         0 => "the table now holds no writes (all zeros)".to_string(),
+        1 => "the table now holds write 1 alone".to_string(),
         n => format!("the table now holds writes 1 to {n}: what it held after write {n}"),
     });
     Ok(said)
