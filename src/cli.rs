@@ -413,12 +413,17 @@ pub struct BenchArgs {
     /// [default: closed loop].
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
-    /// Measured time, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub duration: f64,
-    /// Time before measuring, excluded [default: 1; 0 with -n].
-    #[arg(long, value_name = "SECS")]
-    pub warmup: Option<f64>,
+    /// Measured time: 500ms, 2s, 1m, or seconds.
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = crate::units::parse_duration)]
+    pub duration: Duration,
+    /// Time before measuring, excluded (500ms, 2s, or seconds) [default:
+    /// 1s; 0 with -n].
+    #[arg(long, value_name = "TIME", value_parser = crate::units::parse_duration)]
+    pub warmup: Option<Duration>,
+    /// A request unanswered this many milliseconds is an error (kind
+    /// `timeout`): its connection is closed and opened again.
+    #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub timeout: u64,
     /// Connections.
     #[arg(short = 'c', long, value_name = "C", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub connections: u64,
@@ -495,13 +500,7 @@ impl BenchArgs {
     /// The run's settings.
     pub fn config(&self) -> Result<BenchConfig, String> {
         let d = BenchConfig::default();
-        let secs = |name: &str, v: f64, min: f64| {
-            if v >= min && v.is_finite() && v < 1e9 {
-                Ok(Duration::from_secs_f64(v))
-            } else {
-                Err(format!("--{name} must be at least {min}"))
-            }
-        };
+        self.bounds()?;
         let rate = match self.rate {
             // Bounded both ways: a schedule of one request a day at most,
             // and a count of requests that fits in the schedule's clock.
@@ -512,14 +511,11 @@ impl BenchArgs {
         };
         let (duration, warmup) = match self.requests {
             // -n: the count ends the run; a day is only a backstop.
-            Some(_) => (
-                Duration::from_secs(86_400),
-                secs("warmup", self.warmup.unwrap_or(0.0), 0.0)?,
-            ),
-            None => (
-                secs("duration", self.duration, 0.1)?,
-                secs("warmup", self.warmup.unwrap_or(1.0), 0.0)?,
-            ),
+            Some(_) => (Duration::from_secs(86_400), self.warmup.unwrap_or_default()),
+            None if self.duration < Duration::from_millis(100) => {
+                return Err("--duration must be at least 100ms".into())
+            }
+            None => (self.duration, self.warmup.unwrap_or(Duration::from_secs(1))),
         };
         Ok(BenchConfig {
             connect: self.target.addrs()?,
@@ -543,9 +539,34 @@ impl BenchArgs {
             },
             preload: self.preload,
             send_interval: Duration::from_micros(self.send_interval_us),
+            timeout: Duration::from_millis(self.timeout),
         })
     }
+
+    /// Counts checked before anything is allocated: indices are `i64` and
+    /// no table holds more than [`MAX_KEYS`]; a Zipf draw keeps 8 bytes a
+    /// key, and `--record` 8 bytes a request.
+    fn bounds(&self) -> Result<(), String> {
+        if self.keys > MAX_KEYS {
+            return Err(format!(
+                "--keys {} is more than any table holds: at most {MAX_KEYS} (a table of 8 TiB)",
+                self.keys
+            ));
+        }
+        let free = crate::units::available_memory();
+        if let Dist::Zipf(_) = self.dist {
+            crate::units::fits("--keys (with --dist zipf)", self.keys, 8, free)?;
+        }
+        if let (Some(n), Some(_)) = (self.requests, &self.record) {
+            crate::units::fits("--requests (with --record)", n, 8, free)?;
+        }
+        Ok(())
+    }
 }
+
+/// The most keys a bench or a simulation draws from: 2^40 (a table of
+/// them would take 8 TiB).
+pub const MAX_KEYS: u64 = 1 << 40;
 
 /// `tablecache sim`.
 #[derive(Debug, Args)]
@@ -626,6 +647,19 @@ impl SimArgs {
                 if !(0.0..1.0).contains(&self.scan) {
                     return Err("--scan must be from 0 up to (not including) 1".into());
                 }
+                // Before allocating: a Zipf draw keeps 8 bytes a key, the
+                // trace 8 a request (and the simulation as much again).
+                if self.keys > MAX_KEYS {
+                    return Err(format!(
+                        "--keys {} is more than any table holds: at most {MAX_KEYS}",
+                        self.keys
+                    ));
+                }
+                let free = crate::units::available_memory();
+                if dist != Dist::Uniform {
+                    crate::units::fits("--keys (with --zipf)", self.keys, 8, free)?;
+                }
+                crate::units::fits("--requests", self.requests as u64, 16, free)?;
                 let seed = self.seed.unwrap_or(BenchConfig::default().seed);
                 let t = crate::sim::generate(self.keys, self.requests, &dist, seed);
                 Ok(if self.scan > 0.0 {

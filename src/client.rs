@@ -26,6 +26,10 @@ pub struct Client {
     poll: Poll,
     events: Events,
     conn: Conn<()>,
+    /// Where it connects (again, after [`Client::reconnect`]), and the
+    /// node name of its trace lines.
+    target: SocketAddr,
+    name: &'static str,
     scratch: Buffer,
     timeout: Duration,
     /// The silence that ends a bare reply.
@@ -56,6 +60,8 @@ impl Client {
             poll,
             events: Events::with_capacity(16),
             conn,
+            target: addr,
+            name,
             scratch: Buffer::with_capacity(crate::conn::READ_CHUNK),
             timeout,
             bare_idle: Duration::from_millis(15),
@@ -79,9 +85,25 @@ impl Client {
         self.bare_idle = idle;
     }
 
-    /// The server's address.
-    pub fn peer(&self) -> Option<SocketAddr> {
-        self.conn.peer
+    /// True when the server closed the connection while it sat idle (an
+    /// idle timeout, a restart): its FIN or reset is already in, seen
+    /// without blocking.
+    pub fn peer_left(&mut self) -> bool {
+        if crate::reactor::poll(&mut self.poll, &mut self.events, Some(Duration::ZERO)).is_err() {
+            return false;
+        }
+        self.events.iter().any(|e| e.is_read_closed() || e.is_error())
+    }
+
+    /// Opens a new connection to the same address, with the same framing,
+    /// timeout and hook; the old one is closed.
+    pub fn reconnect(&mut self) -> io::Result<()> {
+        let mut fresh = Client::connect_named(self.target, self.timeout, self.name)?;
+        fresh.conn.framer.set_framing(self.conn.framer.framing());
+        fresh.bare_idle = self.bare_idle;
+        fresh.on_reply = self.on_reply.take();
+        *self = fresh;
+        Ok(())
     }
 
     /// This end's address.
@@ -457,10 +479,23 @@ pub fn run_command(client: &mut Client, cmd: &Command, timing: bool) -> Step {
             (Some(r.op), String::from_utf8_lossy(b.data()).into_owned())
         }
     };
+    // A server that closed the connection while the prompt sat idle (an
+    // idle timeout, a restart) gets a new one, once, before anything is
+    // sent on the dead one.
+    if client.peer_left() {
+        if let Err(e) = client.reconnect() {
+            return Step::Lost(e);
+        }
+        eprintln!("(the server had closed the connection; connected again)");
+    }
     let start = Instant::now();
     let line = match client.request_raw(body.as_bytes()) {
         Ok(l) => l,
-        Err(e) => return Step::Lost(e),
+        Err(e) => match again(client, op.or_else(|| crate::proto::peek_op(body.as_bytes())), &body, e) {
+            Again::Reply(l) => l,
+            Again::NotResent => return Step::ErrorReply,
+            Again::Lost(e) => return Step::Lost(e),
+        },
     };
     let rtt = start.elapsed();
     let (ok, text) = match op {
@@ -480,6 +515,35 @@ pub fn run_command(client: &mut Client, cmd: &Command, timing: bool) -> Step {
         Step::Ok
     } else {
         Step::ErrorReply
+    }
+}
+
+/// What became of a request whose connection was lost.
+enum Again {
+    /// It only reads: sent again on a new connection, answered.
+    Reply(String),
+    /// A write: connected again, but not sent twice (it may have taken
+    /// effect).
+    NotResent,
+    /// No new connection (or the second try failed too).
+    Lost(io::Error),
+}
+
+/// After a request of `op` found the connection lost: connects again,
+/// once, and sends it again only if it only reads.
+fn again(client: &mut Client, op: Option<Op>, body: &str, lost: io::Error) -> Again {
+    if let Err(e) = client.reconnect() {
+        return Again::Lost(io::Error::new(e.kind(), format!("{lost}; connecting again: {e}")));
+    }
+    // GET, ADD (a sum), STS and DMP only read.
+    if !op.is_some_and(|op| !op.is_write()) {
+        eprintln!("({lost}; connected again. The command was not sent twice: it may or may not have taken effect)");
+        return Again::NotResent;
+    }
+    eprintln!("({lost}; connected again, and sent it again: it only reads)");
+    match client.request_raw(body.as_bytes()) {
+        Ok(l) => Again::Reply(l),
+        Err(e) => Again::Lost(e),
     }
 }
 

@@ -59,6 +59,7 @@ pub mod sim;
 pub mod store;
 pub mod table;
 pub mod trace;
+pub mod units;
 
 use std::io;
 use std::net::SocketAddr;

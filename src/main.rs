@@ -149,6 +149,12 @@ fn cmd_bench(a: BenchArgs) -> ExitCode {
             } else {
                 tablecache::bench::print(&cfg, &report, a.json);
             }
+            // A target of another protocol fails the run whatever the rate:
+            // none of its numbers mean what they seem to.
+            if let Some(what) = &report.foreign {
+                eprintln!("tablecache bench: {what}");
+                return ExitCode::from(1);
+            }
             // Failed requests fail the run, as a test would.
             if report.error_count() > 0 && report.error_rate() > a.max_error_rate {
                 eprintln!(

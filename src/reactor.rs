@@ -203,7 +203,7 @@ pub fn poll(poll: &mut Poll, events: &mut Events, timeout: Option<Duration>) -> 
     }
 }
 
-mod signals {
+pub(crate) mod signals {
     //! SIGINT/SIGTERM as a mio source, through `signal-hook-mio`.
     use super::SIGNALS;
     use mio::{Interest, Registry};

@@ -272,6 +272,32 @@ fn the_prompt_edits_lines_keeps_history_and_ends_on_ctrl_d() {
     let _ = std::fs::remove_dir_all(&home);
 }
 
+#[test]
+fn the_prompt_survives_an_idle_close_and_a_proxy_restart() {
+    // A proxy that closes idle connections after 300 ms, then is
+    // restarted on its address: the prompt connects again, says so, and
+    // the reads are answered (tests/peers/pty_reconnect.py).
+    let srv = spawn_node(&server_args(&[]));
+    let home = TempDir::new("home");
+    let out = Command::new("python3")
+        .arg("tests/peers/pty_reconnect.py")
+        .args([BIN, &srv.addr])
+        .env("HOME", &home.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("gave up"), "{text}");
+    assert!(text.contains("EXIT 0"), "the prompt lived to Ctrl-D: {text}");
+    let answers = text.lines().filter(|l| l.trim() == "1=5").count();
+    assert_eq!(answers, 2, "both reads answered: {text}");
+    assert_eq!(
+        text.matches("connected again").count(),
+        2,
+        "and said so each time: {text}"
+    );
+}
+
 /// What a node logs while it starts (its stderr up to its kill).
 fn startup_log(args: &[&str]) -> String {
     let mut child = Command::new(BIN)

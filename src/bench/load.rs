@@ -8,7 +8,7 @@ use crate::conn::{read_limit, Conn, ConnectOutcome, ReadOutcome, State, WriteOut
 
 /// Longest reply the generator takes (its requests are small).
 const MAX_REPLY: usize = 1 << 20;
-use super::wire::Protocol;
+use super::wire::{ErrorKind, Expect, Protocol};
 use crate::framing::Frame;
 use crate::proto::Op;
 use hdrhistogram::Histogram;
@@ -74,10 +74,19 @@ impl Keys {
     }
 }
 
-/// Per-connection state: when each outstanding request's clock started.
+/// One request on the wire: when its clock started (its schedule, open
+/// loop), when it was written (its timeout runs from there), what it was.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sent {
+    pub(super) start: Instant,
+    pub(super) sent: Instant,
+    pub(super) op: Op,
+}
+
+/// Per-connection state: the requests awaiting replies, oldest first.
 #[derive(Default)]
 pub(super) struct Outstanding {
-    pub(super) started: VecDeque<(Instant, Op)>,
+    pub(super) started: VecDeque<Sent>,
 }
 
 pub(super) struct Bench {
@@ -94,7 +103,7 @@ pub(super) struct Bench {
     pub(super) by_op: [Histogram<u64>; 3],
     pub(super) op_errors: [u64; 3],
     pub(super) lag: Histogram<u64>,
-    pub(super) errors: BTreeMap<u16, u64>,
+    pub(super) errors: BTreeMap<ErrorKind, u64>,
     pub(super) measured: u64,
     /// Requests sent so far (`-n` stops sending at its count).
     pub(super) sent: u64,
@@ -111,8 +120,21 @@ pub(super) struct Bench {
     pub(super) backlogged: u64,
     pub(super) cursor: usize,
     pub(super) dead: usize,
-    /// Reply codes of the current read pass (reused).
-    pub(super) codes: Vec<u16>,
+    /// Replies, measured or not (the live line counts them).
+    pub(super) answered: u64,
+    /// What each reply of the current read pass was (reused).
+    pub(super) outcomes: Vec<Option<ErrorKind>>,
+    /// When the target last answered anything.
+    pub(super) last_reply: Instant,
+    /// When the timeouts are next looked at.
+    pub(super) next_check: Instant,
+    /// Connections closed and opened again (after a timeout, a desync, a
+    /// loss).
+    pub(super) reconnects: u64,
+    /// The target answered in another protocol: what it looks like.
+    pub(super) foreign: Option<String>,
+    /// Why the run stopped before its end, if it did.
+    pub(super) stopped: Option<String>,
     /// Encodes requests in the run's protocol.
     pub(super) enc: super::wire::Encoder,
 }
@@ -149,7 +171,7 @@ impl Bench {
         self.cfg.requests.is_none_or(|n| self.sent < n)
     }
 
-    pub(super) fn send_one(&mut self, key: usize, start: Instant) {
+    pub(super) fn send_one(&mut self, key: usize, start: Instant, sent: Instant) {
         self.sent += 1;
         let op = self.choose_op();
         self.ind.clear();
@@ -167,7 +189,7 @@ impl Bench {
         let conn = &mut self.conns[key];
         self.enc
             .encode(self.cfg.protocol, &mut conn.output, op, &self.ind, &self.data);
-        conn.ext.started.push_back((start, op));
+        conn.ext.started.push_back(Sent { start, sent, op });
     }
 
     /// How many more requests connection `key` takes now (0 if none or
@@ -187,7 +209,8 @@ impl Bench {
     /// Closed loop: top every connection up to its pipeline depth.
     pub(super) fn refill_closed(&mut self, key: usize, now: Instant) {
         while now < self.end && self.has_room(key) && self.may_send() {
-            self.send_one(key, Instant::now());
+            let t = Instant::now();
+            self.send_one(key, t, t);
         }
     }
 
@@ -250,27 +273,117 @@ impl Bench {
             if sched >= self.measure_from {
                 let _ = self.lag.record(now.saturating_duration_since(ready).as_micros() as u64);
             }
-            self.send_one(k, sched);
+            self.send_one(k, sched, now);
             self.next_k += 1;
             sent += 1;
         }
         sent
     }
 
-    pub(super) fn on_reply(&mut self, key: usize, body_code: u16, now: Instant) {
-        let Some((start, op)) = self.conns[key].ext.started.pop_front() else {
-            return;
+    /// Whether a request that started at `start` falls in the measured
+    /// window.
+    fn measured_at(&self, start: Instant) -> bool {
+        start >= self.measure_from && start < self.end
+    }
+
+    /// Counts one failed request (no latency: it has none).
+    fn count_error(&mut self, kind: ErrorKind, op: Op) {
+        *self.errors.entry(kind).or_default() += 1;
+        self.op_errors[op_slot(op)] += 1;
+    }
+
+    /// A reply for connection `key`: it answers the oldest request. One
+    /// with no request left to answer is a desync (the connection is
+    /// opened again; `false`).
+    pub(super) fn on_reply(&mut self, key: usize, outcome: Option<ErrorKind>, now: Instant) -> bool {
+        self.last_reply = now;
+        self.answered += 1;
+        let Some(Sent { start, op, .. }) = self.conns[key].ext.started.pop_front() else {
+            *self.errors.entry(ErrorKind::Desync).or_default() += 1;
+            return false;
         };
-        let slot = op_slot(op);
-        if start >= self.measure_from && now <= self.end + Duration::from_secs(60) && start < self.end {
+        if self.measured_at(start) && now <= self.end + Duration::from_secs(60) {
             self.measured += 1;
             let us = now.saturating_duration_since(start).as_micros() as u64;
             self.hist.saturating_record(us.max(1));
-            self.by_op[slot].saturating_record(us.max(1));
-            if body_code != 200 {
-                *self.errors.entry(body_code).or_default() += 1;
-                self.op_errors[slot] += 1;
+            self.by_op[op_slot(op)].saturating_record(us.max(1));
+            if let Some(kind) = outcome {
+                self.count_error(kind, op);
             }
+        }
+        true
+    }
+
+    /// Every request still waiting on connection `key` failed, as `kind`.
+    pub(super) fn fail_outstanding(&mut self, key: usize, kind: ErrorKind) {
+        let waiting = std::mem::take(&mut self.conns[key].ext.started);
+        for s in waiting {
+            if self.measured_at(s.start) {
+                self.measured += 1;
+                self.count_error(kind, s.op);
+            }
+        }
+    }
+
+    /// Closes connection `key` (its waiting requests failed as `kind`)
+    /// and opens a new one to the same target, which the loop fills once
+    /// it is connected.
+    fn reopen(&mut self, key: usize, kind: ErrorKind, why: &str, now: Instant) {
+        self.fail_outstanding(key, kind);
+        let mut old = self.conns.remove(key);
+        let target = old.peer.unwrap_or(self.cfg.connect[key % self.cfg.connect.len()]);
+        old.close(self.poll.registry(), why);
+        log::warn!("bench: connection {key}: {why}; connecting again");
+        let entry = self.conns.vacant_entry();
+        let token = Token(entry.key());
+        match Conn::connect(
+            target,
+            token,
+            1,
+            "bench",
+            self.poll.registry(),
+            now,
+            Outstanding::default(),
+        ) {
+            Ok(c) => {
+                entry.insert(c);
+                self.reconnects += 1;
+            }
+            Err(e) => {
+                log::warn!("bench: connect to {target}: {e}");
+                self.dead += 1;
+            }
+        }
+    }
+
+    /// Requests unanswered for `--timeout`: failed as timeouts, their
+    /// connections opened again. When the target answered nothing at all
+    /// for that long, the run stops: no request of it will be answered.
+    pub(super) fn check_timeouts(&mut self, now: Instant) {
+        if now < self.next_check {
+            return;
+        }
+        let timeout = self.cfg.timeout;
+        self.next_check = now + (timeout / 8).max(Duration::from_millis(1));
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.ext.started.front().is_some_and(|s| now >= s.sent + timeout))
+            .map(|(k, _)| k)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        if now >= self.last_reply + timeout {
+            let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+            for k in keys {
+                self.fail_outstanding(k, ErrorKind::Timeout);
+            }
+            self.stopped = Some(format!("the target answered nothing for {} ms", timeout.as_millis()));
+            return;
+        }
+        for k in expired {
+            self.reopen(k, ErrorKind::Timeout, "a request went unanswered past --timeout", now);
         }
     }
 
@@ -291,41 +404,23 @@ impl Bench {
             }
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            let codes = &mut self.codes;
-            let proto = self.cfg.protocol;
-            let outcome = conn.read_pass(&mut self.scratch, read_limit(MAX_REPLY), usize::MAX, now, |c| loop {
-                if proto != Protocol::Line {
-                    // Another store's replies: no CODE, an error is an error.
-                    match super::wire::reply(proto, c.input.data()) {
-                        Some((len, err)) => {
-                            codes.push(if err { ERROR_REPLY } else { 200 });
-                            c.input.consume(len);
-                            continue;
-                        }
-                        None => return true,
-                    }
-                }
-                match c.next_message(MAX_REPLY) {
-                    Frame::Complete { body, total } => {
-                        codes.push(reply_code(&c.input.data()[..body]));
-                        c.consume(total);
-                    }
-                    Frame::Oversize(_) | Frame::Incomplete => return true,
-                }
-            });
-            let lost = matches!(outcome, ReadOutcome::Eof | ReadOutcome::Error(_));
-            for code in std::mem::take(&mut self.codes) {
-                self.on_reply(key, code, now);
+            let (outcome, desync) = self.read_replies(key, now);
+            let mut outcomes = std::mem::take(&mut self.outcomes);
+            let mut in_step = true;
+            for o in outcomes.drain(..) {
+                in_step &= self.on_reply(key, o, now);
             }
-            if lost {
-                let conn = &mut self.conns[key];
-                log::warn!(
-                    "bench: connection {key} lost with {} outstanding",
-                    conn.ext.started.len()
-                );
-                conn.close(self.poll.registry(), "lost");
-                self.dead += 1;
-                return;
+            self.outcomes = outcomes;
+            if desync || !in_step {
+                let why = if desync {
+                    "a reply longer than any should be"
+                } else {
+                    "more replies than requests"
+                };
+                return self.reopen(key, ErrorKind::Desync, why, now);
+            }
+            if matches!(outcome, ReadOutcome::Eof | ReadOutcome::Error(_)) {
+                return self.reopen(key, ErrorKind::Lost, "closed by the target", now);
             }
         }
         if self.cfg.rate.is_none() {
@@ -333,6 +428,54 @@ impl Bench {
         } else if self.has_room(key) && self.free_since.is_none() {
             self.free_since = Some(now);
         }
+    }
+
+    /// Reads connection `key`'s replies into `self.outcomes`, each
+    /// classified against the request it answers (wire.rs). True beside
+    /// the outcome when a reply is longer than any should be (a desync).
+    fn read_replies(&mut self, key: usize, now: Instant) -> (ReadOutcome, bool) {
+        let conn = &mut self.conns[key];
+        let outcomes = &mut self.outcomes;
+        let foreign = &mut self.foreign;
+        let (proto, keys, preloaded) = (self.cfg.protocol, self.cfg.batch, self.cfg.preload);
+        let mut desync = false;
+        let read = conn.read_pass(&mut self.scratch, read_limit(MAX_REPLY), usize::MAX, now, |c| loop {
+            let want = c.ext.started.get(outcomes.len()).map_or(Op::Get, |s| s.op);
+            let want = Expect {
+                op: want,
+                keys,
+                preloaded,
+            };
+            let (len, total, err) = if proto == Protocol::Line {
+                match c.next_message(MAX_REPLY) {
+                    Frame::Complete { body, total } => (body, total, super::wire::line_error(&c.input.data()[..body])),
+                    Frame::Oversize(_) => {
+                        desync = true;
+                        return false;
+                    }
+                    Frame::Incomplete => return true,
+                }
+            } else {
+                match super::wire::reply(proto, c.input.data(), want) {
+                    Some((len, err)) => (len, len, err),
+                    None if c.input.len() > MAX_REPLY => {
+                        desync = true;
+                        return false;
+                    }
+                    None => return true,
+                }
+            };
+            if err == Some(ErrorKind::Foreign) && foreign.is_none() {
+                *foreign = Some(super::wire::foreign_message(proto, &c.input.data()[..len]));
+            }
+            outcomes.push(err);
+            if proto == Protocol::Line {
+                c.consume(total);
+            } else {
+                c.input.consume(total);
+            }
+        });
+        (read, desync)
     }
 
     pub(super) fn flush_all(&mut self) -> io::Result<()> {
@@ -365,19 +508,5 @@ pub(super) fn op_slot(op: Op) -> usize {
         Op::Put => 1,
         Op::Add => 2,
         _ => 0,
-    }
-}
-
-/// The code an error reply of RESP or memcached is counted under.
-pub(super) const ERROR_REPLY: u16 = 500;
-
-/// The status code of a reply body (a reply without CODE counts as 200).
-pub(super) fn reply_code(body: &[u8]) -> u16 {
-    match body.windows(5).rposition(|w| w == b"CODE=") {
-        None => 200,
-        Some(p) => body[p + 5..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .fold(0u16, |acc, &d| acc.saturating_mul(10).saturating_add((d - b'0') as u16)),
     }
 }

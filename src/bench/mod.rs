@@ -47,7 +47,7 @@ use std::collections::BTreeMap;
 use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-pub use wire::Protocol;
+pub use wire::{ErrorKind, Protocol};
 
 /// How keys are picked.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +98,8 @@ pub struct BenchConfig {
     /// Open loop: the send passes come at least this far apart on the
     /// schedule (`--send-interval-us`); see [`next_pass`].
     pub send_interval: Duration,
+    /// A request unanswered this long is an error (`--timeout`).
+    pub timeout: Duration,
 }
 
 impl Default for BenchConfig {
@@ -120,6 +122,7 @@ impl Default for BenchConfig {
             protocol: Protocol::Line,
             preload: false,
             send_interval: DEFAULT_SEND_INTERVAL,
+            timeout: Duration::from_secs(2),
         }
     }
 }
@@ -168,8 +171,15 @@ pub fn parse_dist(s: &str) -> Result<Dist, String> {
 pub struct Report {
     /// Replies received in the measured window.
     pub requests: u64,
-    /// Of those, replies whose CODE was not 200, by code.
-    pub errors: BTreeMap<u16, u64>,
+    /// Of those, the ones that failed, by kind (a CODE other than 200,
+    /// an error reply, a timeout...).
+    pub errors: BTreeMap<ErrorKind, u64>,
+    /// Why the run stopped before its end (interrupted, a silent target).
+    pub stopped: Option<String>,
+    /// The target answered in another protocol: what it looks like.
+    pub foreign: Option<String>,
+    /// Connections closed and opened again.
+    pub reconnects: u64,
     /// Measured window, seconds.
     pub elapsed: f64,
     /// Latency percentiles, microseconds: p50, p90, p99, p99.9, p99.99, max.
@@ -279,7 +289,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     }
     // Only a tablecache proxy answers the STS the hit ratio comes from.
     let before = match cfg.protocol {
-        Protocol::Line => proxy_counts(&cfg.connect),
+        Protocol::Line => proxy_counts(&cfg.connect, cfg.timeout),
         _ => None,
     };
     let poll = Poll::new()?;
@@ -324,9 +334,17 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         backlogged: 0,
         cursor: 0,
         dead: 0,
-        codes: Vec::new(),
+        outcomes: Vec::new(),
+        answered: 0,
+        last_reply: now,
+        next_check: now,
+        reconnects: 0,
+        foreign: None,
+        stopped: None,
         enc: wire::Encoder::default(),
     };
+    // Ctrl-C ends the run with a report of what was measured.
+    let mut signals = crate::reactor::signals::Signals::register(b.poll.registry())?;
     let mut events = Events::with_capacity(1024);
     // Connect everything first.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -351,6 +369,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         ));
     }
     let start = Instant::now();
+    b.last_reply = start;
     b.sched_start = start;
     b.measure_from = start + b.cfg.warmup;
     b.end = b.measure_from + b.cfg.duration;
@@ -395,6 +414,9 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     let mut last_progress = start;
     let mut last_count = 0u64;
     let progress = b.cfg.progress && io::stderr().is_terminal() && io::stdout().is_terminal();
+    if progress {
+        eprintln!("{}", report::header(&b.cfg));
+    }
     loop {
         let now = Instant::now();
         if let Some(rate) = b.cfg.rate {
@@ -411,20 +433,25 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
             }
         }
         send_now = false;
+        b.check_timeouts(now);
+        if b.stopped.is_some() {
+            b.end = b.end.min(now);
+            break;
+        }
         if !b.may_send() && b.outstanding() == 0 {
             b.end = b.end.min(now); // -n: all sent and answered
             break;
         }
-        // Replies are waited for 5 s after the end, or after the last send
-        // if that came later (a generator descheduled across its end).
-        if now >= b.end && (b.outstanding() == 0 || now >= b.end.max(last_write) + Duration::from_secs(5)) {
+        // Replies are waited for a timeout after the end, or after the last
+        // send if that came later (a generator descheduled across its
+        // end); those still unanswered then are timeouts.
+        if now >= b.end && (b.outstanding() == 0 || now >= b.end.max(last_write) + b.cfg.timeout) {
             break;
         }
         if b.dead == b.cfg.connections {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "every connection was lost",
-            ));
+            b.stopped = Some("every connection was lost, and the target takes no new ones".into());
+            b.end = b.end.min(now);
+            break;
         }
         // Sleep until the next scheduled send or a reply. epoll counts in
         // milliseconds, so the send's time is a timerfd armed to the
@@ -465,6 +492,12 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         poll_retry(&mut b.poll, &mut events, timeout)?;
         let now = Instant::now();
         for ev in events.iter() {
+            if ev.token() == crate::reactor::SIGNALS {
+                if signals.pending() {
+                    b.stopped = Some("interrupted (Ctrl-C)".into());
+                }
+                continue;
+            }
             if ev.token() == pacer::PACER {
                 if let Some(p) = pacer.as_mut() {
                     p.fired();
@@ -478,23 +511,36 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         }
         b.flush_all()?;
         if progress && now.duration_since(last_progress) >= Duration::from_secs(1) {
-            let rate = (b.measured - last_count) as f64 / now.duration_since(last_progress).as_secs_f64();
-            let p99 = b.hist.value_at_quantile(0.99);
+            let rate = (b.answered - last_count) as f64 / now.duration_since(last_progress).as_secs_f64();
             let t = now.saturating_duration_since(start).as_secs();
-            eprint!("\r  {t:>3}s  {rate:>10.0} req/s  p99 {p99} us      ");
+            if now < b.measure_from {
+                eprint!("\r  {t:>3}s  {rate:>10.0} req/s  (warm-up, not measured)      ");
+            } else {
+                let p99 = b.hist.value_at_quantile(0.99);
+                eprint!("\r  {t:>3}s  {rate:>10.0} req/s  p99 {p99} us                  ");
+            }
             last_progress = now;
-            last_count = b.measured;
+            last_count = b.answered;
         }
     }
     if progress {
         eprintln!();
+    }
+    // What is still unanswered a timeout after the end timed out (unless
+    // the run was stopped: then it was only cut short).
+    if b.stopped.is_none() {
+        let keys: Vec<usize> = b.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            b.fail_outstanding(k, ErrorKind::Timeout);
+        }
     }
     let wall = b.end.min(Instant::now()).saturating_duration_since(start).as_secs_f64();
     let cpu = match (cpu0, cpu_seconds()) {
         (Some(a), Some(z)) if wall > 0.0 => Some((z - a) / wall),
         _ => None,
     };
-    let after = proxy_counts(&b.cfg.connect);
+    // Not asked of a target that answered nothing.
+    let after = before.and_then(|_| proxy_counts(&b.cfg.connect, b.cfg.timeout));
     let hit_ratio = match (before, after) {
         (Some((h0, m0)), Some((h1, m1))) if (h1 + m1) > (h0 + m0) => {
             Some((h1 - h0) as f64 / ((h1 - h0) + (m1 - m0)) as f64)
@@ -515,10 +561,10 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     Ok(Report {
         requests: b.measured,
         errors: b.errors,
-        elapsed: match b.cfg.requests {
-            Some(_) => b.end.saturating_duration_since(b.measure_from).as_secs_f64(),
-            None => b.cfg.duration.as_secs_f64(),
-        },
+        elapsed: b.end.saturating_duration_since(b.measure_from).as_secs_f64(),
+        stopped: b.stopped.take(),
+        foreign: b.foreign.take(),
+        reconnects: b.reconnects,
         latency_us: percentiles(&b.hist),
         hit_ratio,
         send_lag_p99_us: b.cfg.rate.map(|_| {
@@ -538,7 +584,6 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
 
 #[cfg(test)]
 mod tests {
-    use super::load::reply_code;
     use super::*;
 
     #[test]
@@ -560,12 +605,5 @@ mod tests {
         let zeros = picks.iter().filter(|&&p| p == 0).count();
         let fifties = picks.iter().filter(|&&p| p == 50).count();
         assert!(zeros > 5 * fifties.max(1), "{zeros} vs {fifties}");
-    }
-
-    #[test]
-    fn reply_codes() {
-        assert_eq!(reply_code(b"OP=GET;IND=1;DATA=2;CODE=200"), 200);
-        assert_eq!(reply_code(b"OP=GET;CODE=503;MSG=upstream unavailable"), 503);
-        assert_eq!(reply_code(b"OP=GET;IND=1;DATA=2"), 200);
     }
 }

@@ -29,9 +29,14 @@ pub(super) fn preload(addr: SocketAddr, proto: Protocol, keys: u64) -> io::Resul
         s.write_all(out.data())?;
         let mut answered = 0;
         while answered < n {
-            match wire::reply(proto, &input) {
+            let stored = wire::Expect {
+                op: crate::proto::Op::Put,
+                keys: 1,
+                preloaded: false,
+            };
+            match wire::reply(proto, &input, stored) {
                 Some((len, err)) => {
-                    if err {
+                    if err.is_some() {
                         return Err(invalid(format!(
                             "preload: {addr} refused a write: {}",
                             String::from_utf8_lossy(&input[..len]).trim()

@@ -20,9 +20,10 @@ pub(super) fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// Hits and misses from a proxy's STS (`None` when the target is not a proxy).
-pub(super) fn proxy_counts(targets: &[SocketAddr]) -> Option<(u64, u64)> {
-    let counts: Vec<(u64, u64)> = targets.iter().filter_map(|&a| proxy_counts_at(a)).collect();
+/// Hits and misses from a proxy's STS (`None` when the target is not a
+/// proxy, or does not answer within `wait`: the run's timeout).
+pub(super) fn proxy_counts(targets: &[SocketAddr], wait: Duration) -> Option<(u64, u64)> {
+    let counts: Vec<(u64, u64)> = targets.iter().filter_map(|&a| proxy_counts_at(a, wait)).collect();
     if counts.is_empty() {
         return None;
     }
@@ -34,8 +35,8 @@ pub fn targets_text(targets: &[SocketAddr]) -> String {
     targets.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
 }
 
-fn proxy_counts_at(addr: SocketAddr) -> Option<(u64, u64)> {
-    let mut c = Client::connect(addr, Duration::from_secs(5)).ok()?;
+fn proxy_counts_at(addr: SocketAddr, wait: Duration) -> Option<(u64, u64)> {
+    let mut c = Client::connect(addr, wait).ok()?;
     let line = c.request_raw(b"OP=STS").ok()?;
     let get = |k: &str| {
         line.split(';')
@@ -65,6 +66,22 @@ pub(super) fn dist_text(d: &Dist) -> String {
     }
 }
 
+/// What a run is about to do, before its first live line.
+pub fn header(cfg: &BenchConfig) -> String {
+    let length = match cfg.requests {
+        Some(n) => format!("{n} requests"),
+        None => format!("{} s", cfg.duration.as_secs_f64()),
+    };
+    format!(
+        "tablecache bench: {} {}, {} x pipeline {}: {length} after {} s of warm-up (Ctrl-C stops it with a report)",
+        targets_text(&cfg.connect),
+        if cfg.rate.is_some() { "open loop" } else { "closed loop" },
+        plural(cfg.connections, "connection"),
+        cfg.pipeline,
+        cfg.warmup.as_secs_f64()
+    )
+}
+
 /// The human-readable report.
 pub fn render(cfg: &BenchConfig, r: &Report) -> String {
     let mut s = String::new();
@@ -77,13 +94,19 @@ pub fn render(cfg: &BenchConfig, r: &Report) -> String {
     };
     let _ = writeln!(
         s,
-        "tablecache bench: {} {mode}, {} connections x pipeline {}, {} s measured after {} s of warm-up (excluded)",
+        "tablecache bench: {} {mode}, {} x pipeline {}, {:.3} s measured after {} s of warm-up (excluded)",
         targets_text(&cfg.connect),
-        cfg.connections,
+        plural(cfg.connections, "connection"),
         cfg.pipeline,
         r.elapsed,
         cfg.warmup.as_secs_f64()
     );
+    if let Some(why) = &r.stopped {
+        let _ = writeln!(s, "STOPPED     {why}: the numbers cover the time measured until then");
+    }
+    if let Some(what) = &r.foreign {
+        let _ = writeln!(s, "PROTOCOL    {what}");
+    }
     let _ = writeln!(
         s,
         "  mix {}, {} index(es) per request, {} keys {}",
@@ -107,10 +130,17 @@ pub fn render(cfg: &BenchConfig, r: &Report) -> String {
     if r.error_count() > 0 {
         let _ = writeln!(
             s,
-            "ERRORS      {} of {} requests failed ({:.2}%): see the codes above",
+            "ERRORS      {} of {} requests failed ({:.2}%): see the kinds above (docs/benchmarks.md, \"What a number means\")",
             r.error_count(),
             r.requests,
             r.error_rate() * 100.0
+        );
+    }
+    if r.reconnects > 0 {
+        let _ = writeln!(
+            s,
+            "reconnects  {} (connections closed after a timeout, a desync or a loss, and opened again)",
+            r.reconnects
         );
     }
     let _ = writeln!(s, "throughput  {:.0} req/s", r.throughput());
@@ -165,7 +195,7 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
     let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.4}"));
     format!(
         concat!(
-            "{{\"requests\":{},\"errors\":{},\"errors_by_code\":{{{}}},\"throughput\":{:.1},",
+            "{{\"requests\":{},\"errors\":{},\"errors_by_kind\":{{{}}},\"stopped\":{},\"foreign\":{},\"reconnects\":{},\"throughput\":{:.1},",
             "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"p9999\":{},\"max\":{}}},",
             "\"hit_ratio\":{},\"generator_cpu\":{},\"send_lag_p99_us\":{},\"backlogged\":{},",
             "\"target\":\"{}\",\"mode\":\"{}\",\"rate\":{},\"send_interval_us\":{},\"duration_s\":{},\"warmup_s\":{},",
@@ -175,6 +205,9 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
         r.requests,
         r.error_count(),
         errs.join(","),
+        json_string(r.stopped.as_deref()),
+        json_string(r.foreign.as_deref()),
+        r.reconnects,
         r.throughput(),
         l[0],
         l[1],
@@ -211,6 +244,33 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
             .collect::<Vec<_>>()
             .join(",")
     )
+}
+
+/// `n thing` or `n things`.
+fn plural(n: usize, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// A JSON string (or null), escaped.
+fn json_string(s: Option<&str>) -> String {
+    let Some(s) = s else { return "null".into() };
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The latency distribution in HdrHistogram's percentile-distribution
