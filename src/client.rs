@@ -536,7 +536,7 @@ fn again(client: &mut Client, op: Option<Op>, body: &str, lost: io::Error) -> Ag
         return Again::Lost(io::Error::new(e.kind(), format!("{lost}; connecting again: {e}")));
     }
     // GET, ADD (a sum), STS and DMP only read.
-    if !op.is_some_and(|op| !op.is_write()) {
+    if op.is_none_or(|op| op.is_write()) {
         eprintln!("({lost}; connected again. The command was not sent twice: it may or may not have taken effect)");
         return Again::NotResent;
     }
