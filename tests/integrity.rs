@@ -396,3 +396,103 @@ fn junk_after_the_last_record_is_cut_said_and_kept() {
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(std::fs::read(dir.join("cut").join(&kept[0].0)).unwrap(), junk);
 }
+
+#[test]
+fn a_start_killed_before_its_manifest_starts_again_as_a_new_table() {
+    // What a kill between the first segment and the first manifest leaves.
+    let tmp = TempDir::new("first-start");
+    let dir = tmp.join("data");
+    stop(durable(&dir, &[]));
+    std::fs::remove_file(dir.join("MANIFEST")).unwrap();
+    assert_eq!(segments(&dir).len(), 1);
+    let server = durable(&dir, &[]);
+    put(&mut Peer::connect(server.addr.parse().unwrap()), 1, 4);
+    stop(server);
+    let server = durable(&dir, &[]);
+    assert_eq!(get(&server.addr, 1), 4);
+}
+
+#[test]
+fn resizing_a_table_with_no_writes_since_its_last_segment_lists_it_once() {
+    let tmp = TempDir::new("resize-empty");
+    let dir = tmp.join("data");
+    stop(durable(&dir, &[]));
+    stop(durable(&dir, &["--size", "20", "--resize"]));
+    stop(durable(&dir, &["--size", "30", "--resize"]));
+    let server = durable(&dir, &["--size", "30"]);
+    put(&mut Peer::connect(server.addr.parse().unwrap()), 25, 7);
+    stop(server);
+    let server = durable(&dir, &["--size", "30"]);
+    assert_eq!(get(&server.addr, 25), 7);
+}
+
+#[test]
+fn repair_with_a_stale_manifest_keeps_every_intact_segment() {
+    let tmp = TempDir::new("stale-manifest");
+    let dir = tmp.join("data");
+    let server = durable(&dir, &["--snapshot-bytes", "4096"]);
+    let mut p = Peer::connect(server.addr.parse().unwrap());
+    for v in 1..=50 {
+        put(&mut p, 1, v);
+    }
+    let stale = std::fs::read(dir.join("MANIFEST")).unwrap();
+    for v in 51..=200 {
+        put(&mut p, 1, v);
+    }
+    wait_until("a snapshot", || {
+        field(&p.ask("OP=STS"), "SNAPSHOTS").is_some_and(|n| n != "0")
+    });
+    stop(server);
+    std::fs::write(dir.join("MANIFEST"), stale).unwrap();
+    let err = refused(&dir);
+    assert!(err.contains("tablecache repair"), "{err}");
+    let (code, said) = repair(&dir);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(!said.contains("lost"), "nothing was lost: {said}");
+    let server = durable(&dir, &[]);
+    assert_eq!(get(&server.addr, 1), 200, "{said}");
+}
+
+#[test]
+fn repair_refuses_a_log_whose_snapshot_is_gone() {
+    let tmp = TempDir::new("no-snapshot");
+    let dir = tmp.join("data");
+    let server = durable(&dir, &["--snapshot-bytes", "4096"]);
+    let mut p = Peer::connect(server.addr.parse().unwrap());
+    for v in 1..=200 {
+        put(&mut p, 1, v);
+    }
+    wait_until("a snapshot", || {
+        field(&p.ask("OP=STS"), "SNAPSHOTS").is_some_and(|n| n != "0")
+    });
+    stop(server);
+    std::fs::remove_file(dir.join("snapshot")).unwrap();
+    std::fs::remove_file(dir.join("MANIFEST")).unwrap();
+    let (code, said) = repair(&dir);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("snapshot") && said.contains("backup"), "{said}");
+}
+
+#[test]
+fn what_is_cut_twice_is_kept_twice_and_files_not_ours_are_left_alone() {
+    let tmp = TempDir::new("cut-twice");
+    let dir = tmp.join("data");
+    for round in 0..2 {
+        let server = durable(&dir, &[]);
+        let mut p = Peer::connect(server.addr.parse().unwrap());
+        let seg = segments(&dir).pop().unwrap();
+        let at = len(&seg);
+        put(&mut p, 1, round);
+        put(&mut p, 1, round + 10);
+        stop(server);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[at as usize + 12] ^= 1; // the first of the two
+        std::fs::write(&seg, &bytes).unwrap();
+        assert_eq!(repair(&dir).0, Some(0));
+    }
+    assert_eq!(kept_cuts(&dir).len(), 2, "{:?}", kept_cuts(&dir));
+    // A file that only looks like a segment's name is not one.
+    std::fs::write(dir.join("wal-0.log"), b"my notes").unwrap();
+    stop(durable(&dir, &[]));
+    assert_eq!(std::fs::read(dir.join("wal-0.log")).unwrap(), b"my notes");
+}

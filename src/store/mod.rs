@@ -318,10 +318,13 @@ impl Store {
         };
         let file = create_segment(&self.dir, header)?;
         // What the old one had is written (and synced, with always); batch
-        // and never leave its tail to the snapshot, which is synced.
+        // and never leave its tail to the snapshot, which is synced. An
+        // old one with no records had the new one's name: it was replaced.
         drop(std::mem::replace(&mut self.file, file));
-        self.older
-            .push((self.segment_first, self.dir.join(segment_name(self.segment_first))));
+        if self.segment_first <= self.seq {
+            self.older
+                .push((self.segment_first, self.dir.join(segment_name(self.segment_first))));
+        }
         self.segment_first = self.seq + 1;
         self.segment_bytes = record::SEGMENT_HEADER as u64;
         self.write_manifest()
@@ -364,7 +367,9 @@ impl Store {
             }
         }
         self.tick(now)?;
-        if self.segment_bytes >= self.snapshot_bytes && self.snapshotting.is_none() {
+        // Only a segment with records rolls (a tiny --snapshot-bytes would
+        // otherwise roll an empty one every pass).
+        if self.segment_bytes >= self.snapshot_bytes && self.snapshotting.is_none() && self.segment_first <= self.seq {
             self.start_snapshot(values)?;
         }
         Ok(())

@@ -185,7 +185,10 @@ impl SegmentHeader {
         if FORMAT_1.iter().any(|m| b.get(..8) == Some(&m[..])) {
             return Err(bad(FORMAT_1_WHY));
         }
-        if b.get(..8) != Some(SEGMENT_MAGIC) || u32_at(b, end) != b.get(..end).map(crc32fast::hash) {
+        if b.len() < SEGMENT_HEADER
+            || b.get(..8) != Some(SEGMENT_MAGIC)
+            || u32_at(b, end) != b.get(..end).map(crc32fast::hash)
+        {
             return Err(bad("no valid segment header"));
         }
         Ok(SegmentHeader {
@@ -593,6 +596,12 @@ mod tests {
         b[9] ^= 1;
         assert_eq!(scan_segment(&b).unwrap_err().offset, 0);
         assert!(scan_segment(b"").is_err());
+        // A header cut short anywhere is no header (its missing checksum
+        // does not match a missing checksum).
+        let b = segment(1, &three());
+        for cut in 0..SEGMENT_HEADER {
+            assert!(SegmentHeader::decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
         // The first format is named as such.
         let mut old = segment(1, &three());
         old[..8].copy_from_slice(b"TCWAL01\n");

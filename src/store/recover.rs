@@ -37,6 +37,12 @@ pub(super) struct Replayed {
     pub manifest: Manifest,
     /// The manifest had to be made from the files (repair only).
     pub rebuilt: bool,
+    /// The table's size: the snapshot's (written before the manifest, so
+    /// the newer after a crash mid-resize), else the manifest's.
+    pub size: u64,
+    /// Segments the manifest lists that are not on disk (repair, which
+    /// reads the files found instead): their first seqs.
+    pub missing: Vec<u64>,
     /// The last write read and the history sum after it.
     pub seq: u64,
     pub sum: u64,
@@ -85,9 +91,11 @@ pub(super) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
+        // Exactly the names the server gives: 16 hex digits.
         let first = name
             .strip_prefix("wal-")
             .and_then(|n| n.strip_suffix(".log"))
+            .filter(|hex| hex.len() == 16)
             .and_then(|hex| u64::from_str_radix(hex, 16).ok());
         if let Some(first) = first {
             segs.push((first, entry.path()));
@@ -187,6 +195,7 @@ fn load_manifest(
 
 /// The running state of a replay.
 struct Walk {
+    size: u64,
     seq: u64,
     sum: u64,
     values: Vec<i64>,
@@ -201,7 +210,7 @@ impl Walk {
         let h = scan.header;
         let at0 = |why: String| Damage { offset: 0, why };
         // A segment the snapshot covers may be of the size before a resize.
-        let resized = h.size != m.size && h.first_seq > self.seq;
+        let resized = h.size != self.size && h.first_seq > self.seq;
         if resized || h.data_id != m.data_id || h.first_seq != first {
             return Err(at0(
                 "its header belongs to another table or another place in the log".into()
@@ -236,24 +245,32 @@ impl Walk {
     }
 }
 
-/// Reads `dir` up to the first fault: the manifest (made from the files
-/// if `rebuild`), the snapshot, every listed segment. `want`: the size a
-/// server asks for (a stored size that differs is refused unless
-/// `resize`), before the table is allocated.
-pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, rebuild: bool) -> io::Result<Replayed> {
+/// Reads `dir` up to the first fault: the manifest, the snapshot, every
+/// listed segment. A repair (`repair`) reads every segment found instead,
+/// with a manifest made from the files if it has none, and notes the
+/// listed ones that are missing. `want`: the size a server asks for (a
+/// stored size that differs is refused unless `resize`), before the table
+/// is allocated.
+pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, repair: bool) -> io::Result<Replayed> {
     let on_disk = list_segments(dir)?;
     let snapshot = load_snapshot(dir)?;
-    let (manifest, rebuilt) = load_manifest(dir, snapshot.as_ref(), &on_disk, rebuild)?;
-    if let Some((size, false)) = want.filter(|&(size, _)| size != manifest.size) {
+    let (manifest, rebuilt) = load_manifest(dir, snapshot.as_ref(), &on_disk, repair)?;
+    let stored = snapshot.as_ref().map_or(manifest.size, |s| s.values.len() as u64);
+    if let Some((size, false)) = want.filter(|&(size, _)| size != stored) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "{} holds a table of {} entries, not {size}: start with --size {}, or add --resize to change it",
+                "{} holds a table of {stored} entries, not {size}: start with --size {stored}, or add --resize to change it",
                 dir.display(),
-                manifest.size,
-                manifest.size
             ),
         ));
+    }
+    if repair && snapshot.is_none() && on_disk.first().is_some_and(|(first, _)| *first > 1) {
+        return Err(refusal(format_args!(
+            "{}: the log starts at write {}, and the snapshot of the writes before it is missing: nothing can be repaired; restore the directory from a backup (docs/durability.md, \"Repair\")",
+            dir.display(),
+            on_disk[0].0
+        )));
     }
     let mut walk = match &snapshot {
         Some(s) if s.seq < manifest.snapshot || s.data_id != manifest.data_id => {
@@ -266,6 +283,7 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, rebuild: bool) -> io::
             ))
         }
         Some(s) => Walk {
+            size: stored,
             seq: s.seq,
             sum: s.sum,
             values: s.values.clone(),
@@ -279,18 +297,30 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, rebuild: bool) -> io::
             )))
         }
         None => Walk {
+            size: stored,
             seq: 0,
             sum: 0,
-            values: zeros(manifest.size)?,
+            values: zeros(stored)?,
             replayed: 0,
         },
     };
-    let listed: Vec<(u64, PathBuf)> = manifest
+    let missing = manifest
         .segments
         .iter()
-        .map(|&f| (f, dir.join(segment_name(f))))
+        .copied()
+        .filter(|f| !on_disk.iter().any(|(g, _)| g == f))
         .collect();
-    let (leftovers, strays) = unlisted(&on_disk, &manifest, walk.seq)?;
+    let (listed, leftovers, strays) = if repair {
+        (on_disk.clone(), vec![], vec![])
+    } else {
+        let listed = manifest
+            .segments
+            .iter()
+            .map(|&f| (f, dir.join(segment_name(f))))
+            .collect();
+        let (leftovers, strays) = unlisted(&on_disk, &manifest, walk.seq)?;
+        (listed, leftovers, strays)
+    };
     let mut segments = Vec::new();
     let mut fault = None;
     for (k, (first, path)) in listed.iter().enumerate() {
@@ -334,6 +364,8 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, rebuild: bool) -> io::
     Ok(Replayed {
         manifest,
         rebuilt,
+        size: stored,
+        missing,
         seq: walk.seq,
         sum: walk.sum,
         values: walk.values,
@@ -346,8 +378,8 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, rebuild: bool) -> io::
 }
 
 /// The segments on disk the manifest does not list: those a crash leaves
-/// (older than every listed one, so a snapshot covers them; or a header
-/// alone, created but not yet listed), and the others.
+/// (this table's, older than every listed one, so a snapshot covers them;
+/// or a header alone, created but not yet listed), and the others.
 fn unlisted(on_disk: &[(u64, PathBuf)], m: &Manifest, snapshot_seq: u64) -> io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let oldest = m.segments.first().copied().unwrap_or(snapshot_seq + 1);
     let (mut leftovers, mut strays) = (Vec::new(), Vec::new());
@@ -355,7 +387,9 @@ fn unlisted(on_disk: &[(u64, PathBuf)], m: &Manifest, snapshot_seq: u64) -> io::
         if m.segments.contains(first) {
             continue;
         }
-        if *first < oldest || fs::metadata(path)?.len() <= record::SEGMENT_HEADER as u64 {
+        let bytes = fs::read(path)?;
+        let ours = record::SegmentHeader::decode(&bytes).is_ok_and(|h| h.data_id == m.data_id && h.first_seq == *first);
+        if ours && (*first < oldest || bytes.len() == record::SEGMENT_HEADER) {
             leftovers.push(path.clone());
         } else {
             strays.push(path.clone());
@@ -364,12 +398,25 @@ fn unlisted(on_disk: &[(u64, PathBuf)], m: &Manifest, snapshot_seq: u64) -> io::
     Ok((leftovers, strays))
 }
 
+/// A path in `dir/cut/` for `name` that holds nothing yet (`name`, else
+/// `name.2`, `name.3`...): a second cut never overwrites the first.
+pub(super) fn cut_path(dir: &Path, name: &str) -> io::Result<PathBuf> {
+    let cut = dir.join("cut");
+    fs::create_dir_all(&cut)?;
+    let mut path = cut.join(name);
+    let mut n = 1;
+    while path.exists() {
+        n += 1;
+        path = cut.join(format!("{name}.{n}"));
+    }
+    Ok(path)
+}
+
 /// Copies `bytes` (cut from the log) to `dir/cut/name`, synced, and
 /// returns its path: nothing removed from the log is destroyed.
 pub(super) fn keep_copy(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    let path = cut_path(dir, name)?;
     let cut = dir.join("cut");
-    fs::create_dir_all(&cut)?;
-    let path = cut.join(name);
     let mut f = fs::File::create(&path)?;
     f.write_all(bytes)?;
     f.sync_all()?;
@@ -399,9 +446,18 @@ impl Store {
         let dir = cfg.dir.as_path();
         let lock = lock_dir(dir)?;
         remove_unfinished(dir)?;
-        let fresh =
-            !dir.join(manifest::NAME).exists() && !dir.join("snapshot").exists() && list_segments(dir)?.is_empty();
+        // No manifest and no snapshot, and no segment with a record: a new
+        // directory, or one whose first start was killed before its first
+        // manifest (leaving a segment header alone).
+        let segs = list_segments(dir)?;
+        let mut fresh = !dir.join(manifest::NAME).exists() && !dir.join("snapshot").exists();
+        for (_, path) in &segs {
+            fresh &= fs::metadata(path)?.len() <= record::SEGMENT_HEADER as u64;
+        }
         if fresh {
+            for (_, path) in &segs {
+                fs::remove_file(path)?;
+            }
             // The memory first: a table that cannot be had leaves no files.
             let values = zeros(size)?;
             let store = Store::create(cfg, lock, size, new_data_id(), (0, 0), vec![])?;
@@ -433,7 +489,7 @@ impl Store {
             fs::remove_file(path)?;
             info!("server: removed {}, left by a crash", path.display());
         }
-        let stored = r.manifest.size;
+        let stored = r.size;
         let mut store = Store::reopen(cfg, lock, &r)?;
         store.stats.replayed = r.replayed;
         store.segment_bytes = store.file.metadata()?.len();
@@ -490,13 +546,13 @@ impl Store {
     fn reopen(cfg: &StoreConfig, lock: fs::File, r: &Replayed) -> io::Result<Store> {
         let m = &r.manifest;
         let Some(((first, path), older)) = r.segments.split_last() else {
-            let mut store = Store::create(cfg, lock, m.size, m.data_id, (r.seq, r.sum), vec![])?;
+            let mut store = Store::create(cfg, lock, r.size, m.data_id, (r.seq, r.sum), vec![])?;
             store.snapshot_seq = m.snapshot;
             store.write_manifest()?;
             return Ok(store);
         };
         let tip = Tip {
-            size: m.size,
+            size: r.size,
             data_id: m.data_id,
             seq: r.seq,
             sum: r.sum,

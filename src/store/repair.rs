@@ -28,7 +28,22 @@ pub fn repair(dir: &Path) -> io::Result<Vec<String>> {
     if r.rebuilt {
         keep_old_manifest(dir, &mut said)?;
     }
-    if let Some(f) = r.fault.take() {
+    let fault = r.fault.take();
+    // Segments the manifest lists that are gone: a loss only if they held
+    // writes past what the files found hold.
+    for &first in &r.missing {
+        let name = super::segment_name(first);
+        if first > r.seq && fault.is_none() {
+            said.push(format!(
+                "{name} is missing (the manifest lists it): the writes from {first} on are lost"
+            ));
+        } else if first <= r.seq {
+            said.push(format!(
+                "{name} is missing, but the snapshot or the segments found hold its writes"
+            ));
+        }
+    }
+    if let Some(f) = fault {
         cut_at(dir, &f, &mut said)?;
     }
     for stray in std::mem::take(&mut r.strays) {
@@ -58,9 +73,7 @@ fn name(path: &Path) -> String {
 
 /// Moves `path` into `dir/cut/`.
 fn move_to_cut(dir: &Path, path: &Path) -> io::Result<PathBuf> {
-    let cut = dir.join("cut");
-    fs::create_dir_all(&cut)?;
-    let to = cut.join(name(path));
+    let to = recover::cut_path(dir, &name(path))?;
     fs::rename(path, &to)?;
     Ok(to)
 }
@@ -127,6 +140,7 @@ fn cut_at(dir: &Path, f: &Fault, said: &mut Vec<String>) -> io::Result<()> {
 /// The manifest for what remains.
 fn write_manifest(dir: &Path, r: &Replayed) -> io::Result<()> {
     let m = Manifest {
+        size: r.size,
         segments: r.segments.iter().map(|(first, _)| *first).collect(),
         ..r.manifest.clone()
     };
