@@ -493,6 +493,9 @@ mod tests {
         ]
     }
 
+    const PINNED_CLR: u64 = 0x8c45_5962_04f8_4c2b;
+    const PINNED_PUT: u64 = 0x5afd_9cff_1edb_e160;
+
     fn records(s: &Scan) -> Vec<Record> {
         s.records.iter().map(|f| f.record.clone()).collect()
     }
@@ -546,6 +549,67 @@ mod tests {
             q[RECORD_HEADER + bit / 8] ^= 1 << (bit % 8);
             assert_ne!(chain(0, payload_of(&q, 0)), a, "bit {bit}");
         }
+    }
+
+    /// The sum is part of the format on disk (segment headers and
+    /// snapshots hold it): it must never change, whatever is tidied.
+    #[test]
+    fn the_sum_is_pinned() {
+        let mut b = Vec::new();
+        encode_clr(&mut b, 1);
+        let start = b.len();
+        encode_put(&mut b, 2, &[3, 4], &[-5, 6]);
+        let clr = chain(0, payload_of(&b[..start], 0));
+        let put = chain(clr, payload_of(&b, start));
+        assert_eq!((clr, put), (PINNED_CLR, PINNED_PUT), "{clr:#x} {put:#x}");
+        assert_eq!(payload_of(&b, start).len(), 13 + 32);
+    }
+
+    #[test]
+    fn records_whose_fields_disagree_are_not_records() {
+        // Checksums right, contents wrong: a CLR with pairs, a PUT whose
+        // count does not match its length.
+        let sealed = |payload: &[u8]| {
+            let mut r = (payload.len() as u32).to_le_bytes().to_vec();
+            r.extend_from_slice(&[0; 4]);
+            r.extend_from_slice(payload);
+            seal(&mut r, 0);
+            r
+        };
+        let mut clr = 4u64.to_le_bytes().to_vec();
+        clr.push(OP_CLR);
+        clr.extend_from_slice(&1u32.to_le_bytes());
+        let mut put = 4u64.to_le_bytes().to_vec();
+        put.push(OP_PUT);
+        put.extend_from_slice(&2u32.to_le_bytes());
+        put.extend_from_slice(&[0; 16]);
+        for bad in [sealed(&clr), sealed(&put)] {
+            let mut b = segment(1, &three());
+            b.extend_from_slice(&bad);
+            let s = scan_segment(&b).unwrap();
+            assert_eq!((records(&s), s.end), (three(), End::Junk(end_of(3))));
+        }
+        assert_eq!(
+            Damage {
+                offset: 7,
+                why: "x".into()
+            }
+            .to_string(),
+            "at byte 7: x"
+        );
+    }
+
+    #[test]
+    fn an_intact_clr_after_bad_bytes_makes_them_damage() {
+        let mut recs = three();
+        recs.push(Record {
+            seq: 4,
+            write: Write::Clr,
+        });
+        let mut b = segment(1, &recs);
+        b[end_of(2) + 3] = 0x7f; // the third record's length, past the end
+        let s = scan_segment(&b).unwrap();
+        assert!(matches!(&s.end, End::Damage(d) if d.offset == end_of(2)), "{:?}", s.end);
     }
 
     #[test]
