@@ -371,7 +371,8 @@ impl TargetArgs {
 
 /// `tablecache client`.
 #[derive(Debug, Args)]
-#[command(disable_help_flag = true, after_help = crate::client::COMMANDS_HELP)]
+#[command(disable_help_flag = true, after_help = crate::client::COMMANDS_HELP,
+          mut_arg("connect", |a| a.value_name("ADDR").help("The proxy or server")))]
 pub struct ClientArgs {
     /// Where to connect.
     #[command(flatten)]
@@ -484,8 +485,8 @@ pub struct BenchArgs {
     /// Also write the JSON line to FILE.
     #[arg(long, value_name = "FILE")]
     pub json_out: Option<std::path::PathBuf>,
-    /// Exit 1 when more than this share of requests failed (0.01: 1%)
-    /// [default: 0, any failure].
+    /// Exit 1 when more than this share of requests failed (0.01: 1%; 0:
+    /// any failure fails the run).
     #[arg(long, value_name = "RATE", default_value_t = 0.0)]
     pub max_error_rate: f64,
     /// Quiet: only one line of results (throughput and percentiles).

@@ -304,6 +304,51 @@ fn number(s: &str) -> Result<i64, String> {
     s.trim().parse::<i64>().map_err(|_| format!("not a number: {s:?}"))
 }
 
+/// `s` without one pair of quotes around it (`'OP=GET;IND=1'`, as typed
+/// at the prompt, where no shell takes them off).
+fn unquote(s: &str) -> &str {
+    for q in ['\'', '"'] {
+        if let Some(inner) = s.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
+            return inner;
+        }
+    }
+    s
+}
+
+/// The command word nearest to a mistyped one (at most two edits away).
+fn closest(word: &str) -> Option<&'static str> {
+    const WORDS: [&str; 9] = ["get", "put", "add", "clr", "stats", "dump", "raw", "help", "quit"];
+    let w = word.to_ascii_lowercase();
+    WORDS
+        .iter()
+        .map(|&c| (edits(&w, c), c))
+        .filter(|&(d, _)| d <= 2)
+        .min()
+        .map(|(_, c)| c)
+}
+
+/// Edits (insert, delete, replace, swap two neighbours) from `a` to `b`.
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 /// Parses one command from its words. A line that starts with `OP=` (any
 /// case) is a protocol message, sent as is.
 pub fn parse_command(words: &[&str]) -> Result<Command, String> {
@@ -363,11 +408,14 @@ pub fn parse_command(words: &[&str]) -> Result<Command, String> {
         "dump" | "dmp" => no_args().map(|_| req(Op::Dmp, vec![], vec![])),
         "raw" => {
             need_args("a message")?;
-            Ok(Command::Raw(args.join(" ")))
+            Ok(Command::Raw(unquote(&args.join(" ")).to_string()))
         }
         "help" | "?" => Ok(Command::Help),
         "quit" | "exit" => Ok(Command::Quit),
-        other => Err(format!("unknown command {other:?} (try help)")),
+        other => Err(match closest(other) {
+            Some(near) => format!("unknown command {other:?}: did you mean {near}? (try help)"),
+            None => format!("unknown command {other:?} (try help)"),
+        }),
     }
 }
 
@@ -434,6 +482,26 @@ mod tests {
             parse_command(&["raw", "OP=CLR"]).unwrap(),
             Command::Raw("OP=CLR".into())
         );
+        // At the prompt no shell takes quotes off: raw does, one pair.
+        assert_eq!(
+            parse_command(&["raw", "'OP=GET;IND=1'"]).unwrap(),
+            Command::Raw("OP=GET;IND=1".into())
+        );
+        assert_eq!(
+            parse_command(&["raw", "\"OP=STS\""]).unwrap(),
+            Command::Raw("OP=STS".into())
+        );
+        assert_eq!(
+            parse_command(&["raw", "'OP=STS"]).unwrap(),
+            Command::Raw("'OP=STS".into())
+        );
+        // A mistyped command word gets a suggestion.
+        let e = parse_command(&["gte", "1"]).unwrap_err();
+        assert!(e.contains("did you mean get?"), "{e}");
+        let e = parse_command(&["stast"]).unwrap_err();
+        assert!(e.contains("did you mean stats?"), "{e}");
+        assert!(!parse_command(&["frobnicate"]).unwrap_err().contains("did you mean"));
+        assert_eq!(parse_command(&["CLR"]).unwrap(), parse_command(&["clr"]).unwrap());
     }
 
     #[test]

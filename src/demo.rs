@@ -276,6 +276,12 @@ pub struct DemoOptions {
 
 /// Runs the demo; returns the exit code.
 pub fn run(opts: &DemoOptions) -> io::Result<u8> {
+    if let Some(n) = opts.svg_step.filter(|&n| n >= step_count()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the demo has no step {n} (its steps are 0 to {})", step_count() - 1),
+        ));
+    }
     if log::set_boxed_logger(Box::new(Collector)).is_ok() {
         log::set_max_level(log::LevelFilter::Trace);
     }
@@ -295,6 +301,8 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
     let data_dir = std::env::temp_dir().join(format!("tablecache-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     crate::out::remove_at_exit(&data_dir);
+    // Removed on every way out: the end, an error, a closed stdout.
+    let _cleanup = RemoveOnDrop(data_dir.clone());
     let store = crate::store::StoreConfig {
         dir: data_dir.clone(),
         fsync: crate::store::Fsync::Always,
@@ -370,8 +378,50 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
     book.barrier()?;
     show.flush(true);
 
+    let script = script();
+    for (title, req, want_ok) in script {
+        let ok = if title.contains("second proxy") {
+            step_via(&mut client2, &mut show, &mut book, title, req)?
+        } else {
+            step_via(&mut client, &mut show, &mut book, title, req)?
+        };
+        if ok != want_ok {
+            eprintln!("demo: unexpected result in step {title:?}");
+            return Ok(1);
+        }
+    }
+    show.step(
+        "the client closes: shutdown(SHUT_WR) sends FIN; the proxy reads 0 (PEER_FIN), owes nothing, closes; the client reads 0 and closes",
+    );
+    client.finish()?;
+    let dumps = book.barrier()?;
+    show.flush(true);
+    tables(&mut show, dumps);
+    crate::outln!("\ndone: run `tablecache demo --interactive` to type your own commands, `--svg FILE` for the picture, or add --trace to any node to see every socket event");
+    if let Some(path) = &opts.svg {
+        write_svg(&show, path, opts.svg_step)?;
+    }
+    drop((client2, book));
+    proxy2.stop()?;
+    proxy.stop()?;
+    server.stop()?;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(0)
+}
+
+/// A directory removed when this is dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The scripted steps: a title, the request, whether it should succeed.
+fn script() -> Vec<(&'static str, Request, bool)> {
     let r = Request::new;
-    let script: Vec<(&str, Request, bool)> = vec![
+    vec![
         (
             "PUT 1=10 2=20 3=30 4=40: write-through (the server first; nothing cached yet, so nothing inserted)",
             r(Op::Put, &[1, 2, 3, 4], &[10, 20, 30, 40]),
@@ -422,35 +472,13 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
             r(Op::Get, &[12], &[]),
             false,
         ),
-    ];
-    for (title, req, want_ok) in script {
-        let ok = if title.contains("second proxy") {
-            step_via(&mut client2, &mut show, &mut book, title, req)?
-        } else {
-            step_via(&mut client, &mut show, &mut book, title, req)?
-        };
-        if ok != want_ok {
-            eprintln!("demo: unexpected result in step {title:?}");
-            return Ok(1);
-        }
-    }
-    show.step(
-        "the client closes: shutdown(SHUT_WR) sends FIN; the proxy reads 0 (PEER_FIN), owes nothing, closes; the client reads 0 and closes",
-    );
-    client.finish()?;
-    let dumps = book.barrier()?;
-    show.flush(true);
-    tables(&mut show, dumps);
-    crate::outln!("\ndone: run `tablecache demo --interactive` to type your own commands, `--svg FILE` for the picture, or add --trace to any node to see every socket event");
-    if let Some(path) = &opts.svg {
-        write_svg(&show, path, opts.svg_step)?;
-    }
-    drop((client2, book));
-    proxy2.stop()?;
-    proxy.stop()?;
-    server.stop()?;
-    let _ = std::fs::remove_dir_all(&data_dir);
-    Ok(0)
+    ]
+}
+
+/// How many steps `--step` can name: the setup (0), the scripted ones,
+/// the close.
+pub fn step_count() -> usize {
+    script().len() + 2
 }
 
 /// Draws the scenario (or one step of it) to `path`.

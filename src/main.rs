@@ -83,7 +83,11 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "tablecache", &mut io::stdout());
+            // Into memory first: the generator panics on a write error,
+            // and a closed stdout (`| head -1`) must end it quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tablecache", &mut script);
+            tablecache::out!("{}", String::from_utf8_lossy(&script));
             ExitCode::SUCCESS
         }
     }
@@ -240,7 +244,8 @@ fn serve<N: Node + Send + 'static>(name: &str, listen: SocketAddr, bound: io::Re
 
 fn cmd_client(a: ClientArgs) -> ExitCode {
     let target = match a.target.addrs() {
-        Ok(t) => t[0],
+        Ok(t) if t.len() == 1 => t[0],
+        Ok(_) => return usage("client", "the client talks to one node: --connect takes one address"),
         Err(msg) => return usage("client", &msg),
     };
     let one_shot = if a.command.is_empty() {

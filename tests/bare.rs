@@ -123,7 +123,8 @@ fn a_naive_client_against_the_proxy() {
 
 #[test]
 fn the_proxy_in_front_of_a_naive_server_sends_one_request_at_a_time() {
-    let log = std::env::temp_dir().join(format!("tablecache-naive-{}.log", std::process::id()));
+    let log_tmp = TempDir::new("naive");
+    let log = log_tmp.join("naive.log");
     let _ = std::fs::remove_file(&log);
     let naive = NaiveServer::start(&["--log", log.to_str().unwrap()]);
     let proxy = proxy_to(&naive.addr, Framing::Bare);

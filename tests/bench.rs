@@ -196,8 +196,9 @@ fn failed_requests_fail_the_run_unless_allowed() {
         "--log-level",
         "warn",
     ]);
-    let dir = std::env::temp_dir().join(format!("tablecache-bench-json-{}", std::process::id()));
-    let json_out = dir.with_extension("json");
+    let dir_tmp = TempDir::new("bench-json");
+    let dir = dir_tmp.0.clone();
+    let json_out = dir.join("run.json");
     let run = |extra: &[&str]| {
         Command::new(BIN)
             .args(["bench", "--connect", &server.addr, "-n", "200", "--keys", "20"])
@@ -403,7 +404,8 @@ fn the_same_generator_speaks_resp_and_memcache() {
 #[test]
 fn per_operation_rows_and_the_hdr_distribution_add_up() {
     let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
-    let hdr = std::env::temp_dir().join(format!("tablecache-bench-{}.hgrm", std::process::id()));
+    let hdr_tmp = TempDir::new("bench");
+    let hdr = hdr_tmp.join("bench.hgrm");
     let out = Command::new(BIN)
         .args([
             "bench",
@@ -462,7 +464,8 @@ fn per_operation_rows_and_the_hdr_distribution_add_up() {
 #[test]
 fn bench_plot_overlays_saved_distributions() {
     let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
-    let dir = std::env::temp_dir().join(format!("tablecache-plot-{}", std::process::id()));
+    let dir_tmp = TempDir::new("plot");
+    let dir = dir_tmp.0.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let path = |n: &str| dir.join(n).to_str().unwrap().to_string();
     for (name, c) in [("one.hgrm", "1"), ("eight.hgrm", "8")] {

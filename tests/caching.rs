@@ -77,7 +77,8 @@ fn the_binary_takes_a_policy_and_refuses_an_unknown_one() {
 #[test]
 fn sim_records_and_replays_a_bench_trace() {
     let (_s, p) = spawn_server_and_proxy(&["--capacity", "4", "--policy", "lru"]);
-    let file = std::env::temp_dir().join(format!("tablecache-trace-{}", std::process::id()));
+    let file_tmp = TempDir::new("trace");
+    let file = file_tmp.0.clone();
     let out = std::process::Command::new(BIN)
         .args([
             "bench",

@@ -252,7 +252,8 @@ fn the_prompt_edits_lines_keeps_history_and_ends_on_ctrl_d() {
     // A pseudo-terminal, driven from Python's pty module: the prompt only
     // edits lines when it sees a terminal.
     let srv = spawn_node(&["server", "--listen", "127.0.0.1:0", "--grace-ms", "0"]);
-    let home = std::env::temp_dir().join(format!("tablecache-home-{}", std::process::id()));
+    let home_tmp = TempDir::new("home");
+    let home = home_tmp.0.clone();
     std::fs::create_dir_all(&home).unwrap();
     let out = Command::new("python3")
         .arg("tests/peers/pty_prompt.py")
@@ -419,9 +420,16 @@ fn a_proxy_warns_when_it_fails_requests_and_not_when_an_idle_server_closes() {
     assert_eq!(get, "OP=GET;IND=1\n");
     drop((r, s));
     assert!(c.line().starts_with("OP=GET;CODE=502;"));
+    // And again, closed with only the proxy's own LEASE unanswered: no
+    // client request failed, and the log does not say one did.
+    let (r, s) = accept();
+    drop((r, s));
+    wait_until("the proxy saw the close", || {
+        field(&c.ask("OP=STS"), "UP_RESETS").and_then(|n| n.parse::<u64>().ok()) >= Some(2)
+    });
     let _ = child.kill();
     let log = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
-    assert!(log.contains("failing 1 requests in flight with 502"), "{log}");
+    assert!(log.contains("failing 1 client requests in flight with 502"), "{log}");
     assert!(!log.contains("failing 0"), "{log}");
     let upstream = log
         .lines()
@@ -446,7 +454,8 @@ fn at_debug_the_proxy_logs_its_cache_after_each_change_and_each_client_that_leav
         "--log-level",
         "warn",
     ]);
-    let log_path = std::env::temp_dir().join(format!("tablecache-proxy-debug-{}.log", std::process::id()));
+    let log_path_tmp = TempDir::new("proxy-debug");
+    let log_path = log_path_tmp.join("proxy-debug.log");
     let proxy = spawn_node_logging(
         &[
             "proxy",
@@ -499,4 +508,90 @@ fn at_debug_the_proxy_logs_its_cache_after_each_change_and_each_client_that_leav
     assert!(log.contains(" 30:0 31:0] (oldest first, 32/64)"), "{log}");
     assert!(log.contains("proxy cache: 40/64 entries (DMP shows them)"), "{log}");
     assert!(!log.contains("closed with 0"), "{log}");
+}
+
+/// What is in `dir` (names), sorted.
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn nodes_and_the_demo_leave_the_temp_folder_as_they_found_it() {
+    // Each with a temp folder of its own (TMPDIR), looked at after.
+    let tmp = TempDir::new("tmpdir");
+    let node = |args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env("TMPDIR", &tmp.0).stderr(std::process::Stdio::null());
+        spawn_command(cmd)
+    };
+    let server = node(&server_args(&[]));
+    let proxy = node(&proxy_args(&server.addr, &[]));
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    wait_leased(&mut c);
+    assert!(c.ask("OP=PUT;IND=1;DATA=5").ends_with("CODE=200"));
+    drop(c);
+    for p in [&proxy, &server] {
+        p.signal("TERM");
+    }
+    let (mut proxy, mut server) = (proxy, server);
+    proxy.child.wait().unwrap();
+    server.child.wait().unwrap();
+    assert_eq!(listing(&tmp), Vec::<String>::new(), "after a server and a proxy");
+    // The demo keeps its table in the temp folder while it runs.
+    let demo = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("demo")
+            .args(args)
+            .env("TMPDIR", &tmp.0)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = demo(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(listing(&tmp), Vec::<String>::new(), "after the demo");
+    // A step it does not have: said before anything runs.
+    let svg = tmp.join("x.svg");
+    let out = demo(&["--svg", svg.to_str().unwrap(), "--step", "99"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no step 99"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing ran: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(listing(&tmp), Vec::<String>::new(), "after a demo with a bad step");
+}
+
+#[test]
+fn a_closed_stdout_ends_completions_quietly_and_the_client_takes_one_address() {
+    for shell in ["bash", "fish", "zsh"] {
+        // The generator's own status, with its stdout closed early.
+        let mut child = Command::new(BIN)
+            .args(["completions", shell])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // closed before it writes
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["client", "--connect", "127.0.0.1:1,127.0.0.1:2", "get", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("one address"));
 }

@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A fresh, empty directory for one test.
-fn fresh_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tablecache-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A fresh folder for one test (removed when dropped); the data
+/// directory is its `data`, and a server's log goes beside it.
+fn fresh_dir(name: &str) -> TempDir {
+    TempDir::new(name)
 }
 
 /// A durable server on `dir` (no leases: direct clients only, so no grace
@@ -37,7 +36,7 @@ fn durable(dir: &Path, size: usize, extra: &[&str]) -> Proc {
     args.extend_from_slice(extra);
     // Its log goes to a file beside the directory: a server that refuses
     // to start says why in the failure.
-    let log = dir.with_extension("log");
+    let log = dir.join("server.err");
     let child = Command::new(BIN)
         .args(&args)
         .stdout(Stdio::piped())
@@ -361,7 +360,7 @@ fn snapshots_taken_under_load_keep_every_write() {
 #[test]
 fn a_pass_of_writes_shares_one_fsync_and_no_reply_leaves_before_it() {
     let dir = fresh_dir("group");
-    let log = dir.with_extension("trace");
+    let log = dir.join("trace.txt");
     let server = spawn_node_logging(
         &[
             "server",
@@ -592,7 +591,7 @@ fn a_log_that_cannot_be_written_stops_the_server_without_acknowledging() {
     // server stops with an error, and a restart holds every acknowledged
     // write and nothing after.
     let dir = fresh_dir("log-fails");
-    let log = dir.with_extension("log");
+    let log = dir.join("server.err");
     let script = format!(
         "trap '' XFSZ; ulimit -f 64; exec {BIN} server --listen 127.0.0.1:0 --lease-ms 0 --log-level warn --data-dir {}",
         dir.display()

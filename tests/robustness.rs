@@ -414,7 +414,8 @@ fn an_upstream_reply_longer_than_any_reply_resets_the_upstream() {
 
 #[test]
 fn at_the_default_log_level_the_log_does_not_grow_per_request() {
-    let dir = std::env::temp_dir().join(format!("tablecache-log-{}", std::process::id()));
+    let dir_tmp = TempDir::new("log");
+    let dir = dir_tmp.0.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let file = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
     let server = spawn_node_logging(

@@ -151,7 +151,8 @@ fn in_order(got: &[(String, String)], want: &[&str], what: &str) {
 
 #[test]
 fn trace_of_a_get_miss_through_the_proxy() {
-    let dir = std::env::temp_dir().join(format!("tablecache-trace-{}", std::process::id()));
+    let dir_tmp = TempDir::new("trace");
+    let dir = dir_tmp.0.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let (slog, plog, clog) = (dir.join("server.log"), dir.join("proxy.log"), dir.join("client.log"));
     let server = traced(&["server", "--listen", "127.0.0.1:0"], &slog);
@@ -340,7 +341,8 @@ fn class_count(svg: &str, name: &str) -> usize {
 
 #[test]
 fn the_demo_draws_its_sequence_diagram() {
-    let dir = std::env::temp_dir().join(format!("tablecache-svg-{}", std::process::id()));
+    let dir_tmp = TempDir::new("svg");
+    let dir = dir_tmp.0.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("demo.svg");
     let text = demo(&["--svg", file.to_str().unwrap()]);
@@ -376,7 +378,8 @@ fn the_demo_draws_its_sequence_diagram() {
 #[test]
 fn the_walkthrough_picture_is_what_the_demo_draws_now() {
     let committed = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/walkthrough-get-miss.svg");
-    let dir = std::env::temp_dir().join(format!("tablecache-svg2-{}", std::process::id()));
+    let dir_tmp = TempDir::new("svg2");
+    let dir = dir_tmp.0.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("step2.svg");
     demo(&["--svg", file.to_str().unwrap(), "--step", "2"]);
@@ -605,7 +608,8 @@ fn the_walkthrough_quotes_the_demo_line_for_line() {
 
 #[test]
 fn a_proxys_trace_names_the_entries_an_invalidation_drops() {
-    let dir = std::env::temp_dir().join(format!("tablecache-trace-inv-{}", std::process::id()));
+    let dir_tmp = TempDir::new("trace-inv");
+    let dir = dir_tmp.0.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let plog = dir.join("proxy.log");
     let server = spawn_node(&[

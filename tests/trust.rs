@@ -186,7 +186,8 @@ fn without_a_secret_only_loopback_peers_hold_leases() {
 #[test]
 fn the_secret_never_shows_in_a_trace_a_log_or_sts() {
     let _alone = alone();
-    let dir = std::env::temp_dir().join(format!("tablecache-trust-trace-{}", std::process::id()));
+    let dir_tmp = TempDir::new("trust-trace");
+    let dir = dir_tmp.0.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let (slog, plog) = (dir.join("server.log"), dir.join("proxy.log"));
     let secret = secret_arg();
@@ -238,7 +239,8 @@ fn the_secret_never_shows_in_a_trace_a_log_or_sts() {
 #[test]
 fn a_proxy_with_the_wrong_secret_is_told_why_and_the_server_says_so_once() {
     let _alone = alone();
-    let dir = std::env::temp_dir().join(format!("tablecache-trust-wrong-{}", std::process::id()));
+    let dir_tmp = TempDir::new("trust-wrong");
+    let dir = dir_tmp.0.clone();
     std::fs::create_dir_all(&dir).unwrap();
     let (slog, plog, wrong) = (dir.join("server.log"), dir.join("proxy.log"), dir.join("wrong"));
     std::fs::write(&wrong, "another-secret-0123456789\n").unwrap();

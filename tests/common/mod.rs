@@ -279,12 +279,17 @@ pub const SECRET: &str = "tests-0123456789-abcdef";
 pub fn secret_file() -> std::path::PathBuf {
     static F: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     F.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("tablecache-secret-{}", std::process::id()));
+        // One file for every test process, under target/tmp like TempDir
+        // (a static is never dropped): written under a name of this
+        // process's and renamed over, so no test reads half of it.
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("tablecache-secret");
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("peer-secret");
-        std::fs::write(&f, format!("{SECRET}\n")).unwrap();
+        let tmp = dir.join(format!("peer-secret.{}", std::process::id()));
+        std::fs::write(&tmp, format!("{SECRET}\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&tmp, &f).unwrap();
         f
     })
     .clone()
@@ -295,16 +300,19 @@ pub fn secret_arg() -> String {
     secret_file().to_string_lossy().into_owned()
 }
 
-/// A folder of the temp folder for one test, removed (with what it holds)
-/// when dropped: the suite leaves the temp folder as it found it.
+/// A folder for one test's files, removed (with what it holds) when
+/// dropped. It lives under cargo's `target/tmp` (`CARGO_TARGET_TMPDIR`),
+/// not the system's temp folder: a test that fails before its guard drops
+/// still leaves that folder as it found it.
 pub struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {
-    /// `tablecache-<name>-<pid>-<n>`, new and empty.
+    /// `target/tmp/tablecache-<name>-<pid>-<n>`, new and empty.
     pub fn new(name: &str) -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("tablecache-{name}-{}-{n}", std::process::id()));
+        let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let d = base.join(format!("tablecache-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         TempDir(d)
@@ -313,6 +321,19 @@ impl TempDir {
     /// A path inside it.
     pub fn join(&self, name: &str) -> std::path::PathBuf {
         self.0.join(name)
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
     }
 }
 

@@ -399,14 +399,27 @@ impl Upstream {
         self.sent = 0;
         self.inflight_bytes = 0;
         sink(UpEvent::Disconnected);
-        let n = self.inflight.len();
-        if n > 0 {
+        // Clients' requests fail with `code`; the proxy's own (its LEASE,
+        // a keepalive, an ACK) are said as such: no client waits on them.
+        let own: Vec<&str> = self
+            .inflight
+            .iter()
+            .filter(|r| r.kind.is_own())
+            .map(|r| r.kind.name())
+            .collect();
+        let clients = self.inflight.len() - own.len();
+        let own_text = if own.is_empty() {
+            String::new()
+        } else {
+            format!("; its own {} unanswered", own.join(", "))
+        };
+        if clients > 0 {
             warn!(
-                "proxy upstream {}: {why}; failing {n} requests in flight with {code}",
+                "proxy upstream {}: {why}; failing {clients} client requests in flight with {code}{own_text}",
                 self.addr
             );
         } else {
-            info!("proxy upstream {}: {why}", self.addr);
+            info!("proxy upstream {}: {why}{own_text}", self.addr);
         }
         while let Some(req) = self.inflight.pop_front() {
             sink(UpEvent::Failed(req, code, why));
