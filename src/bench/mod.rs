@@ -255,10 +255,15 @@ impl Report {
     }
 }
 
-/// A short name for a run (its target, shape and mix), for a curve's legend.
+/// A short name for a run (its target, shape, loop and rate, and mix),
+/// for a curve's legend.
 pub fn report_title(cfg: &BenchConfig) -> String {
+    let run = match cfg.rate {
+        Some(r) => format!("open loop at {r} req/s"),
+        None => "closed loop".into(),
+    };
     format!(
-        "{} {}x{} {}",
+        "{} {}x{} {run} {}",
         report::targets_text(&cfg.connect),
         cfg.connections,
         cfg.pipeline,

@@ -54,9 +54,59 @@ fn x_of(p: f64, max: f64) -> f64 {
 
 const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf"];
 
-/// Draws the curves.
+/// Latency ticks from `lo` to `hi` (ms): 1, 2 and 5 of each decade, or
+/// only the 1s when that would be too many to read.
+fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let steps: &[f64] = if last - first > 4 { &[1.0] } else { &[1.0, 2.0, 5.0] };
+    let mut t = Vec::new();
+    for e in first..=last {
+        for &m in steps {
+            let v = m * 10f64.powi(e);
+            if v >= lo * 0.999 && v <= hi * 1.001 {
+                t.push(v);
+            }
+        }
+    }
+    t
+}
+
+/// The nearest 1-2-5 value at or below `v` (`up`: at or above).
+fn round125(v: f64, up: bool) -> f64 {
+    let e = v.log10().floor();
+    let base = 10f64.powf(e);
+    let steps = [1.0, 2.0, 5.0, 10.0];
+    let m = v / base;
+    let pick = if up {
+        steps.iter().copied().find(|&s| s >= m * 0.999).unwrap_or(10.0)
+    } else {
+        steps.iter().rev().copied().find(|&s| s <= m * 1.001).unwrap_or(1.0)
+    };
+    pick * base
+}
+
+/// A latency in ms, said in the unit that reads best (µs below 1 ms, s
+/// from 1 s).
+pub fn label(ms: f64) -> String {
+    let trim = |x: f64| {
+        let s = format!("{x:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    if ms < 1.0 {
+        format!("{} µs", trim(ms * 1000.0))
+    } else if ms < 1000.0 {
+        format!("{} ms", trim(ms))
+    } else {
+        format!("{} s", trim(ms / 1000.0))
+    }
+}
+
+/// Draws the curves: latency on a log axis (ticks at 1, 2, 5 of each
+/// decade, labelled in µs, ms or s), percentile on HdrHistogram's
+/// 1/(1-p) axis. A log axis keeps one slow maximum from flattening every
+/// other curve, as HdrHistogram's own plotter does.
 pub fn svg(title: &str, curves: &[Curve]) -> String {
-    let (w, h, left, right, top, bottom) = (860.0, 480.0, 70.0, 40.0, 40.0, 60.0);
+    let (w, h, left, right, top, bottom) = (860.0, 480.0, 78.0, 40.0, 40.0, 60.0);
     // Nines shown: enough for the deepest percentile below 100%.
     let deepest = curves
         .iter()
@@ -64,14 +114,16 @@ pub fn svg(title: &str, curves: &[Curve]) -> String {
         .filter(|&p| p < 1.0)
         .fold(0.0f64, f64::max);
     let nines = x_of(deepest, 7.0).ceil().clamp(2.0, 7.0);
-    let ymax = curves
-        .iter()
-        .flat_map(|c| c.points.iter().map(|&(_, v)| v))
-        .fold(0.0f64, f64::max)
-        .max(0.001)
-        * 1.1;
+    let values = || curves.iter().flat_map(|c| c.points.iter().map(|&(_, v)| v));
+    // The axis spans the values, from a 1-2-5 value below the least
+    // (a microsecond at least) to one above the greatest.
+    let least = values().filter(|&v| v > 0.0).fold(f64::INFINITY, f64::min);
+    let least = if least.is_finite() { least.max(0.001) } else { 0.001 };
+    let most = values().fold(0.0f64, f64::max).max(least * 2.0);
+    let (ylo, yhi) = (round125(least, false), round125(most, true));
+    let (llo, lhi) = (ylo.log10(), yhi.log10());
     let px = |x: f64| left + x / nines * (w - left - right);
-    let py = |v: f64| h - bottom - v / ymax * (h - top - bottom);
+    let py = |v: f64| h - bottom - (v.max(ylo).log10() - llo) / (lhi - llo) * (h - top - bottom);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -96,20 +148,20 @@ pub fn svg(title: &str, curves: &[Curve]) -> String {
             h - bottom + 18.0
         );
     }
-    for k in 0..=4 {
-        let v = ymax / 1.1 * k as f64 / 4.0;
+    for v in ticks(ylo, yhi) {
         let y = py(v);
         let _ = writeln!(
             s,
-            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{v:.3}</text>"##,
+            r##"<line class="tick" x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
             w - right,
             left - 6.0,
-            y + 4.0
+            y + 4.0,
+            label(v)
         );
     }
     let _ = writeln!(
         s,
-        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text><text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">latency (ms)</text>"##,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text><text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">latency (log scale)</text>"##,
         (left + w - right) / 2.0,
         h - 16.0,
         (top + h - bottom) / 2.0
@@ -185,6 +237,40 @@ mod tests {
         assert!(s.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert_eq!(s.matches("class=\"curve\"").count(), 2);
         assert!(s.contains(">before</text>") && s.contains(">after &lt;fast&gt;</text>"));
-        assert!(s.contains(">99%</text>") && s.contains(">latency (ms)</text>"));
+        assert!(s.contains(">99%</text>") && s.contains(">latency (log scale)</text>"));
+        // 13 µs to 1.172 ms: ticks at 10, 20, 50... µs up to 2 ms.
+        for t in [">10 µs<", ">20 µs<", ">50 µs<", ">100 µs<", ">500 µs<", ">1 ms<", ">2 ms<"] {
+            assert!(s.contains(t), "{t}");
+        }
+        assert!(!s.contains(">5 ms<") && !s.contains(">5 µs<"));
+    }
+
+    #[test]
+    fn latency_ticks_are_1_2_5_and_labels_name_their_unit() {
+        assert_eq!(ticks(0.01, 1.0), vec![0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]);
+        // Many decades: the 1s only.
+        assert_eq!(ticks(0.001, 1000.0), vec![0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]);
+        assert_eq!((round125(0.013, false), round125(1.172, true)), (0.01, 2.0));
+        assert_eq!((round125(0.05, false), round125(0.05, true)), (0.05, 0.05));
+        assert_eq!((round125(7.0, false), round125(7.0, true)), (5.0, 10.0));
+        assert_eq!(label(0.0125), "12.5 µs");
+        assert_eq!(label(2.0), "2 ms");
+        assert_eq!(label(56.25), "56.25 ms");
+        assert_eq!(label(1500.0), "1.5 s");
+    }
+
+    #[test]
+    fn one_slow_maximum_does_not_flatten_the_rest() {
+        // p50 20 µs, p99 100 µs, max 56 ms: on a linear axis p50 and p99
+        // would sit within 1 px of each other; on the log axis they are
+        // far apart.
+        let c = Curve {
+            name: "run".into(),
+            points: vec![(0.5, 0.02), (0.99, 0.1), (1.0, 56.0)],
+        };
+        let s = svg("t", &[c]);
+        let pts = s.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        let ys: Vec<f64> = pts.split(' ').map(|p| p.split(',').nth(1).unwrap().parse().unwrap()).collect();
+        assert!(ys[0] - ys[1] > 50.0, "{ys:?}");
     }
 }
