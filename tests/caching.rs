@@ -78,7 +78,7 @@ fn the_binary_takes_a_policy_and_refuses_an_unknown_one() {
 fn sim_records_and_replays_a_bench_trace() {
     let (_s, p) = spawn_server_and_proxy(&["--capacity", "4", "--policy", "lru"]);
     let file_tmp = TempDir::new("trace");
-    let file = file_tmp.0.clone();
+    let file = file_tmp.join("trace.txt");
     let out = std::process::Command::new(BIN)
         .args([
             "bench",

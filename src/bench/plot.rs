@@ -239,7 +239,15 @@ mod tests {
         assert!(s.contains(">before</text>") && s.contains(">after &lt;fast&gt;</text>"));
         assert!(s.contains(">99%</text>") && s.contains(">latency (log scale)</text>"));
         // 13 µs to 1.172 ms: ticks at 10, 20, 50... µs up to 2 ms.
-        for t in [">10 µs<", ">20 µs<", ">50 µs<", ">100 µs<", ">500 µs<", ">1 ms<", ">2 ms<"] {
+        for t in [
+            ">10 µs<",
+            ">20 µs<",
+            ">50 µs<",
+            ">100 µs<",
+            ">500 µs<",
+            ">1 ms<",
+            ">2 ms<",
+        ] {
             assert!(s.contains(t), "{t}");
         }
         assert!(!s.contains(">5 ms<") && !s.contains(">5 µs<"));
@@ -270,7 +278,10 @@ mod tests {
         };
         let s = svg("t", &[c]);
         let pts = s.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
-        let ys: Vec<f64> = pts.split(' ').map(|p| p.split(',').nth(1).unwrap().parse().unwrap()).collect();
+        let ys: Vec<f64> = pts
+            .split(' ')
+            .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
         assert!(ys[0] - ys[1] > 50.0, "{ys:?}");
     }
 }
