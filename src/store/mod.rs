@@ -1,9 +1,10 @@
 //! The durable table: a write-ahead log of segments, snapshots, a
 //! manifest, and recovery at start-up (`server --data-dir`). The formats
-//! are in `record.rs` and `manifest.rs` (pure); reading a directory back
-//! in `recover.rs`, cutting damage knowingly in `repair.rs` (`tablecache
-//! repair`); this file writes: the log's appends and syncs, snapshots and
-//! the manifest. docs/durability.md has the rules and a picture of a
+//! are in `record.rs` and `manifest.rs` (pure); the directory's files,
+//! its lock and whole-or-nothing writes in `files.rs`; reading a
+//! directory back in `recover.rs`, opening it for a server in `open.rs`,
+//! cutting damage knowingly in `repair.rs` (`tablecache repair`); this
+//! file writes: the log's appends and syncs, snapshots and the manifest. docs/durability.md has the rules and a picture of a
 //! write's path to the disk and back.
 //!
 //! The commit rule: a write is applied to the table and its record put in
@@ -21,21 +22,26 @@
 //! covers. The thread keeps a big table's write off the loop; records
 //! carry sequence numbers, so a crash anywhere in between replays right.
 
+mod files;
 pub mod manifest;
+mod open;
 pub mod record;
 mod recover;
 mod repair;
+pub mod snapshot;
 
 pub use repair::repair;
 
 use crate::reactor::DISK;
 use crate::trace_event;
+use files::{create_segment, segment_name, write_atomically};
 use log::{info, warn};
 use manifest::Manifest;
-use record::{SegmentHeader, Snapshot};
-use std::fs::{self, File, OpenOptions};
+use record::SegmentHeader;
+use snapshot::Snapshot;
+use std::fs::{self, File};
 use std::io::{self, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -137,16 +143,6 @@ pub struct Store {
     pub stats: StoreStats,
 }
 
-/// A segment's file name: its first seq in 16 hex digits, so names sort
-/// in log order.
-fn segment_name(first_seq: u64) -> String {
-    format!("wal-{first_seq:016x}.log")
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// A fresh identity for a new table: random enough to tell two tables
 /// apart (std's hasher keys are random per process).
 fn new_data_id() -> u64 {
@@ -164,47 +160,6 @@ fn new_data_id() -> u64 {
 /// A fresh identity for a table kept in memory (it dies with the process).
 pub fn memory_data_id() -> u64 {
     new_data_id()
-}
-
-/// Writes `bytes` to `dir/name` durably and whole: a temporary file,
-/// synced, renamed into place, and the directory synced. A crash leaves
-/// the old file or the new one, never a part.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, dir.join(name))?;
-    sync_dir(dir)
-}
-
-/// Creates a segment whose first record will be `first_seq`, after the
-/// history sum `sum`, whole (so a crash never leaves a segment without a
-/// header). The manifest must list it before a record goes in.
-fn create_segment(dir: &Path, header: SegmentHeader) -> io::Result<File> {
-    let name = segment_name(header.first_seq);
-    write_atomically(dir, &name, &header.encode())?;
-    // Appends go to the end.
-    OpenOptions::new().append(true).open(dir.join(name))
-}
-
-/// Locks `dir` itself (`flock` on its own descriptor), so that no file
-/// anyone can delete or re-create stands for the lock: one server (or
-/// repair) per directory. Released when the process ends, however it ends.
-fn lock_dir(dir: &Path) -> io::Result<File> {
-    let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
-    fs::create_dir_all(dir).map_err(at)?;
-    let lock = File::open(dir).map_err(at)?;
-    if lock.try_lock().is_err() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{} is in use by another server (it holds the directory's lock)",
-                dir.display()
-            ),
-        ));
-    }
-    Ok(lock)
 }
 
 /// Where a recovered log stands: what [`Store::new`] starts from.

@@ -1,5 +1,6 @@
-//! The bytes on disk, and reading them back: log records, segment
-//! headers, snapshots, and the scan that recovery runs over a segment.
+//! The log's bytes, and reading them back: records, segment headers, the
+//! history sum, and the scan that recovery runs over a segment (the
+//! snapshot's bytes are in snapshot.rs, the manifest's in manifest.rs).
 //! Pure code (docs/durability.md draws the formats).
 //!
 //! All integers are little-endian. A record:
@@ -12,8 +13,6 @@
 //!
 //! A segment (`wal-<first seq, 16 hex digits>.log`) opens with a header:
 //! `"TCWAL02\n" | size u64 | data id u64 | first seq u64 | sum u64 | crc u32`.
-//! A snapshot: `"TCSNAP2\n" | size u64 | data id u64 | seq u64 | sum u64 |
-//! size × value i64 | crc u32` over everything before the crc.
 //!
 //! The **history sum** names a history, not a table: a hash chained over
 //! the payload of every write since the table began ([`chain`]). A
@@ -28,10 +27,9 @@ use std::fmt;
 /// Bytes of a segment header.
 pub const SEGMENT_HEADER: usize = 8 + 8 + 8 + 8 + 8 + 4;
 const SEGMENT_MAGIC: &[u8; 8] = b"TCWAL02\n";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"TCSNAP2\n";
 /// What the first format (before history sums and the manifest) began its
 /// files with: recognised only to say so.
-const FORMAT_1: [&[u8; 8]; 2] = [b"TCWAL01\n", b"TCSNAP1\n"];
+pub(super) const FORMAT_1: [&[u8; 8]; 2] = [b"TCWAL01\n", b"TCSNAP1\n"];
 /// Why a file of the first format is refused.
 pub const FORMAT_1_WHY: &str = "written by an earlier tablecache (data format 1, without history sums or a manifest), which this one does not read: start this server on a new directory (docs/durability.md, \"Formats\")";
 /// Bytes before a record's payload.
@@ -141,11 +139,11 @@ fn seal(out: &mut [u8], start: usize) {
     out[start + 4..start + 8].copy_from_slice(&crc);
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+pub(super) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+pub(super) fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
@@ -370,71 +368,6 @@ pub fn scan_segment(b: &[u8]) -> Result<Scan, Damage> {
         }
     };
     Ok(Scan { header, records, end })
-}
-
-/// A snapshot's content.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    /// The data's identity.
-    pub data_id: u64,
-    /// The seq of the last write it holds.
-    pub seq: u64,
-    /// The history sum at that write.
-    pub sum: u64,
-    /// The table.
-    pub values: Vec<i64>,
-}
-
-/// Bytes of a snapshot before its values.
-const SNAPSHOT_HEADER: usize = 8 + 8 + 8 + 8 + 8;
-
-impl Snapshot {
-    /// The file's bytes.
-    pub fn encode(data_id: u64, seq: u64, sum: u64, values: &[i64]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(SNAPSHOT_HEADER + 4 + values.len() * 8);
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        for v in [values.len() as u64, data_id, seq, sum] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in values {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
-    }
-
-    /// Reads a snapshot; any fault is damage (a snapshot is written whole
-    /// and renamed into place, so it is never torn).
-    pub fn decode(b: &[u8]) -> Result<Snapshot, Damage> {
-        let bad = |offset, why: &str| Damage {
-            offset,
-            why: why.to_string(),
-        };
-        if FORMAT_1.iter().any(|m| b.get(..8) == Some(&m[..])) {
-            return Err(bad(0, FORMAT_1_WHY));
-        }
-        if b.get(..8) != Some(SNAPSHOT_MAGIC) {
-            return Err(bad(0, "not a tablecache snapshot"));
-        }
-        let size = u64_at(b, 8).ok_or_else(|| bad(8, "cut short"))? as usize;
-        let end = size
-            .checked_mul(8)
-            .and_then(|v| v.checked_add(SNAPSHOT_HEADER))
-            .filter(|&e| e.checked_add(4) == Some(b.len()))
-            .ok_or_else(|| bad(8, "its length does not match its table size"))?;
-        if u32_at(b, end) != Some(crc32fast::hash(&b[..end])) {
-            return Err(bad(end, "checksum mismatch"));
-        }
-        Ok(Snapshot {
-            data_id: u64_at(b, 16).unwrap_or(0),
-            seq: u64_at(b, 24).unwrap_or(0),
-            sum: u64_at(b, 32).unwrap_or(0),
-            values: (0..size)
-                .map(|k| u64_at(b, SNAPSHOT_HEADER + 8 * k).unwrap_or(0) as i64)
-                .collect(),
-        })
-    }
 }
 
 /// Applies a replayed write to the values (indices outside are ignored:
@@ -708,21 +641,5 @@ mod tests {
             "{:?}",
             s.end
         );
-    }
-
-    #[test]
-    fn snapshots_round_trip_and_any_flipped_byte_is_caught() {
-        let b = Snapshot::encode(42, 17, 5, &[1, -2, 3]);
-        let s = Snapshot::decode(&b).unwrap();
-        assert_eq!(
-            (s.data_id, s.seq, s.sum, s.values.as_slice()),
-            (42, 17, 5, &[1i64, -2, 3][..])
-        );
-        for k in 0..b.len() {
-            let mut c = b.clone();
-            c[k] ^= 0x10;
-            assert!(Snapshot::decode(&c).is_err(), "byte {k}");
-        }
-        assert!(Snapshot::decode(&b[..b.len() - 1]).is_err());
     }
 }

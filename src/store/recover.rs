@@ -1,15 +1,15 @@
-//! Reading a data directory back: the manifest, the latest snapshot, and
-//! every record of the log after it, up to the first fault (`read`);
-//! and opening it for a server (`Store::open`), which cuts junk at the
-//! very end of the newest segment and refuses every other fault, naming
-//! `tablecache repair` (repair.rs). docs/durability.md, "Recovery".
+//! Reading a data directory back, without changing it: the manifest,
+//! the latest snapshot, and every record of the log after it, up to the
+//! first fault (`read`). A server's start (open.rs) and a repair
+//! (repair.rs) decide what to do with the fault. docs/durability.md,
+//! "Recovery".
 
+use super::files::{list_segments, segment_name};
 use super::manifest::{self, Manifest};
-use super::record::{self, Damage, End, Snapshot, FORMAT_1_WHY};
-use super::{create_segment, lock_dir, new_data_id, segment_name, Store, StoreConfig, Tip};
-use log::{info, warn};
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write as _};
+use super::record::{self, Damage, End, FORMAT_1_WHY};
+use super::snapshot::Snapshot;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Where reading the log stopped before its end.
@@ -82,45 +82,6 @@ pub(super) fn zeros(n: u64) -> io::Result<Vec<i64>> {
     })?;
     v.resize(n as usize, 0);
     Ok(v)
-}
-
-/// The segments in `dir`, in log order.
-pub(super) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut segs = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        // Exactly the names the server gives: 16 hex digits.
-        let first = name
-            .strip_prefix("wal-")
-            .and_then(|n| n.strip_suffix(".log"))
-            .filter(|hex| hex.len() == 16)
-            .and_then(|hex| u64::from_str_radix(hex, 16).ok());
-        if let Some(first) = first {
-            segs.push((first, entry.path()));
-        }
-    }
-    segs.sort();
-    Ok(segs)
-}
-
-/// Deletes the unfinished files of a crash: a snapshot, a segment or a
-/// manifest being written (`snapshot.tmp`, `wal-….log.tmp`,
-/// `MANIFEST.tmp`; no other file, should the directory hold others).
-pub(super) fn remove_unfinished(dir: &Path) -> io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str().and_then(|n| n.strip_suffix(".tmp")) else {
-            continue;
-        };
-        let ours = name == "snapshot" || name == manifest::NAME || (name.starts_with("wal-") && name.ends_with(".log"));
-        if ours {
-            fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
 }
 
 /// The snapshot, if there is one; damage is an error (a snapshot is
@@ -396,183 +357,4 @@ fn unlisted(on_disk: &[(u64, PathBuf)], m: &Manifest, snapshot_seq: u64) -> io::
         }
     }
     Ok((leftovers, strays))
-}
-
-/// A path in `dir/cut/` for `name` that holds nothing yet (`name`, else
-/// `name.2`, `name.3`...): a second cut never overwrites the first.
-pub(super) fn cut_path(dir: &Path, name: &str) -> io::Result<PathBuf> {
-    let cut = dir.join("cut");
-    fs::create_dir_all(&cut)?;
-    let mut path = cut.join(name);
-    let mut n = 1;
-    while path.exists() {
-        n += 1;
-        path = cut.join(format!("{name}.{n}"));
-    }
-    Ok(path)
-}
-
-/// Copies `bytes` (cut from the log) to `dir/cut/name`, synced, and
-/// returns its path: nothing removed from the log is destroyed.
-pub(super) fn keep_copy(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
-    let path = cut_path(dir, name)?;
-    let cut = dir.join("cut");
-    let mut f = fs::File::create(&path)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    super::sync_dir(&cut)?;
-    Ok(path)
-}
-
-/// Cuts a segment at `at`, keeping a copy of what was cut; how many bytes,
-/// and where the copy is.
-pub(super) fn cut_segment(dir: &Path, path: &Path, at: usize) -> io::Result<(usize, PathBuf)> {
-    let bytes = fs::read(path)?;
-    let name = format!("{}.from-{at}", path.file_name().unwrap_or_default().to_string_lossy());
-    let copy = keep_copy(dir, &name, &bytes[at.min(bytes.len())..])?;
-    let f = OpenOptions::new().write(true).open(path)?;
-    f.set_len(at as u64)?;
-    f.sync_all()?;
-    Ok((bytes.len().saturating_sub(at), copy))
-}
-
-impl Store {
-    /// Opens (or creates) the table in `cfg.dir` with `size` entries and
-    /// recovers it: the latest snapshot, then every later record of the
-    /// log. Junk after the last record of the newest segment is cut (and
-    /// kept in `cut/`); every other fault is an error naming the file, the
-    /// offset and `tablecache repair`.
-    pub fn open(cfg: &StoreConfig, size: u64) -> io::Result<(Store, Vec<i64>)> {
-        let dir = cfg.dir.as_path();
-        let lock = lock_dir(dir)?;
-        remove_unfinished(dir)?;
-        // No manifest and no snapshot, and no segment with a record: a new
-        // directory, or one whose first start was killed before its first
-        // manifest (leaving a segment header alone).
-        let segs = list_segments(dir)?;
-        let mut fresh = !dir.join(manifest::NAME).exists() && !dir.join("snapshot").exists();
-        for (_, path) in &segs {
-            fresh &= fs::metadata(path)?.len() <= record::SEGMENT_HEADER as u64;
-        }
-        if fresh {
-            for (_, path) in &segs {
-                fs::remove_file(path)?;
-            }
-            // The memory first: a table that cannot be had leaves no files.
-            let values = zeros(size)?;
-            let store = Store::create(cfg, lock, size, new_data_id(), (0, 0), vec![])?;
-            info!("server: new table of {size} entries in {}", dir.display());
-            return Ok((store, values));
-        }
-        let mut r = read(dir, Some((size, cfg.resize)), false)?;
-        if let Some(f) = r.fault.take() {
-            match (f.junk, f.offset) {
-                (true, Some(at)) => {
-                    let (n, copy) = cut_segment(dir, &f.path, at)?;
-                    warn!(
-                        "server: cut {n} bytes after the last record of {} at byte {at} (what a crash mid-append leaves; that write was never acknowledged); a copy is in {}",
-                        f.path.display(),
-                        copy.display()
-                    );
-                }
-                _ => return Err(refuse(dir, &f)),
-            }
-        }
-        if let Some(stray) = r.strays.first() {
-            return Err(refusal(format_args!(
-                "{}: a segment with records that the manifest does not list; refusing to start: `tablecache repair {}` moves it to cut/",
-                stray.display(),
-                dir.display()
-            )));
-        }
-        for path in &r.leftovers {
-            fs::remove_file(path)?;
-            info!("server: removed {}, left by a crash", path.display());
-        }
-        let stored = r.size;
-        let mut store = Store::reopen(cfg, lock, &r)?;
-        store.stats.replayed = r.replayed;
-        store.segment_bytes = store.file.metadata()?.len();
-        let mut values = r.values;
-        if stored != size {
-            values.resize(size as usize, 0);
-            store.size = size;
-            store.write_snapshot_now(&values)?;
-            warn!("server: table resized from {stored} to {size} entries");
-        }
-        info!(
-            "server: recovered {} entries from {} ({} records replayed, last write {})",
-            values.len(),
-            dir.display(),
-            r.replayed,
-            r.seq
-        );
-        Ok((store, values))
-    }
-
-    /// A store for a new table, or one whose segments were all cut: a
-    /// first segment after `(seq, sum)`, listed in a new manifest.
-    fn create(
-        cfg: &StoreConfig,
-        lock: fs::File,
-        size: u64,
-        data_id: u64,
-        (seq, sum): (u64, u64),
-        older: Vec<(u64, PathBuf)>,
-    ) -> io::Result<Store> {
-        let header = record::SegmentHeader {
-            size,
-            data_id,
-            first_seq: seq + 1,
-            sum,
-        };
-        let file = create_segment(&cfg.dir, header)?;
-        let tip = Tip {
-            size,
-            data_id,
-            seq,
-            sum,
-            snapshot_seq: 0,
-            file,
-            first: seq + 1,
-            older,
-        };
-        let store = Store::new(cfg, lock, tip);
-        store.write_manifest()?;
-        Ok(store)
-    }
-
-    /// A store that appends to the newest segment read (or a new one).
-    fn reopen(cfg: &StoreConfig, lock: fs::File, r: &Replayed) -> io::Result<Store> {
-        let m = &r.manifest;
-        let Some(((first, path), older)) = r.segments.split_last() else {
-            let mut store = Store::create(cfg, lock, r.size, m.data_id, (r.seq, r.sum), vec![])?;
-            store.snapshot_seq = m.snapshot;
-            store.write_manifest()?;
-            return Ok(store);
-        };
-        let tip = Tip {
-            size: r.size,
-            data_id: m.data_id,
-            seq: r.seq,
-            sum: r.sum,
-            snapshot_seq: m.snapshot,
-            file: OpenOptions::new().append(true).open(path)?,
-            first: *first,
-            older: older.to_vec(),
-        };
-        Ok(Store::new(cfg, lock, tip))
-    }
-}
-
-/// Why a start refuses a fault, and what to do about it.
-fn refuse(dir: &Path, f: &Fault) -> io::Error {
-    let place = match f.offset {
-        Some(at) => format!("{}: damaged at byte {at}: {}", f.path.display(), f.why),
-        None => format!("{}: {}", f.path.display(), f.why),
-    };
-    refusal(format_args!(
-        "{place}; refusing to start: `tablecache repair {}` cuts the log there (keeping a copy of what it cuts and saying what is lost), or restore the directory from a backup (docs/durability.md, \"Recovery\")",
-        dir.display()
-    ))
 }

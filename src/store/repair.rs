@@ -7,9 +7,9 @@
 //! `redis-check-aof --fix`: the server itself never guesses past a fault
 //! a crash cannot leave. docs/durability.md, "Repair".
 
+use super::files::{cut_path, cut_segment, lock_dir, remove_unfinished, segment_name, write_atomically};
 use super::manifest::{self, Manifest};
 use super::recover::{self, Fault, Replayed};
-use super::{lock_dir, write_atomically};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ pub fn repair(dir: &Path) -> io::Result<Vec<String>> {
         return Err(recover::refusal(format_args!("{}: no such directory", dir.display())));
     }
     let _lock = lock_dir(dir)?;
-    recover::remove_unfinished(dir)?;
+    remove_unfinished(dir)?;
     let mut r = recover::read(dir, None, true)?;
     let mut said = Vec::new();
     if r.rebuilt {
@@ -32,7 +32,7 @@ pub fn repair(dir: &Path) -> io::Result<Vec<String>> {
     // Segments the manifest lists that are gone: a loss only if they held
     // writes past what the files found hold.
     for &first in &r.missing {
-        let name = super::segment_name(first);
+        let name = segment_name(first);
         if first > r.seq && fault.is_none() {
             said.push(format!(
                 "{name} is missing (the manifest lists it): the writes from {first} on are lost"
@@ -73,7 +73,7 @@ fn name(path: &Path) -> String {
 
 /// Moves `path` into `dir/cut/`.
 fn move_to_cut(dir: &Path, path: &Path) -> io::Result<PathBuf> {
-    let to = recover::cut_path(dir, &name(path))?;
+    let to = cut_path(dir, &name(path))?;
     fs::rename(path, &to)?;
     Ok(to)
 }
@@ -116,7 +116,7 @@ fn cut_at(dir: &Path, f: &Fault, said: &mut Vec<String>) -> io::Result<()> {
             ));
         }
         Some(at) => {
-            let (n, copy) = recover::cut_segment(dir, &f.path, at)?;
+            let (n, copy) = cut_segment(dir, &f.path, at)?;
             said.push(format!(
                 "cut {n} bytes from {} at byte {at} ({}); a copy is in {}",
                 name(&f.path),
