@@ -2,12 +2,120 @@
 //! JSON line, and the probes it takes around the run (CPU time, a proxy's
 //! hit and miss counts).
 
-use super::{BenchConfig, Dist, Report};
+use super::wire::ErrorKind;
+use super::{BenchConfig, Dist};
 use crate::client::Client;
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Replies received in the measured window.
+    pub requests: u64,
+    /// Of those, the ones that failed, by kind (a CODE other than 200,
+    /// an error reply, a timeout...).
+    pub errors: BTreeMap<ErrorKind, u64>,
+    /// Why the run stopped before its end (interrupted, a silent target).
+    pub stopped: Option<String>,
+    /// The target answered in another protocol: what it looks like.
+    pub foreign: Option<String>,
+    /// Connections closed and opened again.
+    pub reconnects: u64,
+    /// Measured window, seconds.
+    pub elapsed: f64,
+    /// Latency percentiles, microseconds: p50, p90, p99, p99.9, p99.99, max.
+    pub latency_us: [u64; 6],
+    /// Proxy hit ratio over the run (from STS), when the target is a proxy.
+    pub hit_ratio: Option<f64>,
+    /// Open loop: p99 of the generator's own send lag (µs), i.e. how late
+    /// it sent requests that had a free connection.
+    pub send_lag_p99_us: Option<u64>,
+    /// Open loop: measured requests that had to wait for a connection with
+    /// room (every connection was at its pipeline limit when they were due).
+    pub backlogged: u64,
+    /// CPU time the generator used, as a fraction of the wall time.
+    pub cpu: Option<f64>,
+    /// With `BenchConfig::record`: every index read (GET, ADD), in the
+    /// order requested — a trace for `tablecache sim`.
+    pub recorded: Vec<i64>,
+    /// Per operation in the mix: its own count, errors and percentiles.
+    pub by_op: Vec<OpStats>,
+    /// Every measured latency (µs), for `--hdr-out`.
+    pub histogram: Histogram<u64>,
+}
+
+/// One operation's share of a run.
+#[derive(Debug, Clone)]
+pub struct OpStats {
+    /// `get`, `put` or `add`.
+    pub op: &'static str,
+    /// Replies measured.
+    pub requests: u64,
+    /// Of those, errors.
+    pub errors: u64,
+    /// p50, p90, p99, p99.9, p99.99, max (µs).
+    pub latency_us: [u64; 6],
+}
+
+/// p50, p90, p99, p99.9, p99.99 and max of `h` (zeros when empty).
+pub(super) fn percentiles(h: &Histogram<u64>) -> [u64; 6] {
+    if h.is_empty() {
+        return [0; 6];
+    }
+    let q = |x: f64| h.value_at_quantile(x);
+    [q(0.5), q(0.9), q(0.99), q(0.999), q(0.9999), h.max()]
+}
+
+impl Report {
+    /// Total errors.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Errors over requests (0 when there were none).
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.error_count() as f64 / self.requests as f64
+        }
+    }
+
+    /// Replies per second.
+    pub fn throughput(&self) -> f64 {
+        if self.elapsed > 0.0 {
+            self.requests as f64 / self.elapsed
+        } else {
+            0.0
+        }
+    }
+
+    /// True when the generator, not the target, may have limited the run.
+    pub fn generator_fell_behind(&self) -> bool {
+        self.send_lag_p99_us.is_some_and(|l| l > 1000)
+    }
+}
+
+/// A short name for a run (its target, shape, loop and rate, and mix),
+/// for a curve's legend.
+pub fn report_title(cfg: &BenchConfig) -> String {
+    let run = match cfg.rate {
+        Some(r) => format!("open loop at {r} req/s"),
+        None => "closed loop".into(),
+    };
+    format!(
+        "{} {}x{} {run} {}",
+        targets_text(&cfg.connect),
+        cfg.connections,
+        cfg.pipeline,
+        mix_text(&cfg.mix)
+    )
+}
 
 /// CPU seconds this process has used (from /proc; `None` elsewhere).
 pub(super) fn cpu_seconds() -> Option<f64> {
