@@ -599,6 +599,8 @@ mod tests {
         for cut in 0..SEGMENT_HEADER {
             assert!(SegmentHeader::decode(&b[..cut]).is_err(), "cut at {cut}");
         }
+        // A header alone (a new segment) is whole.
+        assert_eq!(SegmentHeader::decode(&b[..SEGMENT_HEADER]).map(|h| h.first_seq), Ok(1));
         // The first format is named as such.
         let mut old = segment(1, &three());
         old[..8].copy_from_slice(b"TCWAL01\n");
