@@ -3,8 +3,9 @@
 //! its peers whatever it serves — the accept loop and connection limit, the
 //! read → parse → reply pump, backpressure, idle timeouts and graceful stop.
 //!
-//! What a message *means* is the [`Service`]'s business (`server.rs`,
-//! `proxy.rs`); this file never looks inside a message.
+//! What a message *means* is the [`Service`]'s business
+//! (`server/service.rs`, `proxy/service.rs`); this file never looks inside
+//! a message.
 //!
 //! The pump for one connection, on a READABLE event:
 //!

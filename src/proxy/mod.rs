@@ -30,6 +30,10 @@
 //! - [`service`]: the handlers: parse, decide, queue, and `complete` an
 //!   upstream answer into the cache and a reply;
 //! - [`decide`]: hit or fetch, pure;
+//! - [`reads`]: the reads waiting on a fetch, and coalescing others onto
+//!   it, pure;
+//! - [`lease`]: the session with the server (lease, renewal, refusal,
+//!   resume), one state machine, pure;
 //! - [`pending`]: the client slots and the in-flight request, pure;
 //! - [`upstream`]: the server connection; answers leave it as events;
 //! - [`stats`]: STS and DMP;

@@ -57,8 +57,9 @@ impl Slots {
         self.slots.len()
     }
 
-    /// Requests of this client still to take effect upstream. A request
-    /// arriving now takes effect after them (the per-connection order).
+    /// Requests of this client still to take effect upstream (what the
+    /// tests look at; the node asks [`Slots::behind`]).
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.waiting
     }

@@ -11,9 +11,9 @@
 //! keepalive, a bare reply's end), `drain.rs` (an old connection the
 //! server may still be reading).
 //!
-//! One ordered connection is what makes the cache safe (trap 1 of
-//! docs/architecture.md): a fetch's reply is applied before the reply of a
-//! PUT sent after it. A pool of connections would reopen that gap.
+//! One ordered connection is what makes the cache safe (point 1 of
+//! docs/architecture.md, "Why the proxy is linearizable"): a fetch's reply
+//! is applied before the reply of a PUT sent after it. A pool of connections would reopen that gap.
 
 mod drain;
 mod read;
