@@ -2,10 +2,13 @@
 //! connection and when (closed loop: refill; open loop: the schedule).
 //! Reading the replies back is in replies.rs.
 
-use super::wire::ErrorKind;
+use super::report::{self, cpu_seconds, percentiles, proxy_counts, OpStats, Report};
+use super::wire::{self, ErrorKind};
 use super::{BenchConfig, Dist};
 use crate::buffer::Buffer;
 use crate::conn::{Conn, State, WriteOutcome};
+use crate::reactor::poll as poll_retry;
+use mio::{Events, Token};
 
 /// Longest reply the generator takes (its requests are small).
 pub(super) const MAX_REPLY: usize = 1 << 20;
@@ -308,5 +311,139 @@ pub(super) fn op_slot(op: Op) -> usize {
         Op::Put => 1,
         Op::Add => 2,
         _ => 0,
+    }
+}
+
+impl Bench {
+    /// A run's state, its connections started (not yet connected).
+    pub(super) fn new(cfg: BenchConfig) -> io::Result<Bench> {
+        let poll = Poll::new()?;
+        let mut conns = Slab::with_capacity(cfg.connections);
+        let now = Instant::now();
+        for i in 0..cfg.connections {
+            let entry = conns.vacant_entry();
+            let token = Token(entry.key());
+            let c = Conn::connect(
+                cfg.connect[i % cfg.connect.len()],
+                token,
+                1,
+                "bench",
+                poll.registry(),
+                now,
+                Outstanding::default(),
+            )?;
+            entry.insert(c);
+        }
+        Ok(Bench {
+            keys: Keys::new(cfg.keys, &cfg.dist),
+            rng: Rng(cfg.seed | 1),
+            cfg,
+            poll,
+            conns,
+            scratch: Buffer::with_capacity(crate::conn::READ_CHUNK),
+            ind: Vec::new(),
+            data: Vec::new(),
+            hist: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| invalid(e.to_string()))?,
+            by_op: [(); 3].map(|()| Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
+            op_errors: [0; 3],
+            lag: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| invalid(e.to_string()))?,
+            errors: BTreeMap::new(),
+            measured: 0,
+            sent: 0,
+            recorded: Vec::new(),
+            measure_from: now,
+            end: now,
+            sched_start: now,
+            next_k: 0,
+            free_since: None,
+            backlogged: 0,
+            cursor: 0,
+            dead: 0,
+            outcomes: Vec::new(),
+            answered: 0,
+            last_reply: now,
+            next_check: now,
+            reconnects: 0,
+            foreign: None,
+            stopped: None,
+            enc: wire::Encoder::default(),
+        })
+    }
+
+    /// Waits until every connection is connected (10 s at most); one
+    /// that cannot be is an error before anything is measured.
+    pub(super) fn connect_all(&mut self, events: &mut Events) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self
+            .conns
+            .iter()
+            .any(|(_, c)| matches!(c.state(), State::Connecting { .. }))
+        {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "connecting timed out"));
+            }
+            poll_retry(&mut self.poll, events, Some(deadline - now))?;
+            for ev in events.iter() {
+                self.ready(ev.token(), ev, now);
+            }
+        }
+        if self.dead > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("cannot connect to {}", report::targets_text(&self.cfg.connect)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The report of the run that ended: `before`, the proxy's counts
+    /// before it; `cpu0`, the CPU seconds then; `wall`, its length.
+    pub(super) fn report(&mut self, before: Option<(u64, u64)>, cpu0: Option<f64>, wall: f64) -> Report {
+        let cpu = match (cpu0, cpu_seconds()) {
+            (Some(a), Some(z)) if wall > 0.0 => Some((z - a) / wall),
+            _ => None,
+        };
+        // Not asked of a target that answered nothing.
+        let after = before.and_then(|_| proxy_counts(&self.cfg.connect, self.cfg.timeout));
+        let hit_ratio = match (before, after) {
+            (Some((h0, m0)), Some((h1, m1))) if (h1 + m1) > (h0 + m0) => {
+                Some((h1 - h0) as f64 / ((h1 - h0) + (m1 - m0)) as f64)
+            }
+            _ => None,
+        };
+        let by_op = ["get", "put", "add"]
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| self.cfg.mix[k] > 0)
+            .map(|(k, &op)| OpStats {
+                op,
+                requests: self.by_op[k].len(),
+                errors: self.op_errors[k],
+                latency_us: percentiles(&self.by_op[k]),
+            })
+            .collect();
+        Report {
+            requests: self.measured,
+            errors: std::mem::take(&mut self.errors),
+            elapsed: self.end.saturating_duration_since(self.measure_from).as_secs_f64(),
+            stopped: self.stopped.take(),
+            foreign: self.foreign.take(),
+            reconnects: self.reconnects,
+            latency_us: percentiles(&self.hist),
+            hit_ratio,
+            send_lag_p99_us: self.cfg.rate.map(|_| {
+                if self.lag.is_empty() {
+                    0
+                } else {
+                    self.lag.value_at_quantile(0.99)
+                }
+            }),
+            backlogged: self.backlogged,
+            cpu,
+            recorded: std::mem::take(&mut self.recorded),
+            by_op,
+            histogram: self.hist.clone(),
+        }
     }
 }

@@ -37,15 +37,10 @@ pub mod wire;
 pub use pacer::{next_pass, DEFAULT_SEND_INTERVAL};
 pub use report::{hdr_text, json, print, print_quiet, render, report_title, OpStats, Report};
 
-use crate::buffer::Buffer;
-use crate::conn::{Conn, State};
 use crate::reactor::poll as poll_retry;
-use hdrhistogram::Histogram;
-use load::{invalid, Bench, Keys, Outstanding, Rng};
-use mio::{Events, Poll, Token};
-use report::{cpu_seconds, percentiles, proxy_counts};
-use slab::Slab;
-use std::collections::BTreeMap;
+use load::{invalid, Bench};
+use mio::Events;
+use report::{cpu_seconds, proxy_counts};
 use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -194,82 +189,11 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         Protocol::Line => proxy_counts(&cfg.connect, cfg.timeout),
         _ => None,
     };
-    let poll = Poll::new()?;
-    let mut conns = Slab::with_capacity(cfg.connections);
-    let now = Instant::now();
-    for i in 0..cfg.connections {
-        let entry = conns.vacant_entry();
-        let token = Token(entry.key());
-        let c = Conn::connect(
-            cfg.connect[i % cfg.connect.len()],
-            token,
-            1,
-            "bench",
-            poll.registry(),
-            now,
-            Outstanding::default(),
-        )?;
-        entry.insert(c);
-    }
-    let mut b = Bench {
-        keys: Keys::new(cfg.keys, &cfg.dist),
-        rng: Rng(cfg.seed | 1),
-        cfg,
-        poll,
-        conns,
-        scratch: Buffer::with_capacity(crate::conn::READ_CHUNK),
-        ind: Vec::new(),
-        data: Vec::new(),
-        hist: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| invalid(e.to_string()))?,
-        by_op: [(); 3].map(|()| Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")),
-        op_errors: [0; 3],
-        lag: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| invalid(e.to_string()))?,
-        errors: BTreeMap::new(),
-        measured: 0,
-        sent: 0,
-        recorded: Vec::new(),
-        measure_from: now,
-        end: now,
-        sched_start: now,
-        next_k: 0,
-        free_since: None,
-        backlogged: 0,
-        cursor: 0,
-        dead: 0,
-        outcomes: Vec::new(),
-        answered: 0,
-        last_reply: now,
-        next_check: now,
-        reconnects: 0,
-        foreign: None,
-        stopped: None,
-        enc: wire::Encoder::default(),
-    };
+    let mut b = Bench::new(cfg)?;
     // Ctrl-C ends the run with a report of what was measured.
     let mut signals = crate::reactor::signals::Signals::register(b.poll.registry())?;
     let mut events = Events::with_capacity(1024);
-    // Connect everything first.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while b
-        .conns
-        .iter()
-        .any(|(_, c)| matches!(c.state(), State::Connecting { .. }))
-    {
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "connecting timed out"));
-        }
-        poll_retry(&mut b.poll, &mut events, Some(deadline - now))?;
-        for ev in events.iter() {
-            b.ready(ev.token(), ev, now);
-        }
-    }
-    if b.dead > 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            format!("cannot connect to {}", report::targets_text(&b.cfg.connect)),
-        ));
-    }
+    b.connect_all(&mut events)?;
     let start = Instant::now();
     b.last_reply = start;
     b.sched_start = start;
@@ -437,55 +361,12 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         }
     }
     let wall = b.end.min(Instant::now()).saturating_duration_since(start).as_secs_f64();
-    let cpu = match (cpu0, cpu_seconds()) {
-        (Some(a), Some(z)) if wall > 0.0 => Some((z - a) / wall),
-        _ => None,
-    };
-    // Not asked of a target that answered nothing.
-    let after = before.and_then(|_| proxy_counts(&b.cfg.connect, b.cfg.timeout));
-    let hit_ratio = match (before, after) {
-        (Some((h0, m0)), Some((h1, m1))) if (h1 + m1) > (h0 + m0) => {
-            Some((h1 - h0) as f64 / ((h1 - h0) + (m1 - m0)) as f64)
-        }
-        _ => None,
-    };
-    let by_op = ["get", "put", "add"]
-        .iter()
-        .enumerate()
-        .filter(|&(k, _)| b.cfg.mix[k] > 0)
-        .map(|(k, &op)| OpStats {
-            op,
-            requests: b.by_op[k].len(),
-            errors: b.op_errors[k],
-            latency_us: percentiles(&b.by_op[k]),
-        })
-        .collect();
-    Ok(Report {
-        requests: b.measured,
-        errors: b.errors,
-        elapsed: b.end.saturating_duration_since(b.measure_from).as_secs_f64(),
-        stopped: b.stopped.take(),
-        foreign: b.foreign.take(),
-        reconnects: b.reconnects,
-        latency_us: percentiles(&b.hist),
-        hit_ratio,
-        send_lag_p99_us: b.cfg.rate.map(|_| {
-            if b.lag.is_empty() {
-                0
-            } else {
-                b.lag.value_at_quantile(0.99)
-            }
-        }),
-        backlogged: b.backlogged,
-        cpu,
-        recorded: std::mem::take(&mut b.recorded),
-        by_op,
-        histogram: b.hist.clone(),
-    })
+    Ok(b.report(before, cpu0, wall))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::load::{Keys, Rng};
     use super::*;
 
     #[test]
