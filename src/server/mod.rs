@@ -10,7 +10,9 @@
 mod backlog;
 pub mod departed;
 pub mod leases;
+mod report;
 mod service;
+mod session;
 
 pub use backlog::{BACKLOG_MAX_BYTES, CHUNK as BACKLOG_CHUNK_BYTES, UNTRUSTED_BACKLOGS_MAX_BYTES};
 

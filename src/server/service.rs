@@ -5,36 +5,34 @@
 
 use super::backlog::{Backlog, Entry, UNTRUSTED_BACKLOGS_MAX_BYTES};
 use super::leases::{HolderId, Leases, Parked};
-use super::DUMP_MAX;
 use crate::buffer::Buffer;
 use crate::conn::Conn;
-use crate::framing::Framing;
 use crate::frontend::{FrontInfo, Service};
 use crate::peer::Secret;
-use crate::proto::{encode_error, encode_field, encode_request, put_list, Op, Problem, Request};
+use crate::proto::{encode_error, encode_request, put_list, Op, Problem, Request};
 use crate::store::Store;
 use crate::table::Table;
 use crate::trace_event;
-use log::{debug, warn};
+use log::debug;
 use std::time::Instant;
 
 /// Per-operation counters.
 #[derive(Debug, Default, Clone)]
-struct Counters {
-    ops: [u64; Op::ALL.len()],
-    errors: std::collections::BTreeMap<u16, u64>,
+pub(super) struct Counters {
+    pub(super) ops: [u64; Op::ALL.len()],
+    pub(super) errors: std::collections::BTreeMap<u16, u64>,
 }
 
 /// What the server keeps per connection.
 #[derive(Debug, Default)]
 pub struct ServerConn {
     /// Set once the peer asked for a lease: it is a proxy.
-    holder: Option<HolderId>,
+    pub(super) holder: Option<HolderId>,
     /// A write of this connection waits for invalidations.
     parked: bool,
     /// A refused LEASE of this connection was logged (once is enough: a
     /// refused proxy asks again every second).
-    refusal_logged: bool,
+    pub(super) refusal_logged: bool,
     /// What arrived behind the parked write, in order: it takes effect
     /// after the write. An ACK takes effect at once (the proxy applied
     /// those invalidations before sending it, and another write may be
@@ -49,23 +47,23 @@ pub struct ServerConn {
 
 /// The table and the service that applies requests to it.
 pub(super) struct Core {
-    table: Table,
-    req: Request,
-    counters: Counters,
+    pub(super) table: Table,
+    pub(super) req: Request,
+    pub(super) counters: Counters,
     /// Which proxy may hold what, and the writes waiting on them.
     pub(super) leases: Leases,
-    nocache: Vec<i64>,
+    pub(super) nocache: Vec<i64>,
     /// The log, with `--data-dir` (docs/durability.md).
     pub(super) store: Option<Store>,
     /// Connections whose replies wait for this pass's log commit.
     pub(super) held: Vec<(usize, u64)>,
     /// The table's identity and the seq of its last write: from the store,
     /// or for a table in memory, fresh at start and counted here.
-    data_id: u64,
+    pub(super) data_id: u64,
     mem_seq: u64,
     /// The peer secret (`--peer-secret-file`); without one, only loopback
     /// peers may hold leases.
-    secret: Option<Secret>,
+    pub(super) secret: Option<Secret>,
     /// Output a connection's backlog is run into at most (the frontend's
     /// `max_pending_output`).
     max_output: usize,
@@ -206,7 +204,7 @@ impl Core {
     /// The history sum after it: a durable table's only. A table in memory
     /// has a new identity at every start and never rewinds within one, so
     /// its identity and write count already name its history.
-    fn history_sum(&self) -> Option<u64> {
+    pub(super) fn history_sum(&self) -> Option<u64> {
         self.store.as_ref().map(Store::sum)
     }
 
@@ -275,17 +273,6 @@ impl Core {
         ran
     }
 
-    /// Applies an ACK of the request's SEQ and encodes its reply.
-    fn ack(&mut self, holder: Option<HolderId>, out: &mut Buffer, now: Instant) -> Result<(), Problem> {
-        let id = holder.ok_or(Problem::NoLease)?;
-        self.leases.ack(id, self.req.seq)?;
-        self.leases.granted(id, now);
-        out.extend(b"OP=ACK");
-        encode_field(out, "SEQ", &self.req.seq);
-        out.extend(b";CODE=200");
-        Ok(())
-    }
-
     /// Answers the parsed request into the connection's output (without
     /// the terminator), or parks it (a write that must wait).
     fn answer(&mut self, conn: &mut Conn<ServerConn>, front: &FrontInfo, now: Instant) -> Result<(), Problem> {
@@ -294,78 +281,7 @@ impl Core {
         match self.req.op {
             Op::Sts => self.encode_stats(out, front),
             Op::Dmp => self.encode_dump(out),
-            Op::Lease => {
-                if self.leases.lease().is_zero() {
-                    return Err(Problem::NotServed(Op::Lease)); // --lease-ms 0
-                }
-                if conn.framer.framing() != Framing::Line {
-                    return Err(Problem::LeaseNeedsLines);
-                }
-                // Only a trusted peer may hold a lease: anyone else could
-                // make every write to what it reads wait (docs/coherence.md,
-                // "Trust"). It stays an ordinary client.
-                let trusted = conn.ext.holder.is_some()
-                    || match &self.secret {
-                        Some(s) => self.req.key.as_ref().is_some_and(|k| s.matches(k)),
-                        None => crate::peer::loopback(conn.peer),
-                    };
-                if !trusted {
-                    let why = match (&self.secret, &self.req.key) {
-                        (Some(_), None) => "LEASE needs KEY, the peer secret",
-                        (Some(_), Some(_)) => "wrong KEY",
-                        (None, _) => "without --peer-secret-file only loopback peers hold leases",
-                    };
-                    self.leases.stats.refused += 1;
-                    if !std::mem::replace(&mut conn.ext.refusal_logged, true) {
-                        let peer = conn.peer.map_or("?".to_string(), |p| p.to_string());
-                        warn!(
-                            "server tok={} peer={peer}: LEASE refused, not a trusted peer: {why}",
-                            conn.token.0
-                        );
-                    }
-                    return Err(Problem::NotPeer(why));
-                }
-                let id = match conn.ext.holder {
-                    Some(id) => id,
-                    None => match self.leases.join(conn.token.0, conn.gen, now) {
-                        Some(id) => id,
-                        None => {
-                            self.leases.stats.refused += 1;
-                            return Err(Problem::TooManyProxies);
-                        }
-                    },
-                };
-                conn.ext.holder = Some(id);
-                // A proxy back from a lost connection may keep its cache
-                // if it came from this table's history (the same identity,
-                // write count and history sum: no write since it last
-                // heard them, and no rewind to an earlier write written
-                // again), and no write waits on what it holds: it is then
-                // tracked as holding it again.
-                let (seq, sum) = (self.write_seq(), self.history_sum());
-                let keep = self.req.id.map(|asked| {
-                    let size = self.table.size() as i64;
-                    let same = asked == self.data_id
-                        && self.req.seq == seq
-                        && self.req.sum == sum
-                        && self.req.ind.iter().all(|&i| (0..size).contains(&i));
-                    if same {
-                        self.leases.register(id, &self.req.ind, &mut self.nocache, now);
-                    }
-                    same && self.nocache.is_empty()
-                });
-                out.extend(b"OP=LEASE");
-                encode_field(out, "MS", &self.leases.lease().as_millis());
-                encode_field(out, "ID", &format_args!("{:016x}", self.data_id));
-                encode_field(out, "SEQ", &seq);
-                if let Some(sum) = sum {
-                    encode_field(out, "SUM", &format_args!("{sum:016x}"));
-                }
-                if let Some(keep) = keep {
-                    encode_field(out, "KEEP", &u8::from(keep));
-                }
-                out.extend(b";CODE=200");
-            }
+            Op::Lease => self.lease(conn, now)?,
             Op::Ack => self.ack(holder, out, now)?,
             Op::Inv => return Err(Problem::ServerOnly(Op::Inv)),
             Op::Get if holder.is_some() => {
@@ -446,54 +362,6 @@ impl Core {
             conn.output.len()
         );
         self.run_backlog(conn, front, now);
-    }
-
-    fn encode_stats(&self, out: &mut Buffer, front: &FrontInfo) {
-        out.extend(b"OP=STS");
-        encode_field(out, "ROLE", &"server");
-        encode_field(out, "SIZE", &self.table.size());
-        front.encode_conn_fields(out);
-        for op in [Op::Get, Op::Put, Op::Clr, Op::Add, Op::Sts, Op::Dmp] {
-            encode_field(out, op.name(), &self.counters.ops[op as usize]);
-        }
-        for (c, n) in &self.counters.errors {
-            encode_field(out, &format!("ERR{c}"), n);
-        }
-        self.leases.encode_stats(out);
-        encode_field(out, "DATA_ID", &format_args!("{:016x}", self.data_id));
-        encode_field(out, "WRITE_SEQ", &self.write_seq());
-        if let Some(store) = &self.store {
-            store.encode_stats(out);
-        }
-        front.encode_loop_fields(out);
-        out.extend(b";CODE=200");
-    }
-
-    /// The whole table when it is small; otherwise its non-zero entries.
-    fn encode_dump(&self, out: &mut Buffer) {
-        let vals = self.table.values();
-        let sparse = vals.len() > DUMP_MAX;
-        // The listed entries: all of a small table, else the first
-        // DUMP_MAX non-zero ones.
-        let listed = || {
-            vals.iter()
-                .enumerate()
-                .filter(move |(_, &v)| !sparse || v != 0)
-                .take(DUMP_MAX)
-                .map(|(i, &v)| (i as i64, v))
-        };
-        out.extend(b"OP=DMP");
-        encode_field(out, "SIZE", &vals.len());
-        if sparse {
-            encode_field(out, "SPARSE", &1);
-        }
-        if listed().next().is_some() {
-            out.extend(b";IND=");
-            put_list(out, listed().map(|(i, _)| i));
-            out.extend(b";DATA=");
-            put_list(out, listed().map(|(_, v)| v));
-        }
-        out.extend(b";CODE=200");
     }
 }
 
