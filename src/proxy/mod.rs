@@ -27,8 +27,8 @@
 //! upstream behind the PUT and read 5 (docs/architecture.md).
 //!
 //! The rooms, following a request:
-//! - [`service`]: the handlers: parse, decide, queue, and `complete` an
-//!   upstream answer into the cache and a reply;
+//! - [`service`]: the handlers: parse, decide, queue;
+//! - `answers`: `complete` an upstream answer into the cache and replies;
 //! - [`decide`]: hit or fetch, pure;
 //! - [`reads`]: the reads waiting on a fetch, and coalescing others onto
 //!   it, pure;
@@ -39,6 +39,7 @@
 //! - [`stats`]: STS and DMP;
 //! - this file: the node that wires them to the reactor.
 
+mod answers;
 pub mod decide;
 pub mod lease;
 pub mod pending;

@@ -1,24 +1,22 @@
-//! What the proxy does with a request and with an upstream answer: the
-//! GET/ADD and PUT/CLR handlers (hit or miss from [`decide`], a slot in the
-//! client's queue, a request upstream), and [`Core::complete`], which
-//! applies an answer to the cache and builds the client's reply.
+//! What the proxy does with a request: the GET/ADD and PUT/CLR handlers
+//! (hit or miss from [`decide`], a slot in the client's queue, a request
+//! upstream), and the glue to its lease session. What it does with an
+//! upstream answer, [`Core::complete`], is in `answers.rs`.
 //!
 //! Every reply to a client, errors included, goes through the client's
 //! [`Slots`], so it leaves in its turn.
 
 use crate::buffer::Buffer;
-use crate::cache::{IndexMap, Policy};
+use crate::cache::Policy;
 use crate::conn::Conn;
 use crate::frontend::{FrontInfo, Service};
-use crate::proto::{code, encode_error, encode_get_reply, encode_ok, Op, Problem, Reply, Request};
+use crate::proto::{code, encode_error, encode_get_reply, encode_ok, Op, Problem, Request};
 use crate::proxy::decide::{decide, Plan, Writes, Zombies};
 use crate::proxy::lease::{Event, Lease, Mode, Next, Refusal, State};
 use crate::proxy::pending::{Slots, UpKind, UpReq, Waiter};
 use crate::proxy::reads::{Read, Reads};
 use crate::proxy::stats::Counters;
-use crate::proxy::upstream::{UpEvent, Upstream};
-use crate::reactor::UPSTREAM;
-use crate::trace_event;
+use crate::proxy::upstream::Upstream;
 use log::{debug, error, info, warn};
 use std::time::Instant;
 
@@ -37,17 +35,17 @@ pub struct Core {
     /// Reads waiting on fetches, and which fetches may be joined.
     pub reads: Reads,
     /// Reused across requests (no allocation per request).
-    req: Request,
-    vals: Vec<Option<i64>>,
-    missing: Vec<i64>,
-    to_fetch: Vec<i64>,
-    joined: Vec<u64>,
+    pub(super) req: Request,
+    pub(super) vals: Vec<Option<i64>>,
+    pub(super) missing: Vec<i64>,
+    pub(super) to_fetch: Vec<i64>,
+    pub(super) joined: Vec<u64>,
     /// The body of the reply [`Core::complete`] built last.
-    body: Buffer,
+    pub(super) body: Buffer,
     /// The sequence number the next request sent upstream gets.
-    next_seq: u64,
+    pub(super) next_seq: u64,
     /// Writes that may still land (see [`Zombies`]).
-    zombies: Zombies,
+    pub(super) zombies: Zombies,
     /// The session with the server: whether the cache may be read, and
     /// whether what is fetched may be kept (docs/coherence.md).
     pub lease: Lease,
@@ -127,7 +125,7 @@ impl Service for ProxyService<'_> {
 }
 
 /// Indices as the protocol writes them: `1,2,3`.
-struct List<'a>(&'a [i64]);
+pub(super) struct List<'a>(pub(super) &'a [i64]);
 
 impl std::fmt::Display for List<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,7 +166,7 @@ impl Core {
     /// Moves the session with the server and does what it says next. An
     /// illegal move (a bug) is logged as an error and leaves the cache
     /// empty, in every build.
-    fn session(&mut self, event: Event, now: Instant) -> Option<UpKind> {
+    pub(super) fn session(&mut self, event: Event, now: Instant) -> Option<UpKind> {
         let before = self.lease.state();
         let next = match self.lease.on(event, now) {
             Ok(next) => next,
@@ -373,200 +371,6 @@ impl Core {
         up.send(req, now);
         seq
     }
-
-    /// Applies what happened upstream to the cache and builds the replies
-    /// it completes, each handed to `out` with whose slot it fills.
-    pub fn complete(&mut self, event: UpEvent, out: &mut impl FnMut(Waiter, &[u8])) {
-        match event {
-            UpEvent::Connected => {
-                // The server may have restarted with a fresh table while
-                // we were apart, and it tracks nothing of ours any more.
-                // A durable server's table may be the same one: the cache
-                // is kept, unread, until its first LEASE answer says.
-                self.to_send = None;
-                let cached = !self.cache.is_empty();
-                self.session(Event::Connected { cached }, Instant::now());
-            }
-            UpEvent::Disconnected => {
-                self.session(Event::Lost, Instant::now());
-                // A resuming LEASE not sent yet was for the lost
-                // connection: the next one asks LEASE afresh and its
-                // answer decides (sent there, it would come before that).
-                self.to_send = None;
-            }
-            UpEvent::Invalidated(inv) => {
-                self.lease.invalidations += 1;
-                let ind = inv.has_ind.then_some(&inv.ind[..]);
-                match ind {
-                    Some(ind) => ind.iter().for_each(|&i| self.cache.remove(i)),
-                    None => self.cache.clear(),
-                }
-                let who = self.trace_name;
-                match ind {
-                    Some(ind) => trace_event!(
-                        who,
-                        UPSTREAM,
-                        "INVALIDATE",
-                        "cache: {} dropped (another writer)",
-                        List(ind)
-                    ),
-                    None => trace_event!(
-                        who,
-                        UPSTREAM,
-                        "INVALIDATE",
-                        "cache: everything dropped (another writer)"
-                    ),
-                }
-                self.reads.invalidated(ind);
-                log_cache(&*self.cache);
-            }
-            UpEvent::Draining => self.zombies.draining = true,
-            UpEvent::DrainLost => self.zombies.pinned = true,
-            UpEvent::Settled => self.zombies.settled(self.next_seq - 1),
-            UpEvent::Answered(req, reply) if matches!(req.kind, UpKind::Lease | UpKind::Resume { .. }) => {
-                let event = Event::Answer {
-                    resume: matches!(req.kind, UpKind::Resume { .. }),
-                    reply,
-                    sent: req.queued,
-                    cached: !self.cache.is_empty(),
-                };
-                self.session(event, Instant::now());
-            }
-            UpEvent::Answered(req, _) if req.kind.is_own() => self.lease.renewed(req.queued),
-            UpEvent::Failed(req, ..) if req.kind.is_own() => {}
-            UpEvent::Answered(req, reply) => {
-                self.lease.renewed(req.queued);
-                self.writes.end(&req.kind, req.seq);
-                let seq = req.seq;
-                if reply.is_ok() {
-                    self.apply_ok(req, reply, out);
-                } else {
-                    // A 502 or 504 from upstream (itself a proxy, say) means
-                    // the write may or may not have been applied. (Whether
-                    // it may still land later, only that proxy knows:
-                    // chains of proxies are outside the one-proxy contract.)
-                    if matches!(reply.code, code::BAD_GATEWAY | code::GATEWAY_TIMEOUT) {
-                        self.forget_written(&req.kind);
-                    }
-                    // The server's verdict, passed on unchanged.
-                    self.fail(req, reply.code, &reply.msg, out);
-                }
-                self.zombies.done(seq);
-            }
-            UpEvent::Failed(req, code, why) => {
-                self.writes.end(&req.kind, req.seq);
-                self.forget_written(&req.kind);
-                if self.zombies.draining || self.zombies.pinned {
-                    self.zombies.add(&req.kind);
-                }
-                let seq = req.seq;
-                self.fail(req, code, &why, out);
-                self.zombies.done(seq);
-            }
-        }
-    }
-
-    /// An error for `req`: for a fetch, for every read waiting on it.
-    fn fail(&mut self, req: UpReq, code: u16, msg: &dyn std::fmt::Display, out: &mut impl FnMut(Waiter, &[u8])) {
-        let (counters, body) = (&mut self.counters, &mut self.body);
-        let mut answer = |waiter: Waiter, op: Op| {
-            counters.error(code);
-            body.clear();
-            encode_error(body, Some(op), code, msg);
-            out(waiter, body.data());
-        };
-        match &req.kind {
-            UpKind::Fetch(ind) => self.reads.failed(req.seq, ind, |read| answer(read.waiter, read.op)),
-            _ => answer(req.waiter, req.op),
-        }
-        self.recycle(req.kind);
-    }
-
-    /// Gives a finished request's lists back for reuse.
-    fn recycle(&mut self, kind: UpKind) {
-        match kind {
-            UpKind::Fetch(ind) => self.reads.give_ind(ind),
-            UpKind::Put(ind, data) => {
-                self.reads.give_ind(ind);
-                self.reads.give_ind(data);
-            }
-            _ => {}
-        }
-    }
-
-    /// A write whose outcome is unknown (no reply, or a gateway error from
-    /// upstream): the server may or may not hold the new values, so the
-    /// cache must not keep serving the old ones.
-    fn forget_written(&mut self, kind: &UpKind) {
-        match kind {
-            UpKind::Put(ind, _) => ind.iter().for_each(|&i| self.cache.remove(i)),
-            UpKind::Clr => self.cache.clear(),
-            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
-        }
-    }
-
-    fn apply_ok(&mut self, req: UpReq, reply: &Reply, out: &mut impl FnMut(Waiter, &[u8])) {
-        let data = &reply.data[..];
-        match &req.kind {
-            UpKind::Fetch(ind) => {
-                // Indices a write waits on at the server (rare): a set when
-                // there are many, so a big fetch stays linear.
-                let many: Option<IndexMap<()>> =
-                    (reply.nocache.len() > 16).then(|| reply.nocache.iter().map(|&i| (i, ())).collect());
-                let waits = |i: &i64| match &many {
-                    Some(set) => set.contains_key(i),
-                    None => reply.nocache.contains(i),
-                };
-                // Kept only if the server tracks this connection (a lease
-                // was granted before this fetch was read), or nobody
-                // tracks anything (no leases at all).
-                let keeps = self.lease.keeps();
-                for (&i, &v) in ind.iter().zip(data).filter(|_| keeps) {
-                    if !self.zombies.cacheable(i) {
-                        continue; // a failed write may still change it
-                    }
-                    if !reply.nocache.is_empty() && waits(&i) {
-                        continue; // a write to it waits at the server
-                    }
-                    if let Some((old, oldv)) = self.cache.insert(i, v) {
-                        self.counters.evictions += 1;
-                        trace_event!(self.trace_name, UPSTREAM, "EVICT", "cache: {i} in, {old}:{oldv} out");
-                    }
-                }
-                log_cache(&*self.cache);
-                let (counters, body) = (&mut self.counters, &mut self.body);
-                self.reads.answered(req.seq, ind, data, |read| {
-                    body.clear();
-                    match sum_if_add(read.op, &read.vals) {
-                        Ok(sum) => encode_values(body, read.op, &read.ind, &read.vals, sum),
-                        Err(p) => {
-                            counters.error(p.code());
-                            encode_error(body, Some(read.op), p.code(), &p);
-                        }
-                    }
-                    out(read.waiter, body.data());
-                });
-            }
-            UpKind::Put(ind, data) => {
-                for (&i, &v) in ind.iter().zip(data) {
-                    self.cache.update(i, v);
-                }
-                log_cache(&*self.cache);
-                self.body.clear();
-                encode_ok(&mut self.body, Op::Put, ind, data);
-                out(req.waiter, self.body.data());
-            }
-            UpKind::Clr => {
-                self.cache.clear();
-                log_cache(&*self.cache);
-                self.body.clear();
-                encode_ok(&mut self.body, Op::Clr, &[], &[]);
-                out(req.waiter, self.body.data());
-            }
-            UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {} // answered to no one
-        }
-        self.recycle(req.kind);
-    }
 }
 
 /// Reserves the client's next slot for a request going upstream, whose
@@ -590,7 +394,7 @@ fn reply_size(op: Op, body: usize, indices: usize) -> usize {
 }
 
 /// For an ADD, the sum (overflow-checked); 0 for a GET.
-fn sum_if_add(op: Op, vals: &[Option<i64>]) -> Result<i64, Problem> {
+pub(super) fn sum_if_add(op: Op, vals: &[Option<i64>]) -> Result<i64, Problem> {
     if op != Op::Add {
         return Ok(0);
     }
@@ -601,7 +405,7 @@ fn sum_if_add(op: Op, vals: &[Option<i64>]) -> Result<i64, Problem> {
 
 /// Encodes the success reply of a GET (the values in the order asked) or
 /// an ADD (`sum`).
-fn encode_values(out: &mut Buffer, op: Op, ind: &[i64], vals: &[Option<i64>], sum: i64) {
+pub(super) fn encode_values(out: &mut Buffer, op: Op, ind: &[i64], vals: &[Option<i64>], sum: i64) {
     if op == Op::Add {
         return encode_ok(out, Op::Add, ind, &[sum]);
     }
@@ -611,7 +415,7 @@ fn encode_values(out: &mut Buffer, op: Op, ind: &[i64], vals: &[Option<i64>], su
 /// Logs the cache after a change at `debug`, oldest first (as the seed's
 /// proxy prints its table): every entry of a small cache, only its size for
 /// a big one, so the cost never depends on the cache's size.
-fn log_cache(c: &dyn Policy) {
+pub(super) fn log_cache(c: &dyn Policy) {
     if !log::log_enabled!(log::Level::Debug) {
         return;
     }

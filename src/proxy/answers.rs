@@ -1,0 +1,211 @@
+//! What the proxy does with what happens upstream ([`Core::complete`]):
+//! an answer applied to the cache and turned into the replies of every
+//! read waiting on it (its own and those that joined it), a failure
+//! turned into errors in order, an invalidation applied, the lease
+//! session told of connects, losses and LEASE answers.
+
+use super::service::{encode_values, log_cache, sum_if_add, Core, List};
+use crate::cache::IndexMap;
+use crate::proto::{code, encode_error, encode_ok, Op, Reply};
+use crate::proxy::lease::Event;
+use crate::proxy::pending::{UpKind, UpReq, Waiter};
+use crate::proxy::upstream::UpEvent;
+use crate::reactor::UPSTREAM;
+use crate::trace_event;
+use std::time::Instant;
+
+impl Core {
+    /// Applies what happened upstream to the cache and builds the replies
+    /// it completes, each handed to `out` with whose slot it fills.
+    pub fn complete(&mut self, event: UpEvent, out: &mut impl FnMut(Waiter, &[u8])) {
+        match event {
+            UpEvent::Connected => {
+                // The server may have restarted with a fresh table while
+                // we were apart, and it tracks nothing of ours any more.
+                // A durable server's table may be the same one: the cache
+                // is kept, unread, until its first LEASE answer says.
+                self.to_send = None;
+                let cached = !self.cache.is_empty();
+                self.session(Event::Connected { cached }, Instant::now());
+            }
+            UpEvent::Disconnected => {
+                self.session(Event::Lost, Instant::now());
+                // A resuming LEASE not sent yet was for the lost
+                // connection: the next one asks LEASE afresh and its
+                // answer decides (sent there, it would come before that).
+                self.to_send = None;
+            }
+            UpEvent::Invalidated(inv) => {
+                self.lease.invalidations += 1;
+                let ind = inv.has_ind.then_some(&inv.ind[..]);
+                match ind {
+                    Some(ind) => ind.iter().for_each(|&i| self.cache.remove(i)),
+                    None => self.cache.clear(),
+                }
+                let who = self.trace_name;
+                match ind {
+                    Some(ind) => trace_event!(
+                        who,
+                        UPSTREAM,
+                        "INVALIDATE",
+                        "cache: {} dropped (another writer)",
+                        List(ind)
+                    ),
+                    None => trace_event!(
+                        who,
+                        UPSTREAM,
+                        "INVALIDATE",
+                        "cache: everything dropped (another writer)"
+                    ),
+                }
+                self.reads.invalidated(ind);
+                log_cache(&*self.cache);
+            }
+            UpEvent::Draining => self.zombies.draining = true,
+            UpEvent::DrainLost => self.zombies.pinned = true,
+            UpEvent::Settled => self.zombies.settled(self.next_seq - 1),
+            UpEvent::Answered(req, reply) if matches!(req.kind, UpKind::Lease | UpKind::Resume { .. }) => {
+                let event = Event::Answer {
+                    resume: matches!(req.kind, UpKind::Resume { .. }),
+                    reply,
+                    sent: req.queued,
+                    cached: !self.cache.is_empty(),
+                };
+                self.session(event, Instant::now());
+            }
+            UpEvent::Answered(req, _) if req.kind.is_own() => self.lease.renewed(req.queued),
+            UpEvent::Failed(req, ..) if req.kind.is_own() => {}
+            UpEvent::Answered(req, reply) => {
+                self.lease.renewed(req.queued);
+                self.writes.end(&req.kind, req.seq);
+                let seq = req.seq;
+                if reply.is_ok() {
+                    self.apply_ok(req, reply, out);
+                } else {
+                    // A 502 or 504 from upstream (itself a proxy, say) means
+                    // the write may or may not have been applied. (Whether
+                    // it may still land later, only that proxy knows:
+                    // chains of proxies are outside the one-proxy contract.)
+                    if matches!(reply.code, code::BAD_GATEWAY | code::GATEWAY_TIMEOUT) {
+                        self.forget_written(&req.kind);
+                    }
+                    // The server's verdict, passed on unchanged.
+                    self.fail(req, reply.code, &reply.msg, out);
+                }
+                self.zombies.done(seq);
+            }
+            UpEvent::Failed(req, code, why) => {
+                self.writes.end(&req.kind, req.seq);
+                self.forget_written(&req.kind);
+                if self.zombies.draining || self.zombies.pinned {
+                    self.zombies.add(&req.kind);
+                }
+                let seq = req.seq;
+                self.fail(req, code, &why, out);
+                self.zombies.done(seq);
+            }
+        }
+    }
+
+    /// An error for `req`: for a fetch, for every read waiting on it.
+    fn fail(&mut self, req: UpReq, code: u16, msg: &dyn std::fmt::Display, out: &mut impl FnMut(Waiter, &[u8])) {
+        let (counters, body) = (&mut self.counters, &mut self.body);
+        let mut answer = |waiter: Waiter, op: Op| {
+            counters.error(code);
+            body.clear();
+            encode_error(body, Some(op), code, msg);
+            out(waiter, body.data());
+        };
+        match &req.kind {
+            UpKind::Fetch(ind) => self.reads.failed(req.seq, ind, |read| answer(read.waiter, read.op)),
+            _ => answer(req.waiter, req.op),
+        }
+        self.recycle(req.kind);
+    }
+
+    /// Gives a finished request's lists back for reuse.
+    fn recycle(&mut self, kind: UpKind) {
+        match kind {
+            UpKind::Fetch(ind) => self.reads.give_ind(ind),
+            UpKind::Put(ind, data) => {
+                self.reads.give_ind(ind);
+                self.reads.give_ind(data);
+            }
+            _ => {}
+        }
+    }
+
+    /// A write whose outcome is unknown (no reply, or a gateway error from
+    /// upstream): the server may or may not hold the new values, so the
+    /// cache must not keep serving the old ones.
+    fn forget_written(&mut self, kind: &UpKind) {
+        match kind {
+            UpKind::Put(ind, _) => ind.iter().for_each(|&i| self.cache.remove(i)),
+            UpKind::Clr => self.cache.clear(),
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
+        }
+    }
+
+    fn apply_ok(&mut self, req: UpReq, reply: &Reply, out: &mut impl FnMut(Waiter, &[u8])) {
+        let data = &reply.data[..];
+        match &req.kind {
+            UpKind::Fetch(ind) => {
+                // Indices a write waits on at the server (rare): a set when
+                // there are many, so a big fetch stays linear.
+                let many: Option<IndexMap<()>> =
+                    (reply.nocache.len() > 16).then(|| reply.nocache.iter().map(|&i| (i, ())).collect());
+                let waits = |i: &i64| match &many {
+                    Some(set) => set.contains_key(i),
+                    None => reply.nocache.contains(i),
+                };
+                // Kept only if the server tracks this connection (a lease
+                // was granted before this fetch was read), or nobody
+                // tracks anything (no leases at all).
+                let keeps = self.lease.keeps();
+                for (&i, &v) in ind.iter().zip(data).filter(|_| keeps) {
+                    if !self.zombies.cacheable(i) {
+                        continue; // a failed write may still change it
+                    }
+                    if !reply.nocache.is_empty() && waits(&i) {
+                        continue; // a write to it waits at the server
+                    }
+                    if let Some((old, oldv)) = self.cache.insert(i, v) {
+                        self.counters.evictions += 1;
+                        trace_event!(self.trace_name, UPSTREAM, "EVICT", "cache: {i} in, {old}:{oldv} out");
+                    }
+                }
+                log_cache(&*self.cache);
+                let (counters, body) = (&mut self.counters, &mut self.body);
+                self.reads.answered(req.seq, ind, data, |read| {
+                    body.clear();
+                    match sum_if_add(read.op, &read.vals) {
+                        Ok(sum) => encode_values(body, read.op, &read.ind, &read.vals, sum),
+                        Err(p) => {
+                            counters.error(p.code());
+                            encode_error(body, Some(read.op), p.code(), &p);
+                        }
+                    }
+                    out(read.waiter, body.data());
+                });
+            }
+            UpKind::Put(ind, data) => {
+                for (&i, &v) in ind.iter().zip(data) {
+                    self.cache.update(i, v);
+                }
+                log_cache(&*self.cache);
+                self.body.clear();
+                encode_ok(&mut self.body, Op::Put, ind, data);
+                out(req.waiter, self.body.data());
+            }
+            UpKind::Clr => {
+                self.cache.clear();
+                log_cache(&*self.cache);
+                self.body.clear();
+                encode_ok(&mut self.body, Op::Clr, &[], &[]);
+                out(req.waiter, self.body.data());
+            }
+            UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {} // answered to no one
+        }
+        self.recycle(req.kind);
+    }
+}
