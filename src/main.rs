@@ -115,67 +115,88 @@ fn cmd_bench(a: BenchArgs) -> ExitCode {
         Err(msg) => return usage("bench", &msg),
     };
     tablecache::trace::init_logging(a.log.level(log::LevelFilter::Warn));
-    match tablecache::bench::run(cfg.clone()) {
-        Ok(report) => {
-            if let Some(path) = &a.record {
-                let text: String = report.recorded.iter().map(|k| format!("{k}\n")).collect();
-                if let Err(e) = std::fs::write(path, text) {
-                    eprintln!("tablecache bench: cannot write {}: {e}", path.display());
-                    return ExitCode::from(1);
-                }
-            }
-            if let Some(path) = &a.svg {
-                let curve = tablecache::bench::plot::parse_hdr(
-                    &tablecache::bench::report_title(&cfg),
-                    &tablecache::bench::hdr_text(&report.histogram),
-                );
-                let svg = curve.map(|c| tablecache::bench::plot::svg("tablecache bench: latency by percentile", &[c]));
-                if let Err(e) = svg.map_err(io::Error::other).and_then(|s| std::fs::write(path, s)) {
-                    eprintln!("tablecache bench: cannot write {}: {e}", path.display());
-                    return ExitCode::from(1);
-                }
-            }
-            if let Some(path) = &a.hdr_out {
-                if let Err(e) = std::fs::write(path, tablecache::bench::hdr_text(&report.histogram)) {
-                    eprintln!("tablecache bench: cannot write {}: {e}", path.display());
-                    return ExitCode::from(1);
-                }
-            }
-            if let Some(path) = &a.json_out {
-                let line = format!("{}\n", tablecache::bench::json(&cfg, &report));
-                if let Err(e) = std::fs::write(path, line) {
-                    eprintln!("tablecache bench: cannot write {}: {e}", path.display());
-                    return ExitCode::from(1);
-                }
-            }
-            if a.quiet {
-                tablecache::bench::print_quiet(&report);
-            } else {
-                tablecache::bench::print(&cfg, &report, a.json);
-            }
-            // A target of another protocol fails the run whatever the rate:
-            // none of its numbers mean what they seem to.
-            if let Some(what) = &report.foreign {
-                eprintln!("tablecache bench: {what}");
-                return ExitCode::from(1);
-            }
-            // Failed requests fail the run, as a test would.
-            if report.error_count() > 0 && report.error_rate() > a.max_error_rate {
-                eprintln!(
-                    "tablecache bench: {} of {} requests failed (over --max-error-rate {})",
-                    report.error_count(),
-                    report.requests,
-                    a.max_error_rate
-                );
-                return ExitCode::from(1);
-            }
-            ExitCode::SUCCESS
-        }
+    let report = match tablecache::bench::run(cfg.clone()) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("tablecache bench: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
+        }
+    };
+    // The report first: a file that cannot be written loses nothing else.
+    if a.quiet {
+        tablecache::bench::print_quiet(&report);
+    } else {
+        tablecache::bench::print(&cfg, &report, a.json);
+    }
+    let files_ok = write_bench_files(&a, &cfg, &report);
+    match bench_verdict(&report, a.max_error_rate) {
+        Some(why) => {
+            eprintln!("tablecache bench: {why}");
+            ExitCode::from(1)
+        }
+        None if !files_ok => ExitCode::from(1),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// Why a finished run fails, if it does: a target of another protocol
+/// (none of its numbers mean what they seem to), a run stopped by its
+/// target or one that measured nothing, failures past `--max-error-rate`
+/// (as a test would).
+fn bench_verdict(report: &tablecache::bench::Report, max_error_rate: f64) -> Option<String> {
+    let interrupted = report.stopped.as_deref() == Some(tablecache::bench::INTERRUPTED);
+    if let Some(what) = &report.foreign {
+        return Some(what.clone());
+    }
+    match &report.stopped {
+        Some(why) if !interrupted => return Some(format!("stopped: {why}")),
+        _ => {}
+    }
+    if report.requests == 0 {
+        return Some("nothing was measured".into());
+    }
+    (report.error_count() > 0 && report.error_rate() > max_error_rate).then(|| {
+        format!(
+            "{} of {} requests failed (over --max-error-rate {max_error_rate})",
+            report.error_count(),
+            report.requests
+        )
+    })
+}
+
+/// Writes the files a run was asked for (`--record`, `--svg`,
+/// `--hdr-out`, `--json-out`), each on its own: false if one could not be.
+fn write_bench_files(a: &BenchArgs, cfg: &tablecache::bench::BenchConfig, report: &tablecache::bench::Report) -> bool {
+    let mut ok = true;
+    let mut write = |path: &std::path::Path, text: String| {
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("tablecache bench: cannot write {}: {e}", path.display());
+            ok = false;
+        }
+    };
+    if let Some(path) = &a.record {
+        write(path, report.recorded.iter().map(|k| format!("{k}\n")).collect());
+    }
+    if let Some(path) = &a.svg {
+        let hdr = tablecache::bench::hdr_text(&report.histogram);
+        match tablecache::bench::plot::parse_hdr(&tablecache::bench::report_title(cfg), &hdr) {
+            Ok(c) => write(
+                path,
+                tablecache::bench::plot::svg("tablecache bench: latency by percentile", &[c]),
+            ),
+            Err(_) => eprintln!(
+                "tablecache bench: no latency to draw in {} (no request was answered)",
+                path.display()
+            ),
         }
     }
+    if let Some(path) = &a.hdr_out {
+        write(path, tablecache::bench::hdr_text(&report.histogram));
+    }
+    if let Some(path) = &a.json_out {
+        write(path, format!("{}\n", tablecache::bench::json(cfg, report)));
+    }
+    ok
 }
 
 /// `tablecache bench plot`: the distributions of `files` overlaid.

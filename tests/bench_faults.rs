@@ -258,3 +258,102 @@ fn counts_that_memory_cannot_hold_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2), "{}", said(&out));
     assert!(said(&out).contains("--keys"), "{}", said(&out));
 }
+
+#[test]
+fn a_run_that_measured_nothing_or_lost_its_target_fails() {
+    // Silent through the warm-up: stopped before anything was measured.
+    let silent = target(|_| vec![]).to_string();
+    let out = bench(&["--connect", &silent, "--duration", "3s", "--timeout", "300"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    // A target that answers three requests, then closes and stops
+    // listening: every connection lost.
+    // (Two connections: the bench's probe of a proxy's counters, then its
+    // own; three replies between them.)
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let budget = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(3));
+        let mut served = Vec::new();
+        for _ in 0..2 {
+            let (s, _) = l.accept().unwrap();
+            let budget = budget.clone();
+            served.push(std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 {
+                    line.clear();
+                    if budget.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        return;
+                    }
+                    let _ = w.write_all(b"OP=GET;IND=0;DATA=0;CODE=200\n");
+                }
+            }));
+        }
+        drop(l);
+        for t in served {
+            let _ = t.join();
+        }
+    });
+    let out = bench(&["--connect", &addr, "-n", "100", "--timeout", "500"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    // Settings that could measure nothing, or never fail: usage errors.
+    let server = spawn_node(&server_args(&[]));
+    for bad in [
+        &["-n", "10", "--warmup", "1s"][..],
+        &["-n", "10", "--max-error-rate", "2"],
+        &["-n", "10", "--max-error-rate", "nan"],
+        &["-n", "10", "-c", "100000000"],
+    ] {
+        let mut args = vec!["--connect", &server.addr];
+        args.extend_from_slice(bad);
+        let out = bench(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", said(&out));
+        assert!(!said(&out).contains("panicked"), "{}", said(&out));
+    }
+}
+
+#[test]
+fn errors_never_outnumber_requests_and_a_line_server_spoken_to_in_resp_is_named() {
+    let three = target(|_| b"OP=GET;IND=1;DATA=0;CODE=200\n".repeat(3));
+    let out = bench(&["--connect", &three.to_string(), "-n", "50", "-P", "4", "--json"]);
+    let v = json(&out);
+    assert!(v["errors"].as_u64() <= v["requests"].as_u64(), "{v}");
+    assert!(errors_of(&v, "desync") > 0, "{v}");
+    // tablecache's server answers RESP's lines with its own, ending in a
+    // bare newline: named, not a timeout.
+    let server = spawn_node(&server_args(&[]));
+    let out = bench(&["--connect", &server.addr, "-n", "20", "--protocol", "resp", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    assert!(said(&out).contains("--protocol line"), "{}", said(&out));
+    assert_eq!(errors_of(&json(&out), "timeout"), 0, "{}", said(&out));
+}
+
+#[test]
+fn an_open_loop_against_a_desyncing_target_ends_near_its_end() {
+    let long = target(|_| vec![b'x'; 2 << 20]);
+    let t0 = Instant::now();
+    let out = bench(&[
+        "--connect",
+        &long.to_string(),
+        "-c",
+        "8",
+        "-P",
+        "4",
+        "--rate",
+        "5000",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0",
+        "--timeout",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    // The end, a timeout, and the machine's slack; far from the 26-38 s
+    // the drain once took.
+    assert!(t0.elapsed() < Duration::from_secs(8), "took {:?}", t0.elapsed());
+    let v = json(&out);
+    assert!(v["generator_cpu"].as_f64().unwrap_or(0.0) <= 1.05, "one thread: {v}");
+}

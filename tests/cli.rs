@@ -276,8 +276,10 @@ fn the_prompt_edits_lines_keeps_history_and_ends_on_ctrl_d() {
 #[test]
 fn the_prompt_survives_an_idle_close_and_a_proxy_restart() {
     // A proxy that closes idle connections after 300 ms, then is
-    // restarted on its address: the prompt connects again, says so, and
-    // the reads are answered (tests/peers/pty_reconnect.py).
+    // restarted on its address, then is down when a command runs: the
+    // prompt connects again, says so, lives through the command that
+    // found no node, and the reads are answered
+    // (tests/peers/pty_reconnect.py).
     let srv = spawn_node(&server_args(&[]));
     let home = TempDir::new("home");
     let out = Command::new("python3")
@@ -291,11 +293,15 @@ fn the_prompt_survives_an_idle_close_and_a_proxy_restart() {
     assert!(!text.contains("gave up"), "{text}");
     assert!(text.contains("EXIT 0"), "the prompt lived to Ctrl-D: {text}");
     let answers = text.lines().filter(|l| l.trim() == "1=5").count();
-    assert_eq!(answers, 2, "both reads answered: {text}");
+    assert_eq!(answers, 3, "every read answered once the proxy was up: {text}");
     assert_eq!(
         text.matches("connected again").count(),
-        2,
+        3,
         "and said so each time: {text}"
+    );
+    assert!(
+        text.contains("Connection refused"),
+        "the command that found it down said so: {text}"
     );
 }
 

@@ -88,6 +88,9 @@ pub(super) struct Sent {
 #[derive(Default)]
 pub(super) struct Outstanding {
     pub(super) started: VecDeque<Sent>,
+    /// The last request answered, if it was measured and succeeded: a
+    /// reply with nothing left to answer makes it suspect (a desync).
+    pub(super) last_ok: Option<Op>,
 }
 
 pub(super) struct Bench {
@@ -123,6 +126,9 @@ pub(super) struct Bench {
     pub(super) dead: usize,
     /// Replies, measured or not (the live line counts them).
     pub(super) answered: u64,
+    /// Measured requests that got a reply (error replies too; not
+    /// timeouts or losses): what throughput counts.
+    pub(super) replied: u64,
     /// What each reply of the current read pass was (reused).
     pub(super) outcomes: Vec<Option<ErrorKind>>,
     /// When the target last answered anything.
@@ -361,6 +367,7 @@ impl Bench {
             dead: 0,
             outcomes: Vec::new(),
             answered: 0,
+            replied: 0,
             last_reply: now,
             next_check: now,
             reconnects: 0,
@@ -425,6 +432,7 @@ impl Bench {
             .collect();
         Report {
             requests: self.measured,
+            replies: self.replied,
             errors: std::mem::take(&mut self.errors),
             elapsed: self.end.saturating_duration_since(self.measure_from).as_secs_f64(),
             stopped: self.stopped.take(),

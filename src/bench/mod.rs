@@ -163,6 +163,9 @@ pub fn parse_dist(s: &str) -> Result<Dist, String> {
     }
 }
 
+/// Why a run stopped when Ctrl-C stopped it (`Report::stopped`).
+pub const INTERRUPTED: &str = "interrupted (Ctrl-C)";
+
 /// Runs a benchmark.
 pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     if cfg.connections == 0
@@ -181,7 +184,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     }
     if cfg.preload {
         for &a in &cfg.connect {
-            preload::preload(a, cfg.protocol, cfg.keys)?;
+            preload::preload(a, cfg.protocol, cfg.keys, cfg.timeout)?;
         }
     }
     // Only a tablecache proxy answers the STS the hit ratio comes from.
@@ -232,12 +235,12 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     let mut pass_plan: Option<Instant> = None;
     // When the armed pacer fires.
     let mut armed_for = start;
-    // When a request last left (the wait for late replies runs from it).
-    let mut last_write = start;
     // The last send pass found every pipeline full: the next reply that
     // frees room sends, and no timer is armed meanwhile.
     let mut stalled = false;
     let mut last_progress = start;
+    // When the loop first saw the end.
+    let mut ended_at: Option<Instant> = None;
     let mut last_count = 0u64;
     let progress = b.cfg.progress && io::stderr().is_terminal() && io::stdout().is_terminal();
     if progress {
@@ -250,9 +253,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
             // was scheduled before the end still goes out, late and timed
             // from its schedule, before the run may stop.
             if send_now || pacer.is_none() || now >= b.end || (stalled && b.free_since.is_some()) {
-                if b.send_due(now, rate) > 0 {
-                    last_write = now;
-                }
+                b.send_due(now, rate);
                 b.flush_all()?;
                 last_plan = pass_plan.take().unwrap_or(now);
                 stalled = b.free_since.is_none();
@@ -268,11 +269,16 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
             b.end = b.end.min(now); // -n: all sent and answered
             break;
         }
-        // Replies are waited for a timeout after the end, or after the last
-        // send if that came later (a generator descheduled across its
-        // end); those still unanswered then are timeouts.
-        if now >= b.end && (b.outstanding() == 0 || now >= b.end.max(last_write) + b.cfg.timeout) {
-            break;
+        // Past the end, replies (and the open loop's requests scheduled
+        // before it) get one timeout from when the loop first saw the end:
+        // a generator descheduled across its end still sends what was due,
+        // and no run drains a backlog for longer. What is left then timed
+        // out.
+        if now >= b.end {
+            let seen = *ended_at.get_or_insert(now);
+            if b.outstanding() == 0 || now >= seen + b.cfg.timeout {
+                break;
+            }
         }
         if b.dead == b.cfg.connections {
             b.stopped = Some("every connection was lost, and the target takes no new ones".into());
@@ -320,7 +326,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         for ev in events.iter() {
             if ev.token() == crate::reactor::SIGNALS {
                 if signals.pending() {
-                    b.stopped = Some("interrupted (Ctrl-C)".into());
+                    b.stopped = Some(INTERRUPTED.into());
                 }
                 continue;
             }
@@ -352,15 +358,18 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     if progress {
         eprintln!();
     }
-    // What is still unanswered a timeout after the end timed out (unless
-    // the run was stopped: then it was only cut short).
+    // What is still unanswered a timeout after the end timed out, and so
+    // did what the open loop scheduled but never sent (unless the run was
+    // stopped: then it was only cut short).
     if b.stopped.is_none() {
         let keys: Vec<usize> = b.conns.iter().map(|(k, _)| k).collect();
         for k in keys {
             b.fail_outstanding(k, ErrorKind::Timeout);
         }
+        b.fail_unsent();
     }
-    let wall = b.end.min(Instant::now()).saturating_duration_since(start).as_secs_f64();
+    // The generator's CPU over the time it ran (not only the window).
+    let wall = start.elapsed().as_secs_f64();
     Ok(b.report(before, cpu0, wall))
 }
 

@@ -10,11 +10,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Sets keys `0..keys` at `addr` (value: the index), pipelined a thousand
-/// at a time, before the measured run.
-pub(super) fn preload(addr: SocketAddr, proto: Protocol, keys: u64) -> io::Result<()> {
+/// at a time, before the measured run; a reply waited for longer than
+/// `timeout` (`--timeout`) ends it with an error saying so.
+pub(super) fn preload(addr: SocketAddr, proto: Protocol, keys: u64, timeout: Duration) -> io::Result<()> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
     let mut enc = wire::Encoder::default();
     let mut out = Buffer::new();
     let mut input: Vec<u8> = Vec::new();
@@ -45,7 +46,17 @@ pub(super) fn preload(addr: SocketAddr, proto: Protocol, keys: u64) -> io::Resul
                     input.drain(..len);
                     answered += 1;
                 }
-                None => match s.read(&mut chunk)? {
+                None => match s.read(&mut chunk).map_err(|e| match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "preload: {addr} answered nothing for {} ms ({} of {keys} keys set; the right --protocol?)",
+                            timeout.as_millis(),
+                            k + answered
+                        ),
+                    ),
+                    _ => e,
+                })? {
                     0 => {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,

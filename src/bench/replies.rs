@@ -26,25 +26,54 @@ impl Bench {
     }
 
     /// A reply for connection `key`: it answers the oldest request. One
-    /// with no request left to answer is a desync (the connection is
-    /// opened again; `false`).
+    /// with no request left to answer is a desync (`false`: the connection
+    /// is opened again): the reply before it may have been an extra one
+    /// too, so the last request it answered counts as failed (once: the
+    /// connection's other replies are dropped with it).
     pub(super) fn on_reply(&mut self, key: usize, outcome: Option<ErrorKind>, now: Instant) -> bool {
         self.last_reply = now;
         self.answered += 1;
-        let Some(Sent { start, op, .. }) = self.conns[key].ext.started.pop_front() else {
-            *self.errors.entry(ErrorKind::Desync).or_default() += 1;
+        let out = &mut self.conns[key].ext;
+        let Some(Sent { start, op, .. }) = out.started.pop_front() else {
+            if let Some(op) = out.last_ok.take() {
+                self.count_error(ErrorKind::Desync, op);
+                self.replied -= 1;
+            }
             return false;
         };
+        out.last_ok = None;
         if self.measured_at(start) && now <= self.end + Duration::from_secs(60) {
             self.measured += 1;
+            self.replied += 1;
             let us = now.saturating_duration_since(start).as_micros() as u64;
             self.hist.saturating_record(us.max(1));
             self.by_op[op_slot(op)].saturating_record(us.max(1));
-            if let Some(kind) = outcome {
-                self.count_error(kind, op);
+            match outcome {
+                Some(kind) => self.count_error(kind, op),
+                None => self.conns[key].ext.last_ok = Some(op),
             }
         }
         true
+    }
+
+    /// Open loop: the requests scheduled in the measured window but never
+    /// sent (the target fell so far behind that the run ended first)
+    /// timed out; they are counted under the mix's main operation.
+    pub(super) fn fail_unsent(&mut self) {
+        let Some(rate) = self.cfg.rate else { return };
+        let k_at = |t: Instant| (t.saturating_duration_since(self.sched_start).as_secs_f64() * rate).ceil() as u64;
+        let mut last = k_at(self.end);
+        if let Some(n) = self.cfg.requests {
+            last = last.min(n);
+        }
+        let first = self.next_k.max(k_at(self.measure_from));
+        let unsent = last.saturating_sub(first);
+        if unsent > 0 {
+            let main = (0..3).max_by_key(|&k| self.cfg.mix[k]).unwrap_or(0);
+            *self.errors.entry(ErrorKind::Timeout).or_default() += unsent;
+            self.op_errors[main] += unsent;
+            self.measured += unsent;
+        }
     }
 
     /// Every request still waiting on connection `key` failed, as `kind`.
@@ -66,7 +95,13 @@ impl Bench {
         let mut old = self.conns.remove(key);
         let target = old.peer.unwrap_or(self.cfg.connect[key % self.cfg.connect.len()]);
         old.close(self.poll.registry(), why);
-        log::warn!("bench: connection {key}: {why}; connecting again");
+        // The first few said; a target that desyncs every reply would
+        // otherwise write a line per reply (the count is in the report).
+        if self.reconnects < 3 {
+            log::warn!("bench: connection {key}: {why}; connecting again");
+        } else {
+            log::debug!("bench: connection {key}: {why}; connecting again");
+        }
         let entry = self.conns.vacant_entry();
         let token = Token(entry.key());
         match Conn::connect(
@@ -141,8 +176,12 @@ impl Bench {
             let mut outcomes = std::mem::take(&mut self.outcomes);
             let mut in_step = true;
             for o in outcomes.drain(..) {
-                in_step &= self.on_reply(key, o, now);
+                if !self.on_reply(key, o, now) {
+                    in_step = false;
+                    break;
+                }
             }
+            outcomes.clear();
             self.outcomes = outcomes;
             if desync || !in_step {
                 let why = if desync {

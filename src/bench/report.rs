@@ -15,8 +15,11 @@ use std::time::Duration;
 /// The outcome of a run.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// Replies received in the measured window.
+    /// Requests of the measured window, answered or failed.
     pub requests: u64,
+    /// Of those, the ones a reply came back for (error replies too; not
+    /// timeouts or losses): what throughput counts.
+    pub replies: u64,
     /// Of those, the ones that failed, by kind (a CODE other than 200,
     /// an error reply, a timeout...).
     pub errors: BTreeMap<ErrorKind, u64>,
@@ -89,7 +92,7 @@ impl Report {
     /// Replies per second.
     pub fn throughput(&self) -> f64 {
         if self.elapsed > 0.0 {
-            self.requests as f64 / self.elapsed
+            self.replies as f64 / self.elapsed
         } else {
             0.0
         }
@@ -303,7 +306,7 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
     let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.4}"));
     format!(
         concat!(
-            "{{\"requests\":{},\"errors\":{},\"errors_by_kind\":{{{}}},\"stopped\":{},\"foreign\":{},\"reconnects\":{},\"throughput\":{:.1},",
+            "{{\"requests\":{},\"replies\":{},\"errors\":{},\"errors_by_kind\":{{{}}},\"stopped\":{},\"foreign\":{},\"reconnects\":{},\"throughput\":{:.1},",
             "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"p9999\":{},\"max\":{}}},",
             "\"hit_ratio\":{},\"generator_cpu\":{},\"send_lag_p99_us\":{},\"backlogged\":{},",
             "\"target\":\"{}\",\"mode\":\"{}\",\"rate\":{},\"send_interval_us\":{},\"duration_s\":{},\"warmup_s\":{},",
@@ -311,6 +314,7 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
             "\"by_op\":{{{}}}}}"
         ),
         r.requests,
+        r.replies,
         r.error_count(),
         errs.join(","),
         json_string(r.stopped.as_deref()),

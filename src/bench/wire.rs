@@ -245,12 +245,15 @@ pub fn foreign_message(spoken: Protocol, sample: &[u8]) -> String {
     }
 }
 
-/// The line starting at `at`: (its content without CRLF, the offset after
-/// it).
+/// The line starting at `at`: (its content without its CRLF, the offset
+/// after it). A bare LF ends a line too: no RESP or memcached reply has
+/// one outside a length-counted value, and another protocol's line
+/// (tablecache's) must end here, to be named, not waited on forever.
 fn line(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let rest = b.get(at..)?;
-    let n = rest.windows(2).position(|w| w == b"\r\n")?;
-    Some((&rest[..n], at + n + 2))
+    let n = rest.iter().position(|&c| c == b'\n')?;
+    let content = &rest[..n];
+    Some((content.strip_suffix(b"\r").unwrap_or(content), at + n + 1))
 }
 
 fn number(s: &[u8]) -> Option<i64> {
@@ -447,6 +450,15 @@ mod tests {
         assert_eq!(r(Protocol::Resp, "*2\r\n$1\r\na\r\n$-1\r\n", pre2), Some(Some(Miss)));
         assert_eq!(r(Protocol::Resp, "*2\r\n$1\r\na\r\n$1\r\nb\r\n", pre2), Some(None));
         assert_eq!(r(Protocol::Resp, "OP=GET;CODE=400\r\n", GET), Some(Some(Foreign)));
+        // tablecache's own lines end in a bare LF: still a line, named.
+        assert_eq!(
+            reply(Protocol::Resp, b"OP=GET;CODE=400\nOP", GET),
+            Some((16, Some(Foreign)))
+        );
+        assert_eq!(
+            reply(Protocol::Memcache, b"OP=GET;CODE=400\n", GET),
+            Some((16, Some(Foreign)))
+        );
         // memcached: its error words, a miss when preloaded.
         for e in ["ERROR", "CLIENT_ERROR bad", "SERVER_ERROR out of memory", "NOT_STORED"] {
             assert_eq!(

@@ -183,6 +183,21 @@ impl BenchArgs {
     /// no table holds more than [`MAX_KEYS`]; a Zipf draw keeps 8 bytes a
     /// key, and `--record` 8 bytes a request.
     fn bounds(&self) -> Result<(), String> {
+        if self.requests.is_some() && self.warmup.is_some_and(|w| !w.is_zero()) {
+            return Err("-n measures every request it sends: it takes no --warmup".into());
+        }
+        if !(0.0..=1.0).contains(&self.max_error_rate) {
+            return Err("--max-error-rate is a share of the requests, from 0 to 1".into());
+        }
+        // A connection is a descriptor: more than the process may open
+        // would fail half-way (and a slab that size would not fit).
+        let fds = crate::frontend::fds::open_file_limit().unwrap_or(1 << 20);
+        if self.connections > fds.saturating_sub(16) {
+            return Err(format!(
+                "-c {} is more connections than this process may open ({fds} descriptors: `ulimit -n`)",
+                self.connections
+            ));
+        }
         if self.keys > MAX_KEYS {
             return Err(format!(
                 "--keys {} is more than any table holds: at most {MAX_KEYS} (a table of 8 TiB)",

@@ -30,6 +30,9 @@ pub struct Client {
     poll: Poll,
     events: Events,
     conn: Conn<()>,
+    /// The connection was found lost and not had again: the next command
+    /// connects first.
+    broken: bool,
     /// Where it connects (again, after [`Client::reconnect`]), and the
     /// node name of its trace lines.
     target: SocketAddr,
@@ -64,6 +67,7 @@ impl Client {
             poll,
             events: Events::with_capacity(16),
             conn,
+            broken: false,
             target: addr,
             name,
             scratch: Buffer::with_capacity(crate::conn::READ_CHUNK),

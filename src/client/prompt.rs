@@ -41,11 +41,12 @@ pub fn run_command(client: &mut Client, cmd: &Command, timing: bool) -> Step {
     // A server that closed the connection while the prompt sat idle (an
     // idle timeout, a restart) gets a new one, once, before anything is
     // sent on the dead one.
-    if client.peer_left() {
+    if client.broken || client.peer_left() {
         if let Err(e) = client.reconnect() {
+            client.broken = true;
             return Step::Lost(e);
         }
-        eprintln!("(the server had closed the connection; connected again)");
+        eprintln!("(the node had closed the connection; connected again)");
     }
     let start = Instant::now();
     let line = match client.request_raw(body.as_bytes()) {
@@ -53,7 +54,10 @@ pub fn run_command(client: &mut Client, cmd: &Command, timing: bool) -> Step {
         Err(e) => match again(client, op.or_else(|| crate::proto::peek_op(body.as_bytes())), &body, e) {
             Again::Reply(l) => l,
             Again::NotResent => return Step::ErrorReply,
-            Again::Lost(e) => return Step::Lost(e),
+            Again::Lost(e) => {
+                client.broken = true;
+                return Step::Lost(e);
+            }
         },
     };
     let rtt = start.elapsed();
@@ -120,6 +124,7 @@ pub fn repl(client: &mut Client, timing: bool) -> u8 {
         match one_line(client, &line, timing) {
             Some(Flow::Go(status)) => last = status,
             Some(Flow::Stop(status)) => return status.unwrap_or(last),
+            Some(Flow::Lost) => return 2,
             None => {}
         }
     }
@@ -131,6 +136,9 @@ pub fn repl(client: &mut Client, timing: bool) -> u8 {
 enum Flow {
     Go(u8),
     Stop(Option<u8>),
+    /// The connection was lost and could not be had again (status 2): a
+    /// pipe ends there, the prompt goes on.
+    Lost,
 }
 
 /// Runs one line; `None` for a blank line or a comment.
@@ -152,7 +160,7 @@ fn one_line(client: &mut Client, line: &str, timing: bool) -> Option<Flow> {
         Step::Quit => Flow::Stop(None),
         Step::Lost(e) => {
             eprintln!("tablecache client: {e}");
-            Flow::Stop(Some(2))
+            Flow::Lost
         }
     })
 }
@@ -197,6 +205,9 @@ fn prompt(client: &mut Client, timing: bool) -> u8 {
                 match one_line(client, &line, timing) {
                     Some(Flow::Go(s)) => last = s,
                     Some(Flow::Stop(s)) => break s.unwrap_or(last),
+                    // At the prompt a node that is down is no reason to
+                    // leave: the next command connects again.
+                    Some(Flow::Lost) => last = 2,
                     None => {}
                 }
             }

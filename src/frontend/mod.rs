@@ -21,7 +21,7 @@
 //! Every reply goes through the service, errors included: this file never
 //! writes reply bytes, so a reply always takes its place in order.
 
-mod fds;
+pub mod fds;
 mod pump;
 mod timers;
 
