@@ -496,3 +496,23 @@ fn what_is_cut_twice_is_kept_twice_and_files_not_ours_are_left_alone() {
     stop(durable(&dir, &[]));
     assert_eq!(std::fs::read(dir.join("wal-0.log")).unwrap(), b"my notes");
 }
+
+#[test]
+fn repair_moves_another_tables_segment_away_and_keeps_this_ones_log() {
+    let tmp = TempDir::new("foreign-segment");
+    let (dir, other) = (tmp.join("data"), tmp.join("other"));
+    for (d, v) in [(&other, 9), (&dir, 1)] {
+        let server = durable(d, &[]);
+        put(&mut Peer::connect(server.addr.parse().unwrap()), 1, v);
+        stop(server);
+    }
+    // Another table's segment, under a name that sorts first; no manifest.
+    let theirs = segments(&other).pop().unwrap();
+    std::fs::copy(&theirs, dir.join("wal-0000000000000000.log")).unwrap();
+    std::fs::remove_file(dir.join("MANIFEST")).unwrap();
+    let (code, said) = repair(&dir);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("wal-0000000000000000.log"), "{said}");
+    let server = durable(&dir, &[]);
+    assert_eq!(get(&server.addr, 1), 1, "this table's write kept: {said}");
+}

@@ -128,11 +128,31 @@ fn load_manifest(
             dir.display()
         )));
     }
-    let (size, data_id) = match (snapshot, on_disk.first()) {
+    // The table is the snapshot's; without one, the one most segments
+    // name (the newest's, between equals): a segment copied in from
+    // another table does not decide.
+    let mut headers = Vec::new();
+    for (_, p) in on_disk {
+        if let Ok(h) = record::SegmentHeader::decode(&read_head(p)?) {
+            headers.push(h);
+        }
+    }
+    // (`max_by_key` keeps the last of equals: the newest.)
+    let most = headers
+        .iter()
+        .max_by_key(|h| headers.iter().filter(|g| g.data_id == h.data_id).count());
+    let (size, data_id) = match (snapshot, most) {
         (Some(s), _) => (s.values.len() as u64, s.data_id),
-        (None, Some((_, p))) => {
-            let h = record::SegmentHeader::decode(&fs::read(p)?).map_err(|d| damaged(p, &d))?;
-            (h.size, h.data_id)
+        (None, Some(h)) => (h.size, h.data_id),
+        (None, None) if !on_disk.is_empty() => {
+            let p = &on_disk[0].1;
+            return Err(damaged(
+                p,
+                &Damage {
+                    offset: 0,
+                    why: "no valid segment header".into(),
+                },
+            ));
         }
         (None, None) => {
             return Err(refusal(format_args!(
@@ -272,7 +292,18 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, repair: bool) -> io::R
         .filter(|f| !on_disk.iter().any(|(g, _)| g == f))
         .collect();
     let (listed, leftovers, strays) = if repair {
-        (on_disk.clone(), vec![], vec![])
+        // Every segment found, but one whose whole header says it belongs
+        // to another table or place: a stray, moved away, so it cannot
+        // cut the log where it sorts.
+        let mut listed = Vec::new();
+        let mut strays = Vec::new();
+        for (first, path) in &on_disk {
+            match record::SegmentHeader::decode(&read_head(path)?) {
+                Ok(h) if h.data_id != manifest.data_id || h.first_seq != *first => strays.push(path.clone()),
+                _ => listed.push((*first, path.clone())),
+            }
+        }
+        (listed, vec![], strays)
     } else {
         let listed = manifest
             .segments
@@ -338,6 +369,16 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, repair: bool) -> io::R
     })
 }
 
+/// The first bytes of a file, as many as a segment header has (or fewer).
+fn read_head(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(record::SEGMENT_HEADER);
+    fs::File::open(path)?
+        .take(record::SEGMENT_HEADER as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
 /// The segments on disk the manifest does not list: those a crash leaves
 /// (this table's, older than every listed one, so a snapshot covers them;
 /// or a header alone, created but not yet listed), and the others.
@@ -348,9 +389,9 @@ fn unlisted(on_disk: &[(u64, PathBuf)], m: &Manifest, snapshot_seq: u64) -> io::
         if m.segments.contains(first) {
             continue;
         }
-        let bytes = fs::read(path)?;
-        let ours = record::SegmentHeader::decode(&bytes).is_ok_and(|h| h.data_id == m.data_id && h.first_seq == *first);
-        if ours && (*first < oldest || bytes.len() == record::SEGMENT_HEADER) {
+        let ours = record::SegmentHeader::decode(&read_head(path)?)
+            .is_ok_and(|h| h.data_id == m.data_id && h.first_seq == *first);
+        if ours && (*first < oldest || fs::metadata(path)?.len() == record::SEGMENT_HEADER as u64) {
             leftovers.push(path.clone());
         } else {
             strays.push(path.clone());
