@@ -83,6 +83,14 @@ mod tests {
     }
 
     #[test]
+    fn free_memory_is_read_where_linux_says_it() {
+        if std::path::Path::new("/proc/meminfo").exists() {
+            // Any machine that runs the tests has more than a megabyte.
+            assert!(available_memory().is_some_and(|m| m > 1 << 20));
+        }
+    }
+
+    #[test]
     fn counts_fit_in_half_of_what_is_free() {
         assert_eq!(fits("--keys", 100, 8, Some(1600)), Ok(()));
         let e = fits("--keys", 101, 8, Some(1600)).unwrap_err();

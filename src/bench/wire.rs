@@ -382,6 +382,10 @@ mod tests {
             enc(Protocol::Resp, Op::Get, &[1, 2], &[]),
             "*3\r\n$4\r\nMGET\r\n$5\r\nkey:1\r\n$5\r\nkey:2\r\n"
         );
+        assert_eq!(
+            enc(Protocol::Resp, Op::Put, &[1, 2], &[3, 4]),
+            "*5\r\n$4\r\nMSET\r\n$5\r\nkey:1\r\n$1\r\n3\r\n$5\r\nkey:2\r\n$1\r\n4\r\n"
+        );
         assert_eq!(enc(Protocol::Memcache, Op::Get, &[1, 22], &[]), "get key:1 key:22\r\n");
         assert_eq!(
             enc(Protocol::Memcache, Op::Put, &[7], &[100]),
@@ -502,6 +506,13 @@ mod tests {
         assert!(Protocol::Resp.cannot([80, 15, 5], 1).is_some());
         assert!(Protocol::Resp.cannot([80, 20, 0], 4).is_none());
         assert!(Protocol::Memcache.cannot([80, 20, 0], 2).is_some());
+        assert!(Protocol::Memcache.cannot([80, 20, 0], 1).is_none());
+        assert!(Protocol::Memcache.cannot([100, 0, 0], 1).is_none());
+        assert_eq!(
+            [Protocol::Line.name(), Protocol::Resp.name(), Protocol::Memcache.name()],
+            ["line", "resp", "memcache"]
+        );
+        assert!(Protocol::Resp.describe().contains("RESP") && Protocol::Memcache.describe().contains("memcached"));
         assert!(Protocol::Memcache.cannot([100, 0, 0], 2).is_none());
         assert!(Protocol::Line.cannot([1, 1, 1], 9).is_none());
     }
