@@ -477,6 +477,24 @@ mod tests {
             Some(Some(Miss))
         );
         assert_eq!(r(Protocol::Memcache, "OP=GET;CODE=200\r\n", GET), Some(Some(Foreign)));
+        // An empty value is a value, not a nil; an array to a GET of one
+        // key is the wrong type.
+        assert_eq!(r(Protocol::Resp, "$0\r\n\r\n", pre), Some(None));
+        assert_eq!(r(Protocol::Resp, "*1\r\n$1\r\na\r\n", GET), Some(Some(WrongType)));
+        // What the user is told.
+        let m = foreign_message(Protocol::Line, b"-ERR unknown command 'OP=GET'");
+        assert!(
+            m.contains("-ERR unknown command") && m.contains("Redis's RESP: try --protocol resp"),
+            "{m}"
+        );
+        let m = foreign_message(Protocol::Resp, b"HTTP/1.1 400 Bad Request");
+        assert!(
+            m.contains("HTTP/1.1 400") && m.contains("which is not Redis's RESP"),
+            "{m}"
+        );
+        // A reply that looks like the protocol spoken, yet was foreign.
+        let m = foreign_message(Protocol::Line, b"OP=GET;XCODE=1");
+        assert!(m.ends_with("which is not tablecache's line protocol"), "{m}");
         // Naming the protocol a foreign reply looks like.
         assert_eq!(guess(b"-ERR unknown command"), Some(Protocol::Resp));
         assert_eq!(guess(b"ERROR"), Some(Protocol::Memcache));
