@@ -22,9 +22,10 @@
 //! out its last lease instead of its answer.
 
 use super::departed::Departed;
+use super::holder::{invalidate, remember, slack, trim, Holder};
 use crate::buffer::Buffer;
 use crate::cache::{IndexMap, IntHasher};
-use crate::proto::{encode_field, put_list, Op, Problem, Request};
+use crate::proto::{encode_field, Op, Problem, Request};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -40,41 +41,9 @@ pub const MAX_TRACKED: usize = 1 << 20;
 /// answered 503 (and read nothing from their caches until a lease is
 /// granted).
 pub const MAX_PROXIES: usize = 1024;
-/// How far a holder's tracking may run past its bound while the
-/// invalidation that makes room is out (a sixteenth): a hard cap, so
-/// memory stays bounded even if it is never confirmed.
-fn slack(bound: usize) -> usize {
-    bound / 16 + 1
-}
 
 /// A proxy known to the server, by a number never reused.
 pub type HolderId = u64;
-
-/// What one proxy may hold.
-#[derive(Debug)]
-struct Holder {
-    /// Its connection (slab key and generation).
-    key: usize,
-    gen: u64,
-    /// Index → 0 while held, or the SEQ of the invalidation sent for it
-    /// and not confirmed yet.
-    held: IndexMap<u64>,
-    /// The indices in the order they started being tracked, oldest first
-    /// (entries no longer held are skipped when met; compacted when it
-    /// grows past twice `held`).
-    order: std::collections::VecDeque<i64>,
-    /// The SEQ of the invalidation out to make room, until confirmed.
-    trimming: Option<u64>,
-    /// The invalidations sent and not confirmed: (SEQ, when sent, the
-    /// indices it names, or `None` for every index).
-    unacked: std::collections::VecDeque<(u64, Instant, Option<Vec<i64>>)>,
-    next_seq: u64,
-    acked: u64,
-    /// When the server last answered it: its lease runs until then + lease.
-    last_grant: Instant,
-    /// Invalidations encoded and not yet moved to its connection.
-    outbox: Buffer,
-}
 
 /// One thing a parked write waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -526,74 +495,6 @@ impl Leases {
         encode_field(out, "DEPARTED_BYTES", &self.departed.bytes());
         encode_field(out, "DEPARTED_UNLISTED", &self.departed.unlisted_count);
     }
-}
-
-/// Invalidates the holder's oldest fresh entries (a sixteenth of `bound`)
-/// to make room; false if it holds none that is not already being
-/// invalidated. (The caller notes the holder as unconfirmed and outgoing.)
-fn trim(h: &mut Holder, bound: usize, now: Instant) -> bool {
-    let want = slack(bound);
-    let mut batch = Vec::with_capacity(want.min(4096));
-    while batch.len() < want {
-        let Some(i) = h.order.pop_front() else { break };
-        // Skipped: no longer held, or an INV is out for it already. (An
-        // index listed twice after a re-insert goes at its first place: a
-        // little early, never unsafe.)
-        if h.held.get(&i) == Some(&0) {
-            batch.push(i);
-        }
-    }
-    if batch.is_empty() {
-        return false;
-    }
-    batch.sort_unstable();
-    batch.dedup();
-    h.trimming = Some(invalidate(h, Some(batch), now));
-    true
-}
-
-/// Notes `i` as the holder's newest tracked index.
-fn remember(h: &mut Holder, i: i64) {
-    h.order.push_back(i);
-    if h.order.len() > 2 * h.held.len() + 1024 {
-        compact(h);
-    }
-}
-
-/// Drops the order entries of indices no longer held, and repeats (the
-/// newest place of each kept), so the list stays within twice `held`.
-fn compact(h: &mut Holder) {
-    let mut seen: IndexMap<()> = IndexMap::default();
-    let mut kept: std::collections::VecDeque<i64> = std::collections::VecDeque::with_capacity(h.held.len());
-    for &i in h.order.iter().rev() {
-        if h.held.contains_key(&i) && seen.insert(i, ()).is_none() {
-            kept.push_front(i);
-        }
-    }
-    h.order = kept;
-}
-
-/// Encodes an invalidation of `ind` (every index for `None`) into the
-/// holder's outbox and marks those entries as invalidating; returns its
-/// SEQ. (The caller notes the holder as unconfirmed and outgoing.)
-fn invalidate(h: &mut Holder, ind: Option<Vec<i64>>, now: Instant) -> u64 {
-    let seq = h.next_seq;
-    h.next_seq += 1;
-    h.outbox.extend(b"OP=INV");
-    encode_field(&mut h.outbox, "SEQ", &seq);
-    match &ind {
-        Some(ind) => {
-            h.outbox.extend(b";IND=");
-            put_list(&mut h.outbox, ind.iter().copied());
-            for i in ind {
-                h.held.insert(*i, seq);
-            }
-        }
-        None => h.held.values_mut().for_each(|v| *v = seq),
-    }
-    h.outbox.push(b'\n');
-    h.unacked.push_back((seq, now, ind));
-    seq
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 mod backlog;
 pub mod departed;
+mod holder;
 pub mod leases;
 mod report;
 mod service;
