@@ -473,6 +473,16 @@ mod tests {
         }
         assert_eq!(r(Protocol::Memcache, "END\r\n", pre), Some(Some(Miss)));
         assert_eq!(
+            r(Protocol::Memcache, "VALUE key:1 0 1\r\n4\r\nEND\r\n", pre),
+            Some(None)
+        );
+        assert_eq!(r(Protocol::Memcache, "END\r\n", PUT), Some(Some(Foreign)));
+        assert_eq!(r(Protocol::Memcache, "STORED\r\n", GET), Some(Some(Foreign)));
+        assert_eq!(
+            r(Protocol::Memcache, "VALUE key:1 0 2\r\n42\r\nEND\r\n", pre),
+            Some(None)
+        );
+        assert_eq!(
             r(Protocol::Memcache, "VALUE key:1 0 1\r\n4\r\nEND\r\n", pre2),
             Some(Some(Miss))
         );

@@ -199,6 +199,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn edits_count_inserts_deletes_replacements_and_swaps() {
+        assert_eq!(edits("get", "get"), 0);
+        assert_eq!(edits("gte", "get"), 1); // a swap of neighbours
+        assert_eq!(edits("ge", "get"), 1);
+        assert_eq!(edits("gett", "get"), 1);
+        assert_eq!(edits("pat", "put"), 1);
+        assert_eq!(edits("kitten", "sitting"), 3);
+        assert_eq!(edits("", "dump"), 4);
+        assert_eq!(closest("dmup"), Some("dump"));
+        assert_eq!(closest("xyz"), None);
+    }
+
+    #[test]
     fn commands_parse() {
         assert_eq!(
             parse_command(&["put", "1=10", "2=-3"]).unwrap(),
