@@ -8,7 +8,7 @@ use super::service::{encode_values, log_cache, sum_if_add, Core, List};
 use crate::cache::IndexMap;
 use crate::proto::{code, encode_error, encode_ok, Op, Reply};
 use crate::proxy::lease::Event;
-use crate::proxy::pending::{UpKind, UpReq, Waiter};
+use crate::proxy::pending::{UpKind, UpReq, Waiter, Written};
 use crate::proxy::upstream::UpEvent;
 use crate::reactor::UPSTREAM;
 use crate::trace_event;
@@ -139,10 +139,10 @@ impl Core {
     /// upstream): the server may or may not hold the new values, so the
     /// cache must not keep serving the old ones.
     fn forget_written(&mut self, kind: &UpKind) {
-        match kind {
-            UpKind::Put(ind, _) => ind.iter().for_each(|&i| self.cache.remove(i)),
-            UpKind::Clr => self.cache.clear(),
-            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
+        match kind.written() {
+            Written::Indices(ind) => ind.iter().for_each(|&i| self.cache.remove(i)),
+            Written::All => self.cache.clear(),
+            Written::Nothing => {}
         }
     }
 

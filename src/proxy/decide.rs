@@ -27,7 +27,7 @@
 
 use crate::cache::{IndexMap, Policy};
 use crate::proxy::lease::Mode;
-use crate::proxy::pending::UpKind;
+use crate::proxy::pending::{UpKind, Written};
 
 /// Writes in flight to one index (or CLRs in flight): how many, and a
 /// lower bound on the upstream sequence number of the oldest.
@@ -72,31 +72,31 @@ pub struct Writes {
 impl Writes {
     /// Request `seq` was sent upstream.
     pub fn begin(&mut self, kind: &UpKind, seq: u64) {
-        match kind {
-            UpKind::Put(ind, _) => {
+        match kind.written() {
+            Written::Indices(ind) => {
                 for &i in ind {
                     self.per_index.entry(i).or_default().begin(seq);
                 }
             }
-            UpKind::Clr => self.clr.begin(seq),
-            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
+            Written::All => self.clr.begin(seq),
+            Written::Nothing => {}
         }
     }
 
     /// Request `seq` left the upstream queue (answered or failed).
     pub fn end(&mut self, kind: &UpKind, seq: u64) {
-        match kind {
-            UpKind::Put(ind, _) => {
+        match kind.written() {
+            Written::Indices(ind) => {
                 for i in ind {
                     if self.per_index.get_mut(i).is_some_and(|w| w.end(seq)) {
                         self.per_index.remove(i);
                     }
                 }
             }
-            UpKind::Clr => {
+            Written::All => {
                 self.clr.end(seq);
             }
-            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
+            Written::Nothing => {}
         }
     }
 
@@ -147,12 +147,12 @@ impl Zombies {
     /// or on one that could not be drained (or its upstream, itself a
     /// proxy, could not tell: `pinned`).
     pub fn add(&mut self, kind: &UpKind) {
-        match kind {
-            UpKind::Put(ind, _) => ind.iter().for_each(|&i| {
+        match kind.written() {
+            Written::Indices(ind) => ind.iter().for_each(|&i| {
                 self.indices.insert(i, ());
             }),
-            UpKind::Clr => self.all = true,
-            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
+            Written::All => self.all = true,
+            Written::Nothing => {}
         }
     }
 

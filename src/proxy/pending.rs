@@ -229,6 +229,19 @@ impl UpKind {
         }
     }
 
+    /// What the request writes at the server: the one place that says
+    /// which kinds write (the write bookkeeping of decide.rs and reads.rs,
+    /// and the cache's forgetting, all ask here).
+    pub fn written(&self) -> Written<'_> {
+        match self {
+            UpKind::Put(ind, _) => Written::Indices(ind),
+            UpKind::Clr => Written::All,
+            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {
+                Written::Nothing
+            }
+        }
+    }
+
     /// True for the proxy's own requests, whose answers go to no client.
     pub fn is_own(&self) -> bool {
         matches!(
@@ -236,6 +249,17 @@ impl UpKind {
             UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. }
         )
     }
+}
+
+/// What a request upstream writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written<'a> {
+    /// These indices (a PUT).
+    Indices(&'a [i64]),
+    /// Every index (a CLR).
+    All,
+    /// Nothing (a read, or the proxy's own LEASE, ACK, keepalive).
+    Nothing,
 }
 
 /// A request in flight upstream, with what its client's reply needs.

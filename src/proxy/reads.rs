@@ -23,7 +23,7 @@
 
 use crate::cache::IndexMap;
 use crate::proto::Op;
-use crate::proxy::pending::{UpKind, Waiter};
+use crate::proxy::pending::{UpKind, Waiter, Written};
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
@@ -275,12 +275,12 @@ impl Reads {
     /// A write was sent: the fetches of what it may change can no longer be
     /// joined.
     pub fn write_sent(&mut self, kind: &UpKind) {
-        match kind {
-            UpKind::Put(ind, _) => ind.iter().for_each(|i| {
+        match kind.written() {
+            Written::Indices(ind) => ind.iter().for_each(|i| {
                 self.joinable.remove(i);
             }),
-            UpKind::Clr => self.joinable.clear(),
-            UpKind::Fetch(_) | UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {}
+            Written::All => self.joinable.clear(),
+            Written::Nothing => {}
         }
     }
 
