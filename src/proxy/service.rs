@@ -419,15 +419,11 @@ pub(super) fn log_cache(c: &dyn Policy) {
     if !log::log_enabled!(log::Level::Debug) {
         return;
     }
-    if c.len() <= 32 {
-        let cells: Vec<String> = c.entries().iter().map(|(i, v)| format!("{i}:{v}")).collect();
-        debug!(
-            "proxy cache [{}] (oldest first, {}/{})",
-            cells.join(" "),
-            c.len(),
-            c.capacity()
-        );
-    } else {
-        debug!("proxy cache: {}/{} entries (DMP shows them)", c.len(), c.capacity());
+    // (The entries are listed only when few: `entries` copies them.)
+    let few = c.len() <= 32;
+    let entries = if few { c.entries() } else { Vec::new() };
+    match crate::trace::small_cells(c.len(), entries.into_iter()) {
+        Some(cells) => debug!("proxy cache [{cells}] (oldest first, {}/{})", c.len(), c.capacity()),
+        None => debug!("proxy cache: {}/{} entries (DMP shows them)", c.len(), c.capacity()),
     }
 }

@@ -374,10 +374,8 @@ fn log_table(t: &Table) {
         return;
     }
     let v = t.values();
-    if v.len() <= 32 {
-        let cells: Vec<String> = v.iter().enumerate().map(|(i, x)| format!("{i}:{x}")).collect();
-        debug!("server table [{}]", cells.join(" "));
-    } else {
-        debug!("server table: {} entries (DMP shows them)", v.len());
+    match crate::trace::small_cells(v.len(), v.iter().enumerate().map(|(i, &x)| (i as i64, x))) {
+        Some(cells) => debug!("server table [{cells}]"),
+        None => debug!("server table: {} entries (DMP shows them)", v.len()),
     }
 }

@@ -169,6 +169,14 @@ impl log::Log for NodeLogger {
     }
 }
 
+/// The entries of a table or cache as `index:value` cells for a debug
+/// log line, when there are at most 32 of them (`len`); `None` for more,
+/// so a log line's cost never depends on the table's size (the seed's
+/// programs print the whole table on every change).
+pub fn small_cells(len: usize, cells: impl Iterator<Item = (i64, i64)>) -> Option<String> {
+    (len <= 32).then(|| cells.map(|(i, v)| format!("{i}:{v}")).collect::<Vec<_>>().join(" "))
+}
+
 /// Sets up logging to stderr at `level` (`trace` turns on the event
 /// stream). Safe to call more than once: later calls are ignored.
 pub fn init_logging(level: log::LevelFilter) {
