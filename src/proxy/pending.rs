@@ -158,6 +158,17 @@ pub struct Waiter {
     pub seq: u64,
 }
 
+impl Waiter {
+    /// Nobody: the waiter of the proxy's own requests (keepalive, LEASE,
+    /// ACK), whose answers go to no client. No slab key is `usize::MAX`,
+    /// so a reply sent here by mistake would find no connection.
+    pub const NOBODY: Waiter = Waiter {
+        key: usize::MAX,
+        gen: 0,
+        seq: 0,
+    };
+}
+
 /// What is sent upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpKind {
@@ -284,11 +295,7 @@ impl UpReq {
         UpReq {
             kind,
             seq: 0,
-            waiter: Waiter {
-                key: usize::MAX,
-                gen: 0,
-                seq: 0,
-            },
+            waiter: Waiter::NOBODY,
             op: Op::Get,
             queued: now,
         }
