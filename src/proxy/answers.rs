@@ -1,10 +1,10 @@
-//! What the proxy does with what happens upstream ([`Core::complete`]):
+//! What the proxy does with what happens upstream ([`ProxyCore::complete`]):
 //! an answer applied to the cache and turned into the replies of every
 //! read waiting on it (its own and those that joined it), a failure
 //! turned into errors in order, an invalidation applied, the lease
 //! session told of connects, losses and LEASE answers.
 
-use super::service::{encode_values, log_cache, sum_if_add, Core, List};
+use super::service::{encode_values, log_cache, sum_if_add, List, ProxyCore};
 use crate::cache::IndexMap;
 use crate::proto::{code, encode_error, encode_ok, Op, Reply};
 use crate::proxy::lease::Event;
@@ -14,7 +14,7 @@ use crate::reactor::UPSTREAM;
 use crate::trace_event;
 use std::time::Instant;
 
-impl Core {
+impl ProxyCore {
     /// Applies what happened upstream to the cache and builds the replies
     /// it completes, each handed to `out` with whose slot it fills.
     pub fn complete(&mut self, event: UpEvent, out: &mut impl FnMut(Waiter, &[u8])) {

@@ -57,7 +57,7 @@ use log::info;
 use mio::event::Event;
 use mio::Token;
 use pending::{Slots, Waiter};
-use service::{Core, ProxyService};
+use service::{ProxyCore, ProxyService};
 use slab::Slab;
 use std::io;
 use std::net::SocketAddr;
@@ -109,7 +109,7 @@ impl Default for ProxyConfig {
 /// The proxy's node: its listening side, its core and its upstream.
 pub struct ProxyNode {
     front: Frontend<Slots>,
-    core: Core,
+    core: ProxyCore,
     up: Upstream,
     /// Clients that got replies from upstream in this pass (flushed once
     /// each in `tick`).
@@ -120,7 +120,7 @@ pub struct ProxyNode {
 /// Puts an upstream answer into its client's slot. A client that is gone
 /// (or whose key now belongs to another connection) is skipped: the reply
 /// is dropped.
-fn deliver(conns: &mut Slab<Conn<Slots>>, dirty: &mut Vec<usize>, core: &mut Core, event: UpEvent) {
+fn deliver(conns: &mut Slab<Conn<Slots>>, dirty: &mut Vec<usize>, core: &mut ProxyCore, event: UpEvent) {
     core.complete(event, &mut |w: Waiter, body: &[u8]| {
         let Some(conn) = conns.get_mut(w.key).filter(|c| c.gen == w.gen) else {
             return;
@@ -277,7 +277,7 @@ impl Proxy {
         up.connect(Instant::now());
         let node = ProxyNode {
             front,
-            core: Core::new(cache, cfg.upstream_framing == Framing::Line, cfg.trace_name),
+            core: ProxyCore::new(cache, cfg.upstream_framing == Framing::Line, cfg.trace_name),
             up,
             dirty: Vec::new(),
             spare_dirty: Vec::new(),

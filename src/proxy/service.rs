@@ -1,7 +1,7 @@
 //! What the proxy does with a request: the GET/ADD and PUT/CLR handlers
 //! (hit or miss from [`decide`], a slot in the client's queue, a request
 //! upstream), and the glue to its lease session. What it does with an
-//! upstream answer, [`Core::complete`], is in `answers.rs`.
+//! upstream answer, [`ProxyCore::complete`], is in `answers.rs`.
 //!
 //! Every reply to a client, errors included, goes through the client's
 //! [`Slots`], so it leaves in its turn.
@@ -25,7 +25,7 @@ use std::time::Instant;
 const MAX_CLIENT_SLOTS: usize = 1024;
 
 /// The cache and everything the handlers keep between requests.
-pub struct Core {
+pub struct ProxyCore {
     /// The cache and its eviction policy.
     pub cache: Box<dyn Policy + Send>,
     /// Writes in flight upstream.
@@ -40,7 +40,7 @@ pub struct Core {
     pub(super) missing: Vec<i64>,
     pub(super) to_fetch: Vec<i64>,
     pub(super) joined: Vec<u64>,
-    /// The body of the reply [`Core::complete`] built last.
+    /// The body of the reply [`ProxyCore::complete`] built last.
     pub(super) body: Buffer,
     /// The sequence number the next request sent upstream gets.
     pub(super) next_seq: u64,
@@ -60,7 +60,7 @@ pub struct Core {
 /// together for one event.
 pub struct ProxyService<'a> {
     /// Cache, handlers, counters.
-    pub core: &'a mut Core,
+    pub core: &'a mut ProxyCore,
     /// Where misses and writes go.
     pub up: &'a mut Upstream,
 }
@@ -139,12 +139,12 @@ impl std::fmt::Display for List<'_> {
     }
 }
 
-impl Core {
+impl ProxyCore {
     /// An empty cache; `asks_lease` when the upstream speaks line framing
     /// (a bare server cannot take part in coherence); `trace_name` on its
     /// trace lines.
-    pub fn new(cache: Box<dyn Policy + Send>, asks_lease: bool, trace_name: &'static str) -> Core {
-        Core {
+    pub fn new(cache: Box<dyn Policy + Send>, asks_lease: bool, trace_name: &'static str) -> ProxyCore {
+        ProxyCore {
             cache,
             writes: Writes::default(),
             counters: Counters::default(),

@@ -5,7 +5,7 @@ use crate::buffer::Buffer;
 use crate::cache::Policy;
 use crate::frontend::FrontInfo;
 use crate::proto::{encode_field, put_list};
-use crate::proxy::service::Core;
+use crate::proxy::service::ProxyCore;
 use crate::proxy::upstream::Upstream;
 use std::collections::BTreeMap;
 
@@ -64,7 +64,7 @@ impl Counters {
 }
 
 /// The STS reply.
-pub fn encode_stats(out: &mut Buffer, core: &Core, up: &Upstream, front: &FrontInfo) {
+pub fn encode_stats(out: &mut Buffer, core: &ProxyCore, up: &Upstream, front: &FrontInfo) {
     let c = &core.counters;
     out.extend(b"OP=STS");
     encode_field(out, "ROLE", &"proxy");

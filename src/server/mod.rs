@@ -28,7 +28,7 @@ use leases::Leases;
 use log::info;
 use mio::event::Event;
 use mio::Token;
-use service::Core;
+use service::ServerCore;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -88,7 +88,7 @@ impl Default for ServerConfig {
 /// The server's node: its listening side and its table.
 pub struct ServerNode {
     front: Frontend<ServerConn>,
-    core: Core,
+    core: ServerCore,
     /// Reused lists of connections to flush and to expire.
     touched: Vec<usize>,
     overdue: Vec<(usize, u64)>,
@@ -273,7 +273,7 @@ impl Server {
             overdue: Vec::new(),
             failed: None,
             front,
-            core: Core::new(
+            core: ServerCore::new(
                 table,
                 Leases::new(cfg.lease, cfg.grace, now).bounded(cfg.max_proxies, cfg.max_tracked),
                 store,

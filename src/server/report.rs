@@ -2,13 +2,13 @@
 //! its log's, its loop's) and DMP (the table, or its non-zero entries
 //! when big).
 
-use super::service::Core;
+use super::service::ServerCore;
 use super::DUMP_MAX;
 use crate::buffer::Buffer;
 use crate::frontend::FrontInfo;
 use crate::proto::{encode_field, put_list, Op};
 
-impl Core {
+impl ServerCore {
     pub(super) fn encode_stats(&self, out: &mut Buffer, front: &FrontInfo) {
         out.extend(b"OP=STS");
         encode_field(out, "ROLE", &"server");

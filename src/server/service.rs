@@ -18,7 +18,7 @@ use std::time::Instant;
 
 /// Per-operation counters.
 #[derive(Debug, Default, Clone)]
-pub(super) struct Counters {
+pub(super) struct OpCounters {
     pub(super) ops: [u64; Op::ALL.len()],
     pub(super) errors: std::collections::BTreeMap<u16, u64>,
 }
@@ -46,10 +46,10 @@ pub struct ServerConn {
 }
 
 /// The table and the service that applies requests to it.
-pub(super) struct Core {
+pub(super) struct ServerCore {
     pub(super) table: Table,
     pub(super) req: Request,
-    pub(super) counters: Counters,
+    pub(super) counters: OpCounters,
     /// Which proxy may hold what, and the writes waiting on them.
     pub(super) leases: Leases,
     pub(super) nocache: Vec<i64>,
@@ -73,7 +73,7 @@ pub(super) struct Core {
     untrusted_backlog: usize,
 }
 
-impl Service for Core {
+impl Service for ServerCore {
     type Ext = ServerConn;
 
     fn on_message(&mut self, conn: &mut Conn<ServerConn>, body: usize, front: &FrontInfo, now: Instant) {
@@ -150,7 +150,7 @@ impl Service for Core {
     }
 }
 
-impl Core {
+impl ServerCore {
     /// A service over `table`, granting leases as `leases` says, logging
     /// writes to `store` if there is one.
     pub(super) fn new(
@@ -159,11 +159,11 @@ impl Core {
         store: Option<Store>,
         secret: Option<Secret>,
         max_output: usize,
-    ) -> Core {
-        Core {
+    ) -> ServerCore {
+        ServerCore {
             table,
             req: Request::default(),
-            counters: Counters::default(),
+            counters: OpCounters::default(),
             leases,
             nocache: Vec::new(),
             data_id: store.as_ref().map_or_else(crate::store::memory_data_id, Store::data_id),

@@ -4,7 +4,7 @@
 //! file answers the messages. docs/coherence.md, "Trust" and the session.
 
 use super::leases::HolderId;
-use super::service::{Core, ServerConn};
+use super::service::{ServerConn, ServerCore};
 use crate::buffer::Buffer;
 use crate::conn::Conn;
 use crate::framing::Framing;
@@ -12,7 +12,7 @@ use crate::proto::{encode_field, Op, Problem};
 use log::warn;
 use std::time::Instant;
 
-impl Core {
+impl ServerCore {
     /// Answers a LEASE: granted (joining the holders, or resuming with the
     /// cache kept), or refused with why.
     pub(super) fn lease(&mut self, conn: &mut Conn<ServerConn>, now: Instant) -> Result<(), Problem> {
