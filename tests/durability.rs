@@ -20,45 +20,9 @@ fn fresh_dir(name: &str) -> TempDir {
 /// period to wait out after a restart).
 fn durable(dir: &Path, size: usize, extra: &[&str]) -> Proc {
     let size = size.to_string();
-    let mut args = vec![
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--lease-ms",
-        "0",
-        "--log-level",
-        "warn",
-        "--size",
-        &size,
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ];
+    let mut args = vec!["--size", &size];
     args.extend_from_slice(extra);
-    // Its log goes to a file beside the directory: a server that refuses
-    // to start says why in the failure.
-    let log = dir.join("server.err");
-    let child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut child = child;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let Some(addr) = line.strip_prefix("listening on ") else {
-        let _ = child.wait();
-        panic!(
-            "the server did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    };
-    Proc {
-        addr: addr.trim().to_string(),
-        child,
-    }
+    common::durable(dir, &args)
 }
 
 /// The table, from DMP.

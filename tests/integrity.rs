@@ -10,48 +10,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// A durable server on `dir` without leases (direct clients only); its
-/// log goes to `dir`'s sibling `server.log`.
-fn durable(dir: &Path, extra: &[&str]) -> Proc {
-    let mut args = vec![
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--lease-ms",
-        "0",
-        "--log-level",
-        "warn",
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let log = dir.with_file_name("server.log");
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let Some(addr) = line.strip_prefix("listening on ") else {
-        let _ = child.wait();
-        panic!(
-            "the server did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    };
-    Proc {
-        addr: addr.trim().to_string(),
-        child,
-    }
-}
-
 /// What the last server on `dir` logged.
 fn server_log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.with_file_name("server.log")).unwrap_or_default()
+    std::fs::read_to_string(dir.join("server.err")).unwrap_or_default()
 }
 
 /// A server with leases on `addr` (port 0 for a new one), durable on `dir`.

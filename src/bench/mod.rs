@@ -26,6 +26,7 @@
 //! `preload` (setting every key before a run), `report` (what a run
 //! measured, as text and JSON).
 
+mod keys;
 mod load;
 mod pacer;
 pub mod plot;

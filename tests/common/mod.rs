@@ -342,3 +342,45 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A durable server from the binary on `dir` (created if missing), without
+/// leases (direct clients only: no grace period after a restart), with
+/// `extra` flags. Its log goes to `dir/server.err`, so a server that
+/// refuses to start says why in the failure.
+pub fn durable(dir: &std::path::Path, extra: &[&str]) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut args = vec![
+        "server",
+        "--listen",
+        "127.0.0.1:0",
+        "--lease-ms",
+        "0",
+        "--log-level",
+        "warn",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let log = dir.join("server.err");
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let Some(addr) = line.strip_prefix("listening on ") else {
+        let _ = child.wait();
+        panic!(
+            "the server did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+    Proc {
+        addr: addr.trim().to_string(),
+        child,
+    }
+}

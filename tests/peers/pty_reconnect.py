@@ -8,35 +8,14 @@ Usage: pty_reconnect.py BIN SERVER_ADDR
 """
 import os
 import pty
-import select
 import socket
 import subprocess
 import sys
 import time
 
+from ptyterm import Terminal
+
 BIN, SERVER = sys.argv[1], sys.argv[2]
-SHOWN = b""  # everything the terminal showed
-POS = 0  # how far the script has looked
-
-
-def wait_for(fd, want, timeout=20.0):
-    """Reads from the terminal until `want` shows up after what was already
-    waited for (or the time is up, or the terminal closes)."""
-    global SHOWN, POS
-    end = time.time() + timeout
-    while SHOWN.find(want, POS) < 0 and time.time() < end:
-        r, _, _ = select.select([fd], [], [], 0.1)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            SHOWN += chunk
-    at = SHOWN.find(want, POS)
-    if at >= 0:
-        POS = at + len(want)
 
 
 def proxy(listen):
@@ -74,36 +53,37 @@ prox, ADDR = proxy("127.0.0.1:0")
 pid, fd = pty.fork()
 if pid == 0:
     os.execv(BIN, [BIN, "client", "--connect", ADDR])
+term = Terminal(fd)
 
-wait_for(fd, b"tablecache> ")
+term.wait_for(b"tablecache> ")
 os.write(fd, b"put 1=5\r")
-wait_for(fd, b"ok")
-wait_for(fd, b"tablecache> ")
+term.wait_for(b"ok")
+term.wait_for(b"tablecache> ")
 # The proxy closes the idle connection.
 wait_until("the idle close", lambda: (sts(ADDR, "IDLE_CLOSED") or 0) >= 1)
 os.write(fd, b"get 1\r")
-wait_for(fd, b"1=5")
-wait_for(fd, b"tablecache> ")
+term.wait_for(b"1=5")
+term.wait_for(b"tablecache> ")
 # The proxy restarts on its address.
 prox.kill()
 prox.wait()
 prox, _ = proxy(ADDR)
 os.write(fd, b"get 1\r")
-wait_for(fd, b"1=5")
-wait_for(fd, b"tablecache> ")
+term.wait_for(b"1=5")
+term.wait_for(b"tablecache> ")
 # The proxy is down when a command runs: said, and the prompt stays.
 prox.kill()
 prox.wait()
 os.write(fd, b"get 1\r")
-wait_for(fd, b"refused")
-wait_for(fd, b"tablecache> ")
+term.wait_for(b"refused")
+term.wait_for(b"tablecache> ")
 prox, _ = proxy(ADDR)
 os.write(fd, b"get 1\r")
-wait_for(fd, b"1=5")
-wait_for(fd, b"tablecache> ")
+term.wait_for(b"1=5")
+term.wait_for(b"tablecache> ")
 os.write(fd, b"\x04")                               # Ctrl-D
-wait_for(fd, b"\n", timeout=5)
+term.wait_for(b"\n", timeout=5)
 _, status = os.waitpid(pid, 0)
 prox.kill()
-sys.stdout.write(SHOWN.decode(errors="replace"))
+sys.stdout.write(term.shown.decode(errors="replace"))
 print(f"\nEXIT {os.waitstatus_to_exitcode(status)}")
