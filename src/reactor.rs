@@ -272,13 +272,60 @@ impl<N: Node + Send + 'static> Bound<N> {
     }
 
     /// Runs on a thread of its own.
-    pub fn spawn(self) -> io::Result<crate::NodeHandle> {
+    pub fn spawn(self) -> io::Result<NodeHandle> {
         let addr = self.addr;
         let stop = self.stop_handle();
         let thread = std::thread::Builder::new()
             .name(self.name.into())
             .spawn(move || self.run())?;
-        Ok(crate::NodeHandle::new(addr, stop, thread))
+        Ok(NodeHandle::new(addr, stop, thread))
+    }
+}
+
+/// A node running on a thread of its own (tests and the demo use it).
+pub struct NodeHandle {
+    addr: std::net::SocketAddr,
+    stop: StopHandle,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl NodeHandle {
+    /// Wraps a spawned node.
+    pub fn new(addr: std::net::SocketAddr, stop: StopHandle, thread: std::thread::JoinHandle<io::Result<()>>) -> Self {
+        NodeHandle {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The address the node listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// A handle to stop the node.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Stops the node gracefully and waits for its thread.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop.stop();
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other("node thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.stop();
+            let _ = t.join();
+        }
     }
 }
 

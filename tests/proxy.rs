@@ -1600,3 +1600,50 @@ fn with_leases_a_read_joins_no_fetch_queued_before_another_clients_write() {
     sent.sort();
     assert_eq!(sent, ["OP=GET;IND=1,2", "OP=GET;IND=2", "OP=PUT;IND=1;DATA=5"]);
 }
+
+/// Invalidations, each with a new SEQ, then the answer to a fetch, in one
+/// burst from the server (more than the proxy holds as events at once).
+fn flood_then_answer(up: &mut Scripted, count: u64) {
+    let mut burst = String::new();
+    for seq in 1..=count {
+        burst.push_str(&format!("OP=INV;SEQ={seq};IND=2\n"));
+    }
+    burst.push_str("OP=GET;IND=1;DATA=11;CODE=200");
+    up.reply(&burst);
+}
+
+#[test]
+fn a_flood_of_invalidations_is_taken_in_bounded_batches_in_order() {
+    let mut up = Scripted::granting(60_000);
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    flood_then_answer(&mut up, 3000);
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=11;CODE=200");
+    // Every invalidation was applied and acknowledged, the last one last.
+    loop {
+        let ack = up.recv();
+        assert!(ack.starts_with("OP=ACK;SEQ="), "{ack}");
+        if ack == "OP=ACK;SEQ=3000" {
+            break;
+        }
+        up.reply(&format!("{ack};CODE=200"));
+    }
+    let sts = c.ask("OP=STS");
+    assert_eq!(field(&sts, "INV_RECV").as_deref(), Some("3000"), "{sts}");
+}
+
+#[test]
+fn replies_left_behind_a_flood_are_taken_even_when_the_server_closes() {
+    // The server's close comes in the read pass that stops at the bound:
+    // the replies read before it still answer their clients.
+    let mut up = Scripted::granting(60_000);
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    flood_then_answer(&mut up, 3000);
+    up.conn = None; // closed
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=11;CODE=200");
+}

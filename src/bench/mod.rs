@@ -26,6 +26,8 @@
 //! `preload` (setting every key before a run), `report` (what a run
 //! measured, as text and JSON).
 
+mod drive;
+mod json;
 mod keys;
 mod load;
 mod pacer;
@@ -35,14 +37,14 @@ mod replies;
 mod report;
 pub mod wire;
 
+pub use json::json;
 pub use pacer::{next_pass, DEFAULT_SEND_INTERVAL};
-pub use report::{hdr_text, json, print, print_quiet, render, report_title, OpStats, Report};
+pub use report::{hdr_text, print, print_quiet, render, report_title, OpStats, Report};
 
-use crate::reactor::poll as poll_retry;
 use load::{invalid, Bench};
 use mio::Events;
 use report::{cpu_seconds, proxy_counts};
-use std::io::{self, IsTerminal};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 pub use wire::{ErrorKind, Protocol};
@@ -213,152 +215,7 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
         }
     }
     b.flush_all()?;
-    let mut pacer = match b.cfg.rate {
-        Some(_) => match pacer::Pacer::new(b.poll.registry()) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                log::warn!("bench: no timerfd ({e}): the open loop polls in milliseconds and spins below");
-                None
-            }
-        },
-        None => None,
-    };
-    // Whether the pacer is armed (it is set once per wakeup, not per reply).
-    let mut armed = false;
-    // Open loop: whether this pass sends what has fallen due. With a pacer
-    // only its wakeups (and a due send polled for) do: a reply's wakeup
-    // sending the one request due by then would cost a write, and the
-    // server's wakeup, per request. Without one, every pass sends.
-    let mut send_now = true;
-    // The planned time of the last send pass, and of the pass about to run
-    // (the pacer's or a polled one; `None` for any other pass, planned now).
-    let mut last_plan = start;
-    let mut pass_plan: Option<Instant> = None;
-    // When the armed pacer fires.
-    let mut armed_for = start;
-    // The last send pass found every pipeline full: the next reply that
-    // frees room sends, and no timer is armed meanwhile.
-    let mut stalled = false;
-    let mut last_progress = start;
-    // When the loop first saw the end.
-    let mut ended_at: Option<Instant> = None;
-    let mut last_count = 0u64;
-    let progress = b.cfg.progress && io::stderr().is_terminal() && io::stdout().is_terminal();
-    if progress {
-        eprintln!("{}", report::header(&b.cfg));
-    }
-    loop {
-        let now = Instant::now();
-        if let Some(rate) = b.cfg.rate {
-            // Past the end (a generator descheduled across it), whatever
-            // was scheduled before the end still goes out, late and timed
-            // from its schedule, before the run may stop.
-            if send_now || pacer.is_none() || now >= b.end || (stalled && b.free_since.is_some()) {
-                b.send_due(now, rate);
-                b.flush_all()?;
-                last_plan = pass_plan.take().unwrap_or(now);
-                stalled = b.free_since.is_none();
-            }
-        }
-        send_now = false;
-        b.check_timeouts(now);
-        if b.stopped.is_some() {
-            b.end = b.end.min(now);
-            break;
-        }
-        if !b.may_send() && b.outstanding() == 0 {
-            b.end = b.end.min(now); // -n: all sent and answered
-            break;
-        }
-        // Past the end, replies (and the open loop's requests scheduled
-        // before it) get one timeout from when the loop first saw the end:
-        // a generator descheduled across its end still sends what was due,
-        // and no run drains a backlog for longer. What is left then timed
-        // out.
-        if now >= b.end {
-            let seen = *ended_at.get_or_insert(now);
-            if b.outstanding() == 0 || now >= seen + b.cfg.timeout {
-                break;
-            }
-        }
-        if b.dead == b.cfg.connections {
-            b.stopped = Some("every connection was lost, and the target takes no new ones".into());
-            b.end = b.end.min(now);
-            break;
-        }
-        // Sleep until the next scheduled send or a reply. epoll counts in
-        // milliseconds, so the send's time is a timerfd armed to the
-        // microsecond (pacer.rs): the generator sleeps instead of spinning.
-        // The next send pass comes at least the send interval after the
-        // last one's plan (`next_pass`), so at high rates a pass carries a
-        // batch. Only a pass due within a few
-        // microseconds is polled for without sleeping; without a timerfd,
-        // the last sub-millisecond stretch is.
-        let timeout = match b.cfg.rate {
-            // Nothing to send until a reply comes (every pipeline full, or
-            // all `-n` requests sent): no timer.
-            Some(_) if stalled || !b.may_send() => Some(Duration::from_millis(100)),
-            Some(rate) if now < b.end => {
-                let next = b.sched_start + Duration::from_secs_f64(b.next_k as f64 / rate);
-                let wake = next_pass(next, last_plan, b.cfg.send_interval);
-                let wait = wake.saturating_duration_since(now);
-                match pacer.as_mut() {
-                    Some(_) if wait <= pacer::SPIN => {
-                        send_now = true;
-                        pass_plan = Some(wake);
-                        Some(Duration::ZERO)
-                    }
-                    Some(p) => {
-                        // Armed once per wakeup, not on every reply.
-                        if !armed {
-                            p.arm(wait)?;
-                            armed_for = wake;
-                            armed = true;
-                        }
-                        Some(Duration::from_millis(100))
-                    }
-                    None => Some(Duration::from_millis(wait.as_millis() as u64)),
-                }
-            }
-            _ => Some(Duration::from_millis(100)),
-        };
-        poll_retry(&mut b.poll, &mut events, timeout)?;
-        let now = Instant::now();
-        for ev in events.iter() {
-            if ev.token() == crate::reactor::SIGNALS {
-                if signals.pending() {
-                    b.stopped = Some(INTERRUPTED.into());
-                }
-                continue;
-            }
-            if ev.token() == pacer::PACER {
-                if let Some(p) = pacer.as_mut() {
-                    p.fired();
-                }
-                armed = false;
-                send_now = true;
-                pass_plan = Some(armed_for);
-                continue;
-            }
-            b.ready(ev.token(), ev, now);
-        }
-        b.flush_all()?;
-        if progress && now.duration_since(last_progress) >= Duration::from_secs(1) {
-            let rate = (b.answered - last_count) as f64 / now.duration_since(last_progress).as_secs_f64();
-            let t = now.saturating_duration_since(start).as_secs();
-            if now < b.measure_from {
-                eprint!("\r  {t:>3}s  {rate:>10.0} req/s  (warm-up, not measured)      ");
-            } else {
-                let p99 = b.hist.value_at_quantile(0.99);
-                eprint!("\r  {t:>3}s  {rate:>10.0} req/s  p99 {p99} us                  ");
-            }
-            last_progress = now;
-            last_count = b.answered;
-        }
-    }
-    if progress {
-        eprintln!();
-    }
+    b.drive(start, &mut events, &mut signals)?;
     // What is still unanswered a timeout after the end timed out, and so
     // did what the open loop scheduled but never sent (unless the run was
     // stopped: then it was only cut short).

@@ -196,6 +196,15 @@ pub fn header(cfg: &BenchConfig) -> String {
 /// The human-readable report.
 pub fn render(cfg: &BenchConfig, r: &Report) -> String {
     let mut s = String::new();
+    render_setup(&mut s, cfg, r);
+    render_outcome(&mut s, r);
+    render_timing(&mut s, r);
+    render_generator(&mut s, r);
+    s
+}
+
+/// What was run, and whether it ran to its end.
+fn render_setup(s: &mut String, cfg: &BenchConfig, r: &Report) {
     let mode = match cfg.rate {
         Some(rate) => format!(
             "open loop at {rate} req/s (send passes >= {} us apart)",
@@ -226,6 +235,10 @@ pub fn render(cfg: &BenchConfig, r: &Report) -> String {
         cfg.keys,
         dist_text(&cfg.dist)
     );
+}
+
+/// Requests, errors and reconnects.
+fn render_outcome(s: &mut String, r: &Report) {
     let errs: Vec<String> = r.errors.iter().map(|(c, n)| format!("{c}: {n}")).collect();
     let _ = writeln!(
         s,
@@ -254,6 +267,10 @@ pub fn render(cfg: &BenchConfig, r: &Report) -> String {
             r.reconnects
         );
     }
+}
+
+/// Throughput, latency (per operation too), the hit ratio.
+fn render_timing(s: &mut String, r: &Report) {
     let _ = writeln!(s, "throughput  {:.0} req/s", r.throughput());
     let l = r.latency_us;
     let _ = writeln!(
@@ -274,6 +291,10 @@ pub fn render(cfg: &BenchConfig, r: &Report) -> String {
     if let Some(h) = r.hit_ratio {
         let _ = writeln!(s, "hit ratio   {:.1}% (proxy STS before and after)", h * 100.0);
     }
+}
+
+/// The generator's own cost and lag.
+fn render_generator(s: &mut String, r: &Report) {
     if let Some(cpu) = r.cpu {
         let _ = writeln!(s, "generator   {:.0}% of one core", cpu * 100.0);
     }
@@ -296,66 +317,6 @@ pub fn render(cfg: &BenchConfig, r: &Report) -> String {
             );
         }
     }
-    s
-}
-
-/// The one-line JSON summary (`--json`).
-pub fn json(cfg: &BenchConfig, r: &Report) -> String {
-    let l = r.latency_us;
-    let errs: Vec<String> = r.errors.iter().map(|(c, n)| format!("\"{c}\":{n}")).collect();
-    let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.4}"));
-    format!(
-        concat!(
-            "{{\"requests\":{},\"replies\":{},\"errors\":{},\"errors_by_kind\":{{{}}},\"stopped\":{},\"foreign\":{},\"reconnects\":{},\"throughput\":{:.1},",
-            "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"p9999\":{},\"max\":{}}},",
-            "\"hit_ratio\":{},\"generator_cpu\":{},\"send_lag_p99_us\":{},\"backlogged\":{},",
-            "\"target\":\"{}\",\"mode\":\"{}\",\"rate\":{},\"send_interval_us\":{},\"duration_s\":{},\"warmup_s\":{},",
-            "\"connections\":{},\"pipeline\":{},\"keys\":{},\"mix\":\"{}\",\"batch\":{},\"dist\":\"{}\",",
-            "\"by_op\":{{{}}}}}"
-        ),
-        r.requests,
-        r.replies,
-        r.error_count(),
-        errs.join(","),
-        json_string(r.stopped.as_deref()),
-        json_string(r.foreign.as_deref()),
-        r.reconnects,
-        r.throughput(),
-        l[0],
-        l[1],
-        l[2],
-        l[3],
-        l[4],
-        l[5],
-        opt(r.hit_ratio),
-        opt(r.cpu),
-        r.send_lag_p99_us.map_or("null".to_string(), |v| v.to_string()),
-        r.backlogged,
-        targets_text(&cfg.connect),
-        if cfg.rate.is_some() { "open" } else { "closed" },
-        cfg.rate.map_or("null".to_string(), |v| v.to_string()),
-        cfg.rate
-            .map_or("null".to_string(), |_| cfg.send_interval.as_micros().to_string()),
-        r.elapsed,
-        cfg.warmup.as_secs_f64(),
-        cfg.connections,
-        cfg.pipeline,
-        cfg.keys,
-        mix_text(&cfg.mix),
-        cfg.batch,
-        dist_text(&cfg.dist),
-        r.by_op
-            .iter()
-            .map(|o| {
-                let l = o.latency_us;
-                format!(
-                    "\"{}\":{{\"requests\":{},\"errors\":{},\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}}",
-                    o.op, o.requests, o.errors, l[0], l[2], l[3], l[5]
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    )
 }
 
 /// `n thing` or `n things`.
@@ -365,24 +326,6 @@ fn plural(n: usize, thing: &str) -> String {
     } else {
         format!("{n} {thing}s")
     }
-}
-
-/// A JSON string (or null), escaped.
-fn json_string(s: Option<&str>) -> String {
-    let Some(s) = s else { return "null".into() };
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The latency distribution in HdrHistogram's percentile-distribution
@@ -443,7 +386,7 @@ pub fn print_quiet(r: &Report) {
 pub fn print(cfg: &BenchConfig, r: &Report, as_json: bool) {
     if as_json {
         let _ = write!(io::stderr().lock(), "{}", render(cfg, r));
-        crate::outln!("{}", json(cfg, r));
+        crate::outln!("{}", super::json::json(cfg, r));
     } else {
         crate::out!("{}", render(cfg, r));
     }

@@ -1,7 +1,7 @@
 //! Encoding messages: appends to the caller's output buffer, never
 //! allocates (numbers are formatted by hand, not with `format!`).
 
-use super::Op;
+use super::{History, Op};
 use crate::buffer::Buffer;
 use std::fmt;
 
@@ -60,10 +60,76 @@ pub fn encode_request(out: &mut Buffer, op: Op, ind: &[i64], data: &[i64]) {
 /// `values`, in the order asked (the server's table and the proxy's
 /// cache answer with the same bytes).
 pub fn encode_get_reply(out: &mut Buffer, ind: &[i64], values: impl IntoIterator<Item = i64>) {
+    encode_get_reply_nocache(out, ind, values, &[]);
+}
+
+/// Appends a GET's success reply to a lease holder: as
+/// [`encode_get_reply`], and `NOCACHE` naming the indices it must not keep
+/// (a write to them waits), when there are any.
+pub fn encode_get_reply_nocache(out: &mut Buffer, ind: &[i64], values: impl IntoIterator<Item = i64>, nocache: &[i64]) {
     encode_request(out, Op::Get, ind, &[]);
     out.extend(b";DATA=");
     put_list(out, values);
+    if !nocache.is_empty() {
+        put_field_list(out, b";NOCACHE=", nocache);
+    }
     out.extend(b";CODE=200");
+}
+
+/// Appends a LEASE request: a first one (`resume: None`), or one that
+/// resumes a history with the cached indices `ind`; `key` is the peer
+/// secret, if the proxy has one.
+pub fn encode_lease_request(out: &mut Buffer, ind: &[i64], resume: Option<&History>, key: Option<&[u8]>) {
+    encode_request(out, Op::Lease, ind, &[]);
+    if let Some(h) = resume {
+        put_history(out, h);
+    }
+    if let Some(key) = key {
+        out.extend(b";KEY=");
+        out.extend(key);
+    }
+}
+
+/// Appends a LEASE grant: its length, the table's history, and for a
+/// resume whether the cache may be kept.
+pub fn encode_lease_grant(out: &mut Buffer, ms: u64, history: &History, keep: Option<bool>) {
+    out.extend(b"OP=LEASE;MS=");
+    put_i64(out, ms as i64);
+    put_history(out, history);
+    if let Some(keep) = keep {
+        out.extend(b";KEEP=");
+        put_i64(out, i64::from(keep));
+    }
+    out.extend(b";CODE=200");
+}
+
+/// `;ID=..;SEQ=..[;SUM=..]`, ID and SUM in 16 hex digits.
+fn put_history(out: &mut Buffer, h: &History) {
+    encode_field(out, "ID", &format_args!("{:016x}", h.id));
+    encode_field(out, "SEQ", &h.seq);
+    if let Some(sum) = h.sum {
+        encode_field(out, "SUM", &format_args!("{sum:016x}"));
+    }
+}
+
+/// Appends an invalidation, `OP=INV;SEQ=..`, of `ind` (of every index
+/// without IND).
+pub fn encode_inv(out: &mut Buffer, seq: u64, ind: Option<&[i64]>) {
+    out.extend(b"OP=INV");
+    encode_field(out, "SEQ", &seq);
+    if let Some(ind) = ind {
+        put_field_list(out, b";IND=", ind);
+    }
+}
+
+/// Appends an ACK of invalidations up to `seq` (the proxy's request), or
+/// its answer with `ok`.
+pub fn encode_ack(out: &mut Buffer, seq: u64, ok: bool) {
+    out.extend(b"OP=ACK");
+    encode_field(out, "SEQ", &seq);
+    if ok {
+        out.extend(b";CODE=200");
+    }
 }
 
 /// Appends a success reply body: the request's form plus `CODE=200`.

@@ -4,7 +4,7 @@
 //! turned into errors in order, an invalidation applied, the lease
 //! session told of connects, losses and LEASE answers.
 
-use super::service::{encode_values, log_cache, sum_if_add, List, ProxyCore};
+use super::core::{encode_values, log_cache, sum_if_add, List, ProxyCore};
 use crate::cache::IndexMap;
 use crate::proto::{code, encode_error, encode_ok, Op, Reply};
 use crate::proxy::lease::Event;
@@ -17,7 +17,7 @@ use std::time::Instant;
 impl ProxyCore {
     /// Applies what happened upstream to the cache and builds the replies
     /// it completes, each handed to `out` with whose slot it fills.
-    pub fn complete(&mut self, event: UpEvent, out: &mut impl FnMut(Waiter, &[u8])) {
+    pub fn complete(&mut self, event: UpEvent, now: Instant, out: &mut impl FnMut(Waiter, &[u8])) {
         match event {
             UpEvent::Connected => {
                 // The server may have restarted with a fresh table while
@@ -26,10 +26,10 @@ impl ProxyCore {
                 // is kept, unread, until its first LEASE answer says.
                 self.to_send = None;
                 let cached = !self.cache.is_empty();
-                self.session(Event::Connected { cached }, Instant::now());
+                self.session(Event::Connected { cached }, now);
             }
             UpEvent::Disconnected => {
-                self.session(Event::Lost, Instant::now());
+                self.session(Event::Lost, now);
                 // A resuming LEASE not sent yet was for the lost
                 // connection: the next one asks LEASE afresh and its
                 // answer decides (sent there, it would come before that).
@@ -71,7 +71,7 @@ impl ProxyCore {
                     sent: req.queued,
                     cached: !self.cache.is_empty(),
                 };
-                self.session(event, Instant::now());
+                self.session(event, now);
             }
             UpEvent::Answered(req, _) if req.kind.is_own() => self.lease.renewed(req.queued),
             UpEvent::Failed(req, ..) if req.kind.is_own() => {}

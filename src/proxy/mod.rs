@@ -28,6 +28,7 @@
 //!
 //! The rooms, following a request:
 //! - [`service`]: the handlers: parse, decide, queue;
+//! - [`core`]: what they keep between events, and the session's moves;
 //! - `answers`: `complete` an upstream answer into the cache and replies;
 //! - [`decide`]: hit or fetch, pure;
 //! - [`reads`]: the reads waiting on a fetch, and coalescing others onto
@@ -36,10 +37,12 @@
 //!   resume), one state machine, pure;
 //! - [`pending`]: the client slots and the in-flight request, pure;
 //! - [`upstream`]: the server connection; answers leave it as events;
-//! - [`stats`]: STS and DMP;
+//! - [`counters`]: what STS counts, pure; [`stats`]: STS and DMP;
 //! - this file: the node that wires them to the reactor.
 
 mod answers;
+pub mod core;
+pub mod counters;
 pub mod decide;
 pub mod lease;
 pub mod pending;
@@ -48,7 +51,7 @@ pub mod service;
 pub mod stats;
 pub mod upstream;
 
-use crate::conn::Conn;
+use self::core::ProxyCore;
 use crate::framing::Framing;
 use crate::frontend::{Frontend, Limits};
 use crate::proto::code;
@@ -57,12 +60,11 @@ use log::info;
 use mio::event::Event;
 use mio::Token;
 use pending::{Slots, Waiter};
-use service::{ProxyCore, ProxyService};
-use slab::Slab;
+use service::ProxyService;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use upstream::{UpEvent, Upstream};
+use upstream::Upstream;
 
 /// Settings of a proxy.
 #[derive(Debug, Clone)]
@@ -109,35 +111,48 @@ impl Default for ProxyConfig {
 /// The proxy's node: its listening side, its core and its upstream.
 pub struct ProxyNode {
     front: Frontend<Slots>,
-    core: ProxyCore,
-    up: Upstream,
+    /// The cache, the handlers and the upstream.
+    svc: ProxyService,
     /// Clients that got replies from upstream in this pass (flushed once
     /// each in `tick`).
     dirty: Vec<usize>,
     spare_dirty: Vec<usize>,
 }
 
-/// Puts an upstream answer into its client's slot. A client that is gone
-/// (or whose key now belongs to another connection) is skipped: the reply
-/// is dropped.
-fn deliver(conns: &mut Slab<Conn<Slots>>, dirty: &mut Vec<usize>, core: &mut ProxyCore, event: UpEvent) {
-    core.complete(event, &mut |w: Waiter, body: &[u8]| {
-        let Some(conn) = conns.get_mut(w.key).filter(|c| c.gen == w.gen) else {
-            return;
-        };
-        let end = conn.framer.framing().terminator();
-        if conn.ext.fill(w.seq, body, end, &mut conn.output) {
-            dirty.push(w.key);
-        }
-    });
-}
-
 impl ProxyNode {
+    /// Applies every event the upstream recorded, in order: each is
+    /// completed into the cache and the replies it makes, which go into
+    /// their clients' slots. A client that is gone (or whose key now
+    /// belongs to another connection) is skipped: the reply is dropped.
+    /// Called after every upstream call.
+    fn deliver(&mut self, now: Instant) {
+        loop {
+            let ProxyService { core, up } = &mut self.svc;
+            while let Some(event) = up.next_event() {
+                let (conns, dirty) = (&mut self.front.conns, &mut self.dirty);
+                core.complete(event, now, &mut |w: Waiter, body: &[u8]| {
+                    let Some(conn) = conns.get_mut(w.key).filter(|c| c.gen == w.gen) else {
+                        return;
+                    };
+                    let end = conn.framer.framing().terminator();
+                    if conn.ext.fill(w.seq, body, end, &mut conn.output) {
+                        dirty.push(w.key);
+                    }
+                });
+            }
+            // A read that stopped at the outbox's bound goes on now.
+            if !self.svc.up.read_more(now) {
+                break;
+            }
+        }
+        self.svc.up.acknowledge(now);
+    }
+
     /// Flushes the clients that got replies, and the requests they (or
     /// anyone) queued upstream meanwhile.
     fn flush_dirty(&mut self, now: Instant) {
-        let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
-        self.up.flush(now, &mut |e| deliver(conns, dirty, core, e));
+        self.svc.up.flush(now);
+        self.deliver(now);
         while !self.dirty.is_empty() {
             // Swapped with a spare list, not taken: both keep their room,
             // so delivering allocates nothing once warm.
@@ -145,18 +160,14 @@ impl ProxyNode {
             std::mem::swap(&mut keys, &mut self.dirty);
             keys.sort_unstable();
             keys.dedup();
-            let mut svc = ProxyService {
-                core: &mut self.core,
-                up: &mut self.up,
-            };
             for &key in &keys {
-                self.front.after_io(&mut svc, key, now);
+                self.front.after_io(&mut self.svc, key, now);
             }
             // Resumed clients may have queued more upstream.
             keys.clear();
             self.spare_dirty = keys;
-            let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
-            self.up.flush(now, &mut |e| deliver(conns, dirty, core, e));
+            self.svc.up.flush(now);
+            self.deliver(now);
         }
     }
 }
@@ -164,69 +175,60 @@ impl ProxyNode {
 impl Node for ProxyNode {
     fn ready(&mut self, token: Token, event: &Event, now: Instant) {
         if token == UPSTREAM {
-            let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
-            self.up.on_event(event, now, &mut |e| deliver(conns, dirty, core, e));
+            self.svc.up.on_event(event, now);
+            self.deliver(now);
         } else if token == DRAINING {
-            let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
-            self.up.on_drain_event(&mut |e| deliver(conns, dirty, core, e));
+            self.svc.up.on_drain_event();
+            self.deliver(now);
         } else {
-            let mut svc = ProxyService {
-                core: &mut self.core,
-                up: &mut self.up,
-            };
-            self.front.ready(&mut svc, token, event, now);
+            self.front.ready(&mut self.svc, token, event, now);
         }
     }
 
     fn tick(&mut self, now: Instant) -> Option<Instant> {
-        if self.front.stop_deadline().is_some_and(|d| now >= d) && self.up.in_flight() > 0 {
+        if self.front.stop_deadline().is_some_and(|d| now >= d) && self.svc.up.in_flight() > 0 {
             // Stopping, and the server has not answered in time: every
             // request still upstream gets its 503 now, in its turn, so the
             // frontend can flush it before it closes the connections.
-            let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
-            self.up.reset(code::UNAVAILABLE, "proxy stopping", now, &mut |e| {
-                deliver(conns, dirty, core, e)
-            });
+            self.svc.up.reset(code::UNAVAILABLE, "proxy stopping", now);
+            self.deliver(now);
             self.flush_dirty(now);
         }
-        let mut svc = ProxyService {
-            core: &mut self.core,
-            up: &mut self.up,
-        };
-        self.front.tick(&mut svc, now);
-        let (conns, core, dirty) = (&mut self.front.conns, &mut self.core, &mut self.dirty);
-        self.up.fire_timers(now, &mut |e| deliver(conns, dirty, core, e));
+        self.front.tick(&mut self.svc, now);
+        self.svc.up.fire_timers(now);
+        self.deliver(now);
         // The session's own requests: a resuming LEASE, a refused proxy's
         // retry, a quiet lease's renewal. Without room upstream now, they
         // wait for the next pass (a lost connection starts over).
-        if self.up.refusal().is_none() {
-            let own = self.core.to_send.take().or_else(|| self.core.tick(now));
+        if self.svc.up.refusal().is_none() {
+            let own = self.svc.core.to_send.take().or_else(|| self.svc.core.tick(now));
             if let Some(kind) = own {
-                self.up.send(pending::UpReq::own(kind, now), now);
+                self.svc.up.send(pending::UpReq::own(kind, now), now);
             }
         }
         self.flush_dirty(now);
         if self.front.stopping() && self.front.conns.is_empty() {
-            self.up.close("proxy stopped");
+            self.svc.up.close("proxy stopped");
         }
         // Asked after delivering: a client resumed by an upstream reply may
         // have yielded its turn and wait to be served again.
-        let next = earliest(self.front.next_deadline(now), self.up.next_deadline());
+        let next = earliest(self.front.next_deadline(now), self.svc.up.next_deadline());
         // The session's renewal or retry waits while the upstream cannot
         // take a request (its answers, which free room, wake the loop): a
         // deadline already past would spin it.
-        let session = self.up.refusal().is_none().then(|| self.core.lease.next_deadline());
+        let session = self
+            .svc
+            .up
+            .refusal()
+            .is_none()
+            .then(|| self.svc.core.lease.next_deadline());
         earliest(next, session.flatten())
     }
 
     fn stop(&mut self, now: Instant) {
         info!("proxy stopping: {} clients to finish", self.front.conns.len());
-        self.up.stop();
-        let mut svc = ProxyService {
-            core: &mut self.core,
-            up: &mut self.up,
-        };
-        self.front.stop(&mut svc, now);
+        self.svc.up.stop();
+        self.front.stop(&mut self.svc, now);
     }
 
     fn done(&self) -> bool {
@@ -277,8 +279,10 @@ impl Proxy {
         up.connect(Instant::now());
         let node = ProxyNode {
             front,
-            core: ProxyCore::new(cache, cfg.upstream_framing == Framing::Line, cfg.trace_name),
-            up,
+            svc: ProxyService {
+                core: ProxyCore::new(cache, cfg.upstream_framing == Framing::Line, cfg.trace_name),
+                up,
+            },
             dirty: Vec::new(),
             spare_dirty: Vec::new(),
         };

@@ -1,67 +1,15 @@
-//! The proxy's counters, and the two introspection replies: STS (counters)
-//! and DMP (the cache in eviction order).
+//! The proxy's two introspection replies: STS (its counters, the cache,
+//! the session, the upstream) and DMP (the cache in eviction order).
 
 use crate::buffer::Buffer;
 use crate::cache::Policy;
 use crate::frontend::FrontInfo;
 use crate::proto::{encode_field, put_list};
-use crate::proxy::service::ProxyCore;
+use crate::proxy::core::ProxyCore;
 use crate::proxy::upstream::Upstream;
-use std::collections::BTreeMap;
 
-/// Indices with their own hit and miss counters in STS, at most.
-const MAX_TRACKED_INDICES: usize = 4096;
 /// Entries of HIT_IND / MISS_IND, and of a DMP reply, at most.
 const LIST_MAX: usize = 1024;
-
-/// What STS reports about the cache and the requests.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Indices answered from the cache.
-    pub hits: u64,
-    /// Indices fetched.
-    pub misses: u64,
-    /// Per index (the first MAX_TRACKED_INDICES seen): hits, misses.
-    /// A hash map: counting costs no allocation once an index is known
-    /// (a tree allocates as it grows and shrinks); STS sorts a copy.
-    by_index: crate::cache::IndexMap<(u64, u64)>,
-    /// Entries overwritten by a fetch.
-    pub evictions: u64,
-    /// Error replies by code.
-    errors: BTreeMap<u16, u64>,
-}
-
-impl Counters {
-    /// Counts an error reply.
-    pub fn error(&mut self, code: u16) {
-        *self.errors.entry(code).or_default() += 1;
-    }
-
-    /// Counts each index of a request as a hit (value taken from the
-    /// cache) or a miss (value to fetch).
-    pub fn count(&mut self, ind: &[i64], vals: &[Option<i64>]) {
-        for (v, &i) in vals.iter().zip(ind) {
-            let hit = v.is_some();
-            if hit {
-                self.hits += 1;
-            } else {
-                self.misses += 1;
-            }
-            // Clients choose indices, and must not grow this map at will.
-            let room = self.by_index.len() < MAX_TRACKED_INDICES;
-            let e = match self.by_index.get_mut(&i) {
-                Some(e) => e,
-                None if room => self.by_index.entry(i).or_default(),
-                None => continue,
-            };
-            if hit {
-                e.0 += 1;
-            } else {
-                e.1 += 1;
-            }
-        }
-    }
-}
 
 /// The STS reply.
 pub fn encode_stats(out: &mut Buffer, core: &ProxyCore, up: &Upstream, front: &FrontInfo) {

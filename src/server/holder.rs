@@ -6,7 +6,7 @@
 
 use crate::buffer::Buffer;
 use crate::cache::IndexMap;
-use crate::proto::{encode_field, put_list};
+use crate::proto::encode_inv;
 use std::time::Instant;
 
 /// How far a holder's tracking may run past its bound while the
@@ -93,12 +93,9 @@ pub(super) fn compact(h: &mut Holder) {
 pub(super) fn invalidate(h: &mut Holder, ind: Option<Vec<i64>>, now: Instant) -> u64 {
     let seq = h.next_seq;
     h.next_seq += 1;
-    h.outbox.extend(b"OP=INV");
-    encode_field(&mut h.outbox, "SEQ", &seq);
+    encode_inv(&mut h.outbox, seq, ind.as_deref());
     match &ind {
         Some(ind) => {
-            h.outbox.extend(b";IND=");
-            put_list(&mut h.outbox, ind.iter().copied());
             for i in ind {
                 h.held.insert(*i, seq);
             }

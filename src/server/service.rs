@@ -9,7 +9,7 @@ use crate::buffer::Buffer;
 use crate::conn::Conn;
 use crate::frontend::{FrontInfo, Service};
 use crate::peer::Secret;
-use crate::proto::{encode_error, encode_request, put_list, Op, Problem, Request};
+use crate::proto::{encode_error, encode_get_reply_nocache, Op, Problem, Request};
 use crate::store::Store;
 use crate::table::Table;
 use crate::trace_event;
@@ -289,14 +289,8 @@ impl ServerCore {
                 self.table.check(&self.req)?;
                 self.leases.register(id, &self.req.ind, &mut self.nocache, now);
                 let vals = self.table.values();
-                encode_request(out, Op::Get, &self.req.ind, &[]);
-                out.extend(b";DATA=");
-                put_list(out, self.req.ind.iter().map(|&i| vals[i as usize]));
-                if !self.nocache.is_empty() {
-                    out.extend(b";NOCACHE=");
-                    put_list(out, self.nocache.iter().copied());
-                }
-                out.extend(b";CODE=200");
+                let values = self.req.ind.iter().map(|&i| vals[i as usize]);
+                encode_get_reply_nocache(out, &self.req.ind, values, &self.nocache);
             }
             Op::Put | Op::Clr => {
                 self.table.check(&self.req)?;

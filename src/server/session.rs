@@ -8,7 +8,7 @@ use super::service::{ServerConn, ServerCore};
 use crate::buffer::Buffer;
 use crate::conn::Conn;
 use crate::framing::Framing;
-use crate::proto::{encode_field, Op, Problem};
+use crate::proto::{encode_ack, encode_lease_grant, History, Op, Problem};
 use log::warn;
 use std::time::Instant;
 
@@ -36,17 +36,13 @@ impl ServerCore {
         conn.ext.holder = Some(id);
         let (seq, sum) = (self.write_seq(), self.history_sum());
         let keep = self.resume(id, now);
-        conn.output.extend(b"OP=LEASE");
-        encode_field(&mut conn.output, "MS", &self.leases.lease().as_millis());
-        encode_field(&mut conn.output, "ID", &format_args!("{:016x}", self.data_id));
-        encode_field(&mut conn.output, "SEQ", &seq);
-        if let Some(sum) = sum {
-            encode_field(&mut conn.output, "SUM", &format_args!("{sum:016x}"));
-        }
-        if let Some(keep) = keep {
-            encode_field(&mut conn.output, "KEEP", &u8::from(keep));
-        }
-        conn.output.extend(b";CODE=200");
+        let history = History {
+            id: self.data_id,
+            seq,
+            sum,
+        };
+        let ms = u64::try_from(self.leases.lease().as_millis()).unwrap_or(u64::MAX);
+        encode_lease_grant(&mut conn.output, ms, &history, keep);
         Ok(())
     }
 
@@ -106,9 +102,7 @@ impl ServerCore {
         let id = holder.ok_or(Problem::NoLease)?;
         self.leases.ack(id, self.req.seq)?;
         self.leases.granted(id, now);
-        out.extend(b"OP=ACK");
-        encode_field(out, "SEQ", &self.req.seq);
-        out.extend(b";CODE=200");
+        encode_ack(out, self.req.seq, true);
         Ok(())
     }
 }

@@ -237,6 +237,41 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, repair: bool) -> io::R
     let snapshot = load_snapshot(dir)?;
     let (manifest, rebuilt) = load_manifest(dir, snapshot.as_ref(), &on_disk, repair)?;
     let stored = snapshot.as_ref().map_or(manifest.size, |s| s.values.len() as u64);
+    check_size(dir, want, stored)?;
+    if repair && snapshot.is_none() && on_disk.first().is_some_and(|(first, _)| *first > 1) {
+        return Err(refusal(format_args!(
+            "{}: the log starts at write {}, and the snapshot of the writes before it is missing: nothing can be repaired; restore the directory from a backup (docs/durability.md, \"Repair\")",
+            dir.display(),
+            on_disk[0].0
+        )));
+    }
+    let mut walk = start_walk(dir, snapshot.as_ref(), &manifest, stored)?;
+    let missing = manifest
+        .segments
+        .iter()
+        .copied()
+        .filter(|f| !on_disk.iter().any(|(g, _)| g == f))
+        .collect();
+    let (listed, leftovers, strays) = to_read(dir, &on_disk, &manifest, walk.seq, repair)?;
+    let (segments, fault) = replay(&mut walk, &manifest, &listed)?;
+    Ok(Replayed {
+        manifest,
+        rebuilt,
+        size: stored,
+        missing,
+        seq: walk.seq,
+        sum: walk.sum,
+        values: walk.values,
+        replayed: walk.replayed,
+        segments,
+        fault,
+        leftovers,
+        strays,
+    })
+}
+
+/// A table of another size than asked is refused, unless resizing.
+fn check_size(dir: &Path, want: Option<(u64, bool)>, stored: u64) -> io::Result<()> {
     if let Some((size, false)) = want.filter(|&(size, _)| size != stored) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -246,14 +281,13 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, repair: bool) -> io::R
             ),
         ));
     }
-    if repair && snapshot.is_none() && on_disk.first().is_some_and(|(first, _)| *first > 1) {
-        return Err(refusal(format_args!(
-            "{}: the log starts at write {}, and the snapshot of the writes before it is missing: nothing can be repaired; restore the directory from a backup (docs/durability.md, \"Repair\")",
-            dir.display(),
-            on_disk[0].0
-        )));
-    }
-    let mut walk = match &snapshot {
+    Ok(())
+}
+
+/// Where the replay starts: the snapshot the manifest names, or an empty
+/// table when the manifest names none.
+fn start_walk(dir: &Path, snapshot: Option<&Snapshot>, manifest: &Manifest, stored: u64) -> io::Result<Walk> {
+    Ok(match snapshot {
         Some(s) if s.seq < manifest.snapshot || s.data_id != manifest.data_id => {
             return Err(damaged(
                 &dir.join("snapshot"),
@@ -284,20 +318,25 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, repair: bool) -> io::R
             values: zeros(stored)?,
             replayed: 0,
         },
-    };
-    let missing = manifest
-        .segments
-        .iter()
-        .copied()
-        .filter(|f| !on_disk.iter().any(|(g, _)| g == f))
-        .collect();
-    let (listed, leftovers, strays) = if repair {
+    })
+}
+
+/// Segments read, in order; segments left over from before the snapshot;
+/// strays (another table's). Repair reads every segment it finds; a start
+/// reads those the manifest lists.
+type ToRead = (Segments, Vec<PathBuf>, Vec<PathBuf>);
+
+/// Segments by the first write each holds.
+type Segments = Vec<(u64, PathBuf)>;
+
+fn to_read(dir: &Path, on_disk: &[(u64, PathBuf)], manifest: &Manifest, seq: u64, repair: bool) -> io::Result<ToRead> {
+    Ok(if repair {
         // Every segment found, but one whose whole header says it belongs
         // to another table or place: a stray, moved away, so it cannot
         // cut the log where it sorts.
         let mut listed = Vec::new();
         let mut strays = Vec::new();
-        for (first, path) in &on_disk {
+        for (first, path) in on_disk {
             match record::SegmentHeader::decode(&read_head(path)?) {
                 Ok(h) if h.data_id != manifest.data_id || h.first_seq != *first => strays.push(path.clone()),
                 _ => listed.push((*first, path.clone())),
@@ -310,9 +349,18 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, repair: bool) -> io::R
             .iter()
             .map(|&f| (f, dir.join(segment_name(f))))
             .collect();
-        let (leftovers, strays) = unlisted(&on_disk, &manifest, walk.seq)?;
+        let (leftovers, strays) = unlisted(on_disk, manifest, seq)?;
         (listed, leftovers, strays)
-    };
+    })
+}
+
+/// Replays the segments in order, up to the first fault: the segments
+/// that hold records, and the fault, if any.
+fn replay(
+    walk: &mut Walk,
+    manifest: &Manifest,
+    listed: &[(u64, PathBuf)],
+) -> io::Result<(Segments, Option<Fault>)> {
     let mut segments = Vec::new();
     let mut fault = None;
     for (k, (first, path)) in listed.iter().enumerate() {
@@ -333,7 +381,7 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, repair: bool) -> io::R
             }
             Err(e) => return Err(e),
         };
-        let end = walk.segment(&manifest, *first, &bytes);
+        let end = walk.segment(manifest, *first, &bytes);
         let newest = k + 1 == listed.len();
         let stop = match end {
             Ok(End::Clean) => None,
@@ -353,20 +401,7 @@ pub(super) fn read(dir: &Path, want: Option<(u64, bool)>, repair: bool) -> io::R
             break;
         }
     }
-    Ok(Replayed {
-        manifest,
-        rebuilt,
-        size: stored,
-        missing,
-        seq: walk.seq,
-        sum: walk.sum,
-        values: walk.values,
-        replayed: walk.replayed,
-        segments,
-        fault,
-        leftovers,
-        strays,
-    })
+    Ok((segments, fault))
 }
 
 /// The first bytes of a file, as many as a segment header has (or fewer).

@@ -6,7 +6,7 @@
 //! table and cache after each step beside it. Self-contained: no script,
 //! no fonts or images to fetch. Pure code.
 
-use super::diagram::{Diagram, Lane};
+use super::diagram::{Arrow, Diagram, Lane};
 use std::fmt::Write;
 use std::ops::Range;
 
@@ -68,143 +68,201 @@ fn lane_role(conn: &str) -> String {
 pub fn render(d: &Diagram, range: Option<Range<usize>>, title: &str) -> String {
     let range = range.unwrap_or(0..d.events.len());
     let (arrows, _) = d.arrows();
-    let shown = Diagram {
-        events: d.events[range.clone()].to_vec(),
-        steps: Vec::new(),
-    };
-    let lanes: Vec<Lane> = {
+    let arrows: Vec<&Arrow> = arrows
+        .iter()
+        .filter(|a| range.contains(&a.from) && range.contains(&a.to))
+        .collect();
+    let at = Layout::new(d, range.clone());
+    let mut s = String::new();
+    at.head(&mut s, title);
+    at.lanes(&mut s);
+    at.steps(&mut s);
+    at.handovers(&mut s, d, range.clone());
+    let sides = at.arrow_sides(d, &arrows);
+    for k in range {
+        at.event(&mut s, d, k, sides.get(&k) == Some(&true));
+    }
+    for a in arrows {
+        at.arrow(&mut s, d, a);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Where everything goes: the lanes shown, each event's row, the step
+/// bands and their notes, the picture's size.
+struct Layout<'a> {
+    lanes: Vec<Lane>,
+    row_y: Vec<Option<usize>>,
+    bands: Vec<(usize, &'a str)>,
+    notes: Vec<(usize, &'a [String])>,
+    width: usize,
+    height: usize,
+    notes_x: usize,
+}
+
+impl<'a> Layout<'a> {
+    fn new(d: &'a Diagram, range: Range<usize>) -> Layout<'a> {
+        let shown = Diagram {
+            events: d.events[range.clone()].to_vec(),
+            steps: Vec::new(),
+        };
         // Drawing order from the whole trace, kept only where the range
         // has events.
-        let all = d.lanes();
         let here = shown.lanes();
-        all.into_iter().filter(|l| here.contains(l)).collect()
-    };
-    let x_of = |node: &str, conn: &str| {
-        lanes
+        let lanes: Vec<Lane> = d.lanes().into_iter().filter(|l| here.contains(l)).collect();
+        // Rows: a step header takes a band; DECODED rides on its arrow.
+        let mut y = TOP + 30;
+        let mut row_y = vec![None; d.events.len()];
+        let (mut bands, mut notes) = (Vec::new(), Vec::new());
+        for k in range {
+            for st in d.steps.iter().filter(|st| st.first == k) {
+                // The table after the step, beside the step's own rows.
+                bands.push((y, st.title.as_str()));
+                notes.push((y + STEP_H, &st.notes[..]));
+                y += STEP_H;
+            }
+            if d.events[k].event != "DECODED" {
+                y += ROW_H;
+                row_y[k] = Some(y);
+            }
+        }
+        Layout {
+            width: LEFT * 2 + lanes.len() * LANE_W + NOTES_W,
+            height: y + 40,
+            notes_x: LEFT + lanes.len() * LANE_W + 20,
+            lanes,
+            row_y,
+            bands,
+            notes,
+        }
+    }
+
+    /// The middle of a socket's lane, if it is shown.
+    fn x_of(&self, node: &str, conn: &str) -> Option<usize> {
+        self.lanes
             .iter()
             .position(|(n, c)| n == node && c == conn)
             .map(|i| LEFT + LANE_W / 2 + i * LANE_W)
-    };
-    // Rows: a step header takes a band; DECODED rides on its arrow.
-    let mut y = TOP + 30;
-    let mut row_y = vec![None; d.events.len()];
-    let mut bands: Vec<(usize, &str)> = Vec::new();
-    let mut notes: Vec<(usize, &[String])> = Vec::new();
-    for k in range.clone() {
-        for s in d.steps.iter().filter(|s| s.first == k) {
-            // The table after the step, beside the step's own rows.
-            bands.push((y, &s.title));
-            notes.push((y + STEP_H, &s.notes));
-            y += STEP_H;
-        }
-        if d.events[k].event != "DECODED" {
-            y += ROW_H;
-            row_y[k] = Some(y);
-        }
     }
-    let height = y + 40;
-    let width = LEFT * 2 + lanes.len() * LANE_W + NOTES_W;
-    let notes_x = LEFT + lanes.len() * LANE_W + 20;
 
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="11">
+    /// The document's head: size, fonts, arrowheads, the title.
+    fn head(&self, s: &mut String, title: &str) {
+        let (width, height) = (self.width, self.height);
+        let _ = write!(
+            s,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="11">
 <title>{}</title>
 <defs><marker id="head" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1f5fbf"/></marker>
 <marker id="fin" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#b03030"/></marker></defs>
 <rect width="100%" height="100%" fill="white"/>
 <text x="{LEFT}" y="24" font-size="15" font-weight="bold">{}</text>
 "##,
-        esc(title),
-        esc(title)
-    );
-    // Lanes.
-    s.push_str("<g class=\"lanes\">\n");
-    for (i, (node, conn)) in lanes.iter().enumerate() {
-        let x = LEFT + LANE_W / 2 + i * LANE_W;
-        let _ = writeln!(
-            s,
-            r##"<g class="lane" data-lane="{} {}"><rect x="{}" y="{}" width="{}" height="34" rx="4" fill="#eef2f8" stroke="#8899aa"/><text x="{x}" y="{}" text-anchor="middle" font-weight="bold">{} {}</text><text x="{x}" y="{}" text-anchor="middle" fill="#555" font-size="10">{}</text><line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#99a" stroke-dasharray="3,3"/></g>"##,
-            esc(node),
-            esc(conn),
-            x - LANE_W / 2 + 8,
-            TOP - 30,
-            LANE_W - 16,
-            TOP - 15,
-            esc(node),
-            esc(conn),
-            TOP - 2,
-            esc(&lane_role(conn)),
-            TOP + 4,
-            height - 20
+            esc(title),
+            esc(title)
         );
     }
-    s.push_str("</g>\n");
-    // Step bands and their notes.
-    for (y, title) in &bands {
-        let _ = writeln!(
-            s,
-            r##"<g class="step"><line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="#444"/><text x="{LEFT}" y="{}" font-weight="bold" font-size="12">{}</text></g>"##,
-            y + 6,
-            width - LEFT,
-            y + 6,
-            y + 22,
-            esc(&clip(title, 150))
-        );
-    }
-    for (y, lines) in &notes {
-        for (j, line) in lines.iter().enumerate() {
+
+    /// One lane per socket: its name, its role, a dashed line down.
+    fn lanes(&self, s: &mut String) {
+        s.push_str("<g class=\"lanes\">\n");
+        for (i, (node, conn)) in self.lanes.iter().enumerate() {
+            let x = LEFT + LANE_W / 2 + i * LANE_W;
             let _ = writeln!(
                 s,
-                r##"<text class="note" x="{notes_x}" y="{}" fill="#333">{}</text>"##,
-                y + 14 + j * 15,
-                esc(&clip(line, 64))
+                r##"<g class="lane" data-lane="{} {}"><rect x="{}" y="{}" width="{}" height="34" rx="4" fill="#eef2f8" stroke="#8899aa"/><text x="{x}" y="{}" text-anchor="middle" font-weight="bold">{} {}</text><text x="{x}" y="{}" text-anchor="middle" fill="#555" font-size="10">{}</text><line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#99a" stroke-dasharray="3,3"/></g>"##,
+                esc(node),
+                esc(conn),
+                x - LANE_W / 2 + 8,
+                TOP - 30,
+                LANE_W - 16,
+                TOP - 15,
+                esc(node),
+                esc(conn),
+                TOP - 2,
+                esc(&lane_role(conn)),
+                TOP + 4,
+                self.height - 20
             );
         }
+        s.push_str("</g>\n");
     }
-    // Which side of its dot an I/O event's arrow leaves or arrives on:
-    // its label goes on the other side.
-    let mut arrow_side: std::collections::HashMap<usize, bool> = std::collections::HashMap::new();
-    for a in arrows
-        .iter()
-        .filter(|a| range.contains(&a.from) && range.contains(&a.to))
-    {
-        let (f, t) = (&d.events[a.from], &d.events[a.to]);
-        if let (Some(x1), Some(x2)) = (x_of(&f.node, &f.conn), x_of(&t.node, &t.conn)) {
-            arrow_side.insert(a.from, x2 > x1);
-            arrow_side.insert(a.to, x1 > x2);
+
+    /// Step bands, and the notes (table and cache) beside each step.
+    fn steps(&self, s: &mut String) {
+        for (y, title) in &self.bands {
+            let _ = writeln!(
+                s,
+                r##"<g class="step"><line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="#444"/><text x="{LEFT}" y="{}" font-weight="bold" font-size="12">{}</text></g>"##,
+                y + 6,
+                self.width - LEFT,
+                y + 6,
+                y + 22,
+                esc(&clip(title, 150))
+            );
         }
-    }
-    // Inside a node: a dotted line where its work moves from one socket to
-    // another (the proxy's client side handing a miss to its upstream).
-    let mut last_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for k in range.clone() {
-        let Some(y) = row_y[k] else { continue };
-        let e = &d.events[k];
-        if let Some(&p) = last_of.get(e.node.as_str()) {
-            let prev = &d.events[p];
-            // Only a hand-over: the next thing the node did, rows apart.
-            let near = prev.conn != e.conn && k - p <= 4;
-            if let (true, Some(x1), Some(x2), Some(y1)) =
-                (near, x_of(&prev.node, &prev.conn), x_of(&e.node, &e.conn), row_y[p])
-            {
+        for (y, lines) in &self.notes {
+            for (j, line) in lines.iter().enumerate() {
                 let _ = writeln!(
                     s,
-                    r##"<line class="inside" x1="{x1}" y1="{}" x2="{x2}" y2="{}" stroke="#aaa" stroke-width="1" stroke-dasharray="1,3"/>"##,
-                    y1 - 4,
-                    y - 4
+                    r##"<text class="note" x="{}" y="{}" fill="#333">{}</text>"##,
+                    self.notes_x,
+                    y + 14 + j * 15,
+                    esc(&clip(line, 64))
                 );
             }
         }
-        last_of.insert(&e.node, k);
     }
-    // Events on their lanes.
-    for k in range.clone() {
-        let (Some(y), e) = (row_y[k], &d.events[k]) else {
-            continue;
+
+    /// Inside a node: a dotted line where its work moves from one socket
+    /// to another (the proxy's client side handing a miss to its upstream).
+    fn handovers(&self, s: &mut String, d: &Diagram, range: Range<usize>) {
+        let mut last_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for k in range {
+            let Some(y) = self.row_y[k] else { continue };
+            let e = &d.events[k];
+            if let Some(&p) = last_of.get(e.node.as_str()) {
+                let prev = &d.events[p];
+                // Only a hand-over: the next thing the node did, rows apart.
+                let near = prev.conn != e.conn && k - p <= 4;
+                if let (true, Some(x1), Some(x2), Some(y1)) = (
+                    near,
+                    self.x_of(&prev.node, &prev.conn),
+                    self.x_of(&e.node, &e.conn),
+                    self.row_y[p],
+                ) {
+                    let _ = writeln!(
+                        s,
+                        r##"<line class="inside" x1="{x1}" y1="{}" x2="{x2}" y2="{}" stroke="#aaa" stroke-width="1" stroke-dasharray="1,3"/>"##,
+                        y1 - 4,
+                        y - 4
+                    );
+                }
+            }
+            last_of.insert(&e.node, k);
+        }
+    }
+
+    /// Which side of its dot an I/O event's arrow leaves or arrives on
+    /// (true: the left): its label goes on the other side.
+    fn arrow_sides(&self, d: &Diagram, arrows: &[&Arrow]) -> std::collections::HashMap<usize, bool> {
+        let mut side = std::collections::HashMap::new();
+        for a in arrows {
+            let (f, t) = (&d.events[a.from], &d.events[a.to]);
+            if let (Some(x1), Some(x2)) = (self.x_of(&f.node, &f.conn), self.x_of(&t.node, &t.conn)) {
+                side.insert(a.from, x2 > x1);
+                side.insert(a.to, x1 > x2);
+            }
+        }
+        side
+    }
+
+    /// Event `k` on its lane: a state it enters, an I/O dot, or its name.
+    fn event(&self, s: &mut String, d: &Diagram, k: usize, arrow_left: bool) {
+        let (Some(y), e) = (self.row_y[k], &d.events[k]) else {
+            return;
         };
-        let Some(x) = x_of(&e.node, &e.conn) else { continue };
+        let Some(x) = self.x_of(&e.node, &e.conn) else { return };
         match (e.event.as_str(), state_after(&e.event, &e.detail)) {
             (_, Some(state)) => {
                 let w = 14 + state.len() * 7;
@@ -228,11 +286,7 @@ pub fn render(d: &Diagram, range: Option<Range<usize>>, title: &str) -> String {
                     Some(n) => format!("write {n}"),
                     None => e.event.to_lowercase(),
                 };
-                let (tx, anchor) = if arrow_side.get(&k) == Some(&true) {
-                    (x - 6, "end")
-                } else {
-                    (x + 6, "start")
-                };
+                let (tx, anchor) = if arrow_left { (x - 6, "end") } else { (x + 6, "start") };
                 let _ = writeln!(
                     s,
                     r##"<g class="io"><circle cx="{x}" cy="{}" r="3.5" fill="#1f5fbf"/><text x="{tx}" y="{}" text-anchor="{anchor}" fill="#1f5fbf" font-size="9">{}</text></g>"##,
@@ -263,19 +317,17 @@ pub fn render(d: &Diagram, range: Option<Range<usize>>, title: &str) -> String {
             }
         }
     }
-    // Arrows.
-    for a in arrows
-        .iter()
-        .filter(|a| range.contains(&a.from) && range.contains(&a.to))
-    {
+
+    /// A message: from the write that sent it to the read that took it.
+    fn arrow(&self, s: &mut String, d: &Diagram, a: &Arrow) {
         let (f, t) = (&d.events[a.from], &d.events[a.to]);
         let (Some(x1), Some(x2), Some(y1), Some(y2)) = (
-            x_of(&f.node, &f.conn),
-            x_of(&t.node, &t.conn),
-            row_y[a.from],
-            row_y[a.to],
+            self.x_of(&f.node, &f.conn),
+            self.x_of(&t.node, &t.conn),
+            self.row_y[a.from],
+            self.row_y[a.to],
         ) else {
-            continue;
+            return;
         };
         let fin = a.label == "FIN";
         let (y1, y2) = (y1 - 4, y2 - 4);
@@ -294,8 +346,6 @@ pub fn render(d: &Diagram, range: Option<Range<usize>>, title: &str) -> String {
             esc(&clip(&a.label, 44))
         );
     }
-    s.push_str("</svg>\n");
-    s
 }
 
 #[cfg(test)]

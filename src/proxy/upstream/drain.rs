@@ -12,7 +12,7 @@ impl Upstream {
     /// and read until the server closes it, and the service is told
     /// (`Draining`, then `Settled`) so that it caches nothing those writes
     /// may change meanwhile.
-    pub(super) fn reset_live(&mut self, code: u16, why: &str, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+    pub(super) fn reset_live(&mut self, code: u16, why: &str, now: Instant) {
         let writes = self
             .inflight
             .iter()
@@ -28,19 +28,19 @@ impl Upstream {
                     .is_ok();
                 if lingering {
                     self.draining = Some(c);
-                    sink(UpEvent::Draining);
+                    self.out.push(UpEvent::Draining);
                 } else {
                     c.close(&self.registry, why);
-                    sink(UpEvent::DrainLost);
+                    self.out.push(UpEvent::DrainLost);
                 }
             }
         }
-        self.reset(code, why, now, sink);
+        self.reset(code, why, now);
     }
 
     /// An event on the draining connection: read and drop what the server
     /// still sends; its EOF (or an error) means it is done with it.
-    pub fn on_drain_event(&mut self, sink: &mut impl FnMut(UpEvent)) {
+    pub fn on_drain_event(&mut self) {
         let Some(c) = self.draining.as_mut() else { return };
         let (_, outcome) = c.discard_input(&mut self.scratch, usize::MAX);
         if matches!(outcome, ReadOutcome::Eof | ReadOutcome::Error(_)) {
@@ -48,7 +48,7 @@ impl Upstream {
                 c.close(&self.registry, "drained");
             }
             info!("proxy upstream {}: the old connection is drained", self.addr);
-            sink(UpEvent::Settled);
+            self.out.push(UpEvent::Settled);
         }
     }
 }

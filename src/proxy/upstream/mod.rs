@@ -3,34 +3,43 @@
 //! the request deadline, and the reset that fails everything in flight.
 //!
 //! It knows nothing of clients or of the cache: every reply (or failure)
-//! leaves as an [`UpEvent`] handed to the caller's sink, in the order the
-//! requests were sent, which is the order the server applied them.
+//! is recorded as an [`UpEvent`] in its [`Outbox`], in the order the
+//! requests were sent, which is the order the server applied them; the
+//! node takes them after each call ([`Upstream::next_event`]).
 //!
-//! Rooms: this file (the connection, sending, resetting), `read.rs`
+//! Rooms: this file (the connection, resetting), `send.rs` (queueing
+//! and writing requests), `read.rs`
 //! (pairing replies with requests), `timers.rs` (deadline, reconnect,
 //! keepalive, a bare reply's end), `drain.rs` (an old connection the
-//! server may still be reading).
+//! server may still be reading), `outbox.rs` (the events, pure),
+//! `pace.rs` (backoff and the learned idle policy, pure).
 //!
-//! One ordered connection is what makes the cache safe (point 1 of
-//! docs/architecture.md, "Why the proxy is linearizable"): a fetch's reply
-//! is applied before the reply of a PUT sent after it. A pool of connections would reopen that gap.
+//! One ordered connection is what makes the cache safe
+//! (docs/architecture.md, "Why the proxy is linearizable"): a fetch's
+//! reply is applied before the reply of a PUT sent after it. A pool of
+//! connections would reopen that gap.
 
 mod drain;
+mod outbox;
+mod pace;
 mod read;
+mod send;
 mod timers;
 
+pub use outbox::UpEvent;
+
 use crate::buffer::Buffer;
-use crate::conn::{
-    is_peer_gone, read_limit, BarePause, Conn, ConnectOutcome, ReadOutcome, State, WriteOutcome, READ_CHUNK,
-};
+use crate::conn::{is_peer_gone, read_limit, BarePause, Conn, ConnectOutcome, ReadOutcome, State, WriteOutcome};
 use crate::framing::{Frame, Framer, Framing};
-use crate::proto::{code, encode_request, Reply};
+use crate::proto::{code, encode_ack, encode_lease_request, encode_request};
 use crate::proxy::pending::{UpKind, UpReq};
 use crate::reactor::{Timers, DRAINING, UPSTREAM};
 use crate::trace_event;
 use log::{info, warn};
 use mio::event::Event;
 use mio::Registry;
+use outbox::Outbox;
+use pace::{Backoff, Close, IdlePolicy, KeepAlive};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -46,22 +55,6 @@ const MAX_INFLIGHT: usize = 65536;
 pub const MAX_INFLIGHT_BYTES: usize = 2 << 20;
 /// Longest upstream reply accepted (a big fetch of a big table).
 const MAX_UPSTREAM_REPLY: usize = 64 << 20;
-/// A server that closes a connection it has kept this long (or after
-/// answering), with nothing in flight, closed it for being idle.
-const IDLE_CLOSE_MIN: Duration = Duration::from_millis(20);
-/// A close after at least this much silence teaches the proxy the
-/// server's idle policy (a shorter one is more likely a crash or a restart
-/// than a policy worth pinging for).
-/// (Half a second: a proxy holding a lease renews it every third of the
-/// lease, so a server that stops or restarts closes connections that have
-/// been quiet for less; taking such a close for an idle policy would make
-/// the proxy ping many times a second for good.)
-const LEARN_IDLE_MIN: Duration = Duration::from_millis(500);
-/// The shortest keepalive interval the proxy learns.
-const KEEPALIVE_MIN: Duration = Duration::from_millis(30);
-/// Reconnect backoff: first wait, and the cap it doubles up to.
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The upstream's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,34 +70,6 @@ pub enum UpTimer {
     KeepAlive,
 }
 
-/// What happened upstream, in order.
-#[derive(Debug)]
-pub enum UpEvent<'a> {
-    /// A (re)connect completed: the server may be a fresh one.
-    Connected,
-    /// The connection is gone (its requests in flight fail next): what the
-    /// server tracked for it is gone with it.
-    Disconnected,
-    /// The server answered this request.
-    Answered(UpReq, &'a Reply),
-    /// The server says entries must go (`OP=INV`): its IND, or every entry
-    /// without one. The ACK is sent once the read pass is over.
-    Invalidated(&'a Reply),
-    /// This request got no answer: the connection failed or timed out with
-    /// it in flight (a write may or may not have been applied).
-    Failed(UpReq, u16, &'a str),
-    /// The connection being reset may still be read by the server (a
-    /// timeout, a desync): the writes about to fail may yet be applied, at
-    /// any time until the server has finished with it ([`UpEvent::Settled`]).
-    Draining,
-    /// The server has finished with the drained connection: no write sent
-    /// on it can take effect any more.
-    Settled,
-    /// A connection that needed draining could not be (one is already
-    /// draining): its writes may take effect at any time, for good.
-    DrainLost,
-}
-
 /// Upstream counters for STS.
 #[derive(Debug, Default)]
 pub struct UpStats {
@@ -114,66 +79,87 @@ pub struct UpStats {
     pub resets: u64,
 }
 
+/// What the current connection has seen: how its close is read (an idle
+/// close or a refusal), and the invalidations applied on it.
+#[derive(Debug)]
+struct Line {
+    /// Replies received (503s not counted).
+    replies: u64,
+    /// The server answered 503: it is refusing (at its connection limit,
+    /// say), so its close is never an idle close.
+    refused: bool,
+    /// When it was opened, and when it last carried a request or a reply.
+    opened: Instant,
+    last_io: Instant,
+    /// Invalidations are applied up to this SEQ, and acknowledged up to
+    /// `acked` (the ACK leaves after the read pass that applied them).
+    applied: u64,
+    acked: u64,
+}
+
+impl Line {
+    fn new(now: Instant) -> Line {
+        Line {
+            replies: 0,
+            refused: false,
+            opened: now,
+            last_io: now,
+            applied: 0,
+            acked: 0,
+        }
+    }
+}
+
 /// The connection to the server and what is in flight on it.
 pub struct Upstream {
     /// The node name its trace lines carry (`proxy`).
     role: &'static str,
-    /// Requests written into the output since the last flush, described
-    /// for the trace's `SEND` lines (filled only while tracing).
-    announce: Vec<String>,
-    /// The generation whose deadline timer is set, if one is: one timer
-    /// re-arms itself for the oldest request, instead of one per request
-    /// (a timer per request would churn the timer set on every miss).
-    deadline_armed: Option<u64>,
     addr: SocketAddr,
+    framing: Framing,
+    bare_idle: Duration,
+    timeout: Duration,
+    registry: Registry,
+    /// The peer secret, presented with every LEASE (`--peer-secret-file`).
+    secret: Option<crate::peer::Secret>,
     /// `None` while down (a reconnect timer is set).
     conn: Option<Conn<()>>,
     /// An old connection reset while the server may still be reading it:
     /// shut for writing and read until the server closes it.
     draining: Option<Conn<()>>,
     gen: u64,
+    line: Line,
     inflight: VecDeque<UpReq>,
     /// How many of `inflight` are written (all of them for line framing;
     /// at most one for a bare server, which cannot tell messages apart
     /// without a pause).
     sent: usize,
-    framing: Framing,
-    bare_idle: Duration,
-    /// Replies received on the current connection (503s not counted).
-    replies: u64,
-    /// The server answered 503 on the current connection: it is refusing
-    /// (at its connection limit, say), so its close is never an idle close.
-    refused: bool,
-    /// When the current connection was opened, and when it last carried a
-    /// request or a reply.
-    opened: Instant,
-    last_io: Instant,
-    /// How long the connection may stay quiet before the proxy sends a
-    /// keepalive: learned from the server closing an idle connection (a
-    /// third of the silence it allowed), `None` until then. (A lease is
-    /// renewed by the session, `lease.rs`, not here.)
-    keepalive: Option<Duration>,
     /// Bytes of the requests in flight (`MAX_INFLIGHT_BYTES` at most).
     inflight_bytes: usize,
-    /// The peer secret, presented with every LEASE (`--peer-secret-file`).
-    secret: Option<crate::peer::Secret>,
-    /// Invalidations are applied up to this SEQ, and acknowledged up to
-    /// `acked` (the ACK leaves after the read pass that applied them).
-    applied: u64,
-    acked: u64,
     /// The latest client request queued, and the latest that may be on the
     /// wire (everything queued before a flush).
     queued_seq: u64,
     wire_seq: u64,
-    timeout: Duration,
-    backoff: Duration,
-    /// The wait of the reconnect last scheduled (zero once the server has
-    /// answered on a new connection).
-    last_wait: Duration,
+    backoff: Backoff,
+    /// How long the connection may stay quiet before the proxy sends a
+    /// keepalive: learned from the server closing an idle connection. (A
+    /// lease is renewed by the session, `lease.rs`, not here.)
+    idle: IdlePolicy,
+    /// What happened, for the node to take.
+    out: Outbox,
+    /// Reading stopped with whole replies left because the outbox was
+    /// full; `Some` until the node has taken its events and the read goes
+    /// on ([`Upstream::read_more`]). The outcome the pass ended on, if it
+    /// was the end of the connection, is kept for then.
+    paused: Option<Option<ReadOutcome>>,
+    /// The generation whose deadline timer is set, if one is: one timer
+    /// re-arms itself for the oldest request, instead of one per request
+    /// (a timer per request would churn the timer set on every miss).
+    deadline_armed: Option<u64>,
+    /// Requests written into the output since the last flush, described
+    /// for the trace's `SEND` lines (filled only while tracing).
+    announce: Vec<String>,
     scratch: Buffer,
-    reply: Reply,
     timers: Timers<UpTimer>,
-    registry: Registry,
     /// Counters.
     pub stats: UpStats,
     stopping: bool,
@@ -191,34 +177,29 @@ impl Upstream {
     ) -> io::Result<Self> {
         Ok(Upstream {
             role,
-            announce: Vec::new(),
-            deadline_armed: None,
             addr,
+            framing,
+            bare_idle,
+            timeout,
+            registry: registry.try_clone()?,
+            secret: None,
             conn: None,
             draining: None,
             gen: 0,
+            line: Line::new(Instant::now()),
             inflight: VecDeque::new(),
             sent: 0,
-            framing,
-            bare_idle,
-            replies: 0,
-            refused: false,
-            opened: Instant::now(),
-            last_io: Instant::now(),
-            keepalive: None,
             inflight_bytes: 0,
-            secret: None,
-            applied: 0,
-            acked: 0,
             queued_seq: 0,
             wire_seq: 0,
-            timeout,
-            backoff: BACKOFF_MIN,
-            last_wait: Duration::ZERO,
-            scratch: Buffer::with_capacity(READ_CHUNK),
-            reply: Reply::default(),
+            backoff: Backoff::default(),
+            idle: IdlePolicy::default(),
+            out: Outbox::default(),
+            paused: None,
+            deadline_armed: None,
+            announce: Vec::new(),
+            scratch: Buffer::with_capacity(crate::conn::READ_CHUNK),
             timers: Timers::default(),
-            registry: registry.try_clone()?,
             stats: UpStats::default(),
             stopping: false,
         })
@@ -247,7 +228,7 @@ impl Upstream {
     /// The wait of the reconnect last scheduled after a failure (zero once
     /// the server has answered since).
     pub fn last_wait(&self) -> Duration {
-        self.last_wait
+        self.backoff.last()
     }
 
     /// The sequence number of the latest client request that may be on the
@@ -266,6 +247,22 @@ impl Upstream {
         self.timers.next()
     }
 
+    /// The oldest event not taken yet: the node takes every one after each
+    /// call that may have recorded some.
+    pub fn next_event(&mut self) -> Option<UpEvent<'_>> {
+        self.out.next()
+    }
+
+    /// Goes on reading when a read stopped at the outbox's bound (its
+    /// events are taken now); false when there was none to go on with.
+    pub fn read_more(&mut self, now: Instant) -> bool {
+        if self.paused.is_none() || !self.out.is_empty() {
+            return false;
+        }
+        self.read(now);
+        true
+    }
+
     /// Why a request cannot be queued now (the answer is then a 503), or
     /// `None` when it can: connected, or a connect in progress (requests
     /// are sent once connected), and room in the queue.
@@ -279,36 +276,11 @@ impl Upstream {
         }
     }
 
-    /// Queues a request (written at the next flush). Call only when
-    /// [`Upstream::refusal`] is `None`.
-    pub fn send(&mut self, req: UpReq, now: Instant) {
-        debug_assert!(self.refusal().is_none());
-        let Some(conn) = self.conn.as_mut() else { return };
-        if self.framing != Framing::Bare || self.sent == 0 {
-            write_request(conn, &req.kind, self.secret.as_ref());
-            announce(&mut self.announce, &req);
-            self.sent += 1;
-        }
-        self.inflight_bytes += req.kind.wire_bytes();
-        self.stats.requests += 1;
-        self.queued_seq = self.queued_seq.max(req.seq);
-        self.last_io = now;
-        if self.inflight.is_empty() && self.deadline_armed != Some(self.gen) {
-            self.arm_deadline(now + self.timeout);
-        }
-        self.inflight.push_back(req);
-    }
-
-    /// Sets the deadline timer of the current connection for `at`.
-    pub(super) fn arm_deadline(&mut self, at: Instant) {
-        self.timers.add(at, UpTimer::Deadline, UPSTREAM.0, self.gen);
-        self.deadline_armed = Some(self.gen);
-    }
-
     /// Starts a nonblocking connect to the server.
     pub fn connect(&mut self, now: Instant) {
         self.gen += 1;
-        (self.replies, self.refused) = (0, false);
+        self.line = Line::new(now);
+        self.paused = None;
         match Conn::connect(self.addr, UPSTREAM, self.gen, self.role, &self.registry, now, ()) {
             Ok(mut conn) => {
                 conn.framer = Framer::new(self.framing);
@@ -330,7 +302,7 @@ impl Upstream {
     }
 
     /// Handles an event on the upstream socket.
-    pub fn on_event(&mut self, event: &Event, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+    pub fn on_event(&mut self, event: &Event, now: Instant) {
         let Some(conn) = self.conn.as_mut() else { return };
         if let State::Connecting { .. } = conn.state() {
             match conn.on_connect_event(&self.registry) {
@@ -339,16 +311,15 @@ impl Upstream {
                     // The backoff is reset only once the server answers: a
                     // server at its connection limit accepts and closes.
                     info!("proxy upstream {}: connected", self.addr);
-                    (self.opened, self.last_io) = (now, now);
-                    (self.applied, self.acked) = (0, 0);
-                    if let Some(k) = self.quiet_limit() {
+                    self.line = Line::new(now);
+                    if let Some(k) = self.idle.limit() {
                         self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
                     }
-                    sink(UpEvent::Connected);
+                    self.out.push(UpEvent::Connected);
                 }
                 ConnectOutcome::Failed(e) => {
                     let why = format!("connect failed: {e}");
-                    return self.reset(code::UNAVAILABLE, &why, now, sink);
+                    return self.reset(code::UNAVAILABLE, &why, now);
                 }
             }
         }
@@ -358,38 +329,17 @@ impl Upstream {
                 Some(e) => format!("upstream socket error: {e}"),
                 None => "upstream socket error".to_string(),
             };
-            return self.reset(code::BAD_GATEWAY, &why, now, sink);
+            return self.reset(code::BAD_GATEWAY, &why, now);
         }
         if event.is_readable() || event.is_read_closed() {
-            self.read(now, sink);
+            self.read(now);
         }
-        self.flush(now, sink);
-    }
-
-    /// Writes queued requests (once per loop pass, so requests from many
-    /// clients leave in one write).
-    pub fn flush(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
-        self.wire_seq = self.queued_seq;
-        let Some(conn) = self.conn.as_mut() else { return };
-        if conn.state() != State::Open {
-            return;
-        }
-        // What this write carries, and for whom: the step between a
-        // client's PENDING and the bytes leaving for the server.
-        for what in self.announce.drain(..) {
-            trace_event!(self.role, UPSTREAM, "SEND", "{what}");
-        }
-        if let WriteOutcome::Error(e) = conn.flush() {
-            return self.reset(code::BAD_GATEWAY, &format!("upstream write failed: {e}"), now, sink);
-        }
-        if let Err(e) = conn.update_interest(&self.registry) {
-            self.reset(code::BAD_GATEWAY, &format!("reregister: {e}"), now, sink);
-        }
+        self.flush(now);
     }
 
     /// Drops the connection: every request in flight fails with `code`, in
     /// order, and (unless stopping) a reconnect is scheduled.
-    pub fn reset(&mut self, code: u16, why: &str, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+    pub fn reset(&mut self, code: u16, why: &str, now: Instant) {
         self.stats.resets += 1;
         self.announce.clear();
         if let Some(mut c) = self.conn.take() {
@@ -398,9 +348,22 @@ impl Upstream {
         self.gen += 1;
         self.sent = 0;
         self.inflight_bytes = 0;
-        sink(UpEvent::Disconnected);
-        // Clients' requests fail with `code`; the proxy's own (its LEASE,
-        // a keepalive, an ACK) are said as such: no client waits on them.
+        self.paused = None;
+        self.out.push(UpEvent::Disconnected);
+        self.log_reset(code, why);
+        let reason = self.out.reason(why);
+        while let Some(req) = self.inflight.pop_front() {
+            self.out.failed(req, code, reason);
+        }
+        if !self.stopping {
+            self.schedule_reconnect(now);
+        }
+    }
+
+    /// Says what a reset fails: clients' requests fail with `code`; the
+    /// proxy's own (its LEASE, a keepalive, an ACK) are said as such, as
+    /// no client waits on them.
+    fn log_reset(&self, code: u16, why: &str) {
         let own: Vec<&str> = self
             .inflight
             .iter()
@@ -421,26 +384,12 @@ impl Upstream {
         } else {
             info!("proxy upstream {}: {why}{own_text}", self.addr);
         }
-        while let Some(req) = self.inflight.pop_front() {
-            sink(UpEvent::Failed(req, code, why));
-        }
-        if !self.stopping {
-            self.schedule_reconnect(now);
-        }
-    }
-
-    /// The longest the connection may stay quiet: the server's idle
-    /// policy, once learned.
-    pub(super) fn quiet_limit(&self) -> Option<Duration> {
-        self.keepalive
     }
 
     pub(super) fn schedule_reconnect(&mut self, now: Instant) {
-        let wait = self.backoff;
-        self.last_wait = wait;
+        let wait = self.backoff.wait();
         info!("proxy upstream {}: reconnecting in {} ms", self.addr, wait.as_millis());
         self.timers.add(now + wait, UpTimer::Reconnect, UPSTREAM.0, self.gen);
-        self.backoff = (wait * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
     }
 
     /// No reconnects from now on (the proxy is stopping).
@@ -454,60 +403,4 @@ impl Upstream {
             c.close(&self.registry, why);
         }
     }
-}
-
-/// Whose a request is, for the trace: a client's, or the proxy's own.
-struct Whose<'a>(&'a UpReq);
-
-impl std::fmt::Display for Whose<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.kind.is_own() {
-            f.write_str("the proxy itself")
-        } else {
-            write!(f, "client {}", self.0.waiter.key)
-        }
-    }
-}
-
-/// Notes a request written into the output, for the trace's `SEND` line
-/// at the next flush.
-fn announce(out: &mut Vec<String>, req: &UpReq) {
-    if crate::trace::enabled() {
-        out.push(format!("{} for {}", req.kind.name(), Whose(req)));
-    }
-}
-
-/// Encodes an upstream request into the connection's output; a LEASE
-/// carries the peer secret, if there is one.
-fn write_request(up: &mut Conn<()>, kind: &UpKind, secret: Option<&crate::peer::Secret>) {
-    let key = |up: &mut Conn<()>| {
-        if let Some(s) = secret {
-            up.output.extend(b";KEY=");
-            up.output.extend(s.expose());
-        }
-    };
-    match kind {
-        UpKind::Fetch(ind) => encode_request(&mut up.output, kind.op(), ind, &[]),
-        UpKind::Put(ind, data) => encode_request(&mut up.output, kind.op(), ind, data),
-        UpKind::Clr => encode_request(&mut up.output, kind.op(), &[], &[]),
-        UpKind::Ping => encode_request(&mut up.output, kind.op(), &[0], &[]),
-        UpKind::Lease => {
-            encode_request(&mut up.output, kind.op(), &[], &[]);
-            key(up);
-        }
-        UpKind::Resume { history, ind } => {
-            encode_request(&mut up.output, kind.op(), ind, &[]);
-            crate::proto::encode_field(&mut up.output, "ID", &format_args!("{:016x}", history.id));
-            crate::proto::encode_field(&mut up.output, "SEQ", &history.seq);
-            if let Some(sum) = history.sum {
-                crate::proto::encode_field(&mut up.output, "SUM", &format_args!("{sum:016x}"));
-            }
-            key(up);
-        }
-        UpKind::Ack(seq) => {
-            encode_request(&mut up.output, kind.op(), &[], &[]);
-            crate::proto::encode_field(&mut up.output, "SEQ", seq);
-        }
-    }
-    up.end_message();
 }

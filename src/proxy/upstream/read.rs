@@ -2,8 +2,9 @@
 //! in-flight FIFO, checked to be its answer ([`UpReq::check_reply`]), and
 //! handed on as an event.
 
+use super::send::{announce, write_request};
 use super::*;
-use crate::proto::{Op, Reply};
+use crate::proto::{Op, Problem, Reply};
 
 impl UpReq {
     /// Whether `r` can be this request's reply: the same operation, a code
@@ -53,139 +54,171 @@ fn short(v: &[i64]) -> String {
     format!("[{}{more}]", head.join(","))
 }
 
+/// Why reading stopped before the socket was drained.
+enum Stop {
+    /// The outbox is at its bound: go on once the node has taken it.
+    Full,
+    /// The connection is out of step: reset it.
+    Broken(String),
+}
+
 impl Upstream {
-    /// Reads and pairs every whole reply with the head of the queue.
-    pub(super) fn read(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
-        let Some(conn) = self.conn.as_mut() else { return };
-        let mut broken: Option<String> = None;
-        let applied = &mut self.applied;
-        let secret = self.secret.as_ref();
-        let inflight_bytes = &mut self.inflight_bytes;
-        let role = self.role;
-        let to_announce = &mut self.announce;
-        let (inflight, sent, replies, refused, reply, backoff, last_io, last_wait) = (
-            &mut self.inflight,
-            &mut self.sent,
-            &mut self.replies,
-            &mut self.refused,
-            &mut self.reply,
-            &mut self.backoff,
-            &mut self.last_io,
-            &mut self.last_wait,
-        );
-        let outcome = conn.read_pass(
-            &mut self.scratch,
-            read_limit(MAX_UPSTREAM_REPLY),
-            usize::MAX,
-            now,
-            |c| loop {
-                let (body, total) = match c.next_message(MAX_UPSTREAM_REPLY) {
-                    Frame::Complete { body, total } => (body, total),
-                    Frame::Incomplete => return true,
-                    Frame::Oversize(_) => {
-                        broken = Some("upstream reply too long".into());
-                        return false;
-                    }
-                };
-                let parsed = reply.parse(&c.input.data()[..body]);
-                trace_event!(
-                    role,
-                    UPSTREAM,
-                    "DECODED",
-                    "{}",
-                    String::from_utf8_lossy(&c.input.data()[..body])
-                );
-                c.consume(total);
-                if parsed.is_ok() && reply.op == Some(Op::Inv) {
-                    // Unasked, in order with the replies: apply it now.
-                    match reply.seq {
-                        Some(seq) if seq > *applied => {
-                            *applied = seq;
-                            sink(UpEvent::Invalidated(reply));
-                            continue;
-                        }
-                        _ => {
-                            broken = Some("upstream out of step: an INV without a new SEQ".into());
-                            return false;
-                        }
-                    }
-                }
-                let paired = match (parsed, inflight.front()) {
-                    (Err(p), _) => Err(format!("unreadable reply ({p})")),
-                    (Ok(()), None) => Err("a reply with no request in flight".into()),
-                    (Ok(()), Some(head)) => head.check_reply(reply),
-                };
-                if let Err(why) = paired {
-                    broken = Some(format!("upstream out of step: {why}"));
+    /// One read pass: reads, and pairs every whole reply with the head of
+    /// the queue, recording it in the outbox; then the end of the pass
+    /// (the ACK of the invalidations applied, a close, a bare pause).
+    pub(super) fn read(&mut self, now: Instant) {
+        // The connection and the scratch buffer are lent out of `self` for
+        // the pass, so that pairing can use the rest of it.
+        let Some(mut conn) = self.conn.take() else { return };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut stop = None;
+        let outcome = match self.paused.take() {
+            // Reading stopped at the outbox's bound after the connection
+            // ended: only its input is left to take.
+            Some(Some(ended)) => {
+                self.take_replies(&mut conn, now, &mut stop);
+                ended
+            }
+            _ => conn.read_pass(&mut scratch, read_limit(MAX_UPSTREAM_REPLY), usize::MAX, now, |c| {
+                self.take_replies(c, now, &mut stop)
+            }),
+        };
+        (self.scratch, self.conn) = (scratch, Some(conn));
+        match stop {
+            Some(Stop::Broken(why)) => return self.reset_live(code::BAD_GATEWAY, &why, now),
+            Some(Stop::Full) => {
+                let ended = matches!(outcome, ReadOutcome::Eof | ReadOutcome::Error(_));
+                self.paused = Some(ended.then_some(outcome));
+                return;
+            }
+            None => {}
+        }
+        self.pass_ended(outcome, now);
+    }
+
+    /// Acknowledges the invalidations the node has applied (every one
+    /// taken from the outbox): one ACK for all of them, written at the next
+    /// flush. The node calls it after taking the events, so the ACK never
+    /// leaves before the cache has dropped what it confirms.
+    pub fn acknowledge(&mut self, now: Instant) {
+        if self.line.applied > self.line.acked && self.out.is_empty() && self.connected() {
+            self.line.acked = self.line.applied;
+            self.send(UpReq::own(UpKind::Ack(self.line.applied), now), now);
+        }
+    }
+
+    /// Takes every whole reply in `c`'s input: false stops the pass (`stop`
+    /// says why).
+    fn take_replies(&mut self, c: &mut Conn<()>, now: Instant, stop: &mut Option<Stop>) -> bool {
+        loop {
+            if self.out.is_full() {
+                *stop = Some(Stop::Full);
+                return false;
+            }
+            let (body, total) = match c.next_message(MAX_UPSTREAM_REPLY) {
+                Frame::Complete { body, total } => (body, total),
+                Frame::Incomplete => return true,
+                Frame::Oversize(_) => {
+                    *stop = Some(Stop::Broken("upstream reply too long".into()));
                     return false;
                 }
-                let Some(req) = inflight.pop_front() else { return false };
-                *sent = sent.saturating_sub(1);
-                *inflight_bytes = inflight_bytes.saturating_sub(req.kind.wire_bytes());
-                if reply.code != code::UNAVAILABLE {
-                    // The server answers: it works. (A 503 is what a server
-                    // at its connection limit says before it closes: the
-                    // backoff keeps growing.)
-                    *replies += 1;
-                    *backoff = BACKOFF_MIN;
-                    *last_wait = Duration::ZERO;
-                } else {
-                    *refused = true;
-                }
-                *last_io = now;
-                if *sent == 0 {
-                    // A bare server gets the next request only now.
-                    if let Some(next) = inflight.front() {
-                        write_request(c, &next.kind, secret);
-                        super::announce(to_announce, next);
-                        *sent = 1;
-                    }
-                }
-                sink(UpEvent::Answered(req, reply));
-            },
-        );
-        if let Some(why) = broken {
-            return self.reset_live(code::BAD_GATEWAY, &why, now, sink);
+            };
+            let reply = self.out.slot();
+            let parsed = reply.parse(&c.input.data()[..body]);
+            trace_event!(
+                self.role,
+                UPSTREAM,
+                "DECODED",
+                "{}",
+                String::from_utf8_lossy(&c.input.data()[..body])
+            );
+            c.consume(total);
+            if let Err(why) = self.take_reply(c, parsed, now) {
+                *stop = Some(Stop::Broken(format!("upstream out of step: {why}")));
+                return false;
+            }
         }
-        if self.applied > self.acked && self.connected() {
-            // One ACK for every invalidation this pass applied.
-            self.acked = self.applied;
-            self.send(UpReq::own(UpKind::Ack(self.applied), now), now);
+    }
+
+    /// Takes the reply just parsed into the outbox's slot: an unasked
+    /// invalidation, or the answer to the head of the queue. `Err` says why
+    /// it is neither.
+    fn take_reply(&mut self, c: &mut Conn<()>, parsed: Result<(), Problem>, now: Instant) -> Result<(), String> {
+        let reply = self.out.slot();
+        if parsed.is_ok() && reply.op == Some(Op::Inv) {
+            // Unasked, in order with the replies: applied in its turn.
+            return match reply.seq {
+                Some(seq) if seq > self.line.applied => {
+                    self.line.applied = seq;
+                    self.out.invalidated();
+                    Ok(())
+                }
+                _ => Err("an INV without a new SEQ".into()),
+            };
         }
+        match (parsed, self.inflight.front()) {
+            (Err(p), _) => return Err(format!("unreadable reply ({p})")),
+            (Ok(()), None) => return Err("a reply with no request in flight".into()),
+            (Ok(()), Some(head)) => head.check_reply(reply)?,
+        }
+        let refused = reply.code == code::UNAVAILABLE;
+        let Some(req) = self.inflight.pop_front() else {
+            return Err("a reply with no request in flight".into());
+        };
+        self.sent = self.sent.saturating_sub(1);
+        self.inflight_bytes = self.inflight_bytes.saturating_sub(req.kind.wire_bytes());
+        if refused {
+            // A 503 is what a server at its connection limit says before
+            // it closes: the backoff keeps growing.
+            self.line.refused = true;
+        } else {
+            // The server answers: it works.
+            self.line.replies += 1;
+            self.backoff.answered();
+        }
+        self.line.last_io = now;
+        if self.sent == 0 {
+            // A bare server gets the next request only now.
+            if let Some(next) = self.inflight.front() {
+                write_request(c, &next.kind, self.secret.as_ref());
+                announce(&mut self.announce, next);
+                self.sent = 1;
+            }
+        }
+        self.out.answered(req);
+        Ok(())
+    }
+
+    /// The end of a read pass: a close by the server (an idle close is
+    /// reconnected at once, and may teach its idle policy), an error, or a
+    /// bare reply waiting for its pause.
+    fn pass_ended(&mut self, outcome: ReadOutcome, now: Instant) {
         match outcome {
             ReadOutcome::Eof => {
-                // A server that closes a connection with nothing in flight,
-                // after answering (many naive servers close after each
-                // reply) or after a quiet spell (an idle timeout), is
-                // working: reconnect at once, so no client sees a 503. One
-                // that closes at once, unasked, or after saying 503 (it is
-                // refusing, however slowly it closes) is retried with backoff.
-                let quiet = now.saturating_duration_since(self.last_io);
-                let idle_close = self.inflight.is_empty()
-                    && !self.refused
-                    && (self.replies > 0 || now.saturating_duration_since(self.opened) >= IDLE_CLOSE_MIN);
-                if idle_close && quiet >= LEARN_IDLE_MIN {
-                    // Learn the server's idle policy: from now on, never
-                    // stay quiet for more than a third of what it allowed.
-                    let k = (quiet / 3).max(KEEPALIVE_MIN);
-                    // The latest close is the policy now (it may have
-                    // changed, or the last one was not an idle close).
-                    self.keepalive = Some(k);
+                let close = Close {
+                    quiet: now.saturating_duration_since(self.line.last_io),
+                    open_for: now.saturating_duration_since(self.line.opened),
+                    replies: self.line.replies,
+                    refused: self.line.refused,
+                    idle: self.inflight.is_empty(),
+                };
+                let (idle_close, learned) = self.idle.closed(close);
+                if let Some(k) = learned {
                     info!(
                         "proxy upstream {}: closed after {} ms of silence; keepalive every {} ms",
                         self.addr,
-                        quiet.as_millis(),
+                        close.quiet.as_millis(),
                         k.as_millis()
                     );
                 }
-                self.reset(code::BAD_GATEWAY, "upstream connection lost", now, sink);
+                self.reset(code::BAD_GATEWAY, "upstream connection lost", now);
                 if idle_close && !self.stopping {
                     self.connect(now);
                 }
             }
             ReadOutcome::Error(e) => {
                 let lvl = if is_peer_gone(&e) { "lost" } else { "failed" };
-                self.reset(code::BAD_GATEWAY, &format!("upstream connection {lvl}: {e}"), now, sink);
+                self.reset(code::BAD_GATEWAY, &format!("upstream connection {lvl}: {e}"), now);
             }
             _ => {
                 if let Some(at) = self.conn.as_mut().and_then(|c| c.bare_timer_due(self.bare_idle)) {

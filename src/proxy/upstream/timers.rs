@@ -5,7 +5,7 @@ use super::*;
 
 impl Upstream {
     /// Fires due timers: the request deadline, reconnects, a bare reply's end.
-    pub fn fire_timers(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+    pub fn fire_timers(&mut self, now: Instant) {
         while let Some(t) = self.timers.pop_due(now) {
             if t.gen != self.gen {
                 continue; // for an upstream connection that is gone
@@ -23,10 +23,10 @@ impl Upstream {
                         BarePause::Rearm(at) => self.timers.add(at, UpTimer::BareIdle, UPSTREAM.0, t.gen),
                         // The reply is whole: take it (an empty read pass
                         // hands the input over).
-                        BarePause::Ended => self.read(now, sink),
+                        BarePause::Ended => self.read(now),
                     }
                 }
-                UpTimer::Deadline => self.deadline(now, sink),
+                UpTimer::Deadline => self.deadline(now),
                 UpTimer::KeepAlive => self.keepalive(now),
             }
         }
@@ -35,24 +35,24 @@ impl Upstream {
     /// The keepalive timer: if the connection has been quiet for the
     /// learned interval, send a ping; arm the next check either way.
     pub(super) fn keepalive(&mut self, now: Instant) {
-        let Some(k) = self.quiet_limit() else { return };
         if !self.connected() {
             return;
         }
-        let due = self.last_io + k;
-        if now >= due && self.inflight.is_empty() {
-            // (A coherent server tracks index 0 for a leased proxy's
-            // ping: one more invalidation, only with an idle timeout under
-            // a third of the lease, which renewals outpace otherwise.)
-            self.send(UpReq::own(UpKind::Ping, now), now);
-            self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
-        } else {
-            self.timers
-                .add(due.max(now + k / 4), UpTimer::KeepAlive, UPSTREAM.0, self.gen);
+        match self.idle.keepalive(self.line.last_io, self.inflight.is_empty(), now) {
+            None => {}
+            Some(KeepAlive::Ping(next)) => {
+                // (A coherent server tracks index 0 for a leased proxy's
+                // ping: one more invalidation, only with an idle timeout
+                // under a third of the lease, which renewals outpace
+                // otherwise.)
+                self.send(UpReq::own(UpKind::Ping, now), now);
+                self.timers.add(next, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
+            }
+            Some(KeepAlive::Check(at)) => self.timers.add(at, UpTimer::KeepAlive, UPSTREAM.0, self.gen),
         }
     }
 
-    pub(super) fn deadline(&mut self, now: Instant, sink: &mut impl FnMut(UpEvent)) {
+    pub(super) fn deadline(&mut self, now: Instant) {
         self.deadline_armed = None; // this one fired
         let since = match self.conn.as_ref().map(|c| c.state()) {
             Some(State::Connecting { since }) => since,
@@ -65,9 +65,9 @@ impl Upstream {
         if now < since + self.timeout {
             self.arm_deadline(since + self.timeout);
         } else if connecting {
-            self.reset(code::UNAVAILABLE, "connect timed out", now, sink);
+            self.reset(code::UNAVAILABLE, "connect timed out", now);
         } else {
-            self.reset_live(code::GATEWAY_TIMEOUT, "upstream timeout", now, sink);
+            self.reset_live(code::GATEWAY_TIMEOUT, "upstream timeout", now);
         }
     }
 }

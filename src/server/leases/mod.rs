@@ -21,6 +21,8 @@
 //! half a lease is expired: its connection is closed, and the writes wait
 //! out its last lease instead of its answer.
 
+mod parking;
+
 use super::departed::Departed;
 use super::holder::{invalidate, remember, slack, trim, Holder};
 use crate::buffer::Buffer;
@@ -346,72 +348,6 @@ impl Leases {
     /// Forgets departed proxies whose last lease has run out.
     pub fn prune(&mut self, now: Instant) {
         self.departed.prune(now);
-    }
-
-    /// Parks a write that must wait (`waits` from
-    /// [`Leases::write_must_wait`]).
-    pub fn park(&mut self, key: usize, gen: u64, req: &Request, waits: Vec<Wait>, now: Instant) {
-        if req.op == Op::Clr {
-            self.pending_all += 1;
-        } else {
-            for &i in &req.ind {
-                *self.pending.entry(i).or_default() += 1;
-            }
-        }
-        self.stats.writes_delayed += 1;
-        self.parked.push(Parked {
-            key,
-            gen,
-            req: req.clone(),
-            arrived: now,
-            waits,
-        });
-    }
-
-    /// A parked write that may now be applied, if any (call until `None`).
-    pub fn next_ready(&mut self, now: Instant) -> Option<Parked> {
-        let pos = self
-            .parked
-            .iter()
-            .position(|p| p.waits.iter().all(|&w| self.satisfied(w, now)))?;
-        let p = self.parked.remove(pos);
-        self.unpark(&p);
-        let waited = now.saturating_duration_since(p.arrived).as_micros() as u64;
-        self.stats.delay_max_us = self.stats.delay_max_us.max(waited);
-        Some(p)
-    }
-
-    /// Drops the parked write of a connection that closed (it never
-    /// answered, so it may as well never have happened).
-    pub fn drop_parked(&mut self, key: usize, gen: u64) {
-        while let Some(pos) = self.parked.iter().position(|p| p.key == key && p.gen == gen) {
-            let p = self.parked.remove(pos);
-            self.unpark(&p);
-        }
-    }
-
-    fn unpark(&mut self, p: &Parked) {
-        if p.req.op == Op::Clr {
-            self.pending_all -= 1;
-        } else {
-            for i in &p.req.ind {
-                if let Some(n) = self.pending.get_mut(i) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.pending.remove(i);
-                    }
-                }
-            }
-        }
-    }
-
-    fn satisfied(&self, w: Wait, now: Instant) -> bool {
-        match w {
-            Wait::Grace => now >= self.grace_until,
-            // A holder that left had this wait turned into its lease's end.
-            Wait::Ack(id, seq) => self.holders.get(&id).is_none_or(|h| h.acked >= seq),
-            Wait::Until(t) => now >= t,
-        }
     }
 
     /// Proxy `id`'s connection closed: what it held stays blocked until

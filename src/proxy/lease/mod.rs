@@ -35,8 +35,11 @@
 //! Refused, it keeps nothing, so a later grant never finds old values the
 //! server does not know it holds.
 
+mod answer;
+
 use crate::proto::{code, History, Reply};
 use crate::proxy::pending::UpKind;
+use answer::{clear_if, end, lease_ms, renew_at};
 use std::time::{Duration, Instant};
 
 /// The longest lease taken from a server (a day).
@@ -374,68 +377,14 @@ impl Lease {
         }
     }
 
-    /// The first LEASE of a connection, or a retry, answered.
-    fn answered(&mut self, first: bool, reply: &Reply, sent: Instant, cached: bool, now: Instant) -> (State, Next) {
-        let Some(ms) = lease_ms(reply) else {
-            let (to, next) = self.refused_or_alone(reply, now);
-            // A cache kept from an earlier connection is not the server's
-            // business any more: under Alone it could be another server's.
-            let next = match next {
-                Next::Stay if first && cached => Next::Clear("the server grants no lease"),
-                next => next,
-            };
-            return (to, next);
-        };
-        let length = Duration::from_millis(ms);
-        let seen = reply.id.map(|id| History {
-            id,
-            seq: reply.seq.unwrap_or(0),
-            sum: reply.sum,
-        });
-        let before = std::mem::replace(&mut self.known, seen);
-        self.refusal = None;
-        self.refusal_logged = None;
-        self.warned_alone = false;
-        let until = end(sent, length);
-        match seen {
-            Some(history) if first && cached && before == seen => {
-                (State::Resuming { length, until }, Next::Resume(history))
-            }
-            _ => (
-                State::Granted {
-                    length,
-                    until,
-                    renewing: false,
-                },
-                clear_if(cached, "the server's table is another, or was written since"),
-            ),
-        }
-    }
-
-    /// A LEASE answer that grants none: a refusal (ask again later) or a
-    /// server without leases (alone).
-    fn refused_or_alone(&mut self, reply: &Reply, now: Instant) -> (State, Next) {
-        let refusal = match reply.code {
-            code::FORBIDDEN => Some(Refusal::NotTrusted),
-            c if c >= 500 => Some(Refusal::NoRoom),
-            _ => None,
-        };
-        match refusal {
-            Some(r) => {
-                self.refusals += 1;
-                self.refusal = Some(r);
-                self.refusal_msg.clone_from(&reply.msg);
-                (State::Refused { retry: now + RETRY }, Next::Clear("no lease granted"))
-            }
-            None => (State::Alone, Next::Stay),
-        }
-    }
-
-    /// The mode for a request handled now: the clock is read only when a
-    /// lease is held (a proxy without leases pays nothing per request).
-    pub fn mode_now(&mut self) -> Mode {
+    /// The mode for a request handled now, `clock` read only when a lease
+    /// is held (a proxy without leases pays nothing per request). The node
+    /// passes the real clock (`Instant::now`), not its loop's time: a time
+    /// read before the request was would let a lease that ran out since
+    /// still be taken as held.
+    pub fn mode_at(&mut self, clock: impl FnOnce() -> Instant) -> Mode {
         match self.state {
-            State::Granted { .. } => self.mode(Instant::now()),
+            State::Granted { .. } => self.mode(clock()),
             State::Bare | State::Alone => Mode::Alone,
             State::Down | State::Asking { .. } | State::Resuming { .. } | State::Refused { .. } => Mode::Lapsed,
         }
@@ -485,37 +434,6 @@ impl Lease {
             } => Some(renew_at(until, length)),
             _ => None,
         }
-    }
-}
-
-/// The lease a reply grants, if it grants one.
-fn lease_ms(reply: &Reply) -> Option<u64> {
-    // A lease over a day is a broken server: take a day.
-    reply
-        .ms
-        .filter(|&ms| reply.is_ok() && ms > 0)
-        .map(|ms| ms.min(MAX_LEASE_MS))
-}
-
-/// Where a lease granted to a request sent at `sent` ends on the proxy's
-/// clock: 2% shorter, since two hosts' clocks may tick at slightly
-/// different rates (parts per million in practice).
-fn end(sent: Instant, length: Duration) -> Instant {
-    sent + length - length / 50
-}
-
-/// When a quiet lease is renewed: a third of it after the send that
-/// renewed it last.
-fn renew_at(until: Instant, length: Duration) -> Instant {
-    let sent = until - (length - length / 50);
-    sent + (length / 3).max(Duration::from_millis(1))
-}
-
-fn clear_if(cached: bool, why: &'static str) -> Next {
-    if cached {
-        Next::Clear(why)
-    } else {
-        Next::Stay
     }
 }
 
@@ -587,8 +505,9 @@ mod tests {
         }
         let mut l = Lease::new(true);
         l.on(Event::Connected { cached: false }, t0).unwrap();
-        answer(&mut l, "OP=LEASE;MS=60000;CODE=200", Instant::now(), false);
-        assert_eq!(l.mode_now(), Mode::Shared, "read against the clock now");
+        answer(&mut l, "OP=LEASE;MS=60000;CODE=200", t0, false);
+        assert_eq!(l.mode_at(|| t0 + ms(58_799)), Mode::Shared, "2% short of the lease");
+        assert_eq!(l.mode_at(|| t0 + ms(58_800)), Mode::Lapsed, "2% short of the lease");
     }
 
     #[test]
@@ -682,7 +601,7 @@ mod tests {
         l.on(Event::Connected { cached: true }, t0).unwrap();
         assert_eq!(l.mode(t0), Mode::Lapsed, "a new server is asked again");
         let mut bare = Lease::new(false);
-        assert_eq!(bare.mode_now(), Mode::Alone);
+        assert_eq!(bare.mode_at(|| unreachable!("no lease, no clock")), Mode::Alone);
         assert_eq!(
             bare.on(Event::Connected { cached: true }, t0).unwrap(),
             Next::Clear("on (re)connect")

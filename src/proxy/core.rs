@@ -1,0 +1,203 @@
+//! The proxy's state between events, [`ProxyCore`]: the cache, the writes
+//! and reads in flight, the counters, and the session with the server,
+//! with the one place the session's moves are applied ([`ProxyCore::session`]).
+//! The request handlers (`service.rs`) and the answer handling
+//! (`answers.rs`) both work on it.
+
+use crate::buffer::Buffer;
+use crate::cache::Policy;
+use crate::proto::{encode_get_reply, encode_ok, Op, Problem, Request};
+use crate::proxy::counters::Counters;
+use crate::proxy::decide::{Writes, Zombies};
+use crate::proxy::lease::{Event, Lease, Next, Refusal, State};
+use crate::proxy::pending::UpKind;
+use crate::proxy::reads::Reads;
+use log::{debug, error, info, warn};
+use std::time::Instant;
+
+/// The cache and everything the handlers keep between requests.
+pub struct ProxyCore {
+    /// The cache and its eviction policy.
+    pub cache: Box<dyn Policy + Send>,
+    /// Writes in flight upstream.
+    pub writes: Writes,
+    /// Counters for STS.
+    pub counters: Counters,
+    /// Reads waiting on fetches, and which fetches may be joined.
+    pub reads: Reads,
+    /// Reused across requests (no allocation per request).
+    pub(super) req: Request,
+    pub(super) vals: Vec<Option<i64>>,
+    pub(super) missing: Vec<i64>,
+    pub(super) to_fetch: Vec<i64>,
+    pub(super) joined: Vec<u64>,
+    /// The body of the reply [`ProxyCore::complete`] built last.
+    pub(super) body: Buffer,
+    /// The sequence number the next request sent upstream gets.
+    pub(super) next_seq: u64,
+    /// Writes that may still land (see [`Zombies`]).
+    pub(super) zombies: Zombies,
+    /// The session with the server: whether the cache may be read, and
+    /// whether what is fetched may be kept (docs/coherence.md).
+    pub lease: Lease,
+    /// The node name of its trace lines (`proxy`).
+    pub trace_name: &'static str,
+    /// An own request the session asked for, for the node to send (it
+    /// owns the upstream): a resuming LEASE (docs/durability.md).
+    pub to_send: Option<UpKind>,
+}
+
+/// Indices as the protocol writes them: `1,2,3`.
+pub(super) struct List<'a>(pub(super) &'a [i64]);
+
+impl std::fmt::Display for List<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (k, i) in self.0.iter().enumerate() {
+            if k > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{i}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ProxyCore {
+    /// An empty cache; `asks_lease` when the upstream speaks line framing
+    /// (a bare server cannot take part in coherence); `trace_name` on its
+    /// trace lines.
+    pub fn new(cache: Box<dyn Policy + Send>, asks_lease: bool, trace_name: &'static str) -> ProxyCore {
+        ProxyCore {
+            cache,
+            writes: Writes::default(),
+            counters: Counters::default(),
+            reads: Reads::default(),
+            req: Request::default(),
+            vals: Vec::new(),
+            missing: Vec::new(),
+            to_fetch: Vec::new(),
+            joined: Vec::new(),
+            body: Buffer::new(),
+            next_seq: 1,
+            zombies: Zombies::default(),
+            lease: Lease::new(asks_lease),
+            trace_name,
+            to_send: None,
+        }
+    }
+
+    /// Moves the session with the server and does what it says next. An
+    /// illegal move (a bug) is logged as an error and leaves the cache
+    /// empty, in every build.
+    pub(super) fn session(&mut self, event: Event, now: Instant) -> Option<UpKind> {
+        let before = self.lease.state();
+        let next = match self.lease.on(event, now) {
+            Ok(next) => next,
+            Err(illegal) => {
+                error!("proxy lease session: {illegal}; cache cleared");
+                self.cache.clear();
+                return None;
+            }
+        };
+        self.log_session(before);
+        match next {
+            Next::Stay => None,
+            Next::Send(kind) => Some(kind),
+            Next::Resume(history) => {
+                let ind = self.cache.entries().iter().map(|&(i, _)| i).collect();
+                self.to_send = Some(UpKind::Resume { history, ind });
+                None
+            }
+            Next::Clear(why) => {
+                if !self.cache.is_empty() {
+                    info!("proxy cache cleared: {why}");
+                    self.cache.clear();
+                }
+                None
+            }
+            Next::Kept => {
+                info!(
+                    "proxy kept {} cached entries across the reconnect (same table, no write since)",
+                    self.cache.len()
+                );
+                None
+            }
+        }
+    }
+
+    /// Says what changed in the session, once per change (a server that
+    /// closes idle connections would otherwise repeat it all day).
+    fn log_session(&mut self, before: State) {
+        let now = self.lease.state();
+        match (before, now) {
+            (State::Granted { .. }, State::Granted { .. }) => {}
+            (_, State::Granted { length, .. }) => info!(
+                "proxy upstream grants leases of {} ms: coherent with other proxies",
+                length.as_millis()
+            ),
+            (_, State::Refused { .. }) if self.lease.refusal_logged == self.lease.refusal => {
+                debug!("proxy upstream still grants no lease ({})", self.lease.refusal_msg)
+            }
+            (_, State::Refused { .. }) => {
+                self.lease.refusal_logged = self.lease.refusal;
+                let every = crate::proxy::lease::RETRY.as_millis();
+                let why = &self.lease.refusal_msg;
+                match self.lease.refusal {
+                    Some(Refusal::NotTrusted) => error!(
+                        "proxy upstream refuses this proxy a lease ({why}): give the proxy the server's own --peer-secret-file, or run it on the server's host; reading nothing from the cache, asking again every {every} ms"
+                    ),
+                    _ => warn!(
+                        "proxy upstream grants no lease now ({why}): reading nothing from the cache, asking again every {every} ms"
+                    ),
+                }
+            }
+            (_, State::Alone) if !self.lease.warned_alone => {
+                self.lease.warned_alone = true;
+                warn!("proxy upstream grants no leases: other proxies and direct writers may leave this cache stale (docs/coherence.md)");
+            }
+            _ => {}
+        }
+    }
+
+    /// Time passes for the session: an own request to send now (a refused
+    /// proxy's retry, a quiet lease's renewal), if any. Call only when the
+    /// upstream can take a request.
+    pub fn tick(&mut self, now: Instant) -> Option<UpKind> {
+        self.session(Event::Tick, now)
+    }
+}
+
+/// For an ADD, the sum (overflow-checked); 0 for a GET.
+pub(super) fn sum_if_add(op: Op, vals: &[Option<i64>]) -> Result<i64, Problem> {
+    if op != Op::Add {
+        return Ok(0);
+    }
+    vals.iter()
+        .try_fold(0i64, |acc, v| acc.checked_add(v.unwrap_or(0)))
+        .ok_or(Problem::AddOverflow)
+}
+
+/// Encodes the success reply of a GET (the values in the order asked) or
+/// an ADD (`sum`).
+pub(super) fn encode_values(out: &mut Buffer, op: Op, ind: &[i64], vals: &[Option<i64>], sum: i64) {
+    if op == Op::Add {
+        return encode_ok(out, Op::Add, ind, &[sum]);
+    }
+    encode_get_reply(out, ind, vals.iter().map(|v| v.unwrap_or(0)));
+}
+
+/// Logs the cache after a change at `debug`, oldest first (as the seed's
+/// proxy prints its table): every entry of a small cache, only its size for
+/// a big one, so the cost never depends on the cache's size.
+pub(super) fn log_cache(c: &dyn Policy) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    // (The entries are listed only when few: `entries` copies them.)
+    let few = c.len() <= 32;
+    let entries = if few { c.entries() } else { Vec::new() };
+    match crate::trace::small_cells(c.len(), entries.into_iter()) {
+        Some(cells) => debug!("proxy cache [{cells}] (oldest first, {}/{})", c.len(), c.capacity()),
+        None => debug!("proxy cache: {}/{} entries (DMP shows them)", c.len(), c.capacity()),
+    }
+}
