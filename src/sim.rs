@@ -162,16 +162,16 @@ pub fn with_scans(trace: &[i64], keys: u64, share: f64, seed: u64) -> Vec<i64> {
 /// The miss-ratio curves as a self-contained SVG: capacity across (log
 /// scale), miss ratio up, a line per policy, MIN dashed.
 pub fn svg(rows: &[Row], title: &str) -> String {
-    let (w, h, left, right, top, bottom) = (760.0, 460.0, 70.0, 150.0, 50.0, 60.0);
     let mut caps: Vec<usize> = rows.iter().map(|r| r.capacity.max(1)).collect();
     caps.sort_unstable();
     caps.dedup();
-    let (lo, hi) = (caps[0] as f64, *caps.last().unwrap_or(&1) as f64);
-    let span = (hi / lo).log2().max(1e-9);
     let top_ratio = rows.iter().map(|r| r.miss_ratio()).fold(0.0f64, f64::max);
-    let ymax = ((top_ratio * 10.0).ceil() / 10.0).max(0.1);
-    let x = |c: usize| left + (w - left - right) * ((c.max(1) as f64 / lo).log2() / span);
-    let y = |r: f64| top + (h - top - bottom) * (1.0 - r / ymax);
+    let p = Plot {
+        lo: caps[0] as f64,
+        hi: *caps.last().unwrap_or(&1) as f64,
+        ymax: ((top_ratio * 10.0).ceil() / 10.0).max(0.1),
+    };
+    let (w, h, left) = (W, H, LEFT);
     let esc = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let mut s = String::new();
     let _ = write!(
@@ -180,79 +180,115 @@ pub fn svg(rows: &[Row], title: &str) -> String {
     );
     let _ = write!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
     let _ = write!(s, r#"<text x="{left}" y="28" font-size="15">{}</text>"#, esc(title));
-    // Axes, grid and ticks.
-    let _ = write!(
-        s,
-        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
-        h - bottom,
-        w - right,
-        h - bottom,
-        h - bottom
-    );
-    let steps = (ymax * 10.0).round() as usize;
-    for k in 0..=steps {
-        let r = k as f64 / 10.0;
-        let _ = write!(
-            s,
-            r##"<line x1="{left}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#ddd"/><text x="{2}" y="{3:.1}" text-anchor="end">{r:.1}</text>"##,
-            y(r),
-            w - right,
-            left - 6.0,
-            y(r) + 4.0
-        );
-    }
-    for &c in &caps {
-        let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{c}</text>"#,
-            x(c),
-            h - bottom + 18.0
-        );
-    }
-    let _ = write!(
-        s,
-        r#"<text x="{:.1}" y="{}" text-anchor="middle">cache capacity (entries, log scale)</text>"#,
-        left + (w - left - right) / 2.0,
-        h - 15.0
-    );
-    let _ = write!(
-        s,
-        r#"<text x="18" y="{:.1}" transform="rotate(-90 18 {:.1})" text-anchor="middle">miss ratio</text>"#,
-        top + (h - top - bottom) / 2.0,
-        top + (h - top - bottom) / 2.0
-    );
-    // One line per policy.
-    let colors = [
-        ("fifo", "#d62728", ""),
-        ("lru", "#1f77b4", ""),
-        ("clock", "#ff7f0e", ""),
-        ("sieve", "#2ca02c", ""),
-        ("s3fifo", "#9467bd", ""),
-        ("min", "#000000", r#" stroke-dasharray="6 4""#),
-    ];
-    for (n, (name, color, dash)) in colors.iter().enumerate() {
-        let pts: Vec<String> = caps
-            .iter()
-            .filter_map(|&c| rows.iter().find(|r| r.policy == *name && r.capacity.max(1) == c))
-            .map(|r| format!("{:.1},{:.1}", x(r.capacity), y(r.miss_ratio())))
-            .collect();
-        let _ = write!(
-            s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
-            pts.join(" ")
-        );
-        let ly = top + 20.0 * n as f64;
-        let _ = write!(
-            s,
-            r#"<line x1="{0}" y1="{ly}" x2="{1}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{2}" y="{3}">{name}</text>"#,
-            w - right + 15.0,
-            w - right + 45.0,
-            w - right + 52.0,
-            ly + 4.0
-        );
-    }
+    p.axes(&mut s, &caps);
+    p.lines(&mut s, rows, &caps);
     s.push_str("</svg>\n");
     s
+}
+
+/// The chart's size and margins.
+const W: f64 = 760.0;
+const H: f64 = 460.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 150.0;
+const TOP: f64 = 50.0;
+const BOTTOM: f64 = 60.0;
+
+/// The chart's scales: capacities `lo..hi` on a log axis, miss ratios
+/// `0..ymax`.
+struct Plot {
+    lo: f64,
+    hi: f64,
+    ymax: f64,
+}
+
+impl Plot {
+    fn x(&self, c: usize) -> f64 {
+        let span = (self.hi / self.lo).log2().max(1e-9);
+        LEFT + (W - LEFT - RIGHT) * ((c.max(1) as f64 / self.lo).log2() / span)
+    }
+
+    fn y(&self, r: f64) -> f64 {
+        TOP + (H - TOP - BOTTOM) * (1.0 - r / self.ymax)
+    }
+
+    /// Axes, grid and ticks, and the axes' names.
+    fn axes(&self, s: &mut String, caps: &[usize]) {
+        let (w, h, left, right, top, bottom) = (W, H, LEFT, RIGHT, TOP, BOTTOM);
+        let _ = write!(
+            s,
+            r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
+            h - bottom,
+            w - right,
+            h - bottom,
+            h - bottom
+        );
+        let steps = (self.ymax * 10.0).round() as usize;
+        for k in 0..=steps {
+            let r = k as f64 / 10.0;
+            let _ = write!(
+                s,
+                r##"<line x1="{left}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#ddd"/><text x="{2}" y="{3:.1}" text-anchor="end">{r:.1}</text>"##,
+                self.y(r),
+                w - right,
+                left - 6.0,
+                self.y(r) + 4.0
+            );
+        }
+        for &c in caps {
+            let _ = write!(
+                s,
+                r#"<text x="{:.1}" y="{}" text-anchor="middle">{c}</text>"#,
+                self.x(c),
+                h - bottom + 18.0
+            );
+        }
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">cache capacity (entries, log scale)</text>"#,
+            left + (w - left - right) / 2.0,
+            h - 15.0
+        );
+        let _ = write!(
+            s,
+            r#"<text x="18" y="{:.1}" transform="rotate(-90 18 {:.1})" text-anchor="middle">miss ratio</text>"#,
+            top + (h - top - bottom) / 2.0,
+            top + (h - top - bottom) / 2.0
+        );
+    }
+
+    /// One line per policy, and its key.
+    fn lines(&self, s: &mut String, rows: &[Row], caps: &[usize]) {
+        let colors = [
+            ("fifo", "#d62728", ""),
+            ("lru", "#1f77b4", ""),
+            ("clock", "#ff7f0e", ""),
+            ("sieve", "#2ca02c", ""),
+            ("s3fifo", "#9467bd", ""),
+            ("min", "#000000", r#" stroke-dasharray="6 4""#),
+        ];
+        for (n, (name, color, dash)) in colors.iter().enumerate() {
+            let pts: Vec<String> = caps
+                .iter()
+                .filter_map(|&c| rows.iter().find(|r| r.policy == *name && r.capacity.max(1) == c))
+                .map(|r| format!("{:.1},{:.1}", self.x(r.capacity), self.y(r.miss_ratio())))
+                .collect();
+            let _ = write!(
+                s,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
+                pts.join(" ")
+            );
+            let ly = TOP + 20.0 * n as f64;
+            let _ = write!(
+                s,
+                r#"<line x1="{0}" y1="{ly}" x2="{1}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{2}" y="{3}">{name}</text>"#,
+                W - RIGHT + 15.0,
+                W - RIGHT + 45.0,
+                W - RIGHT + 52.0,
+                ly + 4.0
+            );
+        }
+    }
 }
 
 /// A trace from text: one index a line, or protocol lines (`OP=GET;IND=..`)

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tablecache::framing::Framing;
-use tablecache::proxy::{Proxy, ProxyConfig};
+use tablecache::proxy::ProxyConfig;
 
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers");
 
@@ -63,16 +63,11 @@ impl Drop for NaiveServer {
     }
 }
 
-fn proxy_to(upstream: &str, framing: Framing) -> tablecache::NodeHandle {
-    Proxy::bind(ProxyConfig {
-        listen: any_addr(),
-        upstream: upstream.parse().unwrap(),
+fn proxy_framed(upstream: &str, framing: Framing) -> tablecache::NodeHandle {
+    proxy_node(ProxyConfig {
         upstream_framing: framing,
-        ..Default::default()
+        ..proxy_to(upstream.parse().unwrap(), 5)
     })
-    .unwrap()
-    .spawn()
-    .unwrap()
 }
 
 #[test]
@@ -103,7 +98,7 @@ fn a_naive_client_against_the_server() {
 #[test]
 fn a_naive_client_against_the_proxy() {
     let server = start_server(10);
-    let proxy = proxy_to(&server.addr().to_string(), Framing::Line);
+    let proxy = proxy_framed(&server.addr().to_string(), Framing::Line);
     let got = naive_client(
         &proxy.addr().to_string(),
         &["OP=PUT;IND=3;DATA=33", "OP=GET;IND=3,4", "OP=GET;IND=3"],
@@ -127,7 +122,7 @@ fn the_proxy_in_front_of_a_naive_server_sends_one_request_at_a_time() {
     let log = log_tmp.join("naive.log");
     let _ = std::fs::remove_file(&log);
     let naive = NaiveServer::start(&["--log", log.to_str().unwrap()]);
-    let proxy = proxy_to(&naive.addr, Framing::Bare);
+    let proxy = proxy_framed(&naive.addr, Framing::Bare);
     let mut a = Peer::connect(proxy.addr());
     let mut b = Peer::connect(proxy.addr());
     // Pipelined and concurrent: the proxy must queue and serialise them.
@@ -150,7 +145,7 @@ fn the_proxy_in_front_of_a_naive_server_sends_one_request_at_a_time() {
 #[test]
 fn a_naive_servers_error_codes_pass_through_and_a_missing_code_is_success() {
     let naive = NaiveServer::start(&["--no-code"]);
-    let proxy = proxy_to(&naive.addr, Framing::Bare);
+    let proxy = proxy_framed(&naive.addr, Framing::Bare);
     let mut c = Peer::connect(proxy.addr());
     assert_eq!(c.ask("OP=PUT;IND=1;DATA=5"), "OP=PUT;IND=1;DATA=5;CODE=200");
     assert_eq!(c.ask("OP=GET;IND=1,2"), "OP=GET;IND=1,2;DATA=5,0;CODE=200");
@@ -227,7 +222,7 @@ fn a_bare_server_that_closes_an_idle_connection_is_kept_busy_from_then_on() {
     // pings the next connection when it has been quiet for a third of the
     // silence the server allowed.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy = proxy_to(&l.local_addr().unwrap().to_string(), Framing::Bare);
+    let proxy = proxy_framed(&l.local_addr().unwrap().to_string(), Framing::Bare);
     let (first, _) = l.accept().unwrap();
     // The silence counts from when the proxy saw its connect complete.
     let mut c = Peer::connect(proxy.addr());

@@ -31,7 +31,10 @@ fn open_loop_holds_the_requested_rate() {
         r.requests
     );
     assert_eq!(r.error_count(), 0);
-    assert!((r.throughput() - 2000.0).abs() / 2000.0 < 0.03, "{}", r.throughput());
+    // The rate is the point: 10% either way is far outside what the
+    // schedule allows (its requests are counted above), and still inside
+    // what a loaded machine's late tail can add to the elapsed time.
+    assert!((r.throughput() - 2000.0).abs() / 2000.0 < 0.10, "{}", r.throughput());
 }
 
 #[test]
@@ -41,10 +44,9 @@ fn a_frozen_target_shows_in_the_high_percentiles() {
     let pid = server.pid();
     let freezer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(700));
-        let kill = |sig: &str| Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
-        kill("-STOP");
+        assert!(signal(pid, "STOP"));
         std::thread::sleep(Duration::from_millis(300));
-        kill("-CONT");
+        assert!(signal(pid, "CONT"));
     });
     let r = run(BenchConfig {
         connect: vec![addr],
@@ -70,32 +72,35 @@ fn a_frozen_target_shows_in_the_high_percentiles() {
 
 #[test]
 fn a_generator_paused_across_the_end_still_sends_what_was_due_before_it() {
-    // Open loop, 100 req/s for 1 s. The generator is stopped from 0.5 s to
-    // 7 s: when it runs again its end is past (by more than the 5 s it
-    // waits for late replies), and the 50 requests scheduled in between
-    // are due. Each is still sent, late and timed from its schedule,
-    // answered and counted: the measured window is exactly what the rate
-    // promised.
+    // Open loop, 100 req/s for 1 s. The generator is stopped just after
+    // its first requests, for 2 s: when it runs again its end is past (by
+    // more than the 300 ms it waits for late replies), and nearly all its
+    // requests are due. Each is still sent, late and timed from its
+    // schedule, answered and counted: the measured window is exactly what
+    // the rate promised.
     let server = spawn_node(&["server", "--listen", "127.0.0.1:0", "--log-level", "warn"]);
     let bench = Command::new(BIN)
         .args(["bench", "--connect", &server.addr, "--rate", "100", "--duration", "1"])
-        .args(["--warmup", "0", "-c", "1", "-P", "200", "--json"])
+        .args(["--warmup", "0", "-c", "1", "-P", "200", "--timeout", "300", "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let pid = bench.id().to_string();
-    let kill = |sig: &str| Command::new("kill").args([sig, &pid]).status().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    kill("-STOP");
-    std::thread::sleep(Duration::from_millis(6500));
-    kill("-CONT");
+    // Stopped once it has sent its first requests (well before its end),
+    // for 2 s: past its end and the 300 ms it waits for late replies.
+    let mut p = Peer::connect(server.addr.parse().unwrap());
+    wait_until("the bench has sent requests", || {
+        field(&p.ask("OP=STS"), "GET").is_some_and(|n| n != "0")
+    });
+    assert!(signal(bench.id(), "STOP"));
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(signal(bench.id(), "CONT"));
     let out = bench.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["requests"].as_u64(), Some(100), "{v}");
     assert!(
-        v["latency_us"]["max"].as_u64().unwrap() >= 6_000_000,
+        v["latency_us"]["max"].as_u64().unwrap() >= 1_500_000,
         "the late ones waited for the pause: {v}"
     );
 }

@@ -196,11 +196,7 @@ fn sigint_ends_a_run_with_a_summary_of_what_was_measured() {
             .and_then(|n| n.parse::<u64>().ok())
             .is_some_and(|n| n > 100)
     });
-    let ok = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    assert!(signal(child.id(), "INT"));
     let out = finish(child, &["--duration", "10s"]);
     let text = said(&out);
     assert!(text.contains("interrupted"), "{text}");

@@ -8,35 +8,24 @@ use std::time::Duration;
 
 use tablecache::bench::Dist;
 use tablecache::cache::{by_name, POLICIES};
-use tablecache::proxy::{Proxy, ProxyConfig};
-use tablecache::server::{Server, ServerConfig};
+use tablecache::proxy::ProxyConfig;
+use tablecache::server::ServerConfig;
 
 #[test]
 fn a_live_proxy_counts_the_hits_the_simulation_predicts() {
     // A server with a long lease: the proxy never loses it mid-trace (a
     // lapsed lease would turn a hit into a fetch).
-    let server = Server::bind(ServerConfig {
-        listen: any_addr(),
+    let server = server_node(ServerConfig {
         size: 300,
         lease: Duration::from_secs(600),
-        grace: Duration::ZERO,
         ..Default::default()
-    })
-    .unwrap()
-    .spawn()
-    .unwrap();
+    });
     let trace = tablecache::sim::generate(300, 3000, &Dist::Zipf(0.9), 42);
     for policy in POLICIES {
-        let proxy = Proxy::bind(ProxyConfig {
-            listen: any_addr(),
-            upstream: server.addr(),
-            capacity: 30,
+        let proxy = proxy_node(ProxyConfig {
             policy,
-            ..Default::default()
-        })
-        .unwrap()
-        .spawn()
-        .unwrap();
+            ..proxy_to(server.addr(), 30)
+        });
         let mut c = Peer::connect(proxy.addr());
         wait_until("the proxy holds a lease", || {
             field(&c.ask("OP=STS"), "LEASE_MS").is_some_and(|v| v != "0")

@@ -126,8 +126,7 @@ fn sigterm_stops_the_server_with_exit_0() {
     let mut srv = spawn_node(&["server", "--listen", "127.0.0.1:0"]);
     let mut p = Peer::connect(srv.addr.parse().unwrap());
     assert_eq!(p.ask("OP=GET;IND=0"), "OP=GET;IND=0;DATA=0;CODE=200");
-    let pid = srv.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(signal(srv.pid(), "TERM"));
     let mut status = None;
     wait_until("server exits after SIGTERM", || {
         status = srv.child.try_wait().unwrap();

@@ -12,7 +12,7 @@ use common::*;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tablecache::proxy::{Proxy, ProxyConfig};
+use tablecache::proxy::ProxyConfig;
 
 #[test]
 fn the_checker_rejects_a_torn_read() {
@@ -142,18 +142,12 @@ fn check_round(upstream: std::net::SocketAddr, round: u64, clients: usize, ops: 
 }
 
 fn check_round_with(upstream: std::net::SocketAddr, round: u64, clients: usize, ops: usize, capacity: usize) -> u64 {
-    let proxy = Proxy::bind(ProxyConfig {
-        listen: any_addr(),
-        upstream,
-        capacity,
+    let proxy = proxy_node(ProxyConfig {
         // With a secret: presented to a server that asks for it (the
         // freezing server below), ignored by one that does not.
         peer_secret_file: Some(secret_file()),
-        ..Default::default()
-    })
-    .unwrap()
-    .spawn()
-    .unwrap();
+        ..proxy_to(upstream, capacity)
+    });
     let addr = proxy.addr();
     let history = run_clients(&[addr], round, clients, ops, false);
     assert!(
@@ -191,19 +185,19 @@ fn with_freezing_server<T>(frozen_ms: u64, thawed_ms: u64, f: impl FnOnce(std::n
         "--log-level",
         "warn",
     ]);
-    let pid = server.pid().to_string();
+    let pid = server.pid();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let freezer = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let kill = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
+            let kill = |sig: &str| signal(pid, sig);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                kill("-STOP");
+                kill("STOP");
                 std::thread::sleep(std::time::Duration::from_millis(frozen_ms));
-                kill("-CONT");
+                kill("CONT");
                 std::thread::sleep(std::time::Duration::from_millis(thawed_ms));
             }
-            kill("-CONT");
+            kill("CONT");
         })
     };
     let out = f(server.addr.parse().unwrap());

@@ -4,14 +4,15 @@
 //! which runs this one test alone: the nodes' threads, and a client of raw
 //! sockets and a fixed buffer that allocates nothing itself.
 
+mod common;
+use common::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tablecache::proxy::{Proxy, ProxyConfig};
-use tablecache::server::{Server, ServerConfig};
+use tablecache::server::ServerConfig;
 
 struct Counting;
 
@@ -62,25 +63,11 @@ fn message<'a>(out: &'a mut [u8; 64], op: &str, k: u64, put: bool) -> &'a [u8] {
 
 #[test]
 fn warm_nodes_allocate_nothing_per_request() {
-    let any = "127.0.0.1:0".parse().unwrap();
-    let server = Server::bind(ServerConfig {
-        listen: any,
+    let server = server_node(ServerConfig {
         size: 100_000,
-        grace: Duration::ZERO,
         ..Default::default()
-    })
-    .unwrap()
-    .spawn()
-    .unwrap();
-    let proxy = Proxy::bind(ProxyConfig {
-        listen: any,
-        upstream: server.addr(),
-        capacity: 5,
-        ..Default::default()
-    })
-    .unwrap()
-    .spawn()
-    .unwrap();
+    });
+    let proxy = proxy_node(proxy_to(server.addr(), 5));
     let mut s = TcpStream::connect(proxy.addr()).unwrap();
     s.set_nodelay(true).unwrap();
     let (mut buf, mut msg) = ([0u8; 8192], [0u8; 64]);

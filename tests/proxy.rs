@@ -8,27 +8,17 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use tablecache::proxy::{Proxy, ProxyConfig};
+use tablecache::proxy::ProxyConfig;
 use tablecache::NodeHandle;
 
 fn start_proxy(upstream: SocketAddr, capacity: usize) -> NodeHandle {
-    start_proxy_cfg(ProxyConfig {
-        listen: any_addr(),
-        upstream,
-        capacity,
-        ..Default::default()
-    })
-}
-
-fn start_proxy_cfg(cfg: ProxyConfig) -> NodeHandle {
-    Proxy::bind(cfg).expect("bind proxy").spawn().expect("spawn proxy")
+    proxy_node(proxy_to(upstream, capacity))
 }
 
 /// A proxy of 5 entries in front of `up` that gives up on a request after
 /// 300 ms (to time writes out quickly).
 fn start_impatient_proxy(up: &Scripted) -> NodeHandle {
-    start_proxy_cfg(ProxyConfig {
-        listen: any_addr(),
+    proxy_node(ProxyConfig {
         upstream: up.addr(),
         capacity: 5,
         upstream_timeout: Duration::from_millis(300),
@@ -643,7 +633,9 @@ fn losing_the_upstream_with_a_big_cache_does_not_stall_hits() {
             break;
         }
     }
-    assert!(slowest < Duration::from_secs(1), "a hit waited {slowest:?}");
+    // A hit that waited on the upstream would wait its timeout (5 s): half
+    // of that leaves a loaded machine room and still tells the two apart.
+    assert!(slowest < Duration::from_millis(2500), "a hit waited {slowest:?}");
     for _ in 0..4 {
         assert!(a.line().contains("CODE=502"));
     }
@@ -1502,8 +1494,7 @@ fn a_client_is_paused_at_256_kib_of_replies_it_is_owed_counting_21_bytes_per_ind
     // 6010 bytes and asks 1000 indices: 27074 bytes expected, so the
     // tenth (270740 > 262144) pauses the client.
     let mut up = Scripted::new();
-    let proxy = start_proxy_cfg(ProxyConfig {
-        listen: any_addr(),
+    let proxy = proxy_node(ProxyConfig {
         upstream: up.addr(),
         capacity: 5,
         upstream_timeout: Duration::from_secs(600),

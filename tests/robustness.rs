@@ -115,7 +115,10 @@ fn a_client_that_does_not_read_cannot_grow_the_proxy_and_gets_every_reply_later(
         })
         .min()
         .unwrap();
-    assert!(best < Duration::from_millis(100), "hit took {best:?}");
+    // A hit stuck behind the hog would never be answered at all; a second
+    // is ten times what a loaded two-core machine has shown, and still
+    // tells a hit served at once from one that waited on the hog's turn.
+    assert!(best < Duration::from_secs(1), "hit took {best:?}");
     // Now the hog reads: every reply arrives, in order.
     hog.set_read_timeout(Some(patience())).unwrap();
     let want = b"OP=GET;IND=1;DATA=0;CODE=200\n";
@@ -209,14 +212,7 @@ fn a_server_killed_under_a_deep_pipeline_answers_everything_then_recovers() {
 #[test]
 fn random_and_mutated_bytes_never_take_a_node_down() {
     let server = start_server(10);
-    let proxy = tablecache::proxy::Proxy::bind(tablecache::proxy::ProxyConfig {
-        listen: any_addr(),
-        upstream: server.addr(),
-        ..Default::default()
-    })
-    .unwrap()
-    .spawn()
-    .unwrap();
+    let proxy = proxy_node(proxy_to(server.addr(), 5));
     let seeds: [&[u8]; 6] = [
         b"OP=GET;IND=1,2\n",
         b"OP=PUT;IND=1,2;DATA=10,-3\n",
@@ -502,7 +498,7 @@ fn sigterm_answers_every_owed_request_before_closing() {
     // (nor time out: the upstream timeout is a minute). Every request the
     // proxy took still gets a reply line, in order, before the connection
     // closes.
-    let (server, mut proxy) = spawn_server_and_proxy(&["--upstream-timeout-ms", "60000"]);
+    let (server, mut proxy) = spawn_server_and_proxy(&["--upstream-timeout-ms", "60000", "--stop-timeout-ms", "300"]);
     let mut c = Peer::connect(proxy.addr.parse().unwrap());
     assert_eq!(c.ask("OP=GET;IND=0"), "OP=GET;IND=0;DATA=0;CODE=200");
     server.signal("STOP");
@@ -513,9 +509,13 @@ fn sigterm_answers_every_owed_request_before_closing() {
         let n: usize = field(&probe.ask("OP=STS"), "UP_INFLIGHT").unwrap().parse().unwrap();
         n >= 2
     });
+    let termed = Instant::now();
     proxy.signal("TERM");
     let line = c.line();
     assert!(line.starts_with("OP=GET;CODE=503"), "{line}");
+    // After the stop timeout asked for (300 ms), not the default 5 s: the
+    // bound is the point, with room for a loaded machine.
+    assert!(termed.elapsed() < Duration::from_secs(4), "{:?}", termed.elapsed());
     // The hit was decided when it arrived: its real answer, in its turn.
     assert_eq!(c.line(), "OP=GET;IND=0;DATA=0;CODE=200");
     let line = c.line();
@@ -532,7 +532,7 @@ fn sigterm_answers_every_owed_request_before_closing() {
 
 #[test]
 fn a_server_idle_timeout_never_shows_through_the_proxy() {
-    // The server closes connections quiet for 1 s, the proxy's included.
+    // The server closes connections quiet for 0.6 s, the proxy's included.
     // Clients of the proxy never see a 503 for it, and once the proxy has
     // seen it happen, it keeps its connection alive. (A lease of a minute:
     // renewing it would keep the connection busy on its own.)
@@ -545,7 +545,7 @@ fn a_server_idle_timeout_never_shows_through_the_proxy() {
         "--grace-ms",
         "0",
         "--idle-timeout-ms",
-        "1000",
+        "600",
         "--log-level",
         "warn",
     ]);
@@ -567,12 +567,12 @@ fn a_server_idle_timeout_never_shows_through_the_proxy() {
     for i in 0..5 {
         let r = c.ask(&format!("OP=PUT;IND={i};DATA={i}"));
         assert_eq!(r, format!("OP=PUT;IND={i};DATA={i};CODE=200"));
-        std::thread::sleep(Duration::from_millis(400));
+        std::thread::sleep(Duration::from_millis(250));
     }
-    // Quiet for three times the server's idle timeout: the keepalive
+    // Quiet for 2.5 times the server's idle timeout: the keepalive
     // (a third of the silence the server allowed) holds the connection.
     let resets = field(&probe.ask("OP=STS"), "UP_RESETS").unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(c.ask("OP=GET;IND=4"), "OP=GET;IND=4;DATA=4;CODE=200");
     assert_eq!(
         field(&probe.ask("OP=STS"), "UP_RESETS").unwrap(),
@@ -635,15 +635,7 @@ fn mutating_upstream(seed: u64) -> std::net::SocketAddr {
 #[test]
 fn mutated_upstream_replies_never_take_the_proxy_down_and_every_client_is_answered() {
     let up = mutating_upstream(0x9E37_79B9_7F4A_7C15);
-    let proxy = tablecache::proxy::Proxy::bind(tablecache::proxy::ProxyConfig {
-        listen: any_addr(),
-        upstream: up,
-        capacity: 3,
-        ..Default::default()
-    })
-    .unwrap()
-    .spawn()
-    .unwrap();
+    let proxy = proxy_node(proxy_to(up, 3));
     let requests = [
         "OP=GET;IND=1,2",
         "OP=PUT;IND=1,2;DATA=10,-3",
@@ -875,8 +867,9 @@ fn a_stopping_proxy_does_not_reconnect_to_its_server() {
     assert!(backoff >= 1600, "the pending retry waits {backoff} ms");
     proxy.signal("TERM");
     l.set_nonblocking(true).unwrap();
+    // Longer than the pending retry's wait: it would have connected by then.
     let watch = Instant::now();
-    while watch.elapsed() < Duration::from_secs(3) {
+    while watch.elapsed() < Duration::from_millis(backoff + 400) {
         match l.accept() {
             Ok(_) => panic!("the stopping proxy connected to its server again"),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

@@ -106,24 +106,8 @@ pub fn label(ms: f64) -> String {
 /// 1/(1-p) axis. A log axis keeps one slow maximum from flattening every
 /// other curve, as HdrHistogram's own plotter does.
 pub fn svg(title: &str, curves: &[Curve]) -> String {
-    let (w, h, left, right, top, bottom) = (860.0, 480.0, 78.0, 40.0, 40.0, 60.0);
-    // Nines shown: enough for the deepest percentile below 100%.
-    let deepest = curves
-        .iter()
-        .flat_map(|c| c.points.iter().map(|&(p, _)| p))
-        .filter(|&p| p < 1.0)
-        .fold(0.0f64, f64::max);
-    let nines = x_of(deepest, 7.0).ceil().clamp(2.0, 7.0);
-    let values = || curves.iter().flat_map(|c| c.points.iter().map(|&(_, v)| v));
-    // The axis spans the values, from a 1-2-5 value below the least
-    // (a microsecond at least) to one above the greatest.
-    let least = values().filter(|&v| v > 0.0).fold(f64::INFINITY, f64::min);
-    let least = if least.is_finite() { least.max(0.001) } else { 0.001 };
-    let most = values().fold(0.0f64, f64::max).max(least * 2.0);
-    let (ylo, yhi) = (round125(least, false), round125(most, true));
-    let (llo, lhi) = (ylo.log10(), yhi.log10());
-    let px = |x: f64| left + x / nines * (w - left - right);
-    let py = |v: f64| h - bottom - (v.max(ylo).log10() - llo) / (lhi - llo) * (h - top - bottom);
+    let ax = Axes::fit(curves);
+    let (w, h, left) = (W, H, LEFT);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -134,65 +118,124 @@ pub fn svg(title: &str, curves: &[Curve]) -> String {
         esc(title),
         esc(title)
     );
-    // Axes, and a grid line per nine.
-    for k in 0..=(nines as i32) {
-        let x = px(k as f64);
-        let label = match k {
-            0 => "0%".to_string(),
-            k => format!("{}%", 100.0 - 100.0 / 10f64.powi(k)),
-        };
-        let _ = writeln!(
-            s,
-            r##"<line class="grid" x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
-            h - bottom,
-            h - bottom + 18.0
-        );
-    }
-    for v in ticks(ylo, yhi) {
-        let y = py(v);
-        let _ = writeln!(
-            s,
-            r##"<line class="tick" x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            w - right,
-            left - 6.0,
-            y + 4.0,
-            label(v)
-        );
-    }
-    let _ = writeln!(
-        s,
-        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text><text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">latency (log scale)</text>"##,
-        (left + w - right) / 2.0,
-        h - 16.0,
-        (top + h - bottom) / 2.0
-    );
-    for (k, c) in curves.iter().enumerate() {
-        let color = COLORS[k % COLORS.len()];
-        let pts: Vec<String> = c
-            .points
-            .iter()
-            .map(|&(p, v)| format!("{:.1},{:.1}", px(x_of(p, nines)), py(v)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r##"<polyline class="curve" fill="none" stroke="{color}" stroke-width="2" points="{}"/>"##,
-            pts.join(" ")
-        );
-        let ly = top + 16.0 + 18.0 * k as f64;
-        let _ = writeln!(
-            s,
-            r##"<g class="legend"><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text></g>"##,
-            left + 14.0,
-            ly - 4.0,
-            left + 38.0,
-            ly - 4.0,
-            left + 44.0,
-            ly,
-            esc(&c.name)
-        );
-    }
+    ax.grid(&mut s);
+    ax.curves(&mut s, curves);
     s.push_str("</svg>\n");
     s
+}
+
+/// The chart's size and margins.
+const W: f64 = 860.0;
+const H: f64 = 480.0;
+const LEFT: f64 = 78.0;
+const RIGHT: f64 = 40.0;
+const TOP: f64 = 40.0;
+const BOTTOM: f64 = 60.0;
+
+/// The chart's scales: `nines` of percentile across, latencies `ylo..yhi`
+/// (ms) up a log axis.
+struct Axes {
+    nines: f64,
+    ylo: f64,
+    yhi: f64,
+}
+
+impl Axes {
+    /// Scales that fit the curves.
+    fn fit(curves: &[Curve]) -> Axes {
+        // Nines shown: enough for the deepest percentile below 100%.
+        let deepest = curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|&(p, _)| p))
+            .filter(|&p| p < 1.0)
+            .fold(0.0f64, f64::max);
+        let nines = x_of(deepest, 7.0).ceil().clamp(2.0, 7.0);
+        let values = || curves.iter().flat_map(|c| c.points.iter().map(|&(_, v)| v));
+        // The axis spans the values, from a 1-2-5 value below the least
+        // (a microsecond at least) to one above the greatest.
+        let least = values().filter(|&v| v > 0.0).fold(f64::INFINITY, f64::min);
+        let least = if least.is_finite() { least.max(0.001) } else { 0.001 };
+        let most = values().fold(0.0f64, f64::max).max(least * 2.0);
+        Axes {
+            nines,
+            ylo: round125(least, false),
+            yhi: round125(most, true),
+        }
+    }
+
+    fn px(&self, x: f64) -> f64 {
+        LEFT + x / self.nines * (W - LEFT - RIGHT)
+    }
+
+    fn py(&self, v: f64) -> f64 {
+        let (llo, lhi) = (self.ylo.log10(), self.yhi.log10());
+        H - BOTTOM - (v.max(self.ylo).log10() - llo) / (lhi - llo) * (H - TOP - BOTTOM)
+    }
+
+    /// Axes, a grid line per nine, latency ticks, the axes' names.
+    fn grid(&self, s: &mut String) {
+        let (w, h, left, right, top, bottom) = (W, H, LEFT, RIGHT, TOP, BOTTOM);
+        for k in 0..=(self.nines as i32) {
+            let x = self.px(k as f64);
+            let label = match k {
+                0 => "0%".to_string(),
+                k => format!("{}%", 100.0 - 100.0 / 10f64.powi(k)),
+            };
+            let _ = writeln!(
+                s,
+                r##"<line class="grid" x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
+                h - bottom,
+                h - bottom + 18.0
+            );
+        }
+        for v in ticks(self.ylo, self.yhi) {
+            let y = self.py(v);
+            let _ = writeln!(
+                s,
+                r##"<line class="tick" x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+                w - right,
+                left - 6.0,
+                y + 4.0,
+                label(v)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text><text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">latency (log scale)</text>"##,
+            (left + w - right) / 2.0,
+            h - 16.0,
+            (top + h - bottom) / 2.0
+        );
+    }
+
+    /// One line per curve, and its key.
+    fn curves(&self, s: &mut String, curves: &[Curve]) {
+        for (k, c) in curves.iter().enumerate() {
+            let color = COLORS[k % COLORS.len()];
+            let pts: Vec<String> = c
+                .points
+                .iter()
+                .map(|&(p, v)| format!("{:.1},{:.1}", self.px(x_of(p, self.nines)), self.py(v)))
+                .collect();
+            let _ = writeln!(
+                s,
+                r##"<polyline class="curve" fill="none" stroke="{color}" stroke-width="2" points="{}"/>"##,
+                pts.join(" ")
+            );
+            let ly = TOP + 16.0 + 18.0 * k as f64;
+            let _ = writeln!(
+                s,
+                r##"<g class="legend"><line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text></g>"##,
+                LEFT + 14.0,
+                ly - 4.0,
+                LEFT + 38.0,
+                ly - 4.0,
+                LEFT + 44.0,
+                ly,
+                esc(&c.name)
+            );
+        }
+    }
 }
 
 fn esc(s: &str) -> String {

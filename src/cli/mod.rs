@@ -110,6 +110,10 @@ pub struct LimitArgs {
     /// Silence that ends a bare (unterminated) message.
     #[arg(long, value_name = "MS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     pub bare_idle_ms: u64,
+    /// On SIGINT/SIGTERM, how long to wait for owed replies (a proxy: for
+    /// its server's answers) before closing what is still open.
+    #[arg(long, value_name = "MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub stop_timeout_ms: u64,
 }
 
 impl LimitArgs {
@@ -119,6 +123,7 @@ impl LimitArgs {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_message_bytes: self.max_message_bytes as usize,
             bare_idle: Duration::from_millis(self.bare_idle_ms),
+            stop_timeout: Duration::from_millis(self.stop_timeout_ms),
             ..Limits::default()
         }
     }

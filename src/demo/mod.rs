@@ -128,7 +128,7 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
     if log::set_boxed_logger(Box::new(Collector)).is_ok() {
         log::set_max_level(log::LevelFilter::Trace);
     }
-    let mut show = Show {
+    let show = Show {
         trace: opts.trace,
         origin: crate::trace::now(),
         shown: Vec::new(),
@@ -138,74 +138,117 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
         quiet_addrs: HashSet::new(),
         quiet: HashSet::new(),
     };
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
-    // A durable server, in a directory of its own: each write's reply
-    // waits for its log record to reach the disk (APPEND, FSYNC).
-    let data_dir = std::env::temp_dir().join(format!("tablecache-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    crate::out::remove_at_exit(&data_dir);
-    // Removed on every way out: the end, an error, a closed stdout.
-    let _cleanup = RemoveOnDrop(data_dir.clone());
-    let store = crate::store::StoreConfig {
-        dir: data_dir.clone(),
-        fsync: crate::store::Fsync::Always,
-        snapshot_bytes: 0,
-        resize: false,
-    };
-    // A fresh system: no earlier server could have granted leases, so
-    // writes need not wait out a grace period. A long lease: no renewal
-    // happens during the demo (every printed line is the scenario's).
-    let server = Server::bind(ServerConfig {
-        listen: any,
-        size: 10,
-        grace: Duration::ZERO,
-        lease: Duration::from_secs(60),
-        store: Some(store),
-        ..Default::default()
-    })?
-    .spawn()?;
-    let proxy_at = |name| ProxyConfig {
-        listen: any,
-        upstream: server.addr(),
+    let sys = System::start()?;
+    // One thing at a time, each awaited: the same order every run.
+    await_lease("proxy")?;
+    let client = Client::connect(sys.proxy.addr(), PATIENCE)?;
+    await_accept("proxy", &client)?;
+    if opts.interactive {
+        interactive(show, client, sys)
+    } else {
+        scripted(opts, show, client, sys)
+    }
+}
+
+/// The server and the first proxy, and where the server's log lives.
+struct System {
+    server: crate::NodeHandle,
+    proxy: crate::NodeHandle,
+    data_dir: std::path::PathBuf,
+    /// Removes the directory on every way out: the end, an error, a
+    /// closed stdout.
+    _cleanup: RemoveOnDrop,
+}
+
+impl System {
+    /// A durable server, in a directory of its own (each write's reply
+    /// waits for its log record to reach the disk: APPEND, FSYNC), and a
+    /// proxy in front of it.
+    fn start() -> io::Result<System> {
+        let data_dir = std::env::temp_dir().join(format!("tablecache-demo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        crate::out::remove_at_exit(&data_dir);
+        let cleanup = RemoveOnDrop(data_dir.clone());
+        let store = crate::store::StoreConfig {
+            dir: data_dir.clone(),
+            fsync: crate::store::Fsync::Always,
+            snapshot_bytes: 0,
+            resize: false,
+        };
+        // A fresh system: no earlier server could have granted leases, so
+        // writes need not wait out a grace period. A long lease: no renewal
+        // happens during the demo (every printed line is the scenario's).
+        let server = Server::bind(ServerConfig {
+            listen: any(),
+            size: 10,
+            grace: Duration::ZERO,
+            lease: Duration::from_secs(60),
+            store: Some(store),
+            ..Default::default()
+        })?
+        .spawn()?;
+        let proxy = Proxy::bind(proxy_config(server.addr(), "proxy"))?.spawn()?;
+        crate::outln!(
+            "tablecache demo: server on {} (10 entries, logged to {}), proxy on {} (FIFO cache of {DEMO_CAPACITY}), client connected to the proxy",
+            server.addr(),
+            data_dir.display(),
+            proxy.addr()
+        );
+        Ok(System {
+            server,
+            proxy,
+            data_dir,
+            _cleanup: cleanup,
+        })
+    }
+
+    fn stop(self) -> io::Result<()> {
+        self.proxy.stop()?;
+        self.server.stop()?;
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        Ok(())
+    }
+}
+
+fn any() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("literal address")
+}
+
+/// A demo proxy in front of `server`, named `name` in the trace.
+fn proxy_config(server: SocketAddr, name: &'static str) -> ProxyConfig {
+    ProxyConfig {
+        listen: any(),
+        upstream: server,
         capacity: DEMO_CAPACITY,
         trace_name: name,
         ..Default::default()
-    };
-    let proxy = Proxy::bind(proxy_at("proxy"))?.spawn()?;
-    crate::outln!(
-        "tablecache demo: server on {} (10 entries, logged to {}), proxy on {} (FIFO cache of {DEMO_CAPACITY}), client connected to the proxy",
-        server.addr(),
-        data_dir.display(),
-        proxy.addr()
-    );
-    // One thing at a time, each awaited: the same order every run.
-    await_lease("proxy")?;
-    let mut client = Client::connect(proxy.addr(), PATIENCE)?;
-    await_accept("proxy", &client)?;
-    if opts.interactive {
-        let mut book = Bookkeeping::connect(&mut show, server.addr(), proxy.addr(), None)?;
-        book.barrier()?;
-        // The prompt's hops are the user's: the setup shows only traced.
-        let print = show.trace;
-        show.flush(print);
-        crate::outln!(
-            "each message is printed per hop as it crosses a socket; type `help` for commands, `quit` to leave"
-        );
-        // The prompt's thread alone runs the hook: it owns both.
-        let (mut show, mut book) = (show, book);
-        client.set_on_reply(Box::new(move || {
-            let _ = book.barrier();
-            show.flush(true);
-        }));
-        let code = repl(&mut client, false);
-        drop(client);
-        proxy.stop()?;
-        server.stop()?;
-        let _ = std::fs::remove_dir_all(&data_dir);
-        return Ok(code);
     }
+}
+
+/// `--interactive`: the user's own commands, each hop printed.
+fn interactive(mut show: Show, mut client: Client, sys: System) -> io::Result<u8> {
+    let mut book = Bookkeeping::connect(&mut show, sys.server.addr(), sys.proxy.addr(), None)?;
+    book.barrier()?;
+    // The prompt's hops are the user's: the setup shows only traced.
+    let print = show.trace;
+    show.flush(print);
+    crate::outln!("each message is printed per hop as it crosses a socket; type `help` for commands, `quit` to leave");
+    // The prompt's thread alone runs the hook: it owns both.
+    let (mut show, mut book) = (show, book);
+    client.set_on_reply(Box::new(move || {
+        let _ = book.barrier();
+        show.flush(true);
+    }));
+    let code = repl(&mut client, false);
+    drop(client);
+    sys.stop()?;
+    Ok(code)
+}
+
+/// The scripted run: a second proxy and its client, the steps, the close.
+fn scripted(opts: &DemoOptions, mut show: Show, mut client: Client, sys: System) -> io::Result<u8> {
     // A second proxy in front of the same server, for the coherence step.
-    let proxy2 = Proxy::bind(proxy_at("proxy2"))?.spawn()?;
+    let proxy2 = Proxy::bind(proxy_config(sys.server.addr(), "proxy2"))?.spawn()?;
     await_lease("proxy2")?;
     let mut client2 = Client::connect_named(proxy2.addr(), PATIENCE, "client2")?;
     await_accept("proxy2", &client2)?;
@@ -216,19 +259,17 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
     crate::outln!(
         "(both proxies are on loopback: the server grants them leases without --peer-secret-file; docs/coherence.md, \"Trust\")"
     );
-    let mut book = Bookkeeping::connect(&mut show, server.addr(), proxy.addr(), Some(proxy2.addr()))?;
+    let mut book = Bookkeeping::connect(&mut show, sys.server.addr(), sys.proxy.addr(), Some(proxy2.addr()))?;
     show.step("setup: listeners, the proxies' connections to the server and their leases, the clients' connections");
     book.barrier()?;
     show.flush(true);
-
-    let script = script();
-    for (title, req, want_ok) in script {
-        let ok = if title.contains("second proxy") {
-            step_via(&mut client2, &mut show, &mut book, title, req)?
+    for (title, req, want_ok) in script() {
+        let who = if title.contains("second proxy") {
+            &mut client2
         } else {
-            step_via(&mut client, &mut show, &mut book, title, req)?
+            &mut client
         };
-        if ok != want_ok {
+        if step_via(who, &mut show, &mut book, title, req)? != want_ok {
             eprintln!("demo: unexpected result in step {title:?}");
             return Ok(1);
         }
@@ -246,9 +287,7 @@ pub fn run(opts: &DemoOptions) -> io::Result<u8> {
     }
     drop((client2, book));
     proxy2.stop()?;
-    proxy.stop()?;
-    server.stop()?;
-    let _ = std::fs::remove_dir_all(&data_dir);
+    sys.stop()?;
     Ok(0)
 }
 

@@ -57,6 +57,9 @@ pub struct Limits {
     pub max_pending_output: usize,
     /// Silence that ends a message of a bare (unterminated) peer.
     pub bare_idle: Duration,
+    /// How long a graceful stop waits for owed replies before it closes
+    /// what is still open.
+    pub stop_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -67,6 +70,7 @@ impl Default for Limits {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_pending_output: 256 * 1024,
             bare_idle: Duration::from_millis(15),
+            stop_timeout: Duration::from_secs(5),
         }
     }
 }

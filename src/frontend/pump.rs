@@ -115,23 +115,10 @@ impl<X: Default> Frontend<X> {
     pub fn after_io<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, now: Instant) {
         let mut resumes = 0;
         loop {
+            if !self.write_out(svc, key, now) {
+                return;
+            }
             let Some(conn) = self.conns.get_mut(key) else { return };
-            if conn.state() == State::Lingering && !conn.output.is_empty() {
-                // Its sending side is shut: nothing more can reach the peer
-                // (a server's invalidation for a stopping proxy, say), and
-                // a write would fail and reset the connection.
-                conn.output.clear();
-            }
-            if !conn.output.is_empty() && !svc.hold(conn) {
-                let before = conn.output.len();
-                if let WriteOutcome::Error(e) = conn.flush() {
-                    return self.io_failed(svc, key, "write", &e);
-                }
-                // Activity is the peer taking bytes, not our trying.
-                if conn.output.len() < before {
-                    conn.last_active = now;
-                }
-            }
             // Work the service queued for this connection goes on once
             // the peer has taken most of its replies.
             if conn.output.len() <= self.limits.max_pending_output / 4 && svc.owes(conn) {
@@ -181,6 +168,38 @@ impl<X: Default> Frontend<X> {
                 self.pump(svc, key, now);
             }
         }
+        self.settle(svc, key);
+    }
+
+    /// Writes what the connection owes its peer, unless the service holds
+    /// it back; false when the connection is gone (or failed and closed).
+    fn write_out<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, now: Instant) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.state() == State::Lingering && !conn.output.is_empty() {
+            // Its sending side is shut: nothing more can reach the peer
+            // (a server's invalidation for a stopping proxy, say), and
+            // a write would fail and reset the connection.
+            conn.output.clear();
+        }
+        if !conn.output.is_empty() && !svc.hold(conn) {
+            let before = conn.output.len();
+            if let WriteOutcome::Error(e) = conn.flush() {
+                self.io_failed(svc, key, "write", &e);
+                return false;
+            }
+            // Activity is the peer taking bytes, not our trying.
+            if conn.output.len() < before {
+                conn.last_active = now;
+            }
+        }
+        true
+    }
+
+    /// After the I/O: a half-closed or closing connection with nothing
+    /// left to send or owe is closed; any other gets the interest it needs.
+    fn settle<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else { return };
         let finished = match conn.state() {
             // Half-closed: paused, it may still hold requests to answer.

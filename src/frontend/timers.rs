@@ -7,7 +7,7 @@ use crate::conn::{BarePause, ConnEvent, State};
 use crate::reactor::LISTENER;
 use crate::trace_event;
 use log::debug;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 impl<X: Default> Frontend<X> {
     /// Fires due timers; returns the next deadline.
@@ -123,7 +123,7 @@ impl<X: Default> Frontend<X> {
             }
             self.after_io(svc, k, now);
         }
-        let deadline = now + Duration::from_secs(5);
+        let deadline = now + self.limits.stop_timeout;
         self.stop_at = Some(deadline);
         self.timers.add(deadline, FrontTimer::StopDeadline, LISTENER.0, 0);
     }

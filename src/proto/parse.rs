@@ -137,6 +137,17 @@ pub struct Request {
     pub key: Option<crate::peer::Secret>,
 }
 
+/// Which fields a request named (an empty list still counts as named).
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    ind: bool,
+    data: bool,
+    seq: bool,
+    id: bool,
+    sum: bool,
+    key: bool,
+}
+
 impl Request {
     /// A request built from parts (for clients and tests).
     pub fn new(op: Op, ind: &[i64], data: &[i64]) -> Request {
@@ -161,7 +172,7 @@ impl Request {
         self.sum = None;
         self.key = None;
         let mut op = None;
-        let (mut seen_ind, mut seen_data, mut seen_seq) = (false, false, false);
+        let mut seen = Seen::default();
         let mut first_problem = None;
         if std::str::from_utf8(body).is_err() {
             first_problem = Some(Problem::NotUtf8);
@@ -169,65 +180,7 @@ impl Request {
         // One pass over the fields; OP is looked for even after a problem so
         // that the error reply can echo it.
         for f in fields(body) {
-            let (k, v) = match f {
-                Ok(kv) => kv,
-                Err(p) => {
-                    first_problem.get_or_insert(p);
-                    continue;
-                }
-            };
-            let res = if k.eq_ignore_ascii_case(b"OP") {
-                if op.is_some() {
-                    Err(Problem::RepeatedField("OP"))
-                } else {
-                    match Op::from_bytes(v) {
-                        Some(o) => {
-                            op = Some(o);
-                            Ok(())
-                        }
-                        None => Err(Problem::UnknownOp(printable(v))),
-                    }
-                }
-            } else if k.eq_ignore_ascii_case(b"IND") {
-                if std::mem::replace(&mut seen_ind, true) {
-                    Err(Problem::RepeatedField("IND"))
-                } else {
-                    parse_list(v, "IND", &mut self.ind)
-                }
-            } else if k.eq_ignore_ascii_case(b"DATA") {
-                if std::mem::replace(&mut seen_data, true) {
-                    Err(Problem::RepeatedField("DATA"))
-                } else {
-                    parse_list(v, "DATA", &mut self.data)
-                }
-            } else if k.eq_ignore_ascii_case(b"SEQ") {
-                if std::mem::replace(&mut seen_seq, true) {
-                    Err(Problem::RepeatedField("SEQ"))
-                } else {
-                    parse_seq(v).map(|n| self.seq = n)
-                }
-            } else if k.eq_ignore_ascii_case(b"ID") {
-                if self.id.is_some() {
-                    Err(Problem::RepeatedField("ID"))
-                } else {
-                    parse_hex(v, "ID").map(|n| self.id = Some(n))
-                }
-            } else if k.eq_ignore_ascii_case(b"SUM") {
-                if self.sum.is_some() {
-                    Err(Problem::RepeatedField("SUM"))
-                } else {
-                    parse_hex(v, "SUM").map(|n| self.sum = Some(n))
-                }
-            } else if k.eq_ignore_ascii_case(b"KEY") {
-                if self.key.is_some() {
-                    Err(Problem::RepeatedField("KEY"))
-                } else {
-                    self.key = Some(crate::peer::Secret::from_wire(v));
-                    Ok(())
-                }
-            } else {
-                Err(Problem::UnknownField(printable(k)))
-            };
+            let res = f.and_then(|(k, v)| self.field(k, v, &mut op, &mut seen));
             if let Err(p) = res {
                 first_problem.get_or_insert(p);
             }
@@ -237,29 +190,71 @@ impl Request {
         }
         let op = op.ok_or((None, Problem::NoOp))?;
         self.op = op;
-        let fail = |p| Err((Some(op), p));
+        self.check(op, seen).map_err(|p| (Some(op), p))
+    }
+
+    /// Takes one field; a field given twice is an error.
+    #[inline]
+    fn field(&mut self, k: &[u8], v: &[u8], op: &mut Option<Op>, seen: &mut Seen) -> Result<(), Problem> {
+        let is = |name: &[u8]| k.eq_ignore_ascii_case(name);
+        let once = |seen: &mut bool, name| match std::mem::replace(seen, true) {
+            true => Err(Problem::RepeatedField(name)),
+            false => Ok(()),
+        };
+        if is(b"OP") {
+            if op.is_some() {
+                return Err(Problem::RepeatedField("OP"));
+            }
+            *op = Some(Op::from_bytes(v).ok_or_else(|| Problem::UnknownOp(printable(v)))?);
+            Ok(())
+        } else if is(b"IND") {
+            once(&mut seen.ind, "IND")?;
+            parse_list(v, "IND", &mut self.ind)
+        } else if is(b"DATA") {
+            once(&mut seen.data, "DATA")?;
+            parse_list(v, "DATA", &mut self.data)
+        } else if is(b"SEQ") {
+            once(&mut seen.seq, "SEQ")?;
+            parse_seq(v).map(|n| self.seq = n)
+        } else if is(b"ID") {
+            once(&mut seen.id, "ID")?;
+            parse_hex(v, "ID").map(|n| self.id = Some(n))
+        } else if is(b"SUM") {
+            once(&mut seen.sum, "SUM")?;
+            parse_hex(v, "SUM").map(|n| self.sum = Some(n))
+        } else if is(b"KEY") {
+            once(&mut seen.key, "KEY")?;
+            self.key = Some(crate::peer::Secret::from_wire(v));
+            Ok(())
+        } else {
+            Err(Problem::UnknownField(printable(k)))
+        }
+    }
+
+    /// What each operation needs and allows, once every field is taken.
+    fn check(&self, op: Op, seen: Seen) -> Result<(), Problem> {
         match op {
-            Op::Get | Op::Add | Op::Put if !seen_ind => fail(Problem::MissingInd),
-            Op::Put if !seen_data => fail(Problem::MissingData),
-            Op::Put if self.ind.len() != self.data.len() => fail(Problem::LengthMismatch {
+            Op::Get | Op::Add | Op::Put if !seen.ind => Err(Problem::MissingInd),
+            Op::Put if !seen.data => Err(Problem::MissingData),
+            Op::Put if self.ind.len() != self.data.len() => Err(Problem::LengthMismatch {
                 ind: self.ind.len(),
                 data: self.data.len(),
             }),
-            Op::Inv => fail(Problem::ServerOnly(op)),
-            Op::Ack if !seen_seq => fail(Problem::MissingSeq),
-            _ if self.key.is_some() && op != Op::Lease => fail(Problem::NotAllowed("KEY", op)),
-            _ if self.sum.is_some() && (op != Op::Lease || self.id.is_none()) => fail(Problem::NotAllowed("SUM", op)),
+            Op::Inv => Err(Problem::ServerOnly(op)),
+            Op::Ack if !seen.seq => Err(Problem::MissingSeq),
+            _ if self.key.is_some() && op != Op::Lease => Err(Problem::NotAllowed("KEY", op)),
+            _ if self.sum.is_some() && (op != Op::Lease || self.id.is_none()) => Err(Problem::NotAllowed("SUM", op)),
             // A resuming LEASE names the table, the last write it knew of,
             // and the indices it still holds (docs/durability.md).
-            Op::Lease if self.id.is_some() && !seen_seq => fail(Problem::MissingSeq),
-            Op::Lease if self.id.is_some() && !seen_ind => fail(Problem::MissingInd),
-            Op::Lease if self.id.is_some() && seen_data => fail(Problem::NotAllowed("DATA", op)),
+            Op::Lease if self.id.is_some() && !seen.seq => Err(Problem::MissingSeq),
+            Op::Lease if self.id.is_some() && !seen.ind => Err(Problem::MissingInd),
+            Op::Lease if self.id.is_some() && seen.data => Err(Problem::NotAllowed("DATA", op)),
             Op::Lease if self.id.is_some() => Ok(()),
-            _ if self.id.is_some() => fail(Problem::NotAllowed("ID", op)),
-            _ if seen_seq && op != Op::Ack => fail(Problem::NotAllowed("SEQ", op)),
-            Op::Get | Op::Add if seen_data => fail(Problem::NotAllowed("DATA", op)),
-            Op::Clr | Op::Sts | Op::Dmp | Op::Lease | Op::Ack if seen_ind => fail(Problem::NotAllowed("IND", op)),
-            Op::Clr | Op::Sts | Op::Dmp | Op::Lease | Op::Ack if seen_data => fail(Problem::NotAllowed("DATA", op)),
+            _ if self.id.is_some() => Err(Problem::NotAllowed("ID", op)),
+            _ if seen.seq && op != Op::Ack => Err(Problem::NotAllowed("SEQ", op)),
+            Op::Get | Op::Add if seen.data => Err(Problem::NotAllowed("DATA", op)),
+            Op::Clr | Op::Sts | Op::Dmp | Op::Lease | Op::Ack if seen.ind => Err(Problem::NotAllowed("IND", op)),
+            Op::Clr | Op::Sts | Op::Dmp | Op::Lease | Op::Ack if seen.data => Err(Problem::NotAllowed("DATA", op)),
             _ => Ok(()),
         }
     }

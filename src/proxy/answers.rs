@@ -16,8 +16,9 @@ use std::time::Instant;
 
 impl ProxyCore {
     /// Applies what happened upstream to the cache and builds the replies
-    /// it completes, each handed to `out` with whose slot it fills.
-    pub fn complete(&mut self, event: UpEvent, now: Instant, out: &mut impl FnMut(Waiter, &[u8])) {
+    /// it completes, left in [`ProxyCore::made`] with whose slot each
+    /// fills, for the node to deliver.
+    pub fn complete(&mut self, event: UpEvent, now: Instant) {
         match event {
             UpEvent::Connected => {
                 // The server may have restarted with a fresh table while
@@ -35,32 +36,7 @@ impl ProxyCore {
                 // answer decides (sent there, it would come before that).
                 self.to_send = None;
             }
-            UpEvent::Invalidated(inv) => {
-                self.lease.invalidations += 1;
-                let ind = inv.has_ind.then_some(&inv.ind[..]);
-                match ind {
-                    Some(ind) => ind.iter().for_each(|&i| self.cache.remove(i)),
-                    None => self.cache.clear(),
-                }
-                let who = self.trace_name;
-                match ind {
-                    Some(ind) => trace_event!(
-                        who,
-                        UPSTREAM,
-                        "INVALIDATE",
-                        "cache: {} dropped (another writer)",
-                        List(ind)
-                    ),
-                    None => trace_event!(
-                        who,
-                        UPSTREAM,
-                        "INVALIDATE",
-                        "cache: everything dropped (another writer)"
-                    ),
-                }
-                self.reads.invalidated(ind);
-                log_cache(&*self.cache);
-            }
+            UpEvent::Invalidated(inv) => self.invalidated(inv.has_ind.then_some(&inv.ind[..])),
             UpEvent::Draining => self.zombies.draining = true,
             UpEvent::DrainLost => self.zombies.pinned = true,
             UpEvent::Settled => self.zombies.settled(self.next_seq - 1),
@@ -75,25 +51,7 @@ impl ProxyCore {
             }
             UpEvent::Answered(req, _) if req.kind.is_own() => self.lease.renewed(req.queued),
             UpEvent::Failed(req, ..) if req.kind.is_own() => {}
-            UpEvent::Answered(req, reply) => {
-                self.lease.renewed(req.queued);
-                self.writes.end(&req.kind, req.seq);
-                let seq = req.seq;
-                if reply.is_ok() {
-                    self.apply_ok(req, reply, out);
-                } else {
-                    // A 502 or 504 from upstream (itself a proxy, say) means
-                    // the write may or may not have been applied. (Whether
-                    // it may still land later, only that proxy knows:
-                    // chains of proxies are outside the one-proxy contract.)
-                    if matches!(reply.code, code::BAD_GATEWAY | code::GATEWAY_TIMEOUT) {
-                        self.forget_written(&req.kind);
-                    }
-                    // The server's verdict, passed on unchanged.
-                    self.fail(req, reply.code, &reply.msg, out);
-                }
-                self.zombies.done(seq);
-            }
+            UpEvent::Answered(req, reply) => self.answered(req, reply),
             UpEvent::Failed(req, code, why) => {
                 self.writes.end(&req.kind, req.seq);
                 self.forget_written(&req.kind);
@@ -101,20 +59,66 @@ impl ProxyCore {
                     self.zombies.add(&req.kind);
                 }
                 let seq = req.seq;
-                self.fail(req, code, &why, out);
+                self.fail(req, code, &why);
                 self.zombies.done(seq);
             }
         }
     }
 
+    /// An invalidation from the server: `ind`, or every entry.
+    fn invalidated(&mut self, ind: Option<&[i64]>) {
+        self.lease.invalidations += 1;
+        match ind {
+            Some(ind) => ind.iter().for_each(|&i| self.cache.remove(i)),
+            None => self.cache.clear(),
+        }
+        let who = self.trace_name;
+        match ind {
+            Some(ind) => trace_event!(
+                who,
+                UPSTREAM,
+                "INVALIDATE",
+                "cache: {} dropped (another writer)",
+                List(ind)
+            ),
+            None => trace_event!(
+                who,
+                UPSTREAM,
+                "INVALIDATE",
+                "cache: everything dropped (another writer)"
+            ),
+        }
+        self.reads.invalidated(ind);
+        log_cache(&*self.cache);
+    }
+
+    /// A client's request answered by the server.
+    fn answered(&mut self, req: UpReq, reply: &Reply) {
+        self.lease.renewed(req.queued);
+        self.writes.end(&req.kind, req.seq);
+        let seq = req.seq;
+        if reply.is_ok() {
+            self.apply_ok(req, reply);
+        } else {
+            // A 502 or 504 from upstream (itself a proxy, say) means
+            // the write may or may not have been applied. (Whether
+            // it may still land later, only that proxy knows:
+            // chains of proxies are outside the one-proxy contract.)
+            if matches!(reply.code, code::BAD_GATEWAY | code::GATEWAY_TIMEOUT) {
+                self.forget_written(&req.kind);
+            }
+            // The server's verdict, passed on unchanged.
+            self.fail(req, reply.code, &reply.msg);
+        }
+        self.zombies.done(seq);
+    }
+
     /// An error for `req`: for a fetch, for every read waiting on it.
-    fn fail(&mut self, req: UpReq, code: u16, msg: &dyn std::fmt::Display, out: &mut impl FnMut(Waiter, &[u8])) {
-        let (counters, body) = (&mut self.counters, &mut self.body);
+    fn fail(&mut self, req: UpReq, code: u16, msg: &dyn std::fmt::Display) {
+        let (counters, made) = (&mut self.counters, &mut self.made);
         let mut answer = |waiter: Waiter, op: Op| {
             counters.error(code);
-            body.clear();
-            encode_error(body, Some(op), code, msg);
-            out(waiter, body.data());
+            made.push(waiter, |body| encode_error(body, Some(op), code, msg));
         };
         match &req.kind {
             UpKind::Fetch(ind) => self.reads.failed(req.seq, ind, |read| answer(read.waiter, read.op)),
@@ -146,7 +150,7 @@ impl ProxyCore {
         }
     }
 
-    fn apply_ok(&mut self, req: UpReq, reply: &Reply, out: &mut impl FnMut(Waiter, &[u8])) {
+    fn apply_ok(&mut self, req: UpReq, reply: &Reply) {
         let data = &reply.data[..];
         match &req.kind {
             UpKind::Fetch(ind) => {
@@ -175,17 +179,15 @@ impl ProxyCore {
                     }
                 }
                 log_cache(&*self.cache);
-                let (counters, body) = (&mut self.counters, &mut self.body);
+                let (counters, made) = (&mut self.counters, &mut self.made);
                 self.reads.answered(req.seq, ind, data, |read| {
-                    body.clear();
-                    match sum_if_add(read.op, &read.vals) {
+                    made.push(read.waiter, |body| match sum_if_add(read.op, &read.vals) {
                         Ok(sum) => encode_values(body, read.op, &read.ind, &read.vals, sum),
                         Err(p) => {
                             counters.error(p.code());
                             encode_error(body, Some(read.op), p.code(), &p);
                         }
-                    }
-                    out(read.waiter, body.data());
+                    });
                 });
             }
             UpKind::Put(ind, data) => {
@@ -193,16 +195,12 @@ impl ProxyCore {
                     self.cache.update(i, v);
                 }
                 log_cache(&*self.cache);
-                self.body.clear();
-                encode_ok(&mut self.body, Op::Put, ind, data);
-                out(req.waiter, self.body.data());
+                self.made.push(req.waiter, |body| encode_ok(body, Op::Put, ind, data));
             }
             UpKind::Clr => {
                 self.cache.clear();
                 log_cache(&*self.cache);
-                self.body.clear();
-                encode_ok(&mut self.body, Op::Clr, &[], &[]);
-                out(req.waiter, self.body.data());
+                self.made.push(req.waiter, |body| encode_ok(body, Op::Clr, &[], &[]));
             }
             UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {} // answered to no one
         }

@@ -10,7 +10,7 @@ use crate::proto::{encode_get_reply, encode_ok, Op, Problem, Request};
 use crate::proxy::counters::Counters;
 use crate::proxy::decide::{Writes, Zombies};
 use crate::proxy::lease::{Event, Lease, Next, Refusal, State};
-use crate::proxy::pending::UpKind;
+use crate::proxy::pending::{UpKind, Waiter};
 use crate::proxy::reads::Reads;
 use log::{debug, error, info, warn};
 use std::time::Instant;
@@ -31,8 +31,10 @@ pub struct ProxyCore {
     pub(super) missing: Vec<i64>,
     pub(super) to_fetch: Vec<i64>,
     pub(super) joined: Vec<u64>,
-    /// The body of the reply [`ProxyCore::complete`] built last.
+    /// A reply body built and written at once (a refusal).
     pub(super) body: Buffer,
+    /// The replies [`ProxyCore::complete`] made, for the node to deliver.
+    pub made: Made,
     /// The sequence number the next request sent upstream gets.
     pub(super) next_seq: u64,
     /// Writes that may still land (see [`Zombies`]).
@@ -45,6 +47,36 @@ pub struct ProxyCore {
     /// An own request the session asked for, for the node to send (it
     /// owns the upstream): a resuming LEASE (docs/durability.md).
     pub to_send: Option<UpKind>,
+}
+
+/// Replies made for clients' slots: their bodies back to back in one
+/// buffer, each with the slot it fills. Emptied by the node after every
+/// event, so it holds one event's replies at most.
+#[derive(Debug, Default)]
+pub struct Made {
+    bodies: Buffer,
+    list: Vec<(Waiter, usize, usize)>,
+}
+
+impl Made {
+    /// Adds a reply for `waiter`'s slot, its body written by `encode`.
+    pub fn push(&mut self, waiter: Waiter, encode: impl FnOnce(&mut Buffer)) {
+        let start = self.bodies.len();
+        encode(&mut self.bodies);
+        self.list.push((waiter, start, self.bodies.len()));
+    }
+
+    /// The replies, in the order made.
+    pub fn iter(&self) -> impl Iterator<Item = (Waiter, &[u8])> {
+        let all = self.bodies.data();
+        self.list.iter().map(move |&(w, a, b)| (w, &all[a..b]))
+    }
+
+    /// Empties it, keeping its room.
+    pub fn clear(&mut self) {
+        self.bodies.clear();
+        self.list.clear();
+    }
 }
 
 /// Indices as the protocol writes them: `1,2,3`.
@@ -78,6 +110,7 @@ impl ProxyCore {
             to_fetch: Vec::new(),
             joined: Vec::new(),
             body: Buffer::new(),
+            made: Made::default(),
             next_seq: 1,
             zombies: Zombies::default(),
             lease: Lease::new(asks_lease),

@@ -36,7 +36,8 @@
 //! - [`lease`]: the session with the server (lease, renewal, refusal,
 //!   resume), one state machine, pure;
 //! - [`pending`]: the client slots and the in-flight request, pure;
-//! - [`upstream`]: the server connection; answers leave it as events;
+//! - [`upstream`]: the server connection; what happens there is recorded
+//!   as events the node takes (`ProxyNode::deliver`);
 //! - [`counters`]: what STS counts, pure; [`stats`]: STS and DMP;
 //! - this file: the node that wires them to the reactor.
 
@@ -59,7 +60,7 @@ use crate::reactor::{earliest, Bound, LoopStats, Node, Reactor, DRAINING, UPSTRE
 use log::info;
 use mio::event::Event;
 use mio::Token;
-use pending::{Slots, Waiter};
+use pending::Slots;
 use service::ProxyService;
 use std::io;
 use std::net::SocketAddr;
@@ -129,16 +130,17 @@ impl ProxyNode {
         loop {
             let ProxyService { core, up } = &mut self.svc;
             while let Some(event) = up.next_event() {
-                let (conns, dirty) = (&mut self.front.conns, &mut self.dirty);
-                core.complete(event, now, &mut |w: Waiter, body: &[u8]| {
-                    let Some(conn) = conns.get_mut(w.key).filter(|c| c.gen == w.gen) else {
-                        return;
+                core.complete(event, now);
+                for (w, body) in core.made.iter() {
+                    let Some(conn) = self.front.conns.get_mut(w.key).filter(|c| c.gen == w.gen) else {
+                        continue;
                     };
                     let end = conn.framer.framing().terminator();
                     if conn.ext.fill(w.seq, body, end, &mut conn.output) {
-                        dirty.push(w.key);
+                        self.dirty.push(w.key);
                     }
-                });
+                }
+                core.made.clear();
             }
             // A read that stopped at the outbox's bound goes on now.
             if !self.svc.up.read_more(now) {

@@ -356,11 +356,7 @@ fn to_read(dir: &Path, on_disk: &[(u64, PathBuf)], manifest: &Manifest, seq: u64
 
 /// Replays the segments in order, up to the first fault: the segments
 /// that hold records, and the fault, if any.
-fn replay(
-    walk: &mut Walk,
-    manifest: &Manifest,
-    listed: &[(u64, PathBuf)],
-) -> io::Result<(Segments, Option<Fault>)> {
+fn replay(walk: &mut Walk, manifest: &Manifest, listed: &[(u64, PathBuf)]) -> io::Result<(Segments, Option<Fault>)> {
     let mut segments = Vec::new();
     let mut fault = None;
     for (k, (first, path)) in listed.iter().enumerate() {

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tablecache::frontend::Limits;
+use tablecache::proxy::{Proxy, ProxyConfig};
 use tablecache::server::{Server, ServerConfig};
 use tablecache::NodeHandle;
 
@@ -38,17 +39,54 @@ pub fn start_server(size: usize) -> NodeHandle {
 }
 
 pub fn start_server_with(size: usize, limits: Limits) -> NodeHandle {
-    // A fresh system: no earlier life granted leases, no grace needed.
-    Server::bind(ServerConfig {
-        listen: any_addr(),
+    server_node(ServerConfig {
         size,
         limits,
-        grace: std::time::Duration::ZERO,
         ..Default::default()
+    })
+}
+
+/// The one in-process server starter: `cfg` on a port of its own, in a
+/// fresh system (no earlier life granted leases: no grace).
+pub fn server_node(cfg: ServerConfig) -> NodeHandle {
+    Server::bind(ServerConfig {
+        listen: any_addr(),
+        grace: std::time::Duration::ZERO,
+        ..cfg
     })
     .expect("bind server")
     .spawn()
     .expect("spawn server")
+}
+
+/// The one in-process proxy starter: `cfg` on a port of its own.
+pub fn proxy_node(cfg: ProxyConfig) -> NodeHandle {
+    Proxy::bind(ProxyConfig {
+        listen: any_addr(),
+        ..cfg
+    })
+    .expect("bind proxy")
+    .spawn()
+    .expect("spawn proxy")
+}
+
+/// A proxy of `capacity` entries in front of `upstream`, as configured
+/// for [`proxy_node`].
+pub fn proxy_to(upstream: SocketAddr, capacity: usize) -> ProxyConfig {
+    ProxyConfig {
+        upstream,
+        capacity,
+        ..Default::default()
+    }
+}
+
+/// Sends signal `sig` (`STOP`, `CONT`, `TERM`, `9`...) to process `pid`
+/// with kill(1); whether it was delivered.
+pub fn signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A blocking line-oriented peer.
@@ -182,12 +220,7 @@ impl Proc {
 
     /// Sends a signal (`STOP`, `CONT`, `TERM`, `KILL`...).
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([format!("-{sig}"), self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
+        assert!(signal(self.pid(), sig), "kill -{sig}");
     }
 
     /// Resident memory in KiB, from /proc.

@@ -50,6 +50,31 @@ impl Lease {
         }
     }
 
+    /// The answer to a renewal: the lease runs from its send; a server
+    /// that granted and now will not (restarted behind the same
+    /// connection? a proxy in between?) leaves nothing cached to trust.
+    pub(super) fn renewal_answered(
+        &mut self,
+        until: Instant,
+        reply: &Reply,
+        sent: Instant,
+        now: Instant,
+    ) -> (State, Next) {
+        match lease_ms(reply) {
+            Some(ms) => {
+                let length = Duration::from_millis(ms);
+                let until = until.max(end(sent, length));
+                let renewed = State::Granted {
+                    length,
+                    until,
+                    renewing: false,
+                };
+                (renewed, Next::Stay)
+            }
+            None => self.refused_or_alone(reply, now),
+        }
+    }
+
     /// A LEASE answer that grants none: a refusal (ask again later) or a
     /// server without leases (alone).
     pub(super) fn refused_or_alone(&mut self, reply: &Reply, now: Instant) -> (State, Next) {
@@ -67,6 +92,25 @@ impl Lease {
             }
             None => (State::Alone, Next::Stay),
         }
+    }
+}
+
+/// The answer to a resuming LEASE: granted either way; the cache is kept
+/// only if the server says so (no write since, and it tracks every index).
+pub(super) fn resumed(length: Duration, until: Instant, reply: &Reply, sent: Instant) -> (State, Next) {
+    let until = until.max(end(sent, length));
+    let granted = State::Granted {
+        length,
+        until,
+        renewing: false,
+    };
+    if reply.is_ok() && reply.keep == Some(true) {
+        (granted, Next::Kept)
+    } else {
+        (
+            granted,
+            Next::Clear("written since, or the server would not track it again"),
+        )
     }
 }
 

@@ -39,7 +39,7 @@ mod answer;
 
 use crate::proto::{code, History, Reply};
 use crate::proxy::pending::UpKind;
-use answer::{clear_if, end, lease_ms, renew_at};
+use answer::{clear_if, end, renew_at, resumed};
 use std::time::{Duration, Instant};
 
 /// The longest lease taken from a server (a day).
@@ -290,22 +290,7 @@ impl Lease {
                     sent,
                     ..
                 },
-            ) => {
-                let until = until.max(end(sent, length));
-                let granted = Granted {
-                    length,
-                    until,
-                    renewing: false,
-                };
-                if reply.is_ok() && reply.keep == Some(true) {
-                    (granted, Next::Kept)
-                } else {
-                    (
-                        granted,
-                        Next::Clear("written since, or the server would not track it again"),
-                    )
-                }
-            }
+            ) => resumed(length, until, reply, sent),
             (
                 Granted {
                     until, renewing: true, ..
@@ -316,26 +301,7 @@ impl Lease {
                     sent,
                     ..
                 },
-            ) => {
-                match lease_ms(reply) {
-                    // A renewal: the lease runs from its send.
-                    Some(ms) => {
-                        let length = Duration::from_millis(ms);
-                        (
-                            Granted {
-                                length,
-                                until: until.max(end(sent, length)),
-                                renewing: false,
-                            },
-                            Next::Stay,
-                        )
-                    }
-                    // A server that granted and now will not (restarted
-                    // behind the same connection? a proxy in between?):
-                    // nothing cached can be trusted any more.
-                    None => self.refused_or_alone(reply, now),
-                }
-            }
+            ) => self.renewal_answered(until, reply, sent, now),
             (s, e @ Event::Answer { .. }) => return Err(illegal(s, &e)),
 
             (_, Event::Renewed { sent }) => {
