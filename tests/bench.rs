@@ -231,15 +231,7 @@ fn failed_requests_fail_the_run_unless_allowed() {
 #[test]
 fn a_run_spreads_over_several_proxies_and_sums_their_counters() {
     let (server, a) = spawn_server_and_proxy(&[]);
-    let b = spawn_node(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &server.addr,
-        "--log-level",
-        "warn",
-    ]);
+    let b = spawn_node(&proxy_args(&server.addr, &[]));
     let targets = format!("{},{}", a.addr, b.addr);
     let out = Command::new(BIN)
         .args(["bench", "--connect", &targets, "--duration", "1", "--warmup", "0.2"])

@@ -124,12 +124,7 @@ fn histories_across_proxies_and_direct_clients_are_linearizable() {
         }
         // Six clients: two on each proxy, two straight on the server.
         let history = run_clients(&[pa.addr(), pb.addr(), server.addr()], 300 + round, 6, 14, false);
-        assert!(
-            linearizable(&history),
-            "round {round}: not linearizable:\n{}\nshrunk:\n{}",
-            describe(&history),
-            describe(&shrink(&history))
-        );
+        assert_linearizable(&history, round);
     }
 }
 
@@ -203,12 +198,7 @@ fn histories_stay_linearizable_while_a_proxy_or_the_server_freezes() {
         for pid in pids {
             signal(pid, "CONT");
         }
-        assert!(
-            linearizable(&history),
-            "round {round}: not linearizable:\n{}\nshrunk:\n{}",
-            describe(&history),
-            describe(&shrink(&history))
-        );
+        assert_linearizable(&history, round);
     }
 }
 
@@ -278,12 +268,7 @@ fn histories_stay_linearizable_when_a_proxy_freezes_past_its_lease() {
         stop.store(true, Ordering::SeqCst);
         freezer.join().unwrap();
         signal(frozen, "CONT");
-        assert!(
-            linearizable(&history),
-            "round {round}: not linearizable:\n{}\nshrunk:\n{}",
-            describe(&history),
-            describe(&shrink(&history))
-        );
+        assert_linearizable(&history, round);
     }
 }
 
@@ -315,17 +300,7 @@ fn a_restarted_server_lets_no_write_through_while_an_old_lease_may_run() {
     // on its address (grace: one lease). A write to the new server waits
     // out the grace, so that when P wakes its lease has run out and it
     // never answers the 3 the write replaced.
-    let server = spawn_node(&[
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--lease-ms",
-        "1500",
-        "--grace-ms",
-        "0",
-        "--log-level",
-        "warn",
-    ]);
+    let server = spawn_node(&server_args(&["--lease-ms", "1500"]));
     let addr = server.addr.clone();
     let p = spawn_node(&[
         "proxy",

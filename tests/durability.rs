@@ -415,43 +415,6 @@ fn fsync_flags_need_a_data_dir() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--data-dir"));
 }
 
-/// A proxy (from the binary) in front of `upstream`, and a client of it,
-/// once the proxy holds a lease.
-fn leased_proxy(upstream: &str) -> (Proc, Peer) {
-    let proxy = spawn_node(&[
-        "proxy",
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        upstream,
-        "--log-level",
-        "warn",
-    ]);
-    let mut c = Peer::connect(proxy.addr.parse().unwrap());
-    wait_leased(&mut c);
-    (proxy, c)
-}
-
-/// A server with leases on `addr` (port 0 for a new one), durable on
-/// `dir` if given.
-fn leasing(addr: &str, dir: Option<&Path>) -> Proc {
-    let mut args = vec![
-        "server",
-        "--listen",
-        addr,
-        "--lease-ms",
-        "1500",
-        "--grace-ms",
-        "0",
-        "--log-level",
-        "warn",
-    ];
-    if let Some(d) = dir {
-        args.extend(["--data-dir", d.to_str().unwrap()]);
-    }
-    spawn_node(&args)
-}
-
 #[test]
 fn a_proxy_keeps_its_cache_across_a_durable_restart_and_stays_coherent() {
     let dir = fresh_dir("resume");
@@ -560,17 +523,10 @@ fn a_log_that_cannot_be_written_stops_the_server_without_acknowledging() {
         "trap '' XFSZ; ulimit -f 64; exec {BIN} server --listen 127.0.0.1:0 --lease-ms 0 --log-level warn --data-dir {}",
         dir.display()
     );
-    let mut child = Command::new("sh")
-        .args(["-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.strip_prefix("listening on ").expect("started").trim().to_string();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]);
+    let mut server = spawn_command_logged(cmd, &log);
+    let addr = server.addr.clone();
     let mut p = Peer::connect(addr.parse().unwrap());
     let mut acked = 0i64;
     loop {
@@ -585,7 +541,7 @@ fn a_log_that_cannot_be_written_stops_the_server_without_acknowledging() {
         acked += 1;
     }
     assert!(acked > 0);
-    let status = child.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(!status.success(), "the server exits with an error: {status}");
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(said.contains("the log failed"), "{said}");

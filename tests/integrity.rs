@@ -15,31 +15,6 @@ fn server_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("server.err")).unwrap_or_default()
 }
 
-/// A server with leases on `addr` (port 0 for a new one), durable on `dir`.
-fn leasing(addr: &str, dir: &Path) -> Proc {
-    spawn_node(&[
-        "server",
-        "--listen",
-        addr,
-        "--lease-ms",
-        "1500",
-        "--grace-ms",
-        "0",
-        "--log-level",
-        "warn",
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ])
-}
-
-/// A proxy in front of `upstream`, and a client of it once it holds a lease.
-fn leased_proxy(upstream: &str) -> (Proc, Peer) {
-    let proxy = spawn_node(&proxy_args(upstream, &[]));
-    let mut c = Peer::connect(proxy.addr.parse().unwrap());
-    wait_leased(&mut c);
-    (proxy, c)
-}
-
 /// Starts a server on `dir` expecting it to refuse; what it said. One that
 /// starts instead fails the test (and is killed).
 fn refused(dir: &Path) -> String {
@@ -163,7 +138,7 @@ enum Rewind {
 fn a_rewound_table_never_passes_for_the_history_a_proxy_cached(how: Rewind) {
     let tmp = TempDir::new("rewind");
     let dir = tmp.join("data");
-    let server = leasing("127.0.0.1:0", &dir);
+    let server = leasing("127.0.0.1:0", Some(&dir));
     let addr = server.addr.clone();
     let mut direct = Peer::connect(addr.parse().unwrap());
     put(&mut direct, 0, 1);
@@ -197,7 +172,7 @@ fn a_rewound_table_never_passes_for_the_history_a_proxy_cached(how: Rewind) {
                 .unwrap();
         }
     }
-    let server = leasing(&addr, &dir);
+    let server = leasing(&addr, Some(&dir));
     let mut direct = Peer::connect(server.addr.parse().unwrap());
     put(&mut direct, 1, 77);
     assert_eq!(get(&server.addr, 0), 1, "{how:?}: the server went back to write 1");

@@ -150,12 +150,7 @@ fn check_round_with(upstream: std::net::SocketAddr, round: u64, clients: usize, 
     });
     let addr = proxy.addr();
     let history = run_clients(&[addr], round, clients, ops, false);
-    assert!(
-        linearizable(&history),
-        "round {round}: not linearizable:\n{}\nshrunk:\n{}",
-        describe(&history),
-        describe(&shrink(&history))
-    );
+    assert_linearizable(&history, round);
     let sts = Peer::connect(addr).ask("OP=STS");
     field(&sts, "COALESCED").unwrap().parse().unwrap()
 }

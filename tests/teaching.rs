@@ -4,24 +4,13 @@
 mod common;
 use common::*;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 /// Starts a node from the binary with `--trace`, its stderr in a file.
 fn traced(args: &[&str], log: &std::path::Path) -> Proc {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .arg("--trace")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
-    Proc { child, addr }
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("--trace");
+    spawn_command_logged(cmd, log)
 }
 
 /// One trace line, split into its columns: time (ns), node, connection,

@@ -39,7 +39,7 @@ pub mod wire;
 
 pub use json::json;
 pub use pacer::{next_pass, DEFAULT_SEND_INTERVAL};
-pub use report::{hdr_text, print, print_quiet, render, report_title, OpStats, Report};
+pub use report::{hdr_text, print_quiet, render, report_title, OpStats, Report};
 
 use load::{invalid, Bench};
 use mio::Events;
@@ -229,6 +229,17 @@ pub fn run(cfg: BenchConfig) -> io::Result<Report> {
     // The generator's CPU over the time it ran (not only the window).
     let wall = start.elapsed().as_secs_f64();
     Ok(b.report(before, cpu0, wall))
+}
+
+/// Prints the report; with `as_json`, the report goes to stderr and the
+/// JSON line alone to stdout (so `bench --json | jq` reads only JSON).
+pub fn print(cfg: &BenchConfig, r: &Report, as_json: bool) {
+    if as_json {
+        let _ = std::io::Write::write_all(&mut io::stderr().lock(), render(cfg, r).as_bytes());
+        crate::outln!("{}", json(cfg, r));
+    } else {
+        crate::out!("{}", render(cfg, r));
+    }
 }
 
 #[cfg(test)]

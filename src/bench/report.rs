@@ -8,7 +8,7 @@ use crate::client::Client;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -379,15 +379,4 @@ pub fn print_quiet(r: &Report) {
         r.throughput(),
         r.requests
     );
-}
-
-/// Prints the report; with `as_json`, the report goes to stderr and the
-/// JSON line alone to stdout (so `bench --json | jq` reads only JSON).
-pub fn print(cfg: &BenchConfig, r: &Report, as_json: bool) {
-    if as_json {
-        let _ = write!(io::stderr().lock(), "{}", render(cfg, r));
-        crate::outln!("{}", super::json::json(cfg, r));
-    } else {
-        crate::out!("{}", render(cfg, r));
-    }
 }

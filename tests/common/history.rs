@@ -168,6 +168,17 @@ fn step(state: &[i64; SIZE], e: &Event) -> Option<[i64; SIZE]> {
     }
 }
 
+/// Fails the test, showing the history and its shortest failing window,
+/// unless `history` (of round `round`) is linearizable.
+pub fn assert_linearizable(history: &[Event], round: u64) {
+    assert!(
+        linearizable(history),
+        "round {round}: not linearizable:\n{}\nshrunk:\n{}",
+        describe(history),
+        describe(&shrink(history))
+    );
+}
+
 /// Wing–Gong search with memoisation of (linearized set, state). Returns
 /// true if some order of the events, consistent with real time and with
 /// each connection's order, explains every result.

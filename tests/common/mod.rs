@@ -198,17 +198,29 @@ pub fn spawn_node_logging(args: &[&str], stderr: Stdio) -> Proc {
 
 /// Starts `cmd` (a node binary, maybe behind a shell) and waits for the
 /// node's `listening on ADDR` line.
-pub fn spawn_command(mut cmd: Command) -> Proc {
+pub fn spawn_command(cmd: Command) -> Proc {
+    start(cmd, None)
+}
+
+/// Like `spawn_command`, with the node's stderr (its log) in the file
+/// `log`: a node that does not start says why in the failure.
+pub fn spawn_command_logged(mut cmd: Command, log: &std::path::Path) -> Proc {
+    cmd.stderr(std::fs::File::create(log).unwrap());
+    start(cmd, Some(log))
+}
+
+fn start(mut cmd: Command, log: Option<&std::path::Path>) -> Proc {
     let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start binary");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .expect("read announce line");
-    let addr = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .trim()
-        .to_string();
+    let Some(addr) = line.strip_prefix("listening on ") else {
+        let _ = child.wait();
+        let said = log.map(|l| std::fs::read_to_string(l).unwrap_or_default());
+        panic!("the node did not start: first line {line:?}; its log: {said:?}");
+    };
+    let addr = addr.trim().to_string();
     assert!(!addr.ends_with(":0"), "the real port is announced: {addr}");
     Proc { child, addr }
 }
@@ -272,15 +284,12 @@ pub fn proxy_args<'a>(upstream: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 /// A server binary's arguments: a fresh system (no grace), warnings only,
 /// then `extra`.
 pub fn server_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "server",
-        "--listen",
-        "127.0.0.1:0",
-        "--grace-ms",
-        "0",
-        "--log-level",
-        "warn",
-    ];
+    server_args_at("127.0.0.1:0", extra)
+}
+
+/// The same, listening on `listen` (a restart on a known address).
+pub fn server_args_at<'a>(listen: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["server", "--listen", listen, "--grace-ms", "0", "--log-level", "warn"];
     args.extend_from_slice(extra);
     args
 }
@@ -394,26 +403,26 @@ pub fn durable(dir: &std::path::Path, extra: &[&str]) -> Proc {
         dir.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let log = dir.join("server.err");
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let Some(addr) = line.strip_prefix("listening on ") else {
-        let _ = child.wait();
-        panic!(
-            "the server did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    };
-    Proc {
-        addr: addr.trim().to_string(),
-        child,
+    let mut cmd = Command::new(BIN);
+    cmd.args(&args);
+    spawn_command_logged(cmd, &dir.join("server.err"))
+}
+
+/// A proxy (from the binary) in front of `upstream`, and a client of it,
+/// once the proxy holds a lease.
+pub fn leased_proxy(upstream: &str) -> (Proc, Peer) {
+    let proxy = spawn_node(&proxy_args(upstream, &[]));
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    wait_leased(&mut c);
+    (proxy, c)
+}
+
+/// A server with leases on `addr` (port 0 for a new one), durable on
+/// `dir` if given.
+pub fn leasing(addr: &str, dir: Option<&std::path::Path>) -> Proc {
+    let mut args = server_args_at(addr, &["--lease-ms", "1500"]);
+    if let Some(d) = dir {
+        args.extend(["--data-dir", d.to_str().unwrap()]);
     }
+    spawn_node(&args)
 }
