@@ -151,6 +151,14 @@ fn json_summary_parses_and_percentiles_do_not_decrease() {
         "bench {hit} vs proxy {sts}"
     );
     assert!(v["requests"].as_f64().unwrap() <= n("REQS"), "{last} vs {sts}");
+    // Upstream GETs per fetch, the proxy's own ratio too (batched: at
+    // most one).
+    let per_fetch = v["up_gets_per_fetch"].as_f64().expect("reported for a proxy");
+    let want = n("UP_FETCH_GETS") / n("UP_FETCHES");
+    assert!((per_fetch - want).abs() < 1e-3 && per_fetch <= 1.0, "{last} vs {sts}");
+    // The generator's CPU per reply: its cost, reported with its share.
+    let us = v["generator_us_per_reply"].as_f64().expect("said beside the CPU share");
+    assert!(us > 0.0 && us < 1e6, "{last}");
     assert_eq!(v["connections"].as_u64(), Some(4));
     assert_eq!(v["mode"].as_str(), Some("closed"));
     let err = String::from_utf8_lossy(&out.stderr);

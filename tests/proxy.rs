@@ -456,12 +456,11 @@ fn a_hit_behind_its_own_pending_miss_sees_a_write_sent_before_that_miss() {
     // cached 1.
     b.send(b"OP=PUT;IND=1;DATA=5\n");
     assert_eq!(up.recv(), "OP=PUT;IND=1;DATA=5");
+    // (Both fetches arrive in one pass: they go as one GET.)
     a.send(b"OP=GET;IND=7\nOP=GET;IND=1\n");
-    assert_eq!(up.recv(), "OP=GET;IND=7");
-    assert_eq!(up.recv(), "OP=GET;IND=1");
+    assert_eq!(up.recv(), "OP=GET;IND=7,1");
     up.reply("OP=PUT;IND=1;DATA=5;CODE=200");
-    up.reply("OP=GET;IND=7;DATA=7;CODE=200");
-    up.reply("OP=GET;IND=1;DATA=5;CODE=200");
+    up.reply("OP=GET;IND=7,1;DATA=7,5;CODE=200");
     assert_eq!(b.line(), "OP=PUT;IND=1;DATA=5;CODE=200");
     assert_eq!(a.line(), "OP=GET;IND=7;DATA=7;CODE=200");
     assert_eq!(a.line(), "OP=GET;IND=1;DATA=5;CODE=200");
@@ -484,7 +483,12 @@ fn a_hit_behind_its_own_pending_miss_with_no_write_in_flight_stays_a_hit() {
 #[test]
 fn an_oversize_line_is_answered_in_its_turn() {
     let mut up = Scripted::new();
-    let proxy = start_proxy(up.addr(), 5);
+    // Each miss a GET of its own: the 70 KB between them may take the
+    // proxy more than one pass to read.
+    let proxy = proxy_node(ProxyConfig {
+        upstream_batch_bytes: 0,
+        ..proxy_to(up.addr(), 5)
+    });
     let mut c = Peer::connect(proxy.addr());
     // A miss, a line over --max-message-bytes, another miss: three
     // replies, in the order asked.
@@ -1353,9 +1357,13 @@ fn a_lease_is_renewed_a_third_of_it_after_the_send_that_renewed_it_busy_or_not()
 fn a_client_with_1024_replies_waiting_is_read_no_further_until_they_are_answered() {
     // Each request owes its client a reply in order: a client pipelining
     // past 1024 of them while the server is slow is paused, not queued
-    // without end, and read on once replies flow.
+    // without end, and read on once replies flow. (Each miss a GET of its
+    // own, so the first one alone is read here.)
     let mut up = Scripted::new();
-    let proxy = start_proxy(up.addr(), 5);
+    let proxy = proxy_node(ProxyConfig {
+        upstream_batch_bytes: 0,
+        ..proxy_to(up.addr(), 5)
+    });
     let mut c = Peer::connect(proxy.addr());
     let n = 1100;
     c.send(&b"OP=GET;IND=1\n".repeat(n));
@@ -1539,17 +1547,21 @@ fn with_leases_a_read_behind_its_own_miss_joins_no_fetch_sent_before_that_miss()
     let mut c = Peer::connect(proxy.addr());
     up.accept();
     wait_leased(&mut c);
+    // The fetches of one pass go as one GET (in two passes, as two).
     c.send(b"OP=GET;IND=2\nOP=GET;IND=3\nOP=GET;IND=2,3\n");
-    assert_eq!(up.recv(), "OP=GET;IND=2");
-    assert_eq!(up.recv(), "OP=GET;IND=3");
-    let third = up.recv();
-    assert!(third == "OP=GET;IND=2" || third == "OP=GET;IND=2,3", "{third}");
-    up.reply("OP=GET;IND=2;DATA=20;CODE=200");
-    up.reply("OP=GET;IND=3;DATA=30;CODE=200");
-    if third == "OP=GET;IND=2" {
-        up.reply("OP=GET;IND=2;DATA=21;CODE=200");
+    let first = up.recv();
+    if first == "OP=GET;IND=2,3,2" {
+        up.reply("OP=GET;IND=2,3,2;DATA=20,30,21;CODE=200");
     } else {
-        up.reply("OP=GET;IND=2,3;DATA=21,30;CODE=200");
+        assert_eq!(first, "OP=GET;IND=2,3");
+        let third = up.recv();
+        assert!(third == "OP=GET;IND=2" || third == "OP=GET;IND=2,3", "{third}");
+        up.reply("OP=GET;IND=2,3;DATA=20,30;CODE=200");
+        if third == "OP=GET;IND=2" {
+            up.reply("OP=GET;IND=2;DATA=21;CODE=200");
+        } else {
+            up.reply("OP=GET;IND=2,3;DATA=21,30;CODE=200");
+        }
     }
     assert_eq!(c.line(), "OP=GET;IND=2;DATA=20;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=3;DATA=30;CODE=200");
@@ -1637,4 +1649,129 @@ fn replies_left_behind_a_flood_are_taken_even_when_the_server_closes() {
     flood_then_answer(&mut up, 3000);
     up.conn = None; // closed
     assert_eq!(c.line(), "OP=GET;IND=1;DATA=11;CODE=200");
+}
+
+/// A proxy of 5 entries in front of `up`, whose LEASE `up` has answered
+/// (with a 400: a server without leases, so the proxy caches alone).
+fn settled_proxy(up: &mut Scripted, batch_bytes: usize) -> NodeHandle {
+    let proxy = proxy_node(ProxyConfig {
+        upstream_batch_bytes: batch_bytes,
+        ..proxy_to(up.addr(), 5)
+    });
+    let mut probe = Peer::connect(proxy.addr());
+    up.accept();
+    wait_until("the proxy has its LEASE answered", || {
+        field(&probe.ask("OP=STS"), "LEASE_STATE").as_deref() == Some("alone")
+    });
+    proxy
+}
+
+#[test]
+fn the_misses_of_one_pass_go_as_one_get_and_each_gets_its_part() {
+    let mut up = Scripted::new();
+    let proxy = settled_proxy(&mut up, 8192);
+    let mut c = Peer::connect(proxy.addr());
+    // One write, one read pass: three fetches, one GET. (The last read,
+    // behind its own misses, fetches its 3 again rather than join.)
+    c.send(b"OP=GET;IND=3\nOP=ADD;IND=4,5\nOP=GET;IND=6,3\n");
+    assert_eq!(up.recv(), "OP=GET;IND=3,4,5,6,3");
+    assert!(up.silent_for(50), "nothing else was sent");
+    up.reply("OP=GET;IND=3,4,5,6,3;DATA=30,40,50,60,30;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=3;DATA=30;CODE=200");
+    assert_eq!(c.line(), "OP=ADD;IND=4,5;DATA=90;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=6,3;DATA=60,30;CODE=200");
+    let sts = c.ask("OP=STS");
+    assert_eq!(field(&sts, "UP_FETCHES").as_deref(), Some("3"), "{sts}");
+    assert_eq!(field(&sts, "UP_FETCH_GETS").as_deref(), Some("1"), "{sts}");
+    // Every part entered the cache: hits now.
+    assert_eq!(
+        c.ask("OP=GET;IND=3,4,5,6"),
+        "OP=GET;IND=3,4,5,6;DATA=30,40,50,60;CODE=200"
+    );
+    assert!(up.silent_for(50), "answered from the cache");
+}
+
+#[test]
+fn a_batch_never_crosses_a_write() {
+    let mut up = Scripted::new();
+    let proxy = settled_proxy(&mut up, 8192);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\nOP=GET;IND=2\nOP=PUT;IND=3;DATA=9\nOP=GET;IND=4\nOP=GET;IND=5\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1,2");
+    assert_eq!(up.recv(), "OP=PUT;IND=3;DATA=9");
+    assert_eq!(up.recv(), "OP=GET;IND=4,5");
+    up.reply("OP=GET;IND=1,2;DATA=1,2;CODE=200");
+    up.reply("OP=PUT;IND=3;DATA=9;CODE=200");
+    up.reply("OP=GET;IND=4,5;DATA=4,5;CODE=200");
+    for want in [
+        "OP=GET;IND=1;DATA=1;CODE=200",
+        "OP=GET;IND=2;DATA=2;CODE=200",
+        "OP=PUT;IND=3;DATA=9;CODE=200",
+        "OP=GET;IND=4;DATA=4;CODE=200",
+        "OP=GET;IND=5;DATA=5;CODE=200",
+    ] {
+        assert_eq!(c.line(), want);
+    }
+}
+
+#[test]
+fn a_batch_is_bounded_by_its_bytes() {
+    let mut up = Scripted::new();
+    // Two indices' worth (21 bytes each, at most, counted).
+    let proxy = settled_proxy(&mut up, 42);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\nOP=GET;IND=2\nOP=GET;IND=3\nOP=GET;IND=4,5,6\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1,2");
+    assert_eq!(up.recv(), "OP=GET;IND=3");
+    assert_eq!(up.recv(), "OP=GET;IND=4,5,6", "a fetch over the bound goes alone");
+    up.reply("OP=GET;IND=1,2;DATA=1,2;CODE=200");
+    up.reply("OP=GET;IND=3;DATA=3;CODE=200");
+    up.reply("OP=GET;IND=4,5,6;DATA=4,5,6;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=1;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=2;DATA=2;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=3;DATA=3;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=4,5,6;DATA=4,5,6;CODE=200");
+}
+
+#[test]
+fn an_error_answering_a_batch_answers_each_of_its_fetches() {
+    let mut up = Scripted::new();
+    let proxy = settled_proxy(&mut up, 8192);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\nOP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1,2");
+    up.reply("OP=GET;CODE=400;MSG=no such index");
+    assert_eq!(c.line(), "OP=GET;CODE=400;MSG=no such index");
+    assert_eq!(c.line(), "OP=GET;CODE=400;MSG=no such index");
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;CODE=200", "nothing cached");
+}
+
+#[test]
+fn a_reply_that_does_not_answer_the_whole_batch_resets_the_upstream() {
+    let mut up = Scripted::new();
+    let proxy = settled_proxy(&mut up, 8192);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\nOP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1,2");
+    // The answer to the first fetch alone: out of step.
+    up.reply("OP=GET;IND=1;DATA=1;CODE=200");
+    assert!(c.line().starts_with("OP=GET;CODE=502"));
+    assert!(c.line().starts_with("OP=GET;CODE=502"));
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;CODE=200", "nothing cached");
+}
+
+#[test]
+fn nocache_in_a_batch_answer_holds_for_the_fetch_that_asked_that_index() {
+    let mut up = Scripted::granting(60_000);
+    let proxy = start_proxy(up.addr(), 5);
+    let mut c = Peer::connect(proxy.addr());
+    up.accept();
+    wait_leased(&mut c);
+    c.send(b"OP=GET;IND=3\nOP=GET;IND=4\n");
+    assert_eq!(up.recv(), "OP=GET;IND=3,4");
+    // A write to 4 waits at the server: 4 must not be kept.
+    up.reply("OP=GET;IND=3,4;DATA=30,40;NOCACHE=4;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=3;DATA=30;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=4;DATA=40;CODE=200");
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;IND=3;DATA=30;CODE=200");
 }

@@ -14,7 +14,7 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
         concat!(
             "{{\"requests\":{},\"replies\":{},\"errors\":{},\"errors_by_kind\":{{{}}},\"stopped\":{},\"foreign\":{},\"reconnects\":{},\"throughput\":{:.1},",
             "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"p9999\":{},\"max\":{}}},",
-            "\"hit_ratio\":{},\"generator_cpu\":{},\"send_lag_p99_us\":{},\"backlogged\":{},",
+            "\"hit_ratio\":{},\"up_gets_per_fetch\":{},\"generator_cpu\":{},\"generator_us_per_reply\":{},\"send_lag_p99_us\":{},\"backlogged\":{},",
             "\"target\":\"{}\",\"mode\":\"{}\",\"rate\":{},\"send_interval_us\":{},\"duration_s\":{},\"warmup_s\":{},",
             "\"connections\":{},\"pipeline\":{},\"keys\":{},\"mix\":\"{}\",\"batch\":{},\"dist\":\"{}\",",
             "\"by_op\":{{{}}}}}"
@@ -34,7 +34,9 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
         l[4],
         l[5],
         opt(r.hit_ratio),
+        opt(r.up_gets_per_fetch),
         opt(r.cpu),
+        opt(r.cpu_us_per_reply),
         r.send_lag_p99_us.map_or("null".to_string(), |v| v.to_string()),
         r.backlogged,
         targets_text(&cfg.connect),

@@ -3,7 +3,7 @@
 //! Reading the replies back is in replies.rs.
 
 pub(super) use super::keys::{Keys, Rng};
-use super::report::{self, cpu_seconds, percentiles, proxy_counts, OpStats, Report};
+use super::report::{self, cpu_seconds, percentiles, proxy_counts, OpStats, ProxyCounts, Report};
 use super::wire::{self, ErrorKind};
 use super::BenchConfig;
 use crate::buffer::Buffer;
@@ -352,18 +352,20 @@ impl Bench {
 
     /// The report of the run that ended: `before`, the proxy's counts
     /// before it; `cpu0`, the CPU seconds then; `wall`, its length.
-    pub(super) fn report(&mut self, before: Option<(u64, u64)>, cpu0: Option<f64>, wall: f64) -> Report {
-        let cpu = match (cpu0, cpu_seconds()) {
-            (Some(a), Some(z)) if wall > 0.0 => Some((z - a) / wall),
+    pub(super) fn report(&mut self, before: Option<ProxyCounts>, cpu0: Option<f64>, wall: f64) -> Report {
+        let cpu_s = match (cpu0, cpu_seconds()) {
+            (Some(a), Some(z)) => Some(z - a),
             _ => None,
         };
+        let cpu = cpu_s.filter(|_| wall > 0.0).map(|s| s / wall);
+        let cpu_us_per_reply = cpu_s
+            .filter(|_| self.answered > 0)
+            .map(|s| s * 1e6 / self.answered as f64);
         // Not asked of a target that answered nothing.
         let after = before.and_then(|_| proxy_counts(&self.cfg.connect, self.cfg.timeout));
-        let hit_ratio = match (before, after) {
-            (Some((h0, m0)), Some((h1, m1))) if (h1 + m1) > (h0 + m0) => {
-                Some((h1 - h0) as f64 / ((h1 - h0) + (m1 - m0)) as f64)
-            }
-            _ => None,
+        let (hit_ratio, up_gets_per_fetch) = match (before, after) {
+            (Some(b), Some(a)) => b.since(&a),
+            _ => (None, None),
         };
         let by_op = ["get", "put", "add"]
             .iter()
@@ -395,6 +397,8 @@ impl Bench {
             }),
             backlogged: self.backlogged,
             cpu,
+            cpu_us_per_reply,
+            up_gets_per_fetch,
             recorded: std::mem::take(&mut self.recorded),
             by_op,
             histogram: self.hist.clone(),

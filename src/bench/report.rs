@@ -43,6 +43,12 @@ pub struct Report {
     pub backlogged: u64,
     /// CPU time the generator used, as a fraction of the wall time.
     pub cpu: Option<f64>,
+    /// The generator's CPU per reply it took, microseconds (warm-up
+    /// included, as in `cpu`): its own cost, to set beside a target's.
+    pub cpu_us_per_reply: Option<f64>,
+    /// Requests a proxy sent upstream per fetch its clients' misses made
+    /// (from STS; below 1 when the misses of a pass go as one GET).
+    pub up_gets_per_fetch: Option<f64>,
     /// With `BenchConfig::record`: every index read (GET, ADD), in the
     /// order requested — a trace for `tablecache sim`.
     pub recorded: Vec<i64>,
@@ -133,12 +139,39 @@ pub(super) fn cpu_seconds() -> Option<f64> {
 
 /// Hits and misses from a proxy's STS (`None` when the target is not a
 /// proxy, or does not answer within `wait`: the run's timeout).
-pub(super) fn proxy_counts(targets: &[SocketAddr], wait: Duration) -> Option<(u64, u64)> {
-    let counts: Vec<(u64, u64)> = targets.iter().filter_map(|&a| proxy_counts_at(a, wait)).collect();
+pub(super) fn proxy_counts(targets: &[SocketAddr], wait: Duration) -> Option<ProxyCounts> {
+    let counts: Vec<ProxyCounts> = targets.iter().filter_map(|&a| proxy_counts_at(a, wait)).collect();
     if counts.is_empty() {
         return None;
     }
-    Some(counts.iter().fold((0, 0), |(h, m), (h1, m1)| (h + h1, m + m1)))
+    Some(counts.iter().fold(ProxyCounts::default(), |a, b| ProxyCounts {
+        hits: a.hits + b.hits,
+        misses: a.misses + b.misses,
+        fetches: a.fetches + b.fetches,
+        fetch_gets: a.fetch_gets + b.fetch_gets,
+    }))
+}
+
+/// A proxy's counters as its STS says them: indices hit and missed, its
+/// clients' fetches and the GETs that carried them upstream.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ProxyCounts {
+    pub hits: u64,
+    pub misses: u64,
+    pub fetches: u64,
+    pub fetch_gets: u64,
+}
+
+impl ProxyCounts {
+    /// The hit ratio, and upstream GETs per fetch, between `self` (before)
+    /// and `after`; `None` for what did not move.
+    pub fn since(&self, after: &ProxyCounts) -> (Option<f64>, Option<f64>) {
+        let (h, m) = (after.hits - self.hits, after.misses - self.misses);
+        let (f, g) = (after.fetches - self.fetches, after.fetch_gets - self.fetch_gets);
+        let ratio = (h + m > 0).then(|| h as f64 / (h + m) as f64);
+        let per_fetch = (f > 0).then(|| g as f64 / f as f64);
+        (ratio, per_fetch)
+    }
 }
 
 /// The targets, as given to `--connect`.
@@ -146,7 +179,7 @@ pub fn targets_text(targets: &[SocketAddr]) -> String {
     targets.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
 }
 
-fn proxy_counts_at(addr: SocketAddr, wait: Duration) -> Option<(u64, u64)> {
+fn proxy_counts_at(addr: SocketAddr, wait: Duration) -> Option<ProxyCounts> {
     let mut c = Client::connect(addr, wait).ok()?;
     let line = c.request_raw(b"OP=STS").ok()?;
     let get = |k: &str| {
@@ -157,7 +190,13 @@ fn proxy_counts_at(addr: SocketAddr, wait: Duration) -> Option<(u64, u64)> {
     if !line.contains("ROLE=proxy") {
         return None;
     }
-    Some((get("HITS")?, get("MISSES")?))
+    Some(ProxyCounts {
+        hits: get("HITS")?,
+        misses: get("MISSES")?,
+        // (Absent from an older proxy's STS.)
+        fetches: get("UP_FETCHES").unwrap_or(0),
+        fetch_gets: get("UP_FETCH_GETS").unwrap_or(0),
+    })
 }
 
 pub(super) fn mix_text(m: &[u32; 3]) -> String {
@@ -291,12 +330,21 @@ fn render_timing(s: &mut String, r: &Report) {
     if let Some(h) = r.hit_ratio {
         let _ = writeln!(s, "hit ratio   {:.1}% (proxy STS before and after)", h * 100.0);
     }
+    if let Some(g) = r.up_gets_per_fetch {
+        let _ = writeln!(
+            s,
+            "upstream    {g:.3} GETs per fetch (a pass's misses go as one GET; proxy STS)"
+        );
+    }
 }
 
 /// The generator's own cost and lag.
 fn render_generator(s: &mut String, r: &Report) {
     if let Some(cpu) = r.cpu {
-        let _ = writeln!(s, "generator   {:.0}% of one core", cpu * 100.0);
+        let per = r
+            .cpu_us_per_reply
+            .map_or(String::new(), |us| format!(", {us:.2} µs per reply"));
+        let _ = writeln!(s, "generator   {:.0}% of one core{per}", cpu * 100.0);
     }
     if let Some(lag) = r.send_lag_p99_us {
         let _ = writeln!(

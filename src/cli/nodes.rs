@@ -128,6 +128,11 @@ pub struct ProxyArgs {
     /// lease and grace, which a write may wait for).
     #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
     pub upstream_timeout_ms: u64,
+    /// Misses of one loop pass go to the server as one GET, up to this many
+    /// bytes of indices (0: one GET per miss). Keep it under the server's
+    /// --max-message-bytes.
+    #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    pub upstream_batch_bytes: u64,
     /// line, or bare for a naive server (no terminator, one request at a time).
     #[arg(long, value_name = "FRAMING", default_value = "line")]
     pub upstream_framing: FramingArg,
@@ -155,6 +160,7 @@ impl ProxyArgs {
                 .find(|&p| p == self.policy)
                 .unwrap_or("fifo"),
             upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
+            upstream_batch_bytes: self.upstream_batch_bytes as usize,
             limits: self.limits.limits(),
             upstream_framing: match self.upstream_framing {
                 FramingArg::Line => Framing::Line,

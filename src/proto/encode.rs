@@ -56,6 +56,13 @@ pub fn encode_request(out: &mut Buffer, op: Op, ind: &[i64], data: &[i64]) {
     }
 }
 
+/// Appends a GET of the indices of every list, in order, as one request
+/// (the proxy's fetches of one pass, batched).
+pub fn encode_get_lists<'a>(out: &mut Buffer, lists: impl Iterator<Item = &'a [i64]>) {
+    out.extend(b"OP=GET;IND=");
+    put_list(out, lists.flat_map(|l| l.iter().copied()));
+}
+
 /// Appends the success reply of a GET: the indices asked and their
 /// `values`, in the order asked (the server's table and the proxy's
 /// cache answer with the same bytes).

@@ -80,6 +80,9 @@ pub struct ProxyConfig {
     pub policy: &'static str,
     /// An upstream request not answered in this time fails with 504.
     pub upstream_timeout: Duration,
+    /// The fetches of one loop pass go as one GET, up to this many bytes of
+    /// indices (0: each alone). Under the server's `--max-message-bytes`.
+    pub upstream_batch_bytes: usize,
     /// Limits on clients (`bare_idle` also ends a bare upstream's replies).
     pub limits: Limits,
     /// How the server frames messages: `Line`, or `Bare` for a naive
@@ -101,6 +104,7 @@ impl Default for ProxyConfig {
             capacity: 5,
             policy: "fifo",
             upstream_timeout: Duration::from_millis(5000),
+            upstream_batch_bytes: 8192,
             limits: Limits::default(),
             upstream_framing: Framing::Line,
             trace_name: "proxy",
@@ -278,6 +282,7 @@ impl Proxy {
             reactor.registry(),
         )?;
         up.set_secret(secret);
+        up.set_batch_bytes(cfg.upstream_batch_bytes);
         up.connect(Instant::now());
         let node = ProxyNode {
             front,

@@ -200,6 +200,14 @@ pub enum UpKind {
 }
 
 impl UpKind {
+    /// A fetch's indices (none for anything else).
+    pub fn indices(&self) -> &[i64] {
+        match self {
+            UpKind::Fetch(ind) => ind,
+            _ => &[],
+        }
+    }
+
     /// How many bytes it takes on the wire at most (an index or a value is
     /// at most 20 characters and a comma; a LEASE may carry the secret):
     /// what [`crate::proxy::upstream::MAX_INFLIGHT_BYTES`] counts.

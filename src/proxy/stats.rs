@@ -26,6 +26,8 @@ pub fn encode_stats(out: &mut Buffer, core: &ProxyCore, up: &Upstream, front: &F
     encode_field(out, "COALESCED", &core.reads.coalesced);
     encode_field(out, "UPSTREAM", &if up.connected() { "up" } else { "down" });
     encode_field(out, "UP_REQS", &up.stats.requests);
+    encode_field(out, "UP_FETCHES", &up.stats.fetches);
+    encode_field(out, "UP_FETCH_GETS", &up.stats.fetch_gets);
     encode_field(out, "UP_INFLIGHT", &up.in_flight());
     encode_field(out, "UP_RESETS", &up.stats.resets);
     encode_field(out, "UP_BACKOFF_MS", &up.last_wait().as_millis());

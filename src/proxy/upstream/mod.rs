@@ -31,7 +31,7 @@ pub use outbox::UpEvent;
 use crate::buffer::Buffer;
 use crate::conn::{is_peer_gone, read_limit, BarePause, Conn, ConnectOutcome, ReadOutcome, State, WriteOutcome};
 use crate::framing::{Frame, Framer, Framing};
-use crate::proto::{code, encode_ack, encode_lease_request, encode_request};
+use crate::proto::{code, encode_ack, encode_get_lists, encode_lease_request, encode_request, Reply};
 use crate::proxy::pending::{UpKind, UpReq};
 use crate::reactor::{Timers, DRAINING, UPSTREAM};
 use crate::trace_event;
@@ -77,6 +77,11 @@ pub struct UpStats {
     pub requests: u64,
     /// Times the connection was dropped (failure, timeout, desync).
     pub resets: u64,
+    /// Clients' fetches sent.
+    pub fetches: u64,
+    /// The GETs on the wire that carried them (fewer when the fetches of a
+    /// pass go as one).
+    pub fetch_gets: u64,
 }
 
 /// What the current connection has seen: how its close is read (an idle
@@ -135,6 +140,18 @@ pub struct Upstream {
     sent: usize,
     /// Bytes of the requests in flight (`MAX_INFLIGHT_BYTES` at most).
     inflight_bytes: usize,
+    /// How many requests in flight each request on the wire answers, for
+    /// those written (one, or the fetches of a batch), oldest first.
+    groups: VecDeque<usize>,
+    /// Fetches at the tail of `inflight` not written yet: they go as one
+    /// GET at the next flush (or before the next request that is not a
+    /// fetch), and the bytes of their indices at most.
+    batch: usize,
+    batch_bytes: usize,
+    /// A batch's indices take this many bytes at most (0: no batching).
+    batch_max: usize,
+    /// A batched GET's answer, while it is split into its fetches' parts.
+    whole: Reply,
     /// The latest client request queued, and the latest that may be on the
     /// wire (everything queued before a flush).
     queued_seq: u64,
@@ -190,6 +207,11 @@ impl Upstream {
             inflight: VecDeque::new(),
             sent: 0,
             inflight_bytes: 0,
+            groups: VecDeque::new(),
+            batch: 0,
+            batch_bytes: 0,
+            batch_max: 0,
+            whole: Reply::default(),
             queued_seq: 0,
             wire_seq: 0,
             backoff: Backoff::default(),
@@ -203,6 +225,13 @@ impl Upstream {
             stats: UpStats::default(),
             stopping: false,
         })
+    }
+
+    /// Sends the fetches of a pass as one GET, up to `bytes` of indices
+    /// (0: each on its own). Keep it under the server's
+    /// `--max-message-bytes`.
+    pub fn set_batch_bytes(&mut self, bytes: usize) {
+        self.batch_max = bytes;
     }
 
     /// Presents `secret` with every LEASE from now on.
@@ -348,6 +377,8 @@ impl Upstream {
         self.gen += 1;
         self.sent = 0;
         self.inflight_bytes = 0;
+        self.groups.clear();
+        (self.batch, self.batch_bytes) = (0, 0);
         self.paused = None;
         self.out.push(UpEvent::Disconnected);
         self.log_reset(code, why);

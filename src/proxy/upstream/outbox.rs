@@ -203,6 +203,7 @@ mod tests {
         let why = o.reason("upstream timeout");
         o.failed(req(3), 504, why);
         o.push(UpEvent::Settled);
+        assert!(!o.is_empty());
         assert!(matches!(o.next(), Some(UpEvent::Connected)));
         assert!(matches!(o.next(), Some(UpEvent::Answered(r, rep)) if r.seq == 1 && rep.data == [10]));
         assert!(matches!(o.next(), Some(UpEvent::Invalidated(rep)) if rep.seq == Some(1)));
@@ -256,6 +257,13 @@ mod tests {
         assert!(matches!(o.next(), Some(UpEvent::Answered(_, rep)) if rep.data.len() == 10_000));
         answer(&mut o, "OP=GET;IND=1;DATA=1;CODE=200", 2);
         assert!(o.replies[0].data.capacity() < 10_000, "the big lists were let go");
+        // One big list is enough (an error reply naming many indices).
+        let text = format!("OP=GET;IND={};CODE=400;MSG=no", many.join(","));
+        o.next();
+        answer(&mut o, &text, 3);
+        o.next();
+        answer(&mut o, "OP=GET;IND=1;DATA=1;CODE=200", 4);
+        assert!(o.replies[0].ind.capacity() < 10_000, "the big list was let go");
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //! in-flight FIFO, checked to be its answer ([`UpReq::check_reply`]), and
 //! handed on as an event.
 
-use super::send::{announce, write_request};
 use super::*;
 use crate::proto::{Op, Problem, Reply};
 
 impl UpReq {
+    /// (See [`check_batch`] for a GET that carries several fetches.)
     /// Whether `r` can be this request's reply: the same operation, a code
     /// that is an answer, and for a success the same indices (and for a PUT
     /// the same values) as sent, where the reply names them (a naive server
@@ -47,6 +47,31 @@ impl UpReq {
     }
 }
 
+/// Whether `r` can be the answer to `members`, fetches sent as one GET:
+/// a GET's answer, and for a success a value for every index of every
+/// member, the indices (where named) theirs in order.
+fn check_batch<'a>(members: impl Iterator<Item = &'a UpReq> + Clone, r: &Reply) -> Result<(), String> {
+    if r.op.is_some_and(|op| op != Op::Get) {
+        return Err(format!("a {} reply to a GET", r.op.map(|o| o.name()).unwrap_or("?")));
+    }
+    if !r.is_answer() {
+        return Err(format!("CODE={} is not an answer", r.code));
+    }
+    if !r.is_ok() {
+        return Ok(());
+    }
+    let total: usize = members.clone().map(|m| m.kind.indices().len()).sum();
+    let named = !r.has_ind
+        || r.ind
+            .iter()
+            .copied()
+            .eq(members.flat_map(|m| m.kind.indices().iter().copied()));
+    if r.data.len() != total || !named {
+        return Err(format!("a GET reply for other indices than the {total} of a batch"));
+    }
+    Ok(())
+}
+
 /// A list for a log line: its first few items.
 fn short(v: &[i64]) -> String {
     let head: Vec<String> = v.iter().take(8).map(|i| i.to_string()).collect();
@@ -84,6 +109,10 @@ impl Upstream {
             }),
         };
         (self.scratch, self.conn) = (scratch, Some(conn));
+        if self.framing == Framing::Bare && self.sent == 0 && !self.inflight.is_empty() {
+            // A bare server gets the next request only once it answered.
+            self.write_next_bare(0);
+        }
         match stop {
             Some(Stop::Broken(why)) => return self.reset_live(code::BAD_GATEWAY, &why, now),
             Some(Stop::Full) => {
@@ -133,7 +162,7 @@ impl Upstream {
                 String::from_utf8_lossy(&c.input.data()[..body])
             );
             c.consume(total);
-            if let Err(why) = self.take_reply(c, parsed, now) {
+            if let Err(why) = self.take_reply(parsed, now) {
                 *stop = Some(Stop::Broken(format!("upstream out of step: {why}")));
                 return false;
             }
@@ -143,7 +172,7 @@ impl Upstream {
     /// Takes the reply just parsed into the outbox's slot: an unasked
     /// invalidation, or the answer to the head of the queue. `Err` says why
     /// it is neither.
-    fn take_reply(&mut self, c: &mut Conn<()>, parsed: Result<(), Problem>, now: Instant) -> Result<(), String> {
+    fn take_reply(&mut self, parsed: Result<(), Problem>, now: Instant) -> Result<(), String> {
         let reply = self.out.slot();
         if parsed.is_ok() && reply.op == Some(Op::Inv) {
             // Unasked, in order with the replies: applied in its turn.
@@ -156,18 +185,18 @@ impl Upstream {
                 _ => Err("an INV without a new SEQ".into()),
             };
         }
+        let n = self.groups.front().copied().unwrap_or(1);
         match (parsed, self.inflight.front()) {
             (Err(p), _) => return Err(format!("unreadable reply ({p})")),
             (Ok(()), None) => return Err("a reply with no request in flight".into()),
+            (Ok(()), Some(_)) if n > 1 => check_batch(self.inflight.range(..n), reply)?,
             (Ok(()), Some(head)) => head.check_reply(reply)?,
         }
-        let refused = reply.code == code::UNAVAILABLE;
-        let Some(req) = self.inflight.pop_front() else {
-            return Err("a reply with no request in flight".into());
-        };
-        self.sent = self.sent.saturating_sub(1);
-        self.inflight_bytes = self.inflight_bytes.saturating_sub(req.kind.wire_bytes());
-        if refused {
+        if n > self.inflight.len() {
+            return Err("a reply with fewer requests in flight than it answers".into());
+        }
+        self.groups.pop_front();
+        if reply.code == code::UNAVAILABLE {
             // A 503 is what a server at its connection limit says before
             // it closes: the backoff keeps growing.
             self.line.refused = true;
@@ -177,16 +206,36 @@ impl Upstream {
             self.backoff.answered();
         }
         self.line.last_io = now;
-        if self.sent == 0 {
-            // A bare server gets the next request only now.
-            if let Some(next) = self.inflight.front() {
-                write_request(c, &next.kind, self.secret.as_ref());
-                announce(&mut self.announce, next);
-                self.sent = 1;
-            }
+        self.sent = self.sent.saturating_sub(n);
+        if n == 1 {
+            self.answered_head();
+        } else {
+            self.split_batch(n);
         }
-        self.out.answered(req);
         Ok(())
+    }
+
+    /// The head of the FIFO is answered by the reply in the outbox's slot.
+    fn answered_head(&mut self) {
+        if let Some(req) = self.inflight.pop_front() {
+            self.inflight_bytes = self.inflight_bytes.saturating_sub(req.kind.wire_bytes());
+            self.out.answered(req);
+        }
+    }
+
+    /// The reply in the outbox's slot answers the `n` fetches at the head,
+    /// sent as one GET: each gets its part, as if answered alone.
+    fn split_batch(&mut self, n: usize) {
+        std::mem::swap(self.out.slot(), &mut self.whole);
+        let mut at = 0;
+        for _ in 0..n {
+            let Some(req) = self.inflight.pop_front() else { break };
+            self.inflight_bytes = self.inflight_bytes.saturating_sub(req.kind.wire_bytes());
+            let ind = req.kind.indices();
+            self.out.slot().take_part(&self.whole, at, ind);
+            at += ind.len();
+            self.out.answered(req);
+        }
     }
 
     /// The end of a read pass: a close by the server (an idle close is
@@ -301,6 +350,27 @@ mod tests {
         assert!(ack.check_reply(&r).is_ok(), "a bare success");
         r.parse(b"OP=ACK;SEQ=2;CODE=200").unwrap();
         assert!(ack.check_reply(&r).is_err(), "another ACK's answer");
+    }
+
+    #[test]
+    fn a_batch_answer_must_answer_every_fetch_in_order() {
+        let members = [req(UpKind::Fetch(vec![3])), req(UpKind::Fetch(vec![4, 5]))];
+        let check = |text: &str| {
+            let mut r = Reply::default();
+            r.parse(text.as_bytes()).unwrap();
+            check_batch(members.iter(), &r)
+        };
+        assert!(check("OP=GET;IND=3,4,5;DATA=1,2,3;CODE=200").is_ok());
+        assert!(check("OP=GET;DATA=1,2,3;CODE=200").is_ok(), "indices unnamed");
+        assert!(check("OP=GET;CODE=400;MSG=no").is_ok(), "an error answers all");
+        assert!(check("OP=GET;IND=3;DATA=1;CODE=200").is_err(), "the first alone");
+        assert!(check("OP=GET;IND=4,5,3;DATA=1,2,3;CODE=200").is_err(), "another order");
+        assert!(check("OP=GET;IND=3,4,5;DATA=1,2;CODE=200").is_err(), "a value short");
+        assert!(
+            check("OP=PUT;IND=3,4,5;DATA=1,2,3;CODE=200").is_err(),
+            "another operation"
+        );
+        assert!(check("OP=GET;CODE=100").is_err(), "not an answer");
     }
 
     #[test]

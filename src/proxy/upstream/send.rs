@@ -9,12 +9,17 @@ impl Upstream {
     /// [`Upstream::refusal`] is `None`.
     pub fn send(&mut self, req: UpReq, now: Instant) {
         debug_assert!(self.refusal().is_none());
-        let Some(conn) = self.conn.as_mut() else { return };
-        if self.framing != Framing::Bare || self.sent == 0 {
-            write_request(conn, &req.kind, self.secret.as_ref());
-            announce(&mut self.announce, &req);
-            self.sent += 1;
+        if self.conn.is_none() {
+            return;
         }
+        let fetch = match &req.kind {
+            UpKind::Fetch(ind) => {
+                self.stats.fetches += 1;
+                Some(21 * ind.len())
+            }
+            _ => None,
+        };
+        let inflight_was = self.inflight.len();
         self.inflight_bytes += req.kind.wire_bytes();
         self.stats.requests += 1;
         self.queued_seq = self.queued_seq.max(req.seq);
@@ -22,7 +27,74 @@ impl Upstream {
         if self.inflight.is_empty() && self.deadline_armed != Some(self.gen) {
             self.arm_deadline(now + self.timeout);
         }
-        self.inflight.push_back(req);
+        match fetch {
+            // A bare server gets one request at a time, as its answers come.
+            _ if self.framing == Framing::Bare => {
+                self.inflight.push_back(req);
+                if self.sent == 0 {
+                    self.write_next_bare(inflight_was);
+                }
+            }
+            // The fetches of a pass wait for the flush, to go as one.
+            Some(bytes) if self.batch_max > 0 => {
+                if self.batch > 0 && self.batch_bytes + bytes > self.batch_max {
+                    self.write_batch();
+                }
+                self.inflight.push_back(req);
+                self.batch += 1;
+                self.batch_bytes += bytes;
+            }
+            // Anything else goes now, after the fetches queued before it.
+            _ => {
+                self.write_batch();
+                self.inflight.push_back(req);
+                self.write_batch_of(1);
+            }
+        }
+    }
+
+    /// Writes the fetches not written yet as one GET (one alone as itself).
+    pub(super) fn write_batch(&mut self) {
+        let n = self.batch;
+        (self.batch, self.batch_bytes) = (0, 0);
+        if n > 0 {
+            self.write_batch_of(n);
+        }
+    }
+
+    /// Writes the last `n` requests in flight as one request on the wire:
+    /// itself for one, a GET of every fetch's indices for more.
+    fn write_batch_of(&mut self, n: usize) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        let members = self.inflight.range(self.inflight.len() - n..);
+        if n == 1 {
+            let req = &self.inflight[self.inflight.len() - 1];
+            write_request(conn, &req.kind, self.secret.as_ref());
+            announce(&mut self.announce, req);
+        } else {
+            encode_get_lists(&mut conn.output, members.clone().map(|r| r.kind.indices()));
+            conn.end_message();
+            announce_batch(&mut self.announce, members);
+        }
+        if matches!(self.inflight[self.inflight.len() - 1].kind, UpKind::Fetch(_)) {
+            self.stats.fetch_gets += 1;
+        }
+        self.sent += n;
+        self.groups.push_back(n);
+    }
+
+    /// A bare server's next request: the one at `at` in flight.
+    pub(super) fn write_next_bare(&mut self, at: usize) {
+        let (Some(conn), Some(req)) = (self.conn.as_mut(), self.inflight.get(at)) else {
+            return;
+        };
+        write_request(conn, &req.kind, self.secret.as_ref());
+        announce(&mut self.announce, req);
+        if matches!(req.kind, UpKind::Fetch(_)) {
+            self.stats.fetch_gets += 1;
+        }
+        self.sent = 1;
+        self.groups.push_back(1);
     }
 
     /// Sets the deadline timer of the current connection for `at`.
@@ -34,6 +106,7 @@ impl Upstream {
     /// Writes queued requests (once per loop pass, so requests from many
     /// clients leave in one write).
     pub fn flush(&mut self, now: Instant) {
+        self.write_batch();
         self.wire_seq = self.queued_seq;
         let Some(conn) = self.conn.as_mut() else { return };
         if conn.state() != State::Open {
@@ -63,6 +136,18 @@ impl std::fmt::Display for Whose<'_> {
         } else {
             write!(f, "client {}", self.0.waiter.key)
         }
+    }
+}
+
+/// Notes fetches written as one GET, for the trace's `SEND` line.
+fn announce_batch<'a>(out: &mut Vec<String>, members: impl Iterator<Item = &'a UpReq>) {
+    if crate::trace::enabled() {
+        let whose: Vec<String> = members.map(|r| Whose(r).to_string()).collect();
+        out.push(format!(
+            "GET of {} fetches in one, for {}",
+            whose.len(),
+            whose.join(", ")
+        ));
     }
 }
 
