@@ -135,8 +135,17 @@ pub struct Reads {
     spare_vals: Vec<Vec<Option<i64>>>,
 }
 
-/// Spare lists kept at most (of each kind).
+/// Spare lists kept at most (of each kind), of any length up to 4096.
 const SPARES: usize = 256;
+/// More spare lists kept when short (up to 64 values): enough for every
+/// fetch of a full pipeline of misses in flight at once (50 clients × 16
+/// and more), so a warm miss path allocates nothing, in 2 MiB at most.
+const SMALL_SPARES: usize = 4096;
+
+/// Whether a list given back is kept, with `kept` of its kind kept already.
+fn keep_spare(kept: usize, capacity: usize) -> bool {
+    (kept < SPARES && capacity <= 4096) || (kept < SMALL_SPARES && capacity <= 64)
+}
 
 impl Reads {
     /// Splits a read's `missing` indices into those that can join a fetch
@@ -244,7 +253,7 @@ impl Reads {
 
     /// Gives a list back for reuse.
     pub fn give_ind(&mut self, mut v: Vec<i64>) {
-        if self.spare_ind.len() < SPARES && v.capacity() <= 4096 {
+        if keep_spare(self.spare_ind.len(), v.capacity()) {
             v.clear();
             self.spare_ind.push(v);
         }
@@ -254,7 +263,7 @@ impl Reads {
     fn give_read(&mut self, read: Read) {
         self.give_ind(read.ind);
         let mut vals = read.vals;
-        if self.spare_vals.len() < SPARES && vals.capacity() <= 4096 {
+        if keep_spare(self.spare_vals.len(), vals.capacity()) {
             vals.clear();
             self.spare_vals.push(vals);
         }
@@ -518,13 +527,19 @@ mod tests {
     }
 
     #[test]
-    fn spare_lists_are_kept_up_to_256_and_4096_entries_long() {
+    fn spare_lists_are_kept_up_to_256_and_4096_entries_long_and_more_when_short() {
         // The pools bound what a burst of big reads leaves allocated.
         let mut r = Reads::default();
         for _ in 0..SPARES + 10 {
-            r.give_ind(Vec::with_capacity(8));
+            r.give_ind(Vec::with_capacity(100));
         }
         assert_eq!(r.spare_ind.len(), SPARES);
+        // Short lists: as many as a full pipeline of misses takes.
+        let mut r = Reads::default();
+        for _ in 0..SMALL_SPARES + 10 {
+            r.give_ind(Vec::with_capacity(64));
+        }
+        assert_eq!(r.spare_ind.len(), SMALL_SPARES);
         let mut r = Reads::default();
         r.give_ind(Vec::with_capacity(4096));
         r.give_ind(Vec::with_capacity(4097));
@@ -537,7 +552,7 @@ mod tests {
         assert_eq!((r.spare_ind.len(), r.spare_vals.len()), (2, 1));
         let mut r = Reads::default();
         for _ in 0..SPARES + 10 {
-            r.give_read(Read::new(w(1), Op::Get, Vec::with_capacity(4), vec![None; 4]));
+            r.give_read(Read::new(w(1), Op::Get, Vec::with_capacity(65), vec![None; 65]));
         }
         assert_eq!((r.spare_ind.len(), r.spare_vals.len()), (SPARES, SPARES));
     }
