@@ -23,6 +23,8 @@ start() { # bin name args...
 shapes=(
   "hits-1x1|--keys 5 --connections 1 --pipeline 1"
   "hits-50x16|--keys 5 --connections 50 --pipeline 16"
+  "misses-1x1|--keys 1000 --connections 1 --pipeline 1"
+  "misses-50x1|--keys 1000 --connections 50 --pipeline 1"
   "misses-50x16|--keys 100000 --connections 50 --pipeline 16"
   "mixed-50x16|--keys 10 --mix get=80,put=15,add=5 --connections 50 --pipeline 16"
 )
