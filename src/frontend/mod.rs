@@ -32,7 +32,6 @@ use crate::proto::{encode_field, Op, Problem, DEFAULT_MAX_MESSAGE_BYTES, TOO_MAN
 use crate::reactor::{LoopStats, Timers, LISTENER};
 use crate::trace_event;
 use log::{debug, info, warn};
-use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
@@ -271,32 +270,6 @@ impl<X: Default> Frontend<X> {
     /// with requests elsewhere, the proxy, answers them before).
     pub fn stop_deadline(&self) -> Option<Instant> {
         self.stop_at
-    }
-
-    /// Dispatches an event for the listener or one of the connections.
-    pub fn ready<S: Service<Ext = X>>(&mut self, svc: &mut S, token: Token, event: &Event, now: Instant) {
-        if token == LISTENER {
-            self.accept(now);
-            return;
-        }
-        let key = token.0;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return; // spurious: the connection is already gone
-        };
-        // Fixed order: error, then read, then write.
-        if event.is_error() {
-            let err = conn.sock.take_error().ok().flatten();
-            match err {
-                Some(e) => trace_event!(conn.role, conn.token, "ERROR", "{e}"),
-                None => trace_event!(conn.role, conn.token, "ERROR", "error event, no pending error"),
-            }
-            self.close(svc, key, "socket error");
-            return;
-        }
-        if event.is_readable() || event.is_read_closed() {
-            self.pump(svc, key, now);
-        }
-        self.after_io(svc, key, now);
     }
 
     /// Accepts until WouldBlock.

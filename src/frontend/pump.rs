@@ -1,15 +1,45 @@
 //! The read → message → reply pump of one connection, and what follows
-//! every burst of I/O: flush, resume a paused reader, close a finished one.
+//! every burst of I/O: flush, resume a paused reader, close a finished one;
+//! and `ready`, where an event for a connection enters it.
 
 use super::{FrontInfo, FrontStats, FrontTimer, Frontend, Limits, Service, MAX_ROUNDS};
 use crate::conn::{is_peer_gone, read_limit, Conn, ReadOutcome, State, WriteOutcome};
 use crate::framing::Frame;
 use crate::proto::Problem;
+use crate::reactor::LISTENER;
 use crate::trace_event;
 use log::{debug, warn};
+use mio::event::Event;
+use mio::Token;
 use std::time::Instant;
 
 impl<X: Default> Frontend<X> {
+    /// Dispatches an event for the listener or one of the connections.
+    pub fn ready<S: Service<Ext = X>>(&mut self, svc: &mut S, token: Token, event: &Event, now: Instant) {
+        if token == LISTENER {
+            self.accept(now);
+            return;
+        }
+        let key = token.0;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return; // spurious: the connection is already gone
+        };
+        // Fixed order: error, then read, then write.
+        if event.is_error() {
+            let err = conn.sock.take_error().ok().flatten();
+            match err {
+                Some(e) => trace_event!(conn.role, conn.token, "ERROR", "{e}"),
+                None => trace_event!(conn.role, conn.token, "ERROR", "error event, no pending error"),
+            }
+            self.close(svc, key, "socket error");
+            return;
+        }
+        if event.is_readable() || event.is_read_closed() {
+            self.pump(svc, key, now);
+        }
+        self.after_io(svc, key, now);
+    }
+
     /// Reads and handles messages until the socket is drained, the peer
     /// half-closes, or backpressure pauses the connection.
     pub(super) fn pump<S: Service<Ext = X>>(&mut self, svc: &mut S, key: usize, now: Instant) {

@@ -139,6 +139,15 @@ pub fn encode_ack(out: &mut Buffer, seq: u64, ok: bool) {
     }
 }
 
+/// Encodes the success reply of a GET (the values in the order asked) or
+/// an ADD (`sum`).
+pub fn encode_read_reply(out: &mut Buffer, op: Op, ind: &[i64], vals: &[Option<i64>], sum: i64) {
+    if op == Op::Add {
+        return encode_ok(out, Op::Add, ind, &[sum]);
+    }
+    encode_get_reply(out, ind, vals.iter().map(|v| v.unwrap_or(0)));
+}
+
 /// Appends a success reply body: the request's form plus `CODE=200`.
 pub fn encode_ok(out: &mut Buffer, op: Op, ind: &[i64], data: &[i64]) {
     encode_request(out, op, ind, data);

@@ -23,7 +23,7 @@ mod parse;
 
 pub use encode::{
     encode_ack, encode_error, encode_field, encode_get_lists, encode_get_reply, encode_get_reply_nocache, encode_inv,
-    encode_lease_grant, encode_lease_request, encode_ok, encode_request, put_i64, put_list,
+    encode_lease_grant, encode_lease_request, encode_ok, encode_read_reply, encode_request, put_i64, put_list,
 };
 pub use parse::{is_blank, peek_op, Reply, Request};
 

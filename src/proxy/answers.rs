@@ -4,9 +4,12 @@
 //! turned into errors in order, an invalidation applied, the lease
 //! session told of connects, losses and LEASE answers.
 
-use super::core::{encode_values, log_cache, sum_if_add, List, ProxyCore};
+use super::core::{List, ProxyCore};
+use crate::cache::log_cache;
 use crate::cache::IndexMap;
+use crate::proto::encode_read_reply;
 use crate::proto::{code, encode_error, encode_ok, Op, Reply};
+use crate::proxy::decide::sum_if_add;
 use crate::proxy::lease::Event;
 use crate::proxy::pending::{UpKind, UpReq, Waiter, Written};
 use crate::proxy::upstream::UpEvent;
@@ -182,7 +185,7 @@ impl ProxyCore {
                 let (counters, made) = (&mut self.counters, &mut self.made);
                 self.reads.answered(req.seq, ind, data, |read| {
                     made.push(read.waiter, |body| match sum_if_add(read.op, &read.vals) {
-                        Ok(sum) => encode_values(body, read.op, &read.ind, &read.vals, sum),
+                        Ok(sum) => encode_read_reply(body, read.op, &read.ind, &read.vals, sum),
                         Err(p) => {
                             counters.error(p.code());
                             encode_error(body, Some(read.op), p.code(), &p);

@@ -6,11 +6,11 @@
 
 use crate::buffer::Buffer;
 use crate::cache::Policy;
-use crate::proto::{encode_get_reply, encode_ok, Op, Problem, Request};
+use crate::proto::Request;
 use crate::proxy::counters::Counters;
 use crate::proxy::decide::{Writes, Zombies};
 use crate::proxy::lease::{Event, Lease, Next, Refusal, State};
-use crate::proxy::pending::{UpKind, Waiter};
+use crate::proxy::pending::{Made, UpKind};
 use crate::proxy::reads::Reads;
 use log::{debug, error, info, warn};
 use std::time::Instant;
@@ -47,36 +47,6 @@ pub struct ProxyCore {
     /// An own request the session asked for, for the node to send (it
     /// owns the upstream): a resuming LEASE (docs/durability.md).
     pub to_send: Option<UpKind>,
-}
-
-/// Replies made for clients' slots: their bodies back to back in one
-/// buffer, each with the slot it fills. Emptied by the node after every
-/// event, so it holds one event's replies at most.
-#[derive(Debug, Default)]
-pub struct Made {
-    bodies: Buffer,
-    list: Vec<(Waiter, usize, usize)>,
-}
-
-impl Made {
-    /// Adds a reply for `waiter`'s slot, its body written by `encode`.
-    pub fn push(&mut self, waiter: Waiter, encode: impl FnOnce(&mut Buffer)) {
-        let start = self.bodies.len();
-        encode(&mut self.bodies);
-        self.list.push((waiter, start, self.bodies.len()));
-    }
-
-    /// The replies, in the order made.
-    pub fn iter(&self) -> impl Iterator<Item = (Waiter, &[u8])> {
-        let all = self.bodies.data();
-        self.list.iter().map(move |&(w, a, b)| (w, &all[a..b]))
-    }
-
-    /// Empties it, keeping its room.
-    pub fn clear(&mut self) {
-        self.bodies.clear();
-        self.list.clear();
-    }
 }
 
 /// Indices as the protocol writes them: `1,2,3`.
@@ -197,40 +167,5 @@ impl ProxyCore {
     /// upstream can take a request.
     pub fn tick(&mut self, now: Instant) -> Option<UpKind> {
         self.session(Event::Tick, now)
-    }
-}
-
-/// For an ADD, the sum (overflow-checked); 0 for a GET.
-pub(super) fn sum_if_add(op: Op, vals: &[Option<i64>]) -> Result<i64, Problem> {
-    if op != Op::Add {
-        return Ok(0);
-    }
-    vals.iter()
-        .try_fold(0i64, |acc, v| acc.checked_add(v.unwrap_or(0)))
-        .ok_or(Problem::AddOverflow)
-}
-
-/// Encodes the success reply of a GET (the values in the order asked) or
-/// an ADD (`sum`).
-pub(super) fn encode_values(out: &mut Buffer, op: Op, ind: &[i64], vals: &[Option<i64>], sum: i64) {
-    if op == Op::Add {
-        return encode_ok(out, Op::Add, ind, &[sum]);
-    }
-    encode_get_reply(out, ind, vals.iter().map(|v| v.unwrap_or(0)));
-}
-
-/// Logs the cache after a change at `debug`, oldest first (as the seed's
-/// proxy prints its table): every entry of a small cache, only its size for
-/// a big one, so the cost never depends on the cache's size.
-pub(super) fn log_cache(c: &dyn Policy) {
-    if !log::log_enabled!(log::Level::Debug) {
-        return;
-    }
-    // (The entries are listed only when few: `entries` copies them.)
-    let few = c.len() <= 32;
-    let entries = if few { c.entries() } else { Vec::new() };
-    match crate::trace::small_cells(c.len(), entries.into_iter()) {
-        Some(cells) => debug!("proxy cache [{cells}] (oldest first, {}/{})", c.len(), c.capacity()),
-        None => debug!("proxy cache: {}/{} entries (DMP shows them)", c.len(), c.capacity()),
     }
 }

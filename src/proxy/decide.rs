@@ -26,6 +26,7 @@
 //! lease ([`Mode::Lapsed`]) nothing is read from the cache.
 
 use crate::cache::{IndexMap, Policy};
+use crate::proto::{Op, Problem};
 use crate::proxy::lease::Mode;
 use crate::proxy::pending::{UpKind, Written};
 
@@ -260,6 +261,16 @@ pub fn decide(
         }
     }
     Plan::Fetch
+}
+
+/// For an ADD, the sum (overflow-checked); 0 for a GET.
+pub fn sum_if_add(op: Op, vals: &[Option<i64>]) -> Result<i64, Problem> {
+    if op != Op::Add {
+        return Ok(0);
+    }
+    vals.iter()
+        .try_fold(0i64, |acc, v| acc.checked_add(v.unwrap_or(0)))
+        .ok_or(Problem::AddOverflow)
 }
 
 #[cfg(test)]

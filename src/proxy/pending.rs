@@ -310,6 +310,36 @@ impl UpReq {
     }
 }
 
+/// Replies made for clients' slots: their bodies back to back in one
+/// buffer, each with the slot it fills. Emptied by the node after every
+/// event, so it holds one event's replies at most.
+#[derive(Debug, Default)]
+pub struct Made {
+    bodies: Buffer,
+    list: Vec<(Waiter, usize, usize)>,
+}
+
+impl Made {
+    /// Adds a reply for `waiter`'s slot, its body written by `encode`.
+    pub fn push(&mut self, waiter: Waiter, encode: impl FnOnce(&mut Buffer)) {
+        let start = self.bodies.len();
+        encode(&mut self.bodies);
+        self.list.push((waiter, start, self.bodies.len()));
+    }
+
+    /// The replies, in the order made.
+    pub fn iter(&self) -> impl Iterator<Item = (Waiter, &[u8])> {
+        let all = self.bodies.data();
+        self.list.iter().map(move |&(w, a, b)| (w, &all[a..b]))
+    }
+
+    /// Empties it, keeping its room.
+    pub fn clear(&mut self) {
+        self.bodies.clear();
+        self.list.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,10 @@
 
 use crate::conn::Conn;
 use crate::frontend::{FrontInfo, Service};
+use crate::proto::encode_read_reply;
 use crate::proto::{code, encode_error, Op, Problem};
-use crate::proxy::core::{encode_values, sum_if_add, ProxyCore};
+use crate::proxy::core::ProxyCore;
+use crate::proxy::decide::sum_if_add;
 use crate::proxy::decide::{decide, Plan};
 use crate::proxy::lease::Mode;
 use crate::proxy::pending::{Slots, UpKind, UpReq, Waiter};
@@ -115,7 +117,7 @@ impl ProxyCore {
             match sum_if_add(op, vals) {
                 Ok(sum) => conn
                     .ext
-                    .answer(&mut conn.output, end, |out| encode_values(out, op, ind, vals, sum)),
+                    .answer(&mut conn.output, end, |out| encode_read_reply(out, op, ind, vals, sum)),
                 Err(p) => {
                     self.counters.error(p.code());
                     conn.ext
