@@ -93,23 +93,6 @@ pub fn by_name(name: &str, capacity: usize) -> Option<Box<dyn Policy + Send>> {
     })
 }
 
-/// Logs the cache after a change at `debug`, oldest first (as the seed's
-/// proxy prints its table): every entry of a small cache, only its size for
-/// a big one, so the cost never depends on the cache's size.
-pub fn log_cache(c: &dyn Policy) {
-    use log::debug;
-    if !log::log_enabled!(log::Level::Debug) {
-        return;
-    }
-    // (The entries are listed only when few: `entries` copies them.)
-    let few = c.len() <= 32;
-    let entries = if few { c.entries() } else { Vec::new() };
-    match crate::trace::small_cells(c.len(), entries.into_iter()) {
-        Some(cells) => debug!("proxy cache [{cells}] (oldest first, {}/{})", c.len(), c.capacity()),
-        None => debug!("proxy cache: {}/{} entries (DMP shows them)", c.len(), c.capacity()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

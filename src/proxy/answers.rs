@@ -5,8 +5,7 @@
 //! session told of connects, losses and LEASE answers.
 
 use super::core::{List, ProxyCore};
-use crate::cache::log_cache;
-use crate::cache::IndexMap;
+use crate::cache::{IndexMap, Policy};
 use crate::proto::encode_read_reply;
 use crate::proto::{code, encode_error, encode_ok, Op, Reply};
 use crate::proxy::decide::sum_if_add;
@@ -208,5 +207,22 @@ impl ProxyCore {
             UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {} // answered to no one
         }
         self.recycle(req.kind);
+    }
+}
+
+/// Logs the cache after a change at `debug`, oldest first (as the seed's
+/// proxy prints its table): every entry of a small cache, only its size for
+/// a big one, so the cost never depends on the cache's size.
+fn log_cache(c: &dyn Policy) {
+    use log::debug;
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    // (The entries are listed only when few: `entries` copies them.)
+    let few = c.len() <= 32;
+    let entries = if few { c.entries() } else { Vec::new() };
+    match crate::trace::small_cells(c.len(), entries.into_iter()) {
+        Some(cells) => debug!("proxy cache [{cells}] (oldest first, {}/{})", c.len(), c.capacity()),
+        None => debug!("proxy cache: {}/{} entries (DMP shows them)", c.len(), c.capacity()),
     }
 }
