@@ -139,7 +139,8 @@ pub struct Reads {
 const SPARES: usize = 256;
 /// More spare lists kept when short (up to 64 values): enough for every
 /// fetch of a full pipeline of misses in flight at once (50 clients × 16
-/// and more), so a warm miss path allocates nothing, in 2 MiB at most.
+/// and more), so a warm miss path allocates nothing: 2 MiB of index
+/// lists and 4 MiB of value lists at most.
 const SMALL_SPARES: usize = 4096;
 
 /// Whether a list given back is kept, with `kept` of its kind kept already.
