@@ -966,3 +966,38 @@ fn a_client_pipelining_when_the_proxy_stops_gets_every_reply_it_answered() {
         "the proxy waited for its stop deadline: it did not see the client close"
     );
 }
+
+#[test]
+fn a_reply_with_nothing_on_the_wire_resets_the_upstream_and_the_proxy_lives() {
+    // A server that grants no lease and, later, says something unasked
+    // while a client's miss is queued in the proxy but not yet written:
+    // the proxy is stopped meanwhile, so that both arrive in one poll, the
+    // client's bytes first. The reply answers nothing on the wire: the
+    // upstream is out of step and is reset; the client gets its 502 and
+    // the proxy keeps serving.
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap().to_string();
+    let proxy = spawn_node(&proxy_args(&up, &[]));
+    let (s, _) = l.accept().unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line.trim_end(), "OP=LEASE");
+    w.write_all(b"OP=LEASE;CODE=400;MSG=unknown OP LEASE\n").unwrap();
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    wait_until("the proxy has its LEASE answered", || {
+        field(&c.ask("OP=STS"), "LEASE_STATE").as_deref() == Some("alone")
+    });
+    proxy.signal("STOP");
+    c.send(b"OP=GET;IND=1\n");
+    std::thread::sleep(Duration::from_millis(50)); // the client's bytes first
+    w.write_all(b"OP=GET;CODE=500;MSG=unasked\n").unwrap();
+    proxy.signal("CONT");
+    assert!(c.line().starts_with("OP=GET;CODE=502"), "the miss fails with the reset");
+    assert!(
+        field(&c.ask("OP=STS"), "UP_RESETS").is_some_and(|n| n != "0"),
+        "alive and reset"
+    );
+}

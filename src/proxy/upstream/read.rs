@@ -185,15 +185,19 @@ impl Upstream {
                 _ => Err("an INV without a new SEQ".into()),
             };
         }
-        let n = self.groups.front().copied().unwrap_or(1);
-        match (parsed, self.inflight.front()) {
-            (Err(p), _) => return Err(format!("unreadable reply ({p})")),
-            (Ok(()), None) => return Err("a reply with no request in flight".into()),
-            (Ok(()), Some(_)) if n > 1 => check_batch(self.inflight.range(..n), reply)?,
-            (Ok(()), Some(head)) => head.check_reply(reply)?,
+        if let Err(p) = parsed {
+            return Err(format!("unreadable reply ({p})"));
         }
-        if n > self.inflight.len() {
-            return Err("a reply with fewer requests in flight than it answers".into());
+        // What the oldest request on the wire answers: a reply while none
+        // is (a fetch may be queued, not yet written) answers nothing.
+        let n = match self.groups.front() {
+            Some(&n) if n <= self.inflight.len() => n,
+            _ => return Err("a reply with no request on the wire".into()),
+        };
+        match self.inflight.front() {
+            None => return Err("a reply with no request in flight".into()),
+            Some(_) if n > 1 => check_batch(self.inflight.range(..n), reply)?,
+            Some(head) => head.check_reply(reply)?,
         }
         self.groups.pop_front();
         if reply.code == code::UNAVAILABLE {
