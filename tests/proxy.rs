@@ -456,11 +456,12 @@ fn a_hit_behind_its_own_pending_miss_sees_a_write_sent_before_that_miss() {
     // cached 1.
     b.send(b"OP=PUT;IND=1;DATA=5\n");
     assert_eq!(up.recv(), "OP=PUT;IND=1;DATA=5");
-    // (Both fetches arrive in one pass: they go as one GET.)
     a.send(b"OP=GET;IND=7\nOP=GET;IND=1\n");
-    assert_eq!(up.recv(), "OP=GET;IND=7,1");
+    assert_eq!(up.recv(), "OP=GET;IND=7");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
     up.reply("OP=PUT;IND=1;DATA=5;CODE=200");
-    up.reply("OP=GET;IND=7,1;DATA=7,5;CODE=200");
+    up.reply("OP=GET;IND=7;DATA=7;CODE=200");
+    up.reply("OP=GET;IND=1;DATA=5;CODE=200");
     assert_eq!(b.line(), "OP=PUT;IND=1;DATA=5;CODE=200");
     assert_eq!(a.line(), "OP=GET;IND=7;DATA=7;CODE=200");
     assert_eq!(a.line(), "OP=GET;IND=1;DATA=5;CODE=200");
@@ -1547,21 +1548,17 @@ fn with_leases_a_read_behind_its_own_miss_joins_no_fetch_sent_before_that_miss()
     let mut c = Peer::connect(proxy.addr());
     up.accept();
     wait_leased(&mut c);
-    // The fetches of one pass go as one GET (in two passes, as two).
     c.send(b"OP=GET;IND=2\nOP=GET;IND=3\nOP=GET;IND=2,3\n");
-    let first = up.recv();
-    if first == "OP=GET;IND=2,3,2" {
-        up.reply("OP=GET;IND=2,3,2;DATA=20,30,21;CODE=200");
+    assert_eq!(up.recv(), "OP=GET;IND=2");
+    assert_eq!(up.recv(), "OP=GET;IND=3");
+    let third = up.recv();
+    assert!(third == "OP=GET;IND=2" || third == "OP=GET;IND=2,3", "{third}");
+    up.reply("OP=GET;IND=2;DATA=20;CODE=200");
+    up.reply("OP=GET;IND=3;DATA=30;CODE=200");
+    if third == "OP=GET;IND=2" {
+        up.reply("OP=GET;IND=2;DATA=21;CODE=200");
     } else {
-        assert_eq!(first, "OP=GET;IND=2,3");
-        let third = up.recv();
-        assert!(third == "OP=GET;IND=2" || third == "OP=GET;IND=2,3", "{third}");
-        up.reply("OP=GET;IND=2,3;DATA=20,30;CODE=200");
-        if third == "OP=GET;IND=2" {
-            up.reply("OP=GET;IND=2;DATA=21;CODE=200");
-        } else {
-            up.reply("OP=GET;IND=2,3;DATA=21,30;CODE=200");
-        }
+        up.reply("OP=GET;IND=2,3;DATA=21,30;CODE=200");
     }
     assert_eq!(c.line(), "OP=GET;IND=2;DATA=20;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=3;DATA=30;CODE=200");
@@ -1652,7 +1649,8 @@ fn replies_left_behind_a_flood_are_taken_even_when_the_server_closes() {
 }
 
 /// A proxy of 5 entries in front of `up`, whose LEASE `up` has answered
-/// (with a 400: a server without leases, so the proxy caches alone).
+/// (with a 400: a server without leases, so the proxy caches alone), and
+/// which has seen `up` answer a GET of 9 (cached).
 fn settled_proxy(up: &mut Scripted, batch_bytes: usize) -> NodeHandle {
     let proxy = proxy_node(ProxyConfig {
         upstream_batch_bytes: batch_bytes,
@@ -1663,6 +1661,8 @@ fn settled_proxy(up: &mut Scripted, batch_bytes: usize) -> NodeHandle {
     wait_until("the proxy has its LEASE answered", || {
         field(&probe.ask("OP=STS"), "LEASE_STATE").as_deref() == Some("alone")
     });
+    // Fetches are batched only within the indices the server has answered.
+    warm(&mut probe, up, "9", "90");
     proxy
 }
 
@@ -1681,8 +1681,9 @@ fn the_misses_of_one_pass_go_as_one_get_and_each_gets_its_part() {
     assert_eq!(c.line(), "OP=ADD;IND=4,5;DATA=90;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=6,3;DATA=60,30;CODE=200");
     let sts = c.ask("OP=STS");
-    assert_eq!(field(&sts, "UP_FETCHES").as_deref(), Some("3"), "{sts}");
-    assert_eq!(field(&sts, "UP_FETCH_GETS").as_deref(), Some("1"), "{sts}");
+    // (The fetch of 9 that made the indices known, then these three.)
+    assert_eq!(field(&sts, "UP_FETCHES").as_deref(), Some("4"), "{sts}");
+    assert_eq!(field(&sts, "UP_FETCH_GETS").as_deref(), Some("2"), "{sts}");
     // Every part entered the cache: hits now.
     assert_eq!(
         c.ask("OP=GET;IND=3,4,5,6"),
@@ -1743,7 +1744,11 @@ fn an_error_answering_a_batch_answers_each_of_its_fetches() {
     up.reply("OP=GET;CODE=400;MSG=no such index");
     assert_eq!(c.line(), "OP=GET;CODE=400;MSG=no such index");
     assert_eq!(c.line(), "OP=GET;CODE=400;MSG=no such index");
-    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;CODE=200", "nothing cached");
+    assert_eq!(
+        c.ask("OP=DMP"),
+        "OP=DMP;CAPACITY=5;IND=9;DATA=90;CODE=200",
+        "nothing more cached"
+    );
 }
 
 #[test]
@@ -1757,7 +1762,11 @@ fn a_reply_that_does_not_answer_the_whole_batch_resets_the_upstream() {
     up.reply("OP=GET;IND=1;DATA=1;CODE=200");
     assert!(c.line().starts_with("OP=GET;CODE=502"));
     assert!(c.line().starts_with("OP=GET;CODE=502"));
-    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;CODE=200", "nothing cached");
+    assert_eq!(
+        c.ask("OP=DMP"),
+        "OP=DMP;CAPACITY=5;IND=9;DATA=90;CODE=200",
+        "nothing more cached"
+    );
 }
 
 #[test]
@@ -1767,11 +1776,55 @@ fn nocache_in_a_batch_answer_holds_for_the_fetch_that_asked_that_index() {
     let mut c = Peer::connect(proxy.addr());
     up.accept();
     wait_leased(&mut c);
+    warm(&mut c, &mut up, "9", "90");
     c.send(b"OP=GET;IND=3\nOP=GET;IND=4\n");
     assert_eq!(up.recv(), "OP=GET;IND=3,4");
     // A write to 4 waits at the server: 4 must not be kept.
     up.reply("OP=GET;IND=3,4;DATA=30,40;NOCACHE=4;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=3;DATA=30;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=4;DATA=40;CODE=200");
-    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;IND=3;DATA=30;CODE=200");
+    assert_eq!(c.ask("OP=DMP"), "OP=DMP;CAPACITY=5;IND=9,3;DATA=90,30;CODE=200");
+}
+
+#[test]
+fn a_bad_index_in_a_pass_fails_only_the_request_that_asked_it() {
+    // A GET of an index the table lacks is refused (400) by the server; a
+    // valid GET in the same pass, from the same client or another, must
+    // not inherit that refusal by sharing a batched GET with it.
+    let server = start_server(10);
+    let proxy = start_proxy(server.addr(), 1);
+    let mut c = Peer::connect(proxy.addr());
+    wait_leased(&mut c);
+    // Known indices first (the proxy batches only what it has seen the
+    // server answer), then a pass with a valid miss and a bad one.
+    for i in 0..10 {
+        assert!(c.ask(&format!("OP=GET;IND={i}")).ends_with(";CODE=200"));
+    }
+    for round in 0..20 {
+        c.send(b"OP=GET;IND=4\nOP=GET;IND=99\nOP=GET;IND=5\n");
+        assert_eq!(c.line(), "OP=GET;IND=4;DATA=0;CODE=200", "round {round}");
+        assert!(c.line().starts_with("OP=GET;CODE=400"), "round {round}");
+        assert_eq!(c.line(), "OP=GET;IND=5;DATA=0;CODE=200", "round {round}");
+    }
+}
+
+#[test]
+fn a_batch_refused_as_too_long_turns_batching_off() {
+    let mut up = Scripted::new();
+    let proxy = settled_proxy(&mut up, 8192);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=1\nOP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1,2");
+    // A server with a small --max-message-bytes.
+    up.reply("OP=GET;CODE=413;MSG=message over 8 bytes");
+    assert!(c.line().starts_with("OP=GET;CODE=413"));
+    assert!(c.line().starts_with("OP=GET;CODE=413"));
+    // From now on each fetch goes alone.
+    c.send(b"OP=GET;IND=1\nOP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    assert_eq!(up.recv(), "OP=GET;IND=2");
+    up.reply("OP=GET;IND=1;DATA=1;CODE=200");
+    up.reply("OP=GET;IND=2;DATA=2;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=1;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=2;DATA=2;CODE=200");
 }

@@ -131,7 +131,7 @@ pub struct ProxyArgs {
     /// Misses of one loop pass go to the server as one GET, up to this many
     /// bytes of indices (0: one GET per miss). Keep it under the server's
     /// --max-message-bytes.
-    #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
+    #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(0..=65_536))]
     pub upstream_batch_bytes: u64,
     /// line, or bare for a naive server (no terminator, one request at a time).
     #[arg(long, value_name = "FRAMING", default_value = "line")]

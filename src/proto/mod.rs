@@ -709,5 +709,12 @@ mod fuzz {
         part.take_part(&whole, 1, &[4, 5]);
         assert_eq!((part.code, part.msg.as_str()), (503, "busy"));
         assert!(part.ind.is_empty() && part.data.is_empty() && !part.has_ind);
+        // A long message is copied into each part only up to 256 bytes,
+        // cut on a character's boundary.
+        whole
+            .parse(format!("OP=GET;CODE=400;MSG={}", "é".repeat(500)).as_bytes())
+            .unwrap();
+        part.take_part(&whole, 0, &[3]);
+        assert_eq!(part.msg, "é".repeat(128));
     }
 }

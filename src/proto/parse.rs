@@ -319,7 +319,14 @@ impl Reply {
     pub fn take_part(&mut self, whole: &Reply, at: usize, ind: &[i64]) {
         self.op = whole.op;
         self.code = whole.code;
-        self.msg.clone_from(&whole.msg);
+        // The message, for people, once per member: at most its first
+        // 256 bytes (a server's long message is not copied many times).
+        let mut cut = whole.msg.len().min(256);
+        while !whole.msg.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.msg.clear();
+        self.msg.push_str(&whole.msg[..cut]);
         self.has_ind = whole.has_ind;
         self.has_data = whole.has_data;
         self.ind.clear();

@@ -150,6 +150,13 @@ pub struct Upstream {
     batch_bytes: usize,
     /// A batch's indices take this many bytes at most (0: no batching).
     batch_max: usize,
+    /// The greatest index the server has answered a GET for on this
+    /// connection (-1: none yet). Only fetches within `0..=known` are
+    /// batched: one of an index the table lacks is refused (400), and a
+    /// refusal must reach only the request that earned it. A server's
+    /// table does not shrink while a connection lives (`--resize` takes
+    /// effect only at a start).
+    known: i64,
     /// A batched GET's answer, while it is split into its fetches' parts.
     whole: Reply,
     /// The latest client request queued, and the latest that may be on the
@@ -211,6 +218,7 @@ impl Upstream {
             batch: 0,
             batch_bytes: 0,
             batch_max: 0,
+            known: -1,
             whole: Reply::default(),
             queued_seq: 0,
             wire_seq: 0,
@@ -310,6 +318,7 @@ impl Upstream {
         self.gen += 1;
         self.line = Line::new(now);
         self.paused = None;
+        self.known = -1;
         match Conn::connect(self.addr, UPSTREAM, self.gen, self.role, &self.registry, now, ()) {
             Ok(mut conn) => {
                 conn.framer = Framer::new(self.framing);

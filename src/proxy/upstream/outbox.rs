@@ -90,7 +90,8 @@ impl Outbox {
             return;
         }
         for r in &mut self.replies[..self.used] {
-            if r.ind.capacity() + r.data.capacity() + r.nocache.capacity() > KEEP_VALUES {
+            let values = r.ind.capacity() + r.data.capacity() + r.nocache.capacity();
+            if values > KEEP_VALUES || r.msg.capacity() > 8 * KEEP_VALUES {
                 *r = Reply::default();
             }
         }

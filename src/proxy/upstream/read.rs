@@ -200,6 +200,21 @@ impl Upstream {
             Some(head) => head.check_reply(reply)?,
         }
         self.groups.pop_front();
+        if n > 1 && reply.code == code::TOO_LARGE && self.batch_max > 0 {
+            // The server's --max-message-bytes is below the batch bound:
+            // each fetch goes alone from now on (this batch's fetches get
+            // the 413).
+            warn!(
+                "proxy upstream {}: a batched GET was refused as too long: batching is off; give the proxy an --upstream-batch-bytes under the server's --max-message-bytes",
+                self.addr
+            );
+            self.batch_max = 0;
+        }
+        if reply.is_ok() {
+            // Indices the server answered: from now on they may be batched.
+            let most = self.inflight.range(..n).flat_map(|r| r.kind.indices()).max();
+            self.known = self.known.max(most.copied().unwrap_or(-1));
+        }
         if reply.code == code::UNAVAILABLE {
             // A 503 is what a server at its connection limit says before
             // it closes: the backoff keeps growing.

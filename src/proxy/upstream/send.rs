@@ -15,7 +15,9 @@ impl Upstream {
         let fetch = match &req.kind {
             UpKind::Fetch(ind) => {
                 self.stats.fetches += 1;
-                Some(21 * ind.len())
+                // Batched only if every index is one the server answered.
+                let known = ind.iter().all(|&i| (0..=self.known).contains(&i));
+                known.then_some(21 * ind.len())
             }
             _ => None,
         };
