@@ -1,6 +1,7 @@
 //! Sending: a request queued into the connection's output (a bare
-//! server gets one at a time), the flush that writes every request queued
-//! in a loop pass at once, and how each request is encoded.
+//! server gets one at a time; the fetches of a loop pass wait to go as one
+//! GET, docs/coherence.md "Batching"), the flush that writes every request
+//! queued in a loop pass at once, and how each request is encoded.
 
 use super::*;
 
