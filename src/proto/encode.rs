@@ -206,3 +206,65 @@ impl std::io::Write for BufWriter<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(f: impl FnOnce(&mut Buffer)) -> String {
+        let mut b = Buffer::new();
+        f(&mut b);
+        String::from_utf8(b.data().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn every_message_of_the_coherence_protocol_has_its_exact_bytes() {
+        let h = History {
+            id: 0xab,
+            seq: 7,
+            sum: Some(0xcd),
+        };
+        assert_eq!(text(|b| encode_lease_request(b, &[], None, None)), "OP=LEASE");
+        assert_eq!(
+            text(|b| encode_lease_request(b, &[3, 4], Some(&h), Some(b"s3cret"))),
+            "OP=LEASE;IND=3,4;ID=00000000000000ab;SEQ=7;SUM=00000000000000cd;KEY=s3cret"
+        );
+        let no_sum = History { sum: None, ..h };
+        assert_eq!(
+            text(|b| encode_lease_grant(b, 1000, &no_sum, None)),
+            "OP=LEASE;MS=1000;ID=00000000000000ab;SEQ=7;CODE=200"
+        );
+        assert_eq!(
+            text(|b| encode_lease_grant(b, 5, &h, Some(true))),
+            "OP=LEASE;MS=5;ID=00000000000000ab;SEQ=7;SUM=00000000000000cd;KEEP=1;CODE=200"
+        );
+        assert!(text(|b| encode_lease_grant(b, 5, &h, Some(false))).contains(";KEEP=0;"));
+        assert_eq!(text(|b| encode_ack(b, 9, false)), "OP=ACK;SEQ=9");
+        assert_eq!(text(|b| encode_ack(b, 9, true)), "OP=ACK;SEQ=9;CODE=200");
+        assert_eq!(text(|b| encode_inv(b, 4, Some(&[1, -2]))), "OP=INV;SEQ=4;IND=1,-2");
+        assert_eq!(text(|b| encode_inv(b, 4, None)), "OP=INV;SEQ=4");
+    }
+
+    #[test]
+    fn reads_are_encoded_as_asked() {
+        let lists: [&[i64]; 3] = [&[3], &[4, 5], &[3]];
+        assert_eq!(text(|b| encode_get_lists(b, lists.into_iter())), "OP=GET;IND=3,4,5,3");
+        assert_eq!(
+            text(|b| encode_get_reply_nocache(b, &[1, 2], [10, 20], &[2])),
+            "OP=GET;IND=1,2;DATA=10,20;NOCACHE=2;CODE=200"
+        );
+        assert_eq!(
+            text(|b| encode_get_reply(b, &[1], [10])),
+            "OP=GET;IND=1;DATA=10;CODE=200"
+        );
+        let vals = [Some(4), None, Some(-1)];
+        assert_eq!(
+            text(|b| encode_read_reply(b, Op::Get, &[1, 2, 3], &vals, 0)),
+            "OP=GET;IND=1,2,3;DATA=4,0,-1;CODE=200"
+        );
+        assert_eq!(
+            text(|b| encode_read_reply(b, Op::Add, &[1, 2, 3], &vals, 3)),
+            "OP=ADD;IND=1,2,3;DATA=3;CODE=200"
+        );
+    }
+}

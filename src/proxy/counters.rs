@@ -54,3 +54,39 @@ impl Counters {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_and_misses_are_counted_overall_and_per_index() {
+        let mut c = Counters::default();
+        c.count(&[1, 2, 1], &[Some(10), None, Some(10)]);
+        c.count(&[2], &[None]);
+        assert_eq!((c.hits, c.misses), (2, 2));
+        assert_eq!(c.by_index.get(&1), Some(&(2, 0)));
+        assert_eq!(c.by_index.get(&2), Some(&(0, 2)));
+        c.error(503);
+        c.error(503);
+        c.error(400);
+        assert_eq!(
+            c.errors.iter().map(|(&k, &n)| (k, n)).collect::<Vec<_>>(),
+            [(400, 1), (503, 2)]
+        );
+    }
+
+    #[test]
+    fn indices_past_the_bound_are_counted_only_overall() {
+        let mut c = Counters::default();
+        for i in 0..MAX_TRACKED_INDICES as i64 {
+            c.count(&[i], &[None]);
+        }
+        assert_eq!(c.by_index.len(), MAX_TRACKED_INDICES);
+        c.count(&[-1, 0], &[Some(1), Some(1)]);
+        assert_eq!(c.by_index.len(), MAX_TRACKED_INDICES, "no room for a new index");
+        assert_eq!(c.by_index.get(&-1), None);
+        assert_eq!(c.by_index.get(&0), Some(&(1, 1)), "a known one still counts");
+        assert_eq!((c.hits, c.misses), (2, MAX_TRACKED_INDICES as u64));
+    }
+}
