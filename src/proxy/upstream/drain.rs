@@ -28,10 +28,10 @@ impl Upstream {
                     .is_ok();
                 if lingering {
                     self.draining = Some(c);
-                    self.out.push(UpEvent::Draining);
+                    self.out.push(Plain::Draining);
                 } else {
                     c.close(&self.registry, why);
-                    self.out.push(UpEvent::DrainLost);
+                    self.out.push(Plain::DrainLost);
                 }
             }
         }
@@ -48,7 +48,7 @@ impl Upstream {
                 c.close(&self.registry, "drained");
             }
             info!("proxy upstream {}: the old connection is drained", self.addr);
-            self.out.push(UpEvent::Settled);
+            self.out.push(Plain::Settled);
         }
     }
 }

@@ -38,7 +38,7 @@ use crate::trace_event;
 use log::{info, warn};
 use mio::event::Event;
 use mio::Registry;
-use outbox::Outbox;
+use outbox::{Outbox, Plain};
 use pace::{Backoff, Close, IdlePolicy, KeepAlive};
 use std::collections::VecDeque;
 use std::io;
@@ -353,7 +353,7 @@ impl Upstream {
                     if let Some(k) = self.idle.limit() {
                         self.timers.add(now + k, UpTimer::KeepAlive, UPSTREAM.0, self.gen);
                     }
-                    self.out.push(UpEvent::Connected);
+                    self.out.push(Plain::Connected);
                 }
                 ConnectOutcome::Failed(e) => {
                     let why = format!("connect failed: {e}");
@@ -389,7 +389,7 @@ impl Upstream {
         self.groups.clear();
         (self.batch, self.batch_bytes) = (0, 0);
         self.paused = None;
-        self.out.push(UpEvent::Disconnected);
+        self.out.push(Plain::Disconnected);
         self.log_reset(code, why);
         let reason = self.out.reason(why);
         while let Some(req) = self.inflight.pop_front() {

@@ -49,6 +49,21 @@ pub enum UpEvent<'a> {
     DrainLost,
 }
 
+/// An event that names no reply and no request, as recorded.
+#[derive(Debug, Clone, Copy)]
+pub enum Plain {
+    /// See [`UpEvent::Connected`].
+    Connected,
+    /// See [`UpEvent::Disconnected`].
+    Disconnected,
+    /// See [`UpEvent::Draining`].
+    Draining,
+    /// See [`UpEvent::Settled`].
+    Settled,
+    /// See [`UpEvent::DrainLost`].
+    DrainLost,
+}
+
 /// An event as kept: replies and reasons by slot.
 #[derive(Debug)]
 enum Kept {
@@ -141,17 +156,14 @@ impl Outbox {
     }
 
     /// Records an event that names no reply and no request.
-    pub fn push(&mut self, event: UpEvent<'static>) {
+    pub fn push(&mut self, event: Plain) {
         self.reuse();
         let kept = match event {
-            UpEvent::Connected => Kept::Connected,
-            UpEvent::Disconnected => Kept::Disconnected,
-            UpEvent::Draining => Kept::Draining,
-            UpEvent::Settled => Kept::Settled,
-            UpEvent::DrainLost => Kept::DrainLost,
-            UpEvent::Answered(..) | UpEvent::Invalidated(_) | UpEvent::Failed(..) => {
-                unreachable!("recorded through answered, invalidated, failed")
-            }
+            Plain::Connected => Kept::Connected,
+            Plain::Disconnected => Kept::Disconnected,
+            Plain::Draining => Kept::Draining,
+            Plain::Settled => Kept::Settled,
+            Plain::DrainLost => Kept::DrainLost,
         };
         self.events.push_back(kept);
     }
@@ -196,14 +208,14 @@ mod tests {
     #[test]
     fn events_come_out_in_order_with_their_replies() {
         let mut o = Outbox::default();
-        o.push(UpEvent::Connected);
+        o.push(Plain::Connected);
         answer(&mut o, "OP=GET;IND=1;DATA=10;CODE=200", 1);
         o.slot().parse(b"OP=INV;SEQ=1;IND=1").unwrap();
         o.invalidated();
         answer(&mut o, "OP=GET;IND=1;DATA=11;CODE=200", 2);
         let why = o.reason("upstream timeout");
         o.failed(req(3), 504, why);
-        o.push(UpEvent::Settled);
+        o.push(Plain::Settled);
         assert!(!o.is_empty());
         assert!(matches!(o.next(), Some(UpEvent::Connected)));
         assert!(matches!(o.next(), Some(UpEvent::Answered(r, rep)) if r.seq == 1 && rep.data == [10]));
@@ -272,7 +284,7 @@ mod tests {
         let mut o = Outbox::default();
         for k in 0..OUTBOX_MAX {
             assert!(!o.is_full(), "at {k}");
-            o.push(UpEvent::Settled);
+            o.push(Plain::Settled);
         }
         assert!(o.is_full());
         o.next();

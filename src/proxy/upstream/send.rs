@@ -68,7 +68,12 @@ impl Upstream {
     /// Writes the last `n` requests in flight as one request on the wire:
     /// itself for one, a GET of every fetch's indices for more.
     fn write_batch_of(&mut self, n: usize) {
-        let Some(conn) = self.conn.as_mut() else { return };
+        // (Only written requests are ever answered and popped, so the
+        // unwritten ones are all still at the tail; checked all the same.)
+        let n = n.min(self.inflight.len());
+        let Some(conn) = self.conn.as_mut().filter(|_| n > 0) else {
+            return;
+        };
         let members = self.inflight.range(self.inflight.len() - n..);
         if n == 1 {
             let req = &self.inflight[self.inflight.len() - 1];
