@@ -1828,3 +1828,62 @@ fn a_batch_refused_as_too_long_turns_batching_off() {
     assert_eq!(c.line(), "OP=GET;IND=1;DATA=1;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=2;DATA=2;CODE=200");
 }
+
+#[test]
+fn only_indices_the_server_answered_are_batched() {
+    let mut up = Scripted::new();
+    let proxy = proxy_node(proxy_to(up.addr(), 5));
+    let mut c = Peer::connect(proxy.addr());
+    up.accept();
+    wait_until("the proxy has its LEASE answered", || {
+        field(&c.ask("OP=STS"), "LEASE_STATE").as_deref() == Some("alone")
+    });
+    // Answers that name no GET's indices teach nothing (a PUT's success).
+    c.send(b"OP=PUT;IND=5;DATA=1\n");
+    assert_eq!(up.recv(), "OP=PUT;IND=5;DATA=1");
+    up.reply("OP=PUT;IND=5;DATA=1;CODE=200");
+    assert_eq!(c.line(), "OP=PUT;IND=5;DATA=1;CODE=200");
+    c.send(b"OP=GET;IND=0\nOP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=0", "not known yet: alone");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    up.reply("OP=GET;IND=0;DATA=0;CODE=200");
+    up.reply("OP=GET;IND=1;DATA=1;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=0;DATA=0;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=1;CODE=200");
+    // A lone fetch refused as too long does not turn batching off (only a
+    // batch's refusal does).
+    c.send(b"OP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=2");
+    up.reply("OP=GET;CODE=413;MSG=too long");
+    assert!(c.line().starts_with("OP=GET;CODE=413"));
+    // 0 and 1 are known now, and cached: a CLR empties the cache, so they
+    // miss again.
+    c.send(b"OP=CLR\n");
+    assert_eq!(up.recv(), "OP=CLR");
+    up.reply("OP=CLR;CODE=200");
+    assert_eq!(c.line(), "OP=CLR;CODE=200");
+    c.send(b"OP=GET;IND=0\nOP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=0,1", "known, and batching still on");
+    up.reply("OP=GET;IND=0,1;DATA=0,1;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=0;DATA=0;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=1;CODE=200");
+}
+
+#[test]
+fn a_server_that_closes_right_after_answering_is_reconnected_at_once() {
+    // It answered the LEASE, then closed: working (many naive servers
+    // close after each reply), so the proxy reconnects at once, with no
+    // backoff in which a client would be told 503.
+    let mut up = Scripted::new();
+    let proxy = proxy_node(proxy_to(up.addr(), 5));
+    let mut c = Peer::connect(proxy.addr());
+    up.accept();
+    up.conn = None;
+    wait_until("the proxy saw the close", || {
+        field(&c.ask("OP=STS"), "UP_RESETS").is_some_and(|n| n != "0")
+    });
+    c.send(b"OP=GET;IND=3\n");
+    assert_eq!(up.recv(), "OP=GET;IND=3", "sent on the new connection");
+    up.reply("OP=GET;IND=3;DATA=30;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=3;DATA=30;CODE=200");
+}
