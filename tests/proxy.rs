@@ -1887,3 +1887,25 @@ fn a_server_that_closes_right_after_answering_is_reconnected_at_once() {
     up.reply("OP=GET;IND=3;DATA=30;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=3;DATA=30;CODE=200");
 }
+
+#[test]
+fn a_server_that_resets_the_connection_fails_what_is_in_flight_at_once() {
+    // Closed with a request unread, the server's socket sends RST: the
+    // proxy's read fails, and the request in flight gets its 502 now, not
+    // at the upstream timeout (a minute here).
+    let mut up = Scripted::new();
+    let proxy = proxy_node(ProxyConfig {
+        upstream_timeout: Duration::from_secs(60),
+        ..proxy_to(up.addr(), 5)
+    });
+    let mut c = Peer::connect(proxy.addr());
+    up.accept();
+    c.send(b"OP=GET;IND=3\n");
+    let (_, s) = up.conn.take().unwrap();
+    let mut one = [0u8; 1];
+    s.peek(&mut one).unwrap(); // the GET is there, unread
+    drop(s); // (and the reader's clone with it, above)
+    let t = Instant::now();
+    assert!(c.line().starts_with("OP=GET;CODE=502"));
+    assert!(t.elapsed() < Duration::from_secs(30), "not at the timeout");
+}
