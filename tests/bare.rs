@@ -140,6 +140,10 @@ fn the_proxy_in_front_of_a_naive_server_sends_one_request_at_a_time() {
     }
     assert_eq!(seen.lines().count(), 5, "{seen}");
     let _ = std::fs::remove_file(&log);
+    // One GET on the wire per fetch: a naive server is never sent a batch.
+    let sts = a.ask("OP=STS");
+    assert_eq!(field(&sts, "UP_FETCHES").as_deref(), Some("3"), "{sts}");
+    assert_eq!(field(&sts, "UP_FETCH_GETS").as_deref(), Some("3"), "{sts}");
 }
 
 #[test]
