@@ -634,3 +634,34 @@ fn a_proxys_trace_names_the_entries_an_invalidation_drops() {
         .collect();
     assert_eq!(inv, [("proxy", "cache: 1,2 dropped (another writer)")]);
 }
+
+#[test]
+fn the_trace_says_which_misses_went_as_one_get() {
+    let dir_tmp = TempDir::new("trace-batch");
+    let dir = dir_tmp.0.clone();
+    std::fs::create_dir_all(&dir).unwrap();
+    let plog = dir.join("proxy.log");
+    let server = spawn_node(&server_args(&[]));
+    let proxy = traced(&["proxy", "--listen", "127.0.0.1:0", "--upstream", &server.addr], &plog);
+    let mut c = Peer::connect(proxy.addr.parse().unwrap());
+    wait_leased(&mut c);
+    // Indices the server has answered are batched: 9 makes 0..=9 known.
+    assert_eq!(c.ask("OP=GET;IND=9"), "OP=GET;IND=9;DATA=0;CODE=200");
+    c.send(b"OP=GET;IND=3\nOP=GET;IND=4\n");
+    assert_eq!(c.line(), "OP=GET;IND=3;DATA=0;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=4;DATA=0;CODE=200");
+    proxy.signal("TERM");
+    let mut proxy = proxy;
+    proxy.child.wait().unwrap();
+    let p = events(&std::fs::read_to_string(&plog).unwrap());
+    let up = &p[&("proxy".to_string(), "U".to_string())];
+    let sent: Vec<&String> = up.iter().filter(|(e, _)| e == "SEND").map(|(_, d)| d).collect();
+    assert!(
+        sent.iter()
+            .any(|d| d.starts_with("GET of 2 fetches in one, for client")),
+        "{sent:?}"
+    );
+    assert!(up
+        .iter()
+        .any(|(e, d)| e == "DECODED" && d == "OP=GET;IND=3,4;DATA=0,0;CODE=200"));
+}
