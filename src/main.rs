@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             trace: a.trace,
             svg: a.svg,
             svg_step: a.step,
+            html: a.html,
         }) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
@@ -302,8 +303,9 @@ fn cmd_client(a: ClientArgs) -> ExitCode {
     ExitCode::from(repl(&mut client, a.timing))
 }
 
-/// `tablecache trace-view`: trace lines on stdin, an SVG out (or, with
-/// `--check`, the reads that came before their writes).
+/// `tablecache trace-view`: trace lines on stdin, an SVG out (the player
+/// with `--html`; with `--check`, the reads that came before their
+/// writes).
 fn cmd_trace_view(a: tablecache::cli::TraceViewArgs) -> ExitCode {
     use std::io::Read;
     use tablecache::trace::diagram::Diagram;
@@ -336,15 +338,19 @@ fn cmd_trace_view(a: tablecache::cli::TraceViewArgs) -> ExitCode {
             }
         },
     };
-    let svg = tablecache::trace::svg::render(&d, range, &a.title);
+    let page = if a.html {
+        tablecache::trace::html::render(&d, &a.title)
+    } else {
+        tablecache::trace::svg::render(&d, range, &a.title)
+    };
     match a.out {
         Some(path) => {
-            if let Err(e) = std::fs::write(&path, svg) {
+            if let Err(e) = std::fs::write(&path, page) {
                 eprintln!("tablecache trace-view: {path}: {e}");
                 return ExitCode::from(1);
             }
         }
-        None => tablecache::out!("{svg}"),
+        None => tablecache::out!("{page}"),
     }
     ExitCode::SUCCESS
 }

@@ -193,14 +193,16 @@ fn trace_of_a_get_miss_through_the_proxy() {
     assert!(client_side
         .iter()
         .any(|(e, d)| e == "STATE" && d.starts_with("Open -> ReadClosed")));
-    assert!(client_side.iter().any(|(e, d)| e == "DECODED" && d == "OP=GET;IND=1,2"));
+    assert!(client_side
+        .iter()
+        .any(|(e, d)| e == "DECODED" && d == "OP=GET;IND=1,2 (15 bytes)"));
     let up = &p[&key("proxy", "U")];
     assert!(up
         .iter()
         .any(|(e, d)| e == "STATE" && d.starts_with("Connecting -> Open")));
     assert!(up
         .iter()
-        .any(|(e, d)| e == "DECODED" && d == "OP=GET;IND=1,2;DATA=0,0;CODE=200"));
+        .any(|(e, d)| e == "DECODED" && d == "OP=GET;IND=1,2;DATA=0,0;CODE=200 (33 bytes)"));
 
     in_order(
         &s[&key("server", "L")],
@@ -663,5 +665,5 @@ fn the_trace_says_which_misses_went_as_one_get() {
     );
     assert!(up
         .iter()
-        .any(|(e, d)| e == "DECODED" && d == "OP=GET;IND=3,4;DATA=0,0;CODE=200"));
+        .any(|(e, d)| e == "DECODED" && d == "OP=GET;IND=3,4;DATA=0,0;CODE=200 (33 bytes)"));
 }

@@ -153,6 +153,11 @@ pub struct DemoArgs {
     /// With --svg, draw only step N (0 is the setup, 2 the GET miss).
     #[arg(long, value_name = "N", requires = "svg")]
     pub step: Option<usize>,
+    /// Write the scenario as a page that plays it event by event (every
+    /// socket's state and buffers, the tables) to FILE: open it in a
+    /// browser; `#event=N` in its URL opens it at event N.
+    #[arg(long, value_name = "FILE", conflicts_with = "interactive")]
+    pub html: Option<String>,
 }
 
 /// `tablecache trace-view`.
@@ -171,4 +176,7 @@ pub struct TraceViewArgs {
     /// that sent its bytes, exit 1 if there is one.
     #[arg(long)]
     pub check: bool,
+    /// Write the step-through player (one HTML page) instead of the SVG.
+    #[arg(long, conflicts_with_all = ["step", "check"])]
+    pub html: bool,
 }

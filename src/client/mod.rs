@@ -114,7 +114,12 @@ impl Client {
         Ok(())
     }
 
-    /// This end's address.
+    /// The name its trace lines carry (`client`, `client2`).
+    pub fn name(&self) -> &'static str {
+        self.conn.role
+    }
+
+    /// The socket's local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.conn.sock.local_addr()
     }
@@ -195,6 +200,13 @@ impl Client {
     /// Writes the request in the output and reads one reply.
     fn exchange(&mut self) -> io::Result<String> {
         let deadline = Instant::now() + self.timeout;
+        crate::trace_event!(
+            self.conn.role,
+            self.conn.token,
+            "QUEUED",
+            "request queued, {} bytes to write",
+            self.conn.output.len()
+        );
         // Write the request (partial writes continue on WRITABLE).
         loop {
             match self.conn.flush() {
@@ -269,7 +281,7 @@ fn take_reply(c: &mut Conn<()>) -> Option<io::Result<String>> {
     match c.next_message(MAX_REPLY_BYTES) {
         Frame::Complete { body, total } => {
             let s = String::from_utf8_lossy(&c.input.data()[..body]).trim().to_string();
-            crate::trace_event!(c.role, c.token, "DECODED", "{s}");
+            crate::trace_event!(c.role, c.token, "DECODED", "{s} ({total} bytes)");
             c.consume(total);
             Some(Ok(s))
         }

@@ -99,7 +99,7 @@ fn step_via(
     let dumps = book.barrier()?;
     show.flush(true);
     let (ok, shown) = render(req.op, &reply);
-    crate::outln!("    client shows: {shown}");
+    crate::outln!("    {} shows: {shown}", client.name());
     tables(show, dumps);
     Ok(ok)
 }
@@ -115,6 +115,8 @@ pub struct DemoOptions {
     pub svg: Option<String>,
     /// Draw only this step (1 = the first after the setup).
     pub svg_step: Option<usize>,
+    /// Write the step-through player of the scenario here.
+    pub html: Option<String>,
 }
 
 /// Runs the demo; returns the exit code.
@@ -281,9 +283,13 @@ fn scripted(opts: &DemoOptions, mut show: Show, mut client: Client, sys: System)
     let dumps = book.barrier()?;
     show.flush(true);
     tables(&mut show, dumps);
-    crate::outln!("\ndone: run `tablecache demo --interactive` to type your own commands, `--svg FILE` for the picture, or add --trace to any node to see every socket event");
+    crate::outln!("\ndone: run `tablecache demo --interactive` to type your own commands, `--html FILE` to step through every event in a browser, `--svg FILE` for the picture, or add --trace to any node to see every socket event");
     if let Some(path) = &opts.svg {
         write_svg(&show, path, opts.svg_step)?;
+    }
+    if let Some(path) = &opts.html {
+        let d = Diagram::ordered(show.shown.clone(), show.steps.clone());
+        std::fs::write(path, crate::trace::html::render(&d, "tablecache demo, event by event"))?;
     }
     drop((client2, book));
     proxy2.stop()?;
@@ -365,10 +371,7 @@ pub fn step_count() -> usize {
 
 /// Draws the scenario (or one step of it) to `path`.
 fn write_svg(show: &Show, path: &str, step: Option<usize>) -> io::Result<()> {
-    let d = Diagram {
-        events: show.shown.clone(),
-        steps: show.steps.clone(),
-    };
+    let d = Diagram::ordered(show.shown.clone(), show.steps.clone());
     let (range, title) = match step {
         None => (None, "tablecache demo: every socket, every message".to_string()),
         Some(n) => {

@@ -113,7 +113,7 @@ impl Show {
                 self.pairs.peer(&me).map_or("?".to_string(), |p| p.0.clone())
             };
             match e.event.as_str() {
-                "DECODED" => crate::outln!("    {:<7} -> {:<7} {}", from(), e.node, e.detail),
+                "DECODED" => crate::outln!("    {:<7} -> {:<7} {}", from(), e.node, e.message()),
                 "PEER_FIN" => crate::outln!("    {:<7} -> {:<7} FIN (read returned 0)", from(), e.node),
                 "EVICT" | "INVALIDATE" if !self.trace => crate::outln!("    ({} {})", e.node, e.detail),
                 "FSYNC" if !self.trace => {

@@ -112,6 +112,9 @@ pub trait Service {
     fn owed_bytes(&self, _conn: &Conn<Self::Ext>) -> usize {
         0
     }
+    /// What a reply not yet queued waits for, in this service's words (the
+    /// trace's `PENDING` line).
+    fn pending_note(&self) -> &'static str;
     /// `conn` is closing: drop whatever refers to it.
     fn on_close(&mut self, conn: &mut Conn<Self::Ext>);
     /// Whether the connection's output must wait before it is written (a

@@ -271,7 +271,7 @@ pub(super) fn process<S: Service>(
                     conn.role,
                     conn.token,
                     "DECODED",
-                    "{}",
+                    "{} ({total} bytes)",
                     // A peer secret never reaches a trace.
                     String::from_utf8_lossy(&crate::peer::redact(&conn.input.data()[..body]))
                 );
@@ -291,12 +291,7 @@ pub(super) fn process<S: Service>(
                         conn.output.len()
                     );
                 } else {
-                    trace_event!(
-                        conn.role,
-                        conn.token,
-                        "PENDING",
-                        "reply waits for the upstream or an earlier reply"
-                    );
+                    trace_event!(conn.role, conn.token, "PENDING", "{}", svc.pending_note());
                 }
                 conn.consume(total);
                 conn.last_active = now;

@@ -91,7 +91,7 @@ impl ProxyCore {
             ),
         }
         self.reads.invalidated(ind);
-        log_cache(&*self.cache);
+        log_cache(&*self.cache, self.trace_name);
     }
 
     /// A client's request answered by the server.
@@ -180,7 +180,7 @@ impl ProxyCore {
                         trace_event!(self.trace_name, UPSTREAM, "EVICT", "cache: {i} in, {old}:{oldv} out");
                     }
                 }
-                log_cache(&*self.cache);
+                log_cache(&*self.cache, self.trace_name);
                 let (counters, made) = (&mut self.counters, &mut self.made);
                 self.reads.answered(req.seq, ind, data, |read| {
                     made.push(read.waiter, |body| match sum_if_add(read.op, &read.vals) {
@@ -196,12 +196,12 @@ impl ProxyCore {
                 for (&i, &v) in ind.iter().zip(data) {
                     self.cache.update(i, v);
                 }
-                log_cache(&*self.cache);
+                log_cache(&*self.cache, self.trace_name);
                 self.made.push(req.waiter, |body| encode_ok(body, Op::Put, ind, data));
             }
             UpKind::Clr => {
                 self.cache.clear();
-                log_cache(&*self.cache);
+                log_cache(&*self.cache, self.trace_name);
                 self.made.push(req.waiter, |body| encode_ok(body, Op::Clr, &[], &[]));
             }
             UpKind::Ping | UpKind::Lease | UpKind::Ack(_) | UpKind::Resume { .. } => {} // answered to no one
@@ -212,17 +212,24 @@ impl ProxyCore {
 
 /// Logs the cache after a change at `debug`, oldest first (as the seed's
 /// proxy prints its table): every entry of a small cache, only its size for
-/// a big one, so the cost never depends on the cache's size.
-fn log_cache(c: &dyn Policy) {
+/// a big one, so the cost never depends on the cache's size. The trace gets
+/// a `CACHE` line on the upstream, whose replies and invalidations change
+/// it (what the demo's player shows as the cache).
+fn log_cache(c: &dyn Policy, who: &'static str) {
     use log::debug;
-    if !log::log_enabled!(log::Level::Debug) {
+    if !log::log_enabled!(log::Level::Debug) && !crate::trace::enabled() {
         return;
     }
     // (The entries are listed only when few: `entries` copies them.)
     let few = c.len() <= 32;
     let entries = if few { c.entries() } else { Vec::new() };
     match crate::trace::small_cells(c.len(), entries.into_iter()) {
-        Some(cells) => debug!("proxy cache [{cells}] (oldest first, {}/{})", c.len(), c.capacity()),
+        Some(cells) => {
+            let (len, cap, policy) = (c.len(), c.capacity(), c.name());
+            let cells = if cells.is_empty() { "(empty)" } else { cells.as_str() };
+            trace_event!(who, UPSTREAM, "CACHE", "{policy} {len}/{cap}, next out first: {cells}");
+            debug!("proxy cache [{cells}] (oldest first, {len}/{cap})")
+        }
         None => debug!("proxy cache: {}/{} entries (DMP shows them)", c.len(), c.capacity()),
     }
 }

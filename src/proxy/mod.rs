@@ -141,6 +141,13 @@ impl ProxyNode {
                     };
                     let end = conn.framer.framing().terminator();
                     if conn.ext.fill(w.seq, body, end, &mut conn.output) {
+                        crate::trace_event!(
+                            conn.role,
+                            conn.token,
+                            "QUEUED",
+                            "reply queued (the server answered), {} bytes to write",
+                            conn.output.len()
+                        );
                         self.dirty.push(w.key);
                     }
                 }

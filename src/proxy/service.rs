@@ -66,6 +66,10 @@ impl Service for ProxyService {
         });
     }
 
+    fn pending_note(&self) -> &'static str {
+        "reply waits for the upstream or an earlier reply"
+    }
+
     fn owes(&self, conn: &Conn<Slots>) -> bool {
         !conn.ext.is_empty()
     }

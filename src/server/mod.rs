@@ -121,8 +121,9 @@ impl ServerNode {
                         c.role,
                         c.token,
                         "QUEUED",
-                        "{}",
-                        String::from_utf8_lossy(bytes.strip_suffix(b"\n").unwrap_or(bytes))
+                        "{} ({} bytes to write)",
+                        String::from_utf8_lossy(bytes.strip_suffix(b"\n").unwrap_or(bytes)),
+                        c.output.len()
                     );
                     touched.push(key);
                 }

@@ -116,6 +116,10 @@ impl Service for ServerCore {
         conn.end_message();
     }
 
+    fn pending_note(&self) -> &'static str {
+        "reply waits until proxies confirm invalidations (for this write or one before it)"
+    }
+
     fn owes(&self, conn: &Conn<ServerConn>) -> bool {
         // Otherwise every reply is in the output at once.
         conn.ext.parked || !conn.ext.behind.is_empty()
@@ -331,7 +335,7 @@ impl ServerCore {
         if let Some(id) = conn.ext.holder {
             self.leases.granted(id, now);
         }
-        log_table(&self.table);
+        log_table(&self.table, conn);
         Ok(())
     }
 
@@ -362,14 +366,19 @@ impl ServerCore {
 /// Logs the table after a change, at `debug` (the seed's programs print it
 /// on every change; at the default level a log line per request would cost
 /// more than the request): every entry of a small table, only its size for
-/// a big one, so the cost never depends on the table's size.
-fn log_table(t: &Table) {
-    if !log::log_enabled!(log::Level::Debug) {
+/// a big one, so the cost never depends on the table's size. The trace
+/// gets a `TABLE` line on the connection whose write changed it (what the
+/// demo's player shows as the table).
+fn log_table(t: &Table, conn: &Conn<ServerConn>) {
+    if !log::log_enabled!(log::Level::Debug) && !crate::trace::enabled() {
         return;
     }
     let v = t.values();
     match crate::trace::small_cells(v.len(), v.iter().enumerate().map(|(i, &x)| (i as i64, x))) {
-        Some(cells) => debug!("server table [{cells}]"),
+        Some(cells) => {
+            trace_event!(conn.role, conn.token, "TABLE", "{cells}");
+            debug!("server table [{cells}]")
+        }
         None => debug!("server table: {} entries (DMP shows them)", v.len()),
     }
 }

@@ -104,6 +104,13 @@ impl Diagram {
     /// stamps keep their logging order).
     pub fn new(mut events: Vec<Event>, steps: Vec<Step>) -> Diagram {
         events.sort_by_key(|e| e.at);
+        Diagram::ordered(events, steps)
+    }
+
+    /// Keeps `events` in the order given (the demo's causal merge), each
+    /// connection on its own lane ([`super::lanes::split_reused`]).
+    pub fn ordered(mut events: Vec<Event>, steps: Vec<Step>) -> Diagram {
+        super::lanes::split_reused(&mut events);
         Diagram { events, steps }
     }
 
@@ -134,7 +141,7 @@ impl Diagram {
         if events.windows(2).any(|w| w[0].at > w[1].at) {
             events.sort_by_key(|e| e.at);
         }
-        Diagram { events, steps }
+        Diagram::ordered(events, steps)
     }
 
     /// The peer pairing after all events.
@@ -232,7 +239,7 @@ impl Diagram {
                 continue;
             }
             match e.event.as_str() {
-                "DECODED" => msgs.push(e.detail.as_str()),
+                "DECODED" => msgs.push(e.message()),
                 "READABLE" => break,
                 _ => {}
             }
@@ -240,51 +247,10 @@ impl Diagram {
         msgs.join(" | ")
     }
 
-    /// The lanes, in drawing order: each client next to the node it talks
-    /// to, then the others in order of appearance; within a node, the
-    /// listener, accepted connections by key, then the upstream.
+    /// The lanes, in drawing order: laid out like the network
+    /// ([`super::lanes`]).
     pub fn lanes(&self) -> Vec<Lane> {
-        let pairs = self.pairs();
-        let mut nodes: Vec<&str> = Vec::new();
-        fn add<'a>(n: &'a str, nodes: &mut Vec<&'a str>) {
-            if !nodes.contains(&n) {
-                nodes.push(n);
-            }
-        }
-        for e in &self.events {
-            if e.conn == "C" {
-                add(&e.node, &mut nodes);
-                if let Some(p) = pairs.peer(&lane(e)) {
-                    if let Some(x) = self.events.iter().find(|x| x.node == p.0) {
-                        add(&x.node, &mut nodes);
-                    }
-                }
-            }
-        }
-        for e in &self.events {
-            add(&e.node, &mut nodes);
-        }
-        let rank = |c: &str| match c {
-            "L" => (0, 0),
-            "U" => (2, 0),
-            "D" => (3, 0),
-            "F" => (4, 0),
-            "C" => (0, 1),
-            n => (1, n.parse::<u64>().unwrap_or(u64::MAX)),
-        };
-        let mut lanes: Vec<Lane> = Vec::new();
-        for n in nodes {
-            let mut mine: Vec<Lane> = Vec::new();
-            for e in self.events.iter().filter(|e| e.node == n) {
-                let l = lane(e);
-                if !mine.contains(&l) {
-                    mine.push(l);
-                }
-            }
-            mine.sort_by_key(|l| rank(&l.1));
-            lanes.extend(mine);
-        }
-        lanes
+        super::lanes::order(&self.events, &self.pairs())
     }
 }
 

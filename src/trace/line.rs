@@ -116,6 +116,40 @@ impl Event {
         }
     }
 
+    /// A `DECODED` line's message, without the frame's size the nodes
+    /// append (` (15 bytes)`); any other line's detail.
+    pub fn message(&self) -> &str {
+        match self.frame_split() {
+            Some((msg, _)) => msg,
+            None => &self.detail,
+        }
+    }
+
+    /// The bytes a `DECODED` message took from the input buffer: the whole
+    /// frame, terminator included.
+    pub fn frame_bytes(&self) -> Option<usize> {
+        self.frame_split().map(|(_, n)| n)
+    }
+
+    fn frame_split(&self) -> Option<(&str, usize)> {
+        if self.event != "DECODED" {
+            return None;
+        }
+        let (msg, tail) = self.detail.rsplit_once(" (")?;
+        let n = tail.strip_suffix(" bytes)")?.parse().ok()?;
+        Some((msg, n))
+    }
+
+    /// `N bytes to write` in a line that queued output: the output
+    /// buffer's size after it.
+    pub fn to_write(&self) -> Option<usize> {
+        let head = self
+            .detail
+            .strip_suffix(" bytes to write)")
+            .or_else(|| self.detail.strip_suffix(" bytes to write"))?;
+        head.rsplit([' ', '(']).next()?.parse().ok()
+    }
+
     /// `read=N` / `wrote=N` of a READABLE / WRITABLE line.
     pub fn bytes(&self) -> Option<usize> {
         let key = match self.event.as_str() {
@@ -169,6 +203,38 @@ mod tests {
         assert_eq!(line, "         1.500 server  L   LISTEN");
         let e = Event::parse(&line).unwrap();
         assert_eq!((e.event.as_str(), e.detail.as_str()), ("LISTEN", ""));
+    }
+
+    #[test]
+    fn decoded_lines_say_their_frame_and_queueing_lines_their_output() {
+        let e = Event::new(1, "proxy", "0", "DECODED", "OP=GET;IND=1,2 (15 bytes)");
+        assert_eq!((e.message(), e.frame_bytes()), ("OP=GET;IND=1,2", Some(15)));
+        // A message that itself ends in parentheses keeps them.
+        let e = Event::new(
+            1,
+            "client",
+            "C",
+            "DECODED",
+            "OP=GET;CODE=413;MSG=x (9 bytes) (40 bytes)",
+        );
+        assert_eq!(
+            (e.message(), e.frame_bytes()),
+            ("OP=GET;CODE=413;MSG=x (9 bytes)", Some(40))
+        );
+        // An older trace without the size: the detail as it is.
+        let e = Event::new(1, "proxy", "0", "DECODED", "OP=CLR");
+        assert_eq!((e.message(), e.frame_bytes()), ("OP=CLR", None));
+        let e = Event::new(1, "proxy", "0", "READABLE", "read=3 (x) (4 bytes)");
+        assert_eq!((e.message(), e.frame_bytes()), ("read=3 (x) (4 bytes)", None));
+        for (detail, n) in [
+            ("reply queued, 35 bytes to write", Some(35)),
+            ("PUT applied after 116 us: reply queued, 30 bytes to write", Some(30)),
+            ("OP=INV;SEQ=1;IND=3 (19 bytes to write)", Some(19)),
+            ("GET (fetch) for client 0: 15 bytes to write", Some(15)),
+            ("reply waits for the upstream or an earlier reply", None),
+        ] {
+            assert_eq!(Event::new(1, "s", "0", "QUEUED", detail).to_write(), n, "{detail}");
+        }
     }
 
     #[test]

@@ -25,8 +25,13 @@
 //! [`svg`] draws it.
 
 pub mod diagram;
+pub mod emitters;
+pub mod html;
+pub mod lanes;
 pub mod line;
 pub mod merge;
+pub mod place;
+pub mod replay;
 pub mod svg;
 
 use std::io::Write;

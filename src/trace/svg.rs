@@ -7,6 +7,8 @@
 //! no fonts or images to fetch. Pure code.
 
 use super::diagram::{Arrow, Diagram, Lane};
+use super::place::{self, Placed, Seg};
+use super::replay::state_after;
 use std::fmt::Write;
 use std::ops::Range;
 
@@ -16,6 +18,12 @@ const TOP: usize = 70;
 const ROW_H: usize = 20;
 const STEP_H: usize = 34;
 const NOTES_W: usize = 460;
+/// Characters of a note's line, of an event's text, of a message label,
+/// of a step's title (the rest in a `<title>`, or wrapped for notes).
+const NOTE_CHARS: usize = 64;
+const EVENT_CHARS: usize = 38;
+const LABEL_CHARS: usize = 44;
+const TITLE_CHARS: usize = 150;
 
 /// Escapes text for SVG.
 fn esc(s: &str) -> String {
@@ -25,42 +33,32 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Shortens `s` to `max` characters (with an ellipsis).
-fn clip(s: &str, max: usize) -> String {
+/// Shortens `s` to `max` characters (with an ellipsis); the full text
+/// too when cut, for a `<title>`.
+fn clipped(s: &str, max: usize) -> (String, Option<&str>) {
     if s.chars().count() <= max {
-        s.to_string()
+        (s.to_string(), None)
     } else {
         let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
         t.push('…');
-        t
+        (t, Some(s))
     }
 }
 
-/// The state a socket is in after `event` (`detail` for `STATE`), by the
-/// names of docs/socket-states.md; `None` when the event changes none.
-pub fn state_after(event: &str, detail: &str) -> Option<String> {
-    match event {
-        "LISTEN" => Some("Listening".into()),
-        "CONNECT_START" => Some("Connecting".into()),
-        "ACCEPT" => Some("Open".into()),
-        "STATE" => {
-            let to = detail.split_once("-> ")?.1;
-            Some(to.split([' ', '(']).next()?.to_string())
+/// Splits `s` into lines of at most `width` characters at spaces (a
+/// longer word gets a line of its own).
+fn wrap(s: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in s.split(' ') {
+        match lines.last_mut() {
+            Some(l) if l.chars().count() + 1 + word.chars().count() <= width => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
         }
-        _ => None,
     }
-}
-
-/// What a lane's header says under its node name.
-fn lane_role(conn: &str) -> String {
-    match conn {
-        "L" => "listener".into(),
-        "U" => "upstream (to the server)".into(),
-        "D" => "old upstream, draining".into(),
-        "C" => "its socket".into(),
-        "F" => "its log file (not a socket)".into(),
-        n => format!("accepted connection {n}"),
-    }
+    lines
 }
 
 /// Draws `events[range]` of `d` (all of it by default), with the steps
@@ -82,8 +80,17 @@ pub fn render(d: &Diagram, range: Option<Range<usize>>, title: &str) -> String {
     for k in range {
         at.event(&mut s, d, k, sides.get(&k) == Some(&true));
     }
-    for a in arrows {
-        at.arrow(&mut s, d, a);
+    let drawn: Vec<(&Arrow, Seg)> = arrows.iter().filter_map(|&a| Some((a, at.segment(d, a)?))).collect();
+    let texts: Vec<(String, Option<&str>)> = drawn.iter().map(|(a, _)| clipped(&a.label, LABEL_CHARS)).collect();
+    let spots = place::labels(
+        &drawn
+            .iter()
+            .zip(&texts)
+            .map(|((_, seg), (t, _))| (*seg, t.chars().count()))
+            .collect::<Vec<_>>(),
+    );
+    for (((a, seg), text), spot) in drawn.iter().zip(&texts).zip(&spots) {
+        arrow(&mut s, d, a, seg, text, spot);
     }
     s.push_str("</svg>\n");
     s
@@ -111,7 +118,8 @@ impl<'a> Layout<'a> {
         // has events.
         let here = shown.lanes();
         let lanes: Vec<Lane> = d.lanes().into_iter().filter(|l| here.contains(l)).collect();
-        // Rows: a step header takes a band; DECODED rides on its arrow.
+        // Rows: a step header takes a band; DECODED rides on its arrow;
+        // TABLE and CACHE lines are the player's (the notes show tables).
         let mut y = TOP + 30;
         let mut row_y = vec![None; d.events.len()];
         let (mut bands, mut notes) = (Vec::new(), Vec::new());
@@ -122,15 +130,16 @@ impl<'a> Layout<'a> {
                 notes.push((y + STEP_H, &st.notes[..]));
                 y += STEP_H;
             }
-            if d.events[k].event != "DECODED" {
+            if !matches!(d.events[k].event.as_str(), "DECODED" | "TABLE" | "CACHE") {
                 y += ROW_H;
                 row_y[k] = Some(y);
             }
         }
         Layout {
-            width: LEFT * 2 + lanes.len() * LANE_W + NOTES_W,
+            width: LEFT * 2 + lanes.len() * LANE_W + NOTES_W + 90,
             height: y + 40,
-            notes_x: LEFT + lanes.len() * LANE_W + 20,
+            // Clear of the last lane's event texts, which run right of it.
+            notes_x: LEFT + lanes.len() * LANE_W + 110,
             lanes,
             row_y,
             bands,
@@ -180,7 +189,7 @@ impl<'a> Layout<'a> {
                 esc(node),
                 esc(conn),
                 TOP - 2,
-                esc(&lane_role(conn)),
+                esc(&super::lanes::role(conn)),
                 TOP + 4,
                 self.height - 20
             );
@@ -198,17 +207,27 @@ impl<'a> Layout<'a> {
                 self.width - LEFT,
                 y + 6,
                 y + 22,
-                esc(&clip(title, 150))
+                {
+                    let (shown, full) = clipped(title, TITLE_CHARS);
+                    format!("{}{}", esc(&shown), self::title(full))
+                }
             );
         }
-        for (y, lines) in &self.notes {
-            for (j, line) in lines.iter().enumerate() {
+        for (y, notes) in &self.notes {
+            let lines = notes.iter().flat_map(|n| {
+                // A wrapped note's next lines are indented under its first.
+                wrap(n, NOTE_CHARS)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, l)| if j == 0 { l } else { format!("  {l}") })
+            });
+            for (j, line) in lines.enumerate() {
                 let _ = writeln!(
                     s,
                     r##"<text class="note" x="{}" y="{}" fill="#333">{}</text>"##,
                     self.notes_x,
                     y + 14 + j * 15,
-                    esc(&clip(line, 64))
+                    esc(&line)
                 );
             }
         }
@@ -263,7 +282,11 @@ impl<'a> Layout<'a> {
             return;
         };
         let Some(x) = self.x_of(&e.node, &e.conn) else { return };
-        match (e.event.as_str(), state_after(&e.event, &e.detail)) {
+        // CLOSE and CONNECT_FAILED end in `Closed` too, but are drawn as
+        // the events they are (a STATE line drew the state).
+        let state =
+            state_after(&e.event, &e.detail).filter(|_| !matches!(e.event.as_str(), "CLOSE" | "CONNECT_FAILED"));
+        match (e.event.as_str(), state) {
             (_, Some(state)) => {
                 let w = 14 + state.len() * 7;
                 let _ = writeln!(
@@ -300,52 +323,77 @@ impl<'a> Layout<'a> {
                     ev,
                     "SOCKET" | "BIND" | "CONNECTED" | "PEER_FIN" | "SHUTDOWN" | "CLOSE" | "CONNECT_FAILED"
                 );
-                let text = if e.detail.is_empty() || bold {
+                let full = if e.detail.is_empty() {
                     ev.to_string()
                 } else {
                     format!("{ev} {}", e.detail)
                 };
+                // A bold event shows its name; its detail is in the title.
+                let (shown, cut) = if bold {
+                    (ev.to_string(), None)
+                } else {
+                    clipped(&full, EVENT_CHARS)
+                };
+                let whole = (shown != full).then_some(cut.unwrap_or(&full));
                 let _ = writeln!(
                     s,
-                    r##"<text class="event" x="{}" y="{}" fill="{}" font-size="9"{}>{}</text>"##,
+                    r##"<text class="event" x="{}" y="{}" fill="{}" font-size="9"{}>{}{}</text>"##,
                     x + 6,
                     y - 1,
                     if bold { "#7a5c00" } else { "#666" },
                     if bold { " font-weight=\"bold\"" } else { "" },
-                    esc(&clip(&text, 38))
+                    esc(&shown),
+                    title(whole)
                 );
             }
         }
     }
 
-    /// A message: from the write that sent it to the read that took it.
-    fn arrow(&self, s: &mut String, d: &Diagram, a: &Arrow) {
+    /// Where a message's arrow runs, when both its ends are shown.
+    fn segment(&self, d: &Diagram, a: &Arrow) -> Option<Seg> {
         let (f, t) = (&d.events[a.from], &d.events[a.to]);
-        let (Some(x1), Some(x2), Some(y1), Some(y2)) = (
-            self.x_of(&f.node, &f.conn),
-            self.x_of(&t.node, &t.conn),
-            self.row_y[a.from],
-            self.row_y[a.to],
-        ) else {
-            return;
-        };
-        let fin = a.label == "FIN";
-        let (y1, y2) = (y1 - 4, y2 - 4);
-        let _ = writeln!(
-            s,
-            r##"<g class="arrow" data-from="{} {}" data-to="{} {}"><line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{}" stroke-width="1.4" marker-end="url(#{})"/><text x="{}" y="{}" text-anchor="middle" font-size="10" fill="{}" stroke="white" stroke-width="3" paint-order="stroke">{}</text></g>"##,
-            esc(&f.node),
-            esc(&f.conn),
-            esc(&t.node),
-            esc(&t.conn),
-            if fin { "#b03030" } else { "#1f5fbf" },
-            if fin { "fin" } else { "head" },
-            (x1 + x2) / 2,
-            (y1 + y2) / 2 - 6,
-            if fin { "#b03030" } else { "#0b3d91" },
-            esc(&clip(&a.label, 44))
-        );
+        let (x1, x2) = (self.x_of(&f.node, &f.conn)?, self.x_of(&t.node, &t.conn)?);
+        let (y1, y2) = (self.row_y[a.from]? - 4, self.row_y[a.to]? - 4);
+        Some(Seg {
+            x1: x1 as f64,
+            y1: y1 as f64,
+            x2: x2 as f64,
+            y2: y2 as f64,
+        })
     }
+}
+
+/// A message: from the write that sent it to the read that took it, its
+/// label where [`place::labels`] put it.
+fn arrow(s: &mut String, d: &Diagram, a: &Arrow, seg: &Seg, (text, full): &(String, Option<&str>), spot: &Placed) {
+    let (f, t) = (&d.events[a.from], &d.events[a.to]);
+    let fin = a.label == "FIN";
+    let _ = writeln!(
+        s,
+        r##"<g class="arrow" data-from="{} {}" data-to="{} {}"><line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}" stroke-width="1.4" marker-end="url(#{})"/><text class="label" x="{:.0}" y="{:.0}" text-anchor="{}" font-size="10" fill="{}">{}{}</text></g>"##,
+        esc(&f.node),
+        esc(&f.conn),
+        esc(&t.node),
+        esc(&t.conn),
+        seg.x1,
+        seg.y1,
+        seg.x2,
+        seg.y2,
+        if fin { "#b03030" } else { "#1f5fbf" },
+        if fin { "fin" } else { "head" },
+        spot.x,
+        spot.y,
+        if spot.end { "end" } else { "start" },
+        if fin { "#b03030" } else { "#0b3d91" },
+        esc(text),
+        title(*full)
+    );
+}
+
+/// A `<title>` with the full text of something shown cut (a tooltip, and
+/// what a screen reader says), or nothing.
+fn title(full: Option<&str>) -> String {
+    full.map_or(String::new(), |t| format!("<title>{}</title>", esc(t)))
 }
 
 #[cfg(test)]
@@ -354,21 +402,12 @@ mod tests {
     use crate::trace::line::Event;
 
     #[test]
-    fn state_names_come_from_the_events() {
-        assert_eq!(
-            state_after("STATE", "Open -> ReadClosed (peer sent FIN)").as_deref(),
-            Some("ReadClosed")
-        );
-        assert_eq!(state_after("STATE", "ReadClosed -> Closed").as_deref(), Some("Closed"));
-        assert_eq!(state_after("ACCEPT", "local x, peer y").as_deref(), Some("Open"));
-        assert_eq!(state_after("READABLE", "read=1"), None);
-    }
-
-    #[test]
-    fn text_is_escaped_and_clipped() {
+    fn text_is_escaped_clipped_and_wrapped() {
         assert_eq!(esc("a<b>&\"c"), "a&lt;b&gt;&amp;&quot;c");
-        assert_eq!(clip("abcdef", 4), "abc…");
-        assert_eq!(clip("abc", 4), "abc");
+        assert_eq!(clipped("abcdef", 4), ("abc…".to_string(), Some("abcdef")));
+        assert_eq!(clipped("abc", 4), ("abc".to_string(), None));
+        assert_eq!(wrap("aa bb cc dddddd e", 5), ["aa bb", "cc", "dddddd", "e"]);
+        assert_eq!(title(Some("a<b")), "<title>a&lt;b</title>");
     }
 
     #[test]

@@ -158,7 +158,7 @@ impl Upstream {
                 self.role,
                 UPSTREAM,
                 "DECODED",
-                "{}",
+                "{} ({total} bytes)",
                 String::from_utf8_lossy(&c.input.data()[..body])
             );
             c.consume(total);

@@ -122,8 +122,9 @@ impl Upstream {
         }
         // What this write carries, and for whom: the step between a
         // client's PENDING and the bytes leaving for the server.
+        let queued = conn.output.len();
         for what in self.announce.drain(..) {
-            trace_event!(self.role, UPSTREAM, "SEND", "{what}");
+            trace_event!(self.role, UPSTREAM, "SEND", "{what}: {queued} bytes to write");
         }
         if let WriteOutcome::Error(e) = conn.flush() {
             return self.reset(code::BAD_GATEWAY, &format!("upstream write failed: {e}"), now);
