@@ -280,7 +280,9 @@ fn cmd_client(a: ClientArgs) -> ExitCode {
         }
     };
     tablecache::trace::init_logging(a.log.level(log::LevelFilter::Warn));
-    let mut client = match Client::connect(target, Duration::from_millis(a.timeout_ms)) {
+    // The name lives as long as the process (the trace takes `&'static str`).
+    let name: &'static str = Box::leak(a.name.into_boxed_str());
+    let mut client = match Client::connect_named(target, Duration::from_millis(a.timeout_ms), name) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tablecache client: cannot connect to {target}: {e}");

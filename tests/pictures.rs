@@ -177,17 +177,25 @@ fn chromium() -> Option<String> {
         })
 }
 
+/// Headless, as root, and quiet: no background connections (this
+/// machine's network is closed; Chromium would try at every start).
+const BROWSER_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+];
+
 /// The page's DOM after its script ran, opened at `#event=N`.
 fn dom_at(browser: &str, page: &std::path::Path, event: usize, profile: &std::path::Path) -> String {
     let url = format!("file://{}#event={event}", page.display());
     let out = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--window-size=1280,900",
-        ])
+        .args(BROWSER_FLAGS)
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(["--dump-dom", &url])
         .output()
@@ -366,5 +374,165 @@ fn the_player_shows_in_a_browser_what_the_trace_says() {
     assert!(
         dom.contains("data-contents=\"0:0 1:10 2:20 3:30 4:40"),
         "one event earlier, 3 is still 30"
+    );
+}
+
+#[test]
+fn merged_traces_of_separate_processes_give_each_client_connection_its_lane() {
+    let dir = TempDir::new("merged");
+    let traced = |args: &[&str], log: &std::path::Path| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--trace");
+        spawn_command_logged(cmd, log)
+    };
+    let (slog, plog) = (dir.join("server.log"), dir.join("proxy.log"));
+    let server = traced(&["server", "--listen", "127.0.0.1:0", "--grace-ms", "0"], &slog);
+    let proxy = traced(&["proxy", "--listen", "127.0.0.1:0", "--upstream", &server.addr], &plog);
+    // Two one-shot clients one after the other (the same name, and the
+    // same slab key at the proxy once the first closed), then a named one.
+    let mut logs = vec![slog, plog];
+    for (i, name) in ["client", "client", "client-b"].into_iter().enumerate() {
+        let log = dir.join(&format!("client{i}.log"));
+        let out = Command::new(BIN)
+            .args([
+                "client",
+                "--trace",
+                "--name",
+                name,
+                "--connect",
+                &proxy.addr,
+                "get",
+                "1",
+            ])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1=0\n");
+        logs.push(log);
+    }
+    for p in [proxy, server] {
+        p.signal("TERM");
+        let mut p = p;
+        p.child.wait().unwrap();
+    }
+    let merged: String = logs.iter().map(|l| std::fs::read_to_string(l).unwrap()).collect();
+    let view = |extra: &[&str]| {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .arg("trace-view")
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(merged.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let svg = view(&[]);
+    let lanes: Vec<&str> = svg
+        .split("<g class=\"lane\" data-lane=\"")
+        .skip(1)
+        .map(|p| p.split('"').next().unwrap())
+        .collect();
+    for want in [
+        "client C",
+        "client C.2",
+        "client-b C",
+        "proxy 0",
+        "proxy 0.2",
+        "proxy 0.3",
+    ] {
+        assert!(lanes.contains(&want), "no lane {want}: {lanes:?}");
+    }
+    // Each client connection's request goes to its own accepted socket.
+    for (c, p) in [
+        ("client C", "proxy 0"),
+        ("client C.2", "proxy 0.2"),
+        ("client-b C", "proxy 0.3"),
+    ] {
+        assert!(
+            svg.contains(&format!("data-from=\"{c}\" data-to=\"{p}\"")),
+            "{c} -> {p}"
+        );
+    }
+    // The player of the same trace has the same lanes.
+    let page = view(&["--html"]);
+    assert!(
+        page.contains(r#"["client","C.2","its socket"]"#),
+        "{}",
+        &page[..2000.min(page.len())]
+    );
+}
+
+/// A player page's embedded run with every digit run as `#` and every
+/// run of spaces as one: times, ports and durations (and the width of
+/// the time column) and the server's random lease id change from run to
+/// run; the events, their words and their order do not.
+fn masked_run(page: &str) -> String {
+    let data = page
+        .split("id=\"trace\">")
+        .nth(1)
+        .unwrap()
+        .split("</script>")
+        .next()
+        .unwrap();
+    let mut parts = data.split("ID=");
+    let mut data = parts.next().unwrap_or("").to_string();
+    for p in parts {
+        data.push_str("ID=#");
+        data.push_str(&p[p.find(';').unwrap_or(p.len())..]);
+    }
+    let mut out = String::with_capacity(data.len());
+    for c in data.chars() {
+        let c = if c.is_ascii_digit() { '#' } else { c };
+        if !((c == '#' || c == ' ') && out.ends_with(c)) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_committed_player_is_what_the_demo_plays_now() {
+    let committed = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/demo-player.html");
+    let dir = TempDir::new("player-now");
+    let page = dir.join("demo.html");
+    demo(&["--html", page.to_str().unwrap()]);
+    let now = std::fs::read_to_string(&page).unwrap();
+    let old = std::fs::read_to_string(committed).unwrap();
+    // The page around the data (style, script) must be the same too.
+    let around = |p: &str| {
+        let (head, rest) = p.split_once("id=\"trace\">").unwrap();
+        (head.to_string(), rest.split_once("</script>").unwrap().1.to_string())
+    };
+    assert!(
+        masked_run(&old) == masked_run(&now) && around(&old) == around(&now),
+        "docs/demo-player.html is not what the demo plays now; regenerate it with\n  cargo run --release -- demo --html docs/demo-player.html"
+    );
+    // The walkthrough's link opens it at the GET miss's first event.
+    let walk = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/walkthrough.md")).unwrap();
+    let link: usize = walk
+        .split("demo-player.html#event=")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let steps = old.split("\"steps\":[").nth(1).unwrap();
+    let first: usize = steps
+        .split('[')
+        .find(|s| s.contains("\"GET 1 2: a miss"))
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert_eq!(
+        link,
+        first + 1,
+        "docs/walkthrough.md links event {link}; the GET miss starts at {}",
+        first + 1
     );
 }

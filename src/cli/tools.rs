@@ -22,6 +22,11 @@ pub struct ClientArgs {
     /// The pause that ends a bare reply.
     #[arg(long, value_name = "MS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     pub bare_idle_ms: u64,
+    /// The node name on this client's trace lines: give clients that run
+    /// at the same time names of their own (`client-a`, `client-b`), so
+    /// their merged traces keep them apart.
+    #[arg(long, value_name = "NAME", default_value = "client", value_parser = node_name)]
+    pub name: String,
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
@@ -31,6 +36,17 @@ pub struct ClientArgs {
     /// reached.
     #[arg(value_name = "COMMAND", allow_negative_numbers = true)]
     pub command: Vec<String>,
+}
+
+/// A trace line's node name: letters, digits, `-` and `_`, as
+/// `trace-view` reads them back.
+fn node_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("a name is 1 to 32 letters, digits, '-' or '_'".into())
+    }
 }
 
 /// `tablecache sim`.

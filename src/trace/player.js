@@ -160,7 +160,7 @@
   function showSeq(k) {
     const host = $("seq");
     host.innerHTML = "";
-    const rows = 16, rowH = 22, before = 10;
+    const rows = 16, rowH = 26, before = 10, charW = 6.2;
     const lo = Math.max(0, Math.min(k - before, n - rows)), hi = Math.min(n, lo + rows);
     const base = host.getBoundingClientRect();
     const xs = laneEls.map((d) => {
@@ -194,11 +194,14 @@
       const x1 = xs[T.events[from][LANE]], x2 = xs[T.events[to][LANE]];
       const cls = from <= k && k < to ? "arrow flying" : k >= to ? "arrow done" : "arrow later";
       add("line", { x1: x1, y1: y(from) - 4, x2: x2, y2: y(to) - 4, class: cls, "marker-end": "url(#tip)" });
-      // Above the arrow's start, heading its way: the arrow falls away
-      // below it.
-      const right = x2 >= x1;
-      const t = add("text", { x: x1 + (right ? 8 : -8), y: Math.max(y(from), y(lo)) - 11, class: "label " + cls }, label);
-      t.setAttribute("text-anchor", right ? "start" : "end");
+      // Above the arrow's start, heading its way (the arrow falls away
+      // below it), kept inside the picture.
+      const w = label.length * charW;
+      let x = x2 >= x1 ? x1 + 8 : x1 - 8 - w;
+      x = Math.max(4, Math.min(width - 4 - w, x));
+      // (An arrow from above the window shows no label: its line says
+      // where it comes from, the rows above are scrolled away.)
+      if (from >= lo) add("text", { x: x, y: Math.max(y(from) - 13, 10), class: "label " + cls }, label);
     }
     for (let j = lo; j < hi; j++) {
       const e = T.events[j], x = xs[e[LANE]];
