@@ -49,6 +49,7 @@ pub mod conn;
 pub mod demo;
 pub mod framing;
 pub mod frontend;
+pub mod link;
 pub mod out;
 pub mod peer;
 pub mod proto;

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             let cfg = a.config();
             serve("proxy", cfg.listen, Proxy::bind(cfg))
         }
+        Cmd::Link(a) => cmd_link(a),
         Cmd::Client(a) => cmd_client(a),
         Cmd::Bench(a) => cmd_bench(*a),
         Cmd::TraceView(a) => cmd_trace_view(a),
@@ -259,6 +260,39 @@ fn serve<N: Node + Send + 'static>(name: &str, listen: SocketAddr, bound: io::Re
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tablecache {name}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `tablecache link`: like the other nodes, it announces `listening on
+/// ADDR` first; then `control on ADDR` when it has a control listener.
+fn cmd_link(a: tablecache::cli::LinkArgs) -> ExitCode {
+    tablecache::trace::init_logging(a.log.level(log::LevelFilter::Info));
+    let cfg = a.config();
+    let (mut node, control) = match tablecache::link::LinkNode::bind(cfg.clone()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!(
+                "tablecache link: cannot start on {} (control {:?}): {e}",
+                cfg.listen, cfg.control
+            );
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = node.handle_signals() {
+        log::warn!("signals: {e}");
+    }
+    announce(node.local_addr());
+    if let Some(c) = control {
+        tablecache::outln!("control on {c}");
+        let _ = io::stdout().flush();
+    }
+    log::info!("link: {} -> {}", node.local_addr(), cfg.upstream);
+    match node.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tablecache link: {e}");
             ExitCode::from(1)
         }
     }

@@ -42,6 +42,13 @@ pub const DRAINING: Token = Token(usize::MAX - 6);
 
 /// Not a socket: the label of the server's log file in the trace (`F`).
 pub const DISK: Token = Token(usize::MAX - 7);
+/// The token of a link's control listener (traced `KL`).
+pub const CONTROL_LISTENER: Token = Token(usize::MAX - 8);
+/// A link's upstream sockets: `LINK_UPSTREAM + key` (traced `U<key>`),
+/// where `key` is the slab key of the accepted socket it belongs to.
+pub const LINK_UPSTREAM: usize = 1 << 48;
+/// A link's control connections: `LINK_CONTROL + key` (traced `K<key>`).
+pub const LINK_CONTROL: usize = 1 << 47;
 
 /// How many events one `poll` may return.
 const EVENTS_CAPACITY: usize = 1024;

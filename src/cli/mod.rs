@@ -40,6 +40,10 @@ pub enum Cmd {
     Server(ServerArgs),
     /// Cache part of the table in front of a server (default 127.0.0.1:8081).
     Proxy(ProxyArgs),
+    /// Pass connections on to an upstream through a shaped path: delay,
+    /// jitter, bandwidth, and faults set at run time (default
+    /// 127.0.0.1:8082 to 127.0.0.1:8080).
+    Link(LinkArgs),
     /// Send commands to a proxy or server: one from the arguments, or line
     /// by line from a prompt or a pipe.
     Client(ClientArgs),
@@ -187,7 +191,7 @@ mod nodes;
 mod tools;
 
 pub use bench::{BenchArgs, BenchSub, ProtocolArg, MAX_KEYS};
-pub use nodes::{FsyncArg, ProxyArgs, ServerArgs};
+pub use nodes::{FsyncArg, LinkArgs, ProxyArgs, ServerArgs};
 pub use tools::{ClientArgs, DemoArgs, SimArgs, TraceViewArgs};
 
 #[cfg(test)]

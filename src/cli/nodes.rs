@@ -171,3 +171,69 @@ impl ProxyArgs {
         }
     }
 }
+
+/// `tablecache link`.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// Where clients connect.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8082")]
+    pub listen: SocketAddr,
+    /// Where each connection is passed on (a server or a proxy).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub upstream: SocketAddr,
+    /// Where the control connection listens (docs/protocol.md): change
+    /// delays and faults at run time. None without it.
+    #[arg(long, value_name = "ADDR")]
+    pub control: Option<SocketAddr>,
+    /// One-way delay added to every byte: one value for both directions,
+    /// or UP,DOWN (UP: client to upstream). A round trip through the link
+    /// takes both.
+    #[arg(long, value_name = "MS[,MS]", value_delimiter = ',', num_args = 1..=2, default_value = "0",
+          value_parser = clap::value_parser!(u64).range(0..=DAY_MS))]
+    pub delay_ms: Vec<u64>,
+    /// Up to this much more, at random; bytes of one direction are never
+    /// reordered (one value, or UP,DOWN).
+    #[arg(long, value_name = "MS[,MS]", value_delimiter = ',', num_args = 1..=2, default_value = "0",
+          value_parser = clap::value_parser!(u64).range(0..=DAY_MS))]
+    pub jitter_ms: Vec<u64>,
+    /// Bytes per second each way, 0 for no limit (one value, or UP,DOWN).
+    #[arg(long, value_name = "BPS[,BPS]", value_delimiter = ',', num_args = 1..=2, default_value = "0")]
+    pub bandwidth: Vec<u64>,
+    /// Bytes held per direction of a connection at most; a full direction
+    /// stops reading its sender.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=64 << 20))]
+    pub buffer_bytes: u64,
+    /// Connections through the link at once; more are closed at accept.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Seeds the jitter (the same seed, the same spread).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl LinkArgs {
+    /// The link's settings.
+    pub fn config(&self) -> crate::link::LinkConfig {
+        use crate::link::pipe::Shape;
+        let pick = |v: &[u64], d: usize| v.get(d).or(v.first()).copied().unwrap_or(0);
+        let shape = |d: usize| Shape {
+            delay: Duration::from_millis(pick(&self.delay_ms, d)),
+            jitter: Duration::from_millis(pick(&self.jitter_ms, d)),
+            bandwidth: pick(&self.bandwidth, d),
+            ..Shape::default()
+        };
+        crate::link::LinkConfig {
+            listen: self.listen,
+            upstream: self.upstream,
+            control: self.control,
+            shapes: [shape(0), shape(1)],
+            buffer_bytes: self.buffer_bytes as usize,
+            max_connections: self.max_connections as usize,
+            seed: self.seed,
+        }
+    }
+}

@@ -17,6 +17,9 @@ pub enum When {
     Conn(&'static str),
     /// The detail contains this.
     Detail(&'static str),
+    /// The node's name starts with the first, and the connection is the
+    /// second.
+    NodeConn(&'static str, &'static str),
 }
 
 /// A call site that logs `event`.
@@ -41,10 +44,32 @@ const fn at(event: &'static str, when: When, function: &'static str, file: &'sta
     }
 }
 
-use When::{Always, Conn, Detail, Node};
+use When::{Always, Conn, Detail, Node, NodeConn};
 
 /// Every call site, the more specific first for a shared event name.
 pub const EMITTERS: &[Emitter] = &[
+    // The link (src/link/): its own sockets, traced under the node `link`.
+    at("LISTEN", Conn("KL"), "Controls::bind", "src/link/ctl.rs"),
+    at("LISTEN", Node("link"), "LinkNode::bind", "src/link/mod.rs"),
+    at("ACCEPT", Node("link"), "LinkNode::accept", "src/link/mod.rs"),
+    at("REJECT", Node("link"), "LinkNode::accept", "src/link/mod.rs"),
+    at("CONNECT_START", Node("link"), "LinkNode::accept", "src/link/mod.rs"),
+    at(
+        "CONNECT_FAILED",
+        Detail("failed at once"),
+        "LinkNode::accept",
+        "src/link/mod.rs",
+    ),
+    at("CONNECT_FAILED", Node("link"), "Pair::on_connect", "src/link/pair.rs"),
+    at("CONNECTED", Node("link"), "Pair::on_connect", "src/link/pair.rs"),
+    at("READABLE", Node("link"), "Pair::read", "src/link/pair.rs"),
+    at("QUEUED", Node("link"), "Pair::read", "src/link/pair.rs"),
+    at("PEER_FIN", Node("link"), "Pair::read", "src/link/pair.rs"),
+    at("WRITABLE", Node("link"), "Pair::write", "src/link/pair.rs"),
+    at("SHUTDOWN", Node("link"), "Pair::write", "src/link/pair.rs"),
+    at("CLOSE", NodeConn("link", "L"), "LinkNode::stop", "src/link/mod.rs"),
+    at("CLOSE", Node("link"), "Pair::close", "src/link/pair.rs"),
+    // The nodes built on the frontend, the client and the bench.
     at("SOCKET", Always, "Frontend::bind", "src/frontend/mod.rs"),
     at("BIND", Always, "Frontend::bind", "src/frontend/mod.rs"),
     at("LISTEN", Always, "Frontend::bind", "src/frontend/mod.rs"),
@@ -121,6 +146,7 @@ pub fn emitter(e: &Event) -> Option<&'static Emitter> {
                 Node(prefix) => e.node.starts_with(prefix),
                 Conn(c) => super::lanes::base(&e.conn) == c,
                 Detail(s) => e.detail.contains(s),
+                NodeConn(n, c) => e.node.starts_with(n) && super::lanes::base(&e.conn) == c,
             }
     })
 }
@@ -174,8 +200,9 @@ mod tests {
                 if last.0.is_empty() {
                     if let Some(ev) = t
                         .split('"')
-                        .nth(1)
-                        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+                        .skip(1)
+                        .step_by(2)
+                        .find(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
                     {
                         last.0 = ev.to_string();
                     }

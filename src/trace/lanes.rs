@@ -89,11 +89,18 @@ pub fn order(events: &[Event], pairs: &Pairs) -> Vec<Lane> {
             mine.push(l);
         }
     }
+    // Sockets that connect out: by their label, or by the connect they
+    // traced (a link's `U0`).
+    let connects: HashSet<Lane> = events
+        .iter()
+        .filter(|e| e.event == "CONNECT_START" || outgoing(&e.conn))
+        .map(lane)
+        .collect();
     // Each node's parent: the peer of its first traced outgoing socket.
     let parent = |n: &str| -> Option<String> {
         lanes_of[n]
             .iter()
-            .filter(|l| outgoing(&l.1))
+            .filter(|l| connects.contains(l))
             .find_map(|l| pairs.peer(l))
             .map(|p| p.0.clone())
             .filter(|p| p != n)
@@ -109,11 +116,7 @@ pub fn order(events: &[Event], pairs: &Pairs) -> Vec<Lane> {
     // Lay each tree out from its root; a node seen twice (a cycle) once.
     let mut placed: Vec<(&str, Side)> = Vec::new();
     let mut done: HashSet<&str> = HashSet::new();
-    let roots: Vec<&str> = nodes
-        .iter()
-        .copied()
-        .filter(|&n| parents[n].as_deref().is_none_or(|p| !lanes_of.contains_key(p)))
-        .collect();
+    let roots: Vec<&str> = nodes.iter().copied().filter(|&n| parents[n].is_none()).collect();
     for root in roots.into_iter().chain(nodes.iter().copied()) {
         if done.contains(root) {
             continue;
@@ -141,7 +144,7 @@ pub fn order(events: &[Event], pairs: &Pairs) -> Vec<Lane> {
         .collect();
     placed
         .iter()
-        .flat_map(|&(n, side)| within(&lanes_of[n], side, pairs, &column))
+        .flat_map(|&(n, side)| within(&lanes_of[n], side, pairs, &column, &connects))
         .collect()
 }
 
@@ -175,7 +178,13 @@ fn place<'a>(
 /// One node's lanes in order for `side`: listener, accepted sockets by
 /// key, others (the log file), and the outgoing sockets on the parent's
 /// side (mirrored for a node right of its parent).
-fn within(mine: &[Lane], side: Side, pairs: &Pairs, column: &HashMap<String, usize>) -> Vec<Lane> {
+fn within(
+    mine: &[Lane],
+    side: Side,
+    pairs: &Pairs,
+    column: &HashMap<String, usize>,
+    connects: &HashSet<Lane>,
+) -> Vec<Lane> {
     let key = |l: &Lane| -> (u8, usize, u64, u64) {
         let (b, reuse) = match l.1.split_once('.') {
             Some((b, r)) => (b, r.parse().unwrap_or(0)),
@@ -191,6 +200,13 @@ fn within(mine: &[Lane], side: Side, pairs: &Pairs, column: &HashMap<String, usi
         match b {
             "L" => (0, 0, 0, reuse),
             "U" | "D" | "C" => (3, 0, u64::from(b != "U"), reuse),
+            // Another connecting socket (a link's `U0`): by its number.
+            _ if connects.contains(l) => (
+                3,
+                1,
+                b.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0),
+                reuse,
+            ),
             "F" => (2, 0, 0, reuse),
             n => match n.parse::<u64>() {
                 Ok(k) => (1, peer_at, k, reuse),
@@ -260,6 +276,24 @@ mod tests {
     }
 
     #[test]
+    fn a_link_sits_between_the_proxy_and_the_server() {
+        let mut e = vec![
+            ev("server", "L", "LISTEN", ""),
+            ev("link", "L", "LISTEN", ""),
+            ev("link", "KL", "LISTEN", ""),
+        ];
+        link(&mut e, ("proxy", "U"), ("link", "0"), 5001, 9001);
+        link(&mut e, ("link", "U0"), ("server", "0"), 5002, 9000);
+        link(&mut e, ("client", "C"), ("proxy", "0"), 5003, 9002);
+        let mut pairs = Pairs::default();
+        e.iter().for_each(|x| pairs.observe(x));
+        assert_eq!(
+            names(&order(&e, &pairs)),
+            ["client C", "proxy 0", "proxy U", "link L", "link 0", "link KL", "link U0", "server L", "server 0"]
+        );
+    }
+
+    #[test]
     fn a_proxy_without_its_server_is_a_root_with_clients_both_sides() {
         let mut e = vec![ev("proxy", "L", "LISTEN", ""), ev("proxy", "U", "CONNECT_START", "")];
         link(&mut e, ("a", "C"), ("proxy", "0"), 5001, 9000);
@@ -269,6 +303,26 @@ mod tests {
         assert_eq!(
             names(&order(&e, &pairs)),
             ["a C", "proxy L", "proxy 0", "proxy 1", "proxy U", "b C"]
+        );
+    }
+
+    #[test]
+    fn retries_stay_on_their_lane_and_the_upstream_comes_before_the_old_one() {
+        let mut e = vec![ev("server", "L", "LISTEN", "")];
+        e.push(ev("proxy", "U", "CONNECT_START", ""));
+        e.push(ev("proxy", "U", "CONNECT_FAILED", "refused"));
+        link(&mut e, ("proxy", "D"), ("server", "0"), 5001, 9000);
+        link(&mut e, ("proxy", "U"), ("server", "1"), 5002, 9000);
+        split_reused(&mut e);
+        assert!(
+            e.iter().all(|x| !x.conn.contains('.')),
+            "a failed connect is retried on the same lane"
+        );
+        let mut pairs = Pairs::default();
+        e.iter().for_each(|x| pairs.observe(x));
+        assert_eq!(
+            names(&order(&e, &pairs)),
+            ["proxy U", "proxy D", "server L", "server 0", "server 1"]
         );
     }
 

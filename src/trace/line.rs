@@ -238,6 +238,26 @@ mod tests {
     }
 
     #[test]
+    fn names_may_hold_dashes_and_underscores_events_only_capitals() {
+        for ok in [
+            "1.000 client-b C QUEUED x",
+            "1.000 proxy_2 0 CONNECT_START",
+            "1.000 a-b_c 12 X-Y_Z",
+        ] {
+            assert!(Event::parse(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "1.000 client C Queued x",
+            "1.000 cl!ent C QUEUED x",
+            "1.000 client C! QUEUED x",
+            "1.000 client C QUE.UED x",
+            "1.000 client C",
+        ] {
+            assert!(Event::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
     fn other_lines_are_not_events() {
         for line in [
             "",

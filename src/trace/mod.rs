@@ -132,8 +132,11 @@ pub struct TokenName(pub mio::Token);
 
 impl std::fmt::Display for TokenName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::reactor::{CLIENT, DISK, DRAINING, LISTENER, SIGNALS, UPSTREAM, WAKER};
+        use crate::reactor::{
+            CLIENT, CONTROL_LISTENER, DISK, DRAINING, LINK_CONTROL, LINK_UPSTREAM, LISTENER, SIGNALS, UPSTREAM, WAKER,
+        };
         let name = match self.0 {
+            CONTROL_LISTENER => "KL",
             LISTENER => "L",
             UPSTREAM => "U",
             CLIENT => "C",
@@ -141,6 +144,12 @@ impl std::fmt::Display for TokenName {
             WAKER => "W",
             SIGNALS => "S",
             DISK => "F",
+            mio::Token(n) if (LINK_UPSTREAM..usize::MAX - 64).contains(&n) => {
+                return f.pad(&format!("U{}", n - LINK_UPSTREAM))
+            }
+            mio::Token(n) if (LINK_CONTROL..LINK_UPSTREAM).contains(&n) => {
+                return f.pad(&format!("K{}", n - LINK_CONTROL))
+            }
             mio::Token(n) => return f.pad(&n.to_string()),
         };
         f.pad(name)

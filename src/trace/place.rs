@@ -160,6 +160,67 @@ mod tests {
     }
 
     #[test]
+    fn boxes_overlap_only_when_they_share_area() {
+        let r = |x0, y0, x1, y1| Rect { x0, y0, x1, y1 };
+        let a = r(0.0, 0.0, 10.0, 10.0);
+        assert!(a.overlaps(&r(5.0, 5.0, 15.0, 15.0)));
+        assert!(r(5.0, 5.0, 15.0, 15.0).overlaps(&a));
+        assert!(a.overlaps(&r(2.0, 2.0, 3.0, 3.0)), "inside");
+        for other in [
+            r(10.0, 0.0, 20.0, 10.0), // touching on the right edge
+            r(-10.0, 0.0, 0.0, 10.0), // on the left edge
+            r(0.0, 10.0, 10.0, 20.0), // below
+            r(0.0, -10.0, 10.0, 0.0), // above
+            r(20.0, 20.0, 30.0, 30.0),
+        ] {
+            assert!(!a.overlaps(&other) && !other.overlaps(&a), "{other:?}");
+        }
+        assert!(a.contains(0.0, 10.0) && a.contains(5.0, 5.0));
+        assert!(!a.contains(5.0, 11.0) && !a.contains(11.0, 5.0) && !a.contains(-1.0, 5.0) && !a.contains(5.0, -1.0));
+    }
+
+    #[test]
+    fn a_segment_inside_a_box_or_at_odd_angles_is_seen() {
+        let r = Rect {
+            x0: 100.0,
+            y0: 40.0,
+            x1: 180.0,
+            y1: 52.0,
+        };
+        assert!(crosses(&seg(110.0, 45.0, 170.0, 50.0), &r), "wholly inside");
+        // Shallow and steep lines passing near the box's corners.
+        assert!(crosses(&seg(90.0, 60.0, 200.0, 35.0), &r));
+        assert!(!crosses(&seg(90.0, 60.0, 200.0, 58.0), &r));
+        assert!(crosses(&seg(185.0, 0.0, 175.0, 100.0), &r));
+        assert!(!crosses(&seg(195.0, 0.0, 185.0, 100.0), &r));
+        assert!(!crosses(&seg(0.0, 0.0, 99.0, 200.0), &r));
+        assert!(segments_meet((0.0, 0.0, 10.0, 3.0), (5.0, -1.0, 5.0, 7.0)));
+        assert!(!segments_meet((0.0, 0.0, 10.0, 3.0), (5.0, 2.0, 5.0, 7.0)));
+        assert!(!segments_meet((0.0, 0.0, 10.0, 3.0), (11.0, -1.0, 11.0, 7.0)));
+    }
+
+    #[test]
+    fn a_label_takes_its_width_to_the_right_or_the_left_of_its_anchor() {
+        let r = label_rect(100.0, 50.0, 10, false);
+        assert_eq!((r.x0, r.y0, r.x1, r.y1), (100.0, 41.0, 162.0, 53.0));
+        let r = label_rect(100.0, 50.0, 10, true);
+        assert_eq!((r.x0, r.y0, r.x1, r.y1), (38.0, 41.0, 100.0, 53.0));
+    }
+
+    #[test]
+    fn segments_that_only_touch_meet() {
+        // An end on the other segment, from either side.
+        assert!(segments_meet((0.0, 0.0, 5.0, 0.0), (5.0, -1.0, 5.0, 1.0)));
+        assert!(segments_meet((5.0, -1.0, 5.0, 1.0), (0.0, 0.0, 5.0, 0.0)));
+        assert!(segments_meet((10.0, 0.0, 5.0, 0.0), (5.0, 1.0, 5.0, -1.0)));
+        assert!(
+            segments_meet((0.0, 0.0, 4.0, 4.0), (4.0, 4.0, 8.0, 0.0)),
+            "a shared end"
+        );
+        assert!(!segments_meet((0.0, 0.0, 4.9, 0.0), (5.0, -1.0, 5.0, 1.0)));
+    }
+
+    #[test]
     fn a_label_sits_clear_of_its_own_arrow() {
         for s in [seg(100.0, 100.0, 400.0, 160.0), seg(400.0, 100.0, 100.0, 160.0)] {
             let p = labels(&[(s, 30)]);

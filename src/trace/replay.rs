@@ -90,6 +90,9 @@ fn apply(s: &mut Socket, e: &Event) {
     }
     match e.event.as_str() {
         "READABLE" if e.detail.contains(" dropped") => s.input = 0,
+        // A link reads straight into its pipe: the bytes show as the
+        // other socket's output (its QUEUED line), not as input here.
+        "READABLE" if e.detail.contains("(to the pipe)") => {}
         "READABLE" => s.input += e.bytes().unwrap_or(0),
         "DECODED" => s.input = s.input.saturating_sub(e.frame_bytes().unwrap_or(0)),
         "WRITABLE" => {
@@ -137,6 +140,7 @@ mod tests {
         10.000 server  0   QUEUED         reply queued, 30 bytes to write
         11.000 server  0   TABLE          0:0 1:5
         12.000 proxy   U   WRITABLE       wrote=8 left=0
+        12.500 server  0   READABLE       read=9 (to the pipe) then WouldBlock
         13.000 server  0   READABLE       read=0 dropped (closing) then EOF
         14.000 server  0   CLOSE          done
 ";
@@ -157,8 +161,13 @@ mod tests {
         assert_eq!(at(8, 2), ("Open".into(), 7, 0), "13 of 20 taken as a message");
         assert_eq!(at(9, 2), ("Open".into(), 7, 30));
         assert_eq!(at(11, 0), ("Open".into(), 0, 0));
-        assert_eq!(at(12, 2), ("Open".into(), 0, 30), "dropped input");
-        assert_eq!(at(13, 2), ("Closed".into(), 0, 0));
+        assert_eq!(
+            at(12, 2),
+            ("Open".into(), 7, 30),
+            "a link's read goes to its pipe, not its input"
+        );
+        assert_eq!(at(13, 2), ("Open".into(), 0, 30), "dropped input");
+        assert_eq!(at(14, 2), ("Closed".into(), 0, 0));
         assert_eq!(r.tables, [(10, "server".to_string(), "0:0 1:5".to_string())]);
     }
 }
