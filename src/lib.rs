@@ -43,6 +43,7 @@
 pub mod bench;
 pub mod buffer;
 pub mod cache;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod conn;
