@@ -58,6 +58,7 @@ pub mod proxy;
 pub mod reactor;
 pub mod server;
 pub mod sim;
+pub mod soak;
 pub mod store;
 pub mod table;
 pub mod trace;

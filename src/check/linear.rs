@@ -107,6 +107,9 @@ struct Search<'a> {
     readers: std::collections::HashMap<(usize, i64), u32>,
     /// CLRs still to place (a 0 may come back).
     clears_left: usize,
+    /// Per record: an answered PUT nobody saw, which may go as soon as
+    /// it hides nothing wanted.
+    free: Vec<bool>,
 }
 
 impl<'a> Search<'a> {
@@ -189,9 +192,16 @@ impl<'a> Search<'a> {
     /// may, while a CLR is still to place): this order is dead now, not
     /// many moves later.
     fn hides_wanted(&self, i: usize) -> bool {
+        self.hides(i, false)
+    }
+
+    /// [`Search::hides_wanted`]; `strict`: a 0 counts even while a CLR
+    /// could bring it back (for a move made without trying others).
+    fn hides(&self, i: usize, strict: bool) -> bool {
         let hides = |k: usize, new: i64| {
             let old = self.state.get(k).copied().unwrap_or(new);
-            old != new && self.readers.get(&(k, old)).is_some_and(|&n| n > 0) && !(old == 0 && self.clears_left > 0)
+            let back = old == 0 && self.clears_left > 0 && !strict;
+            old != new && self.readers.get(&(k, old)).is_some_and(|&n| n > 0) && !back
         };
         match &self.rec[i].op {
             Op::Put(ind, data) => ind.iter().zip(data).any(|(&k, &v)| hides(k, v)),
@@ -287,6 +297,16 @@ impl<'a> Search<'a> {
             out.push(Move { conn: c, apply: true });
             return;
         }
+        // Likewise a write nobody saw (no GET returned its values, no ADD
+        // after it summed its indices) that hides nothing a read still
+        // wants: whatever follows, no read can tell it went now.
+        if let Some(&(_, c)) = heads.iter().find(|&&(_, c)| {
+            let i = self.conns[c][self.prefix[c]];
+            self.free[i] && !self.hides(i, true)
+        }) {
+            out.push(Move { conn: c, apply: true });
+            return;
+        }
         // What the reads that may go next but do not fit want: a write
         // giving one of those values goes first (just in time), the
         // others when their answer is due (by answer time).
@@ -352,6 +372,8 @@ impl<'a> Search<'a> {
                 // others were left out): it took effect, since its values
                 // are its own. A CLR may or may not have: both, applied
                 // first if a read wants a 0 now.
+                // A seen PUT: first when a read wants its value, else
+                // after the answered writes.
                 match &self.rec[i].op {
                     Op::Put(_, data) if data.iter().any(|v| self.observed.contains(v)) => {
                         out.push(Move { conn: c, apply: true });
@@ -372,6 +394,7 @@ pub fn check(history: &[Record], size: usize, budget: u64) -> Report {
     // Failed reads explain nothing: left out. Connections in order.
     let mut by_conn: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
     let mut checked = 0;
+    let mut free = vec![false; history.len()];
     let observed: HashSet<i64> = history
         .iter()
         .filter(|r| matches!(r.op, Op::Get(_)))
@@ -389,6 +412,14 @@ pub fn check(history: &[Record], size: usize, budget: u64) -> Report {
             _ => None,
         })
         .collect();
+    let acked = acked_writes(history);
+    // (An ADD's call, looked up by its answer time: see `summed_after`.)
+    let add_calls: std::collections::HashMap<u64, u64> = history
+        .iter()
+        .filter(|r| matches!((&r.op, &r.outcome), (Op::Add(_), Outcome::Ok(_))))
+        .filter_map(|r| Some((r.ret?, r.call)))
+        .collect();
+    let adds_called = |ret: u64| add_calls.get(&ret).copied().unwrap_or(0);
     for (i, r) in history.iter().enumerate() {
         let failed_read = !r.op.writes() && !matches!(r.outcome, Outcome::Ok(_));
         // A failed or unknown PUT no read saw (no GET returned its
@@ -404,9 +435,31 @@ pub fn check(history: &[Record], size: usize, budget: u64) -> Report {
             }
             _ => false,
         };
-        if !failed_read && !unseen_failed_put {
+        if failed_read || unseen_failed_put {
+            continue;
+        }
+        if let (Op::Put(ind, data), Outcome::Ok(_), Some(ret)) = (&r.op, &r.outcome, r.ret) {
+            // An ADD can have summed it only between its call and the
+            // answer of a write to the same index sent after it was
+            // answered (then it is hidden for good).
+            free[i] = !data.iter().any(|v| observed.contains(v))
+                && !ind.iter().any(|&k| {
+                    let dead = hidden_by(&acked, k, ret);
+                    summed_after
+                        .iter()
+                        .any(|(at, s)| *at >= r.call && s.contains(&k) && adds_called(*at) <= dead)
+                });
+        }
+        checked += 1;
+        if matches!(r.outcome, Outcome::Ok(_)) {
             by_conn.entry(r.conn).or_default().push(i);
-            checked += 1;
+        } else {
+            // A failed or unknown write may land at any time after it was
+            // sent, even after later requests of its connection (a proxy
+            // that gave up on its upstream connection drains it, and the
+            // server may apply a write from it late: docs/architecture.md,
+            // "coherence" rule 6): a sequence of its own.
+            by_conn.entry(u64::MAX - i as u64).or_default().push(i);
         }
     }
     let mut conns: Vec<Vec<usize>> = by_conn.into_values().collect();
@@ -427,6 +480,7 @@ pub fn check(history: &[Record], size: usize, budget: u64) -> Report {
         observed,
         readers: Default::default(),
         clears_left: 0,
+        free,
         conns,
     };
     for ops in s.conns.clone() {
@@ -467,6 +521,35 @@ pub fn check(history: &[Record], size: usize, budget: u64) -> Report {
         steps: verdict.1,
         checked,
     }
+}
+
+/// Per index: the answered writes to it, as (call, the least answer time
+/// of this and every later-called one), by call time.
+fn acked_writes(history: &[Record]) -> std::collections::HashMap<usize, Vec<(u64, u64)>> {
+    let mut by: std::collections::HashMap<usize, Vec<(u64, u64)>> = Default::default();
+    for r in history {
+        let (Op::Put(ind, _), Outcome::Ok(_), Some(ret)) = (&r.op, &r.outcome, r.ret) else {
+            continue;
+        };
+        for &k in ind {
+            by.entry(k).or_default().push((r.call, ret));
+        }
+    }
+    for v in by.values_mut() {
+        v.sort_unstable();
+        for j in (0..v.len().saturating_sub(1)).rev() {
+            v[j].1 = v[j].1.min(v[j + 1].1);
+        }
+    }
+    by
+}
+
+/// When index `k`'s value written by a write answered at `ret` is hidden
+/// for good: the earliest answer of a write to `k` sent after `ret`.
+fn hidden_by(acked: &std::collections::HashMap<usize, Vec<(u64, u64)>>, k: usize, ret: u64) -> u64 {
+    let Some(v) = acked.get(&k) else { return u64::MAX };
+    let from = v.partition_point(|&(call, _)| call <= ret);
+    v.get(from).map_or(u64::MAX, |&(_, min_ret)| min_ret)
 }
 
 fn run(s: &mut Search, required: usize, budget: u64) -> (Verdict, u64) {

@@ -55,6 +55,12 @@ pub enum Cmd {
     /// `sort -n` if from several processes) read on stdin as an SVG
     /// sequence diagram.
     TraceView(TraceViewArgs),
+    /// Run the system under faults for a while, record every operation,
+    /// and check the history (docs/testing.md, "Soak").
+    Soak(SoakArgs),
+    /// Check a recorded history: linearizable over the whole table, each
+    /// connection in order, no acknowledged write lost.
+    Check(CheckArgs),
     /// Replay a key trace through every eviction policy and Bélády's MIN,
     /// offline: miss ratios per policy per capacity.
     Sim(SimArgs),
@@ -192,7 +198,7 @@ mod tools;
 
 pub use bench::{BenchArgs, BenchSub, ProtocolArg, MAX_KEYS};
 pub use nodes::{FsyncArg, LinkArgs, ProxyArgs, ServerArgs};
-pub use tools::{ClientArgs, DemoArgs, SimArgs, TraceViewArgs};
+pub use tools::{CheckArgs, ClientArgs, DemoArgs, SimArgs, SoakArgs, TraceViewArgs};
 
 #[cfg(test)]
 mod tests {

@@ -196,3 +196,47 @@ pub struct TraceViewArgs {
     #[arg(long, conflicts_with_all = ["step", "check"])]
     pub html: bool,
 }
+
+/// `tablecache soak`.
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Operations, all clients together.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ops: u64,
+    /// Seeds the clients' operations and the fault schedule.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// Proxies, each behind its own link to the server.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=16))]
+    pub proxies: u64,
+    /// Client threads (one in four talks to the server directly).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub clients: u64,
+    /// Faults over the run [default: one per 200 operations].
+    #[arg(long, value_name = "N")]
+    pub faults: Option<u64>,
+    /// Entries in the table.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub size: u64,
+    /// Where the data, the logs and the history go [default:
+    /// target/soak-SEED].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+    /// The checker's budget of moves; a history it cannot decide within
+    /// it fails the soak.
+    #[arg(long, value_name = "N", default_value_t = 2_000_000_000)]
+    pub budget: u64,
+}
+
+/// `tablecache check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A history: JSON lines, one operation each (docs/testing.md).
+    pub history: std::path::PathBuf,
+    /// Entries in the table the history ran on.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub size: u64,
+    /// The checker's budget of moves.
+    #[arg(long, value_name = "N", default_value_t = 2_000_000_000)]
+    pub budget: u64,
+}
