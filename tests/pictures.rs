@@ -77,12 +77,15 @@ fn the_full_demo_svg_is_laid_out_like_the_network_and_hides_nothing() {
             "server 0",
             "server 1",
             "server F",
+            "link U0",
+            "link 0",
+            "link L",
             "proxy2 U",
             "proxy2 0",
             "proxy2 L",
             "client2 C"
         ],
-        "the network's order: client | proxy | server | proxy2 | client2"
+        "the network's order: client | proxy | server | link | proxy2 | client2"
     );
     // Arrows: their line and their label's box.
     let mut arrows = Vec::new();

@@ -339,15 +339,20 @@ fn the_demo_draws_its_sequence_diagram() {
     let text = demo(&["--svg", file.to_str().unwrap()]);
     let svg = std::fs::read_to_string(&file).unwrap();
     let lines = trace_lines(&text);
-    // One arrow per message and per FIN of the demo.
+    // One arrow per read that brought bytes (its label the messages it
+    // completed: two for a pipeline read at once, none for the link,
+    // which passes bytes on) and per FIN.
     let messages = lines.iter().filter(|l| l.event == "DECODED").count();
     let fins = lines.iter().filter(|l| l.event == "PEER_FIN").count();
-    let reads = lines
-        .iter()
-        .filter(|l| l.event == "READABLE" && count(&l.detail, "read=") > 0)
-        .count();
-    assert_eq!(messages, reads, "one message per read in the demo");
-    assert_eq!(class_count(&svg, "arrow"), messages + fins);
+    let reads = |link: bool| {
+        lines
+            .iter()
+            .filter(|l| l.event == "READABLE" && count(&l.detail, "read=") > 0 && (l.node == "link") == link)
+            .count()
+    };
+    assert_eq!(messages, reads(false) + 2, "one message a read, but for the pipelined two, read at once twice");
+    assert!(reads(true) >= 8, "the link passes the LEASE, the PUT of 3, GET 6 and GET 7, each way: {}", reads(true));
+    assert_eq!(class_count(&svg, "arrow"), reads(false) + reads(true) + fins);
     // One lane per socket.
     let mut sockets: Vec<(String, String)> = lines.iter().map(|l| (l.node.clone(), l.conn.clone())).collect();
     sockets.sort();
@@ -471,10 +476,19 @@ fn the_demo_plays_every_step_and_exits_0() {
     let inv = text.split("== PUT 3=33").nth(1).unwrap().split("==").next().unwrap();
     let at = |line: &str| inv.find(line).unwrap_or_else(|| panic!("no {line:?} in:\n{inv}"));
     assert!(at("server  -> proxy   OP=INV;SEQ=1;IND=3\n") < at("proxy   -> server  OP=ACK;SEQ=1\n"));
-    assert!(at("proxy   -> server  OP=ACK;SEQ=1\n") < at("server  -> proxy2  OP=PUT;IND=3;DATA=33;CODE=200\n"));
+    // (The second proxy reaches the server through the link: the link
+    // passes bytes on, and the hop lines name it.)
+    assert!(at("proxy   -> server  OP=ACK;SEQ=1\n") < at("link    -> proxy2  OP=PUT;IND=3;DATA=33;CODE=200\n"));
     // The hit step goes nowhere near the server.
     let hit = text.split("== GET 2 1").nth(1).unwrap().split("==").next().unwrap();
     assert!(!hit.contains("proxy   -> server"), "{hit}");
+    // Through the slow link: the pipelined hit's reply leaves after the
+    // miss's, which crossed the link both ways first.
+    let piped = text.split("== client2 pipelines").nth(1).unwrap().split("==").next().unwrap();
+    let at = |line: &str| piped.find(line).unwrap_or_else(|| panic!("no {line:?} in:\n{piped}"));
+    assert!(at("link    -> server  OP=GET;IND=7\n") < at("proxy2  -> client2 OP=GET;IND=7;DATA=0;CODE=200\n"));
+    assert!(at("proxy2  -> client2 OP=GET;IND=7;DATA=0;CODE=200\n") < at("proxy2  -> client2 OP=GET;IND=6;DATA=0;CODE=200\n"));
+    assert!(!piped.contains("link    -> server  OP=GET;IND=6"), "the hit is not fetched:\n{piped}");
 }
 
 #[test]

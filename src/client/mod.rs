@@ -199,6 +199,27 @@ impl Client {
 
     /// Writes the request in the output and reads one reply.
     fn exchange(&mut self) -> io::Result<String> {
+        self.send_output()?;
+        self.read_reply()
+    }
+
+    /// Sends several request bodies in one write (a pipeline) and reads
+    /// their replies, in order.
+    pub fn pipeline(&mut self, bodies: &[&[u8]]) -> io::Result<Vec<String>> {
+        for b in bodies {
+            self.conn.output.extend(b);
+            self.conn.end_message();
+        }
+        self.send_output()?;
+        let replies = (0..bodies.len()).map(|_| self.read_reply()).collect();
+        if let Some(hook) = self.on_reply.as_mut() {
+            hook();
+        }
+        replies
+    }
+
+    /// Writes what the output holds.
+    fn send_output(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + self.timeout;
         crate::trace_event!(
             self.conn.role,
@@ -218,7 +239,12 @@ impl Client {
                 WriteOutcome::Error(e) => return Err(e),
             }
         }
-        self.conn.update_interest(self.poll.registry())?;
+        self.conn.update_interest(self.poll.registry())
+    }
+
+    /// Reads one whole reply (one already buffered first).
+    fn read_reply(&mut self) -> io::Result<String> {
+        let deadline = Instant::now() + self.timeout;
         // A reply already buffered (the server answered ahead)?
         if let Some(r) = take_reply(&mut self.conn) {
             return r;

@@ -2,7 +2,9 @@
 //! node on its own thread with its own reactor, playing a short scenario
 //! that shows a miss, a hit, a FIFO eviction, a write-through PUT, an ADD
 //! over hits and misses, a write through a second proxy invalidating the
-//! first one's copy, a CLR, an error, and the client closing. Every
+//! first one's copy, a CLR, an error, a miss and a pipeline through a
+//! slow link (the second proxy reaches the server through a
+//! `tablecache link` adding 20 ms each way), and the client closing. Every
 //! message is printed per hop as it crosses a socket, and both tables
 //! after each step.
 //!
@@ -249,14 +251,32 @@ fn interactive(mut show: Show, mut client: Client, sys: System) -> io::Result<u8
 
 /// The scripted run: a second proxy and its client, the steps, the close.
 fn scripted(opts: &DemoOptions, mut show: Show, mut client: Client, sys: System) -> io::Result<u8> {
-    // A second proxy in front of the same server, for the coherence step.
-    let proxy2 = Proxy::bind(proxy_config(sys.server.addr(), "proxy2"))?.spawn()?;
+    // A second proxy in front of the same server, for the coherence step,
+    // reaching it through a slow link (20 ms each way) for the last steps.
+    let slow = crate::link::pipe::Shape {
+        delay: SLOW_LINK,
+        ..Default::default()
+    };
+    let link = crate::link::LinkNode::bind(crate::link::LinkConfig {
+        listen: any(),
+        upstream: sys.server.addr(),
+        control: None,
+        shapes: [slow, slow],
+        buffer_bytes: 64 * 1024,
+        max_connections: 16,
+        seed: 1,
+    })?
+    .0
+    .spawn()?;
+    let proxy2 = Proxy::bind(proxy_config(link.addr(), "proxy2"))?.spawn()?;
     await_lease("proxy2")?;
     let mut client2 = Client::connect_named(proxy2.addr(), PATIENCE, "client2")?;
     await_accept("proxy2", &client2)?;
     crate::outln!(
-        "a second proxy on {}, in front of the same server, with its own client (client2)",
-        proxy2.addr()
+        "a second proxy on {}, in front of the same server through a link that adds {} ms each way ({}), with its own client (client2)",
+        proxy2.addr(),
+        SLOW_LINK.as_millis(),
+        link.addr()
     );
     crate::outln!(
         "(both proxies are on loopback: the server grants them leases without --peer-secret-file; docs/coherence.md, \"Trust\")"
@@ -272,6 +292,12 @@ fn scripted(opts: &DemoOptions, mut show: Show, mut client: Client, sys: System)
             &mut client
         };
         if step_via(who, &mut show, &mut book, title, req)? != want_ok {
+            eprintln!("demo: unexpected result in step {title:?}");
+            return Ok(1);
+        }
+    }
+    for (title, reqs) in slow_steps() {
+        if !step_pipelined(&mut client2, &mut show, &mut book, title, &reqs)? {
             eprintln!("demo: unexpected result in step {title:?}");
             return Ok(1);
         }
@@ -293,6 +319,7 @@ fn scripted(opts: &DemoOptions, mut show: Show, mut client: Client, sys: System)
     }
     drop((client2, book));
     proxy2.stop()?;
+    link.stop()?;
     sys.stop()?;
     Ok(0)
 }
@@ -363,10 +390,60 @@ fn script() -> Vec<(&'static str, Request, bool)> {
     ]
 }
 
+/// The one-way delay of the link in front of the second proxy's server.
+const SLOW_LINK: Duration = Duration::from_millis(20);
+
+/// The steps through the slow link, by client2: a title, its requests
+/// (sent in one write).
+fn slow_steps() -> Vec<(&'static str, Vec<Request>)> {
+    let r = Request::new;
+    vec![
+        (
+            "GET 6 by client2: a miss through the second proxy, whose server is 20 ms away through a link (tablecache link): the reply waits in its pending queue for the round trip",
+            vec![r(Op::Get, &[6], &[])],
+        ),
+        (
+            "client2 pipelines GET 7 (a miss) and GET 6 (a hit) in one write: the hit is ready at once, but its reply waits behind the miss's (each connection's replies go in order), then both leave",
+            vec![r(Op::Get, &[7], &[]), r(Op::Get, &[6], &[])],
+        ),
+    ]
+}
+
+/// One step of requests sent in one write; true if every reply was a 200.
+fn step_pipelined(
+    client: &mut Client,
+    show: &mut Show,
+    book: &mut Bookkeeping,
+    title: &str,
+    reqs: &[Request],
+) -> io::Result<bool> {
+    show.step(title);
+    let bodies: Vec<crate::buffer::Buffer> = reqs
+        .iter()
+        .map(|req| {
+            let mut b = crate::buffer::Buffer::new();
+            req.encode(&mut b);
+            b
+        })
+        .collect();
+    let refs: Vec<&[u8]> = bodies.iter().map(|b| b.data()).collect();
+    let replies = client.pipeline(&refs)?;
+    let dumps = book.barrier()?;
+    show.flush(true);
+    let mut all_ok = true;
+    for (req, reply) in reqs.iter().zip(&replies) {
+        let (ok, shown) = render(req.op, reply);
+        crate::outln!("    {} shows: {shown}", client.name());
+        all_ok &= ok;
+    }
+    tables(show, dumps);
+    Ok(all_ok)
+}
+
 /// How many steps `--step` can name: the setup (0), the scripted ones,
-/// the close.
+/// those through the slow link, the close.
 pub fn step_count() -> usize {
-    script().len() + 2
+    script().len() + slow_steps().len() + 2
 }
 
 /// Draws the scenario (or one step of it) to `path`.

@@ -217,12 +217,15 @@ impl Pair {
         if outcome != "pipe full" {
             self.starved[s] = false;
         }
-        trace_event!(
-            "link",
-            self.tokens[s],
-            "READABLE",
-            "read={total} (to the pipe) then {outcome}"
-        );
+        // A pass reads both sockets; one that had nothing is not an event.
+        if total > 0 || outcome != "WouldBlock" {
+            trace_event!(
+                "link",
+                self.tokens[s],
+                "READABLE",
+                "read={total} (to the pipe) then {outcome}"
+            );
+        }
         if total > 0 {
             let held = self.pipes[s].held();
             trace_event!(

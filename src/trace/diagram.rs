@@ -186,12 +186,13 @@ impl Diagram {
                             .get(&peer)
                             .and_then(|w| w.iter().find(|&&(_, t)| t >= *total))
                             .map(|&(i, _)| i);
+                        // A node that does not decode (the link) passes bytes.
+                        let label = match self.decoded_after(k) {
+                            l if l.is_empty() => format!("{n} bytes"),
+                            l => l,
+                        };
                         match from {
-                            Some(from) => arrows.push(Arrow {
-                                from,
-                                to: k,
-                                label: self.decoded_after(k),
-                            }),
+                            Some(from) => arrows.push(Arrow { from, to: k, label }),
                             None => bad.push(format!(
                                 "{} {} read {} bytes in all, but {} {} had written {} before",
                                 me.0,
