@@ -350,8 +350,16 @@ fn the_demo_draws_its_sequence_diagram() {
             .filter(|l| l.event == "READABLE" && count(&l.detail, "read=") > 0 && (l.node == "link") == link)
             .count()
     };
-    assert_eq!(messages, reads(false) + 2, "one message a read, but for the pipelined two, read at once twice");
-    assert!(reads(true) >= 8, "the link passes the LEASE, the PUT of 3, GET 6 and GET 7, each way: {}", reads(true));
+    assert_eq!(
+        messages,
+        reads(false) + 2,
+        "one message a read, but for the pipelined two, read at once twice"
+    );
+    assert!(
+        reads(true) >= 8,
+        "the link passes the LEASE, the PUT of 3, GET 6 and GET 7, each way: {}",
+        reads(true)
+    );
     assert_eq!(class_count(&svg, "arrow"), reads(false) + reads(true) + fins);
     // One lane per socket.
     let mut sockets: Vec<(String, String)> = lines.iter().map(|l| (l.node.clone(), l.conn.clone())).collect();
@@ -484,11 +492,23 @@ fn the_demo_plays_every_step_and_exits_0() {
     assert!(!hit.contains("proxy   -> server"), "{hit}");
     // Through the slow link: the pipelined hit's reply leaves after the
     // miss's, which crossed the link both ways first.
-    let piped = text.split("== client2 pipelines").nth(1).unwrap().split("==").next().unwrap();
+    let piped = text
+        .split("== client2 pipelines")
+        .nth(1)
+        .unwrap()
+        .split("==")
+        .next()
+        .unwrap();
     let at = |line: &str| piped.find(line).unwrap_or_else(|| panic!("no {line:?} in:\n{piped}"));
     assert!(at("link    -> server  OP=GET;IND=7\n") < at("proxy2  -> client2 OP=GET;IND=7;DATA=0;CODE=200\n"));
-    assert!(at("proxy2  -> client2 OP=GET;IND=7;DATA=0;CODE=200\n") < at("proxy2  -> client2 OP=GET;IND=6;DATA=0;CODE=200\n"));
-    assert!(!piped.contains("link    -> server  OP=GET;IND=6"), "the hit is not fetched:\n{piped}");
+    assert!(
+        at("proxy2  -> client2 OP=GET;IND=7;DATA=0;CODE=200\n")
+            < at("proxy2  -> client2 OP=GET;IND=6;DATA=0;CODE=200\n")
+    );
+    assert!(
+        !piped.contains("link    -> server  OP=GET;IND=6"),
+        "the hit is not fetched:\n{piped}"
+    );
 }
 
 #[test]

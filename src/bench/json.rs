@@ -13,7 +13,7 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
     format!(
         concat!(
             "{{\"requests\":{},\"replies\":{},\"errors\":{},\"errors_by_kind\":{{{}}},\"stopped\":{},\"foreign\":{},\"reconnects\":{},\"throughput\":{:.1},",
-            "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"p9999\":{},\"max\":{}}},",
+            "\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"p9999\":{},\"max\":{},\"mean\":{:.1}}},",
             "\"hit_ratio\":{},\"up_gets_per_fetch\":{},\"generator_cpu\":{},\"generator_us_per_reply\":{},\"send_lag_p99_us\":{},\"backlogged\":{},",
             "\"target\":\"{}\",\"mode\":\"{}\",\"rate\":{},\"send_interval_us\":{},\"duration_s\":{},\"warmup_s\":{},",
             "\"connections\":{},\"pipeline\":{},\"keys\":{},\"mix\":\"{}\",\"batch\":{},\"dist\":\"{}\",",
@@ -33,6 +33,7 @@ pub fn json(cfg: &BenchConfig, r: &Report) -> String {
         l[3],
         l[4],
         l[5],
+        r.mean_us,
         opt(r.hit_ratio),
         opt(r.up_gets_per_fetch),
         opt(r.cpu),

@@ -387,6 +387,7 @@ impl Bench {
             foreign: self.foreign.take(),
             reconnects: self.reconnects,
             latency_us: percentiles(&self.hist),
+            mean_us: if self.hist.is_empty() { 0.0 } else { self.hist.mean() },
             hit_ratio,
             send_lag_p99_us: self.cfg.rate.map(|_| {
                 if self.lag.is_empty() {

@@ -33,6 +33,8 @@ pub struct Report {
     pub elapsed: f64,
     /// Latency percentiles, microseconds: p50, p90, p99, p99.9, p99.99, max.
     pub latency_us: [u64; 6],
+    /// Mean latency, microseconds (what a hit ratio predicts is a mean).
+    pub mean_us: f64,
     /// Proxy hit ratio over the run (from STS), when the target is a proxy.
     pub hit_ratio: Option<f64>,
     /// Open loop: p99 of the generator's own send lag (µs), i.e. how late

@@ -258,3 +258,33 @@ fn a_simulated_history_with_one_read_changed_fails() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_failed_write_may_land_after_its_connections_next_requests() {
+    // Connection 1's PUT failed (502: its proxy gave up on the upstream
+    // connection, which it drains); its next request, a read, saw the old
+    // value; the PUT landed later, and another client read it then.
+    let h = [
+        rec(1, 0, Op::Put(vec![0], vec![7]), 0, Some(10), Outcome::Error),
+        get(1, 1, 0, 0, 20, 30),
+        get(2, 0, 0, 7, 40, 50),
+    ];
+    assert!(ok(&h));
+}
+
+#[test]
+fn an_unseen_write_is_not_placed_over_a_zero_a_read_still_wants() {
+    // Connection 1: a long PUT someone reads later, then a read of 0 at
+    // index 1 queued behind it. Connection 2: a write to 1 nobody reads,
+    // while the PUT is still out. A CLR much later. The write to 1 must
+    // go after the read: the CLR that could bring the 0 back comes too
+    // late for it.
+    let h = [
+        put(1, 0, 0, 5, 0, 1000),
+        get(1, 1, 1, 0, 1, 1001),
+        put(2, 0, 1, 42, 10, 20),
+        get(3, 0, 0, 5, 2000, 2001),
+        rec(3, 1, Op::Clr, 5000, Some(5001), Outcome::Ok(vec![])),
+    ];
+    assert!(ok(&h));
+}

@@ -172,6 +172,14 @@ impl ProxyArgs {
     }
 }
 
+/// Milliseconds, fractions allowed (`0.1`), up to a day.
+fn millis(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(ms) if (0.0..=DAY_MS as f64).contains(&ms) => Ok(Duration::from_secs_f64(ms / 1000.0)),
+        _ => Err(format!("{s}: milliseconds from 0 to a day (0.1 is 100 us)")),
+    }
+}
+
 /// `tablecache link`.
 #[derive(Debug, Args)]
 pub struct LinkArgs {
@@ -185,17 +193,17 @@ pub struct LinkArgs {
     /// delays and faults at run time. None without it.
     #[arg(long, value_name = "ADDR")]
     pub control: Option<SocketAddr>,
-    /// One-way delay added to every byte: one value for both directions,
-    /// or UP,DOWN (UP: client to upstream). A round trip through the link
-    /// takes both.
+    /// One-way delay added to every byte, in milliseconds (0.1 is 100
+    /// us): one value for both directions, or UP,DOWN (UP: client to
+    /// upstream). A round trip through the link takes both.
     #[arg(long, value_name = "MS[,MS]", value_delimiter = ',', num_args = 1..=2, default_value = "0",
-          value_parser = clap::value_parser!(u64).range(0..=DAY_MS))]
-    pub delay_ms: Vec<u64>,
+          value_parser = millis)]
+    pub delay_ms: Vec<Duration>,
     /// Up to this much more, at random; bytes of one direction are never
     /// reordered (one value, or UP,DOWN).
     #[arg(long, value_name = "MS[,MS]", value_delimiter = ',', num_args = 1..=2, default_value = "0",
-          value_parser = clap::value_parser!(u64).range(0..=DAY_MS))]
-    pub jitter_ms: Vec<u64>,
+          value_parser = millis)]
+    pub jitter_ms: Vec<Duration>,
     /// Bytes per second each way, 0 for no limit (one value, or UP,DOWN).
     #[arg(long, value_name = "BPS[,BPS]", value_delimiter = ',', num_args = 1..=2, default_value = "0")]
     pub bandwidth: Vec<u64>,
@@ -219,10 +227,12 @@ impl LinkArgs {
     /// The link's settings.
     pub fn config(&self) -> crate::link::LinkConfig {
         use crate::link::pipe::Shape;
-        let pick = |v: &[u64], d: usize| v.get(d).or(v.first()).copied().unwrap_or(0);
+        fn pick<T: Copy + Default>(v: &[T], d: usize) -> T {
+            v.get(d).or(v.first()).copied().unwrap_or_default()
+        }
         let shape = |d: usize| Shape {
-            delay: Duration::from_millis(pick(&self.delay_ms, d)),
-            jitter: Duration::from_millis(pick(&self.jitter_ms, d)),
+            delay: pick(&self.delay_ms, d),
+            jitter: pick(&self.jitter_ms, d),
             bandwidth: pick(&self.bandwidth, d),
             ..Shape::default()
         };

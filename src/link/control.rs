@@ -127,6 +127,8 @@ pub fn parse(line: &str) -> Result<Control, String> {
             "KIND" => kind = Some(v),
             "DELAY_MS" => change.delay = Some(ms(v)?),
             "JITTER_MS" => change.jitter = Some(ms(v)?),
+            "DELAY_US" => change.delay = Some(Duration::from_micros(number(k, v, MAX_MS * 1000)?)),
+            "JITTER_US" => change.jitter = Some(Duration::from_micros(number(k, v, MAX_MS * 1000)?)),
             "BANDWIDTH" => change.bandwidth = Some(number(k, v, u64::MAX)?),
             "SLICE" => change.slice = Some(number(k, v, 1 << 20)? as usize),
             "SLICE_US" => change.slice_gap = Some(Duration::from_micros(number(k, v, MAX_MS * 1000)?)),
@@ -193,6 +195,17 @@ mod tests {
         assert_eq!(parse("OP=FAULT;KIND=NONE"), Ok(Control::Fault(Dir::Both, Fault::None)));
         assert_eq!(parse("OP=FAULT;KIND=RESET"), Ok(Control::Reset));
         assert_eq!(parse("OP=STS\r"), Ok(Control::Sts));
+    }
+
+    #[test]
+    fn delays_may_be_given_in_microseconds() {
+        let Ok(Control::Set(Dir::Both, c)) = parse("OP=SET;DELAY_US=100;JITTER_US=50") else {
+            panic!("not a SET")
+        };
+        assert_eq!(
+            (c.delay, c.jitter),
+            (Some(Duration::from_micros(100)), Some(Duration::from_micros(50)))
+        );
     }
 
     #[test]

@@ -290,7 +290,7 @@ mod tests {
             spread.insert(at.duration_since(now).as_micros() / 1000);
             last = at;
         }
-        assert!(spread.len() > 5, "jitter varies: {spread:?}");
+        assert!(spread.len() >= 3, "jitter varies: {spread:?}");
         // Bytes come out in the order they went in.
         let end = last;
         let out: Vec<u8> = p.ready(end, &shape).to_vec();
