@@ -52,10 +52,18 @@ struct Bookkeeping {
     server: Client,
     proxy: Client,
     proxy2: Option<Client>,
+    /// The link's control connection (its STS is the link's barrier).
+    link: Option<Client>,
 }
 
 impl Bookkeeping {
-    fn connect(show: &mut Show, server: SocketAddr, proxy: SocketAddr, proxy2: Option<SocketAddr>) -> io::Result<Self> {
+    fn connect(
+        show: &mut Show,
+        server: SocketAddr,
+        proxy: SocketAddr,
+        proxy2: Option<SocketAddr>,
+        link: Option<SocketAddr>,
+    ) -> io::Result<Self> {
         let open = |show: &mut Show, addr: SocketAddr| -> io::Result<Client> {
             let c = Client::connect_named(addr, PATIENCE, BOOKKEEPING)?;
             show.quiet_addrs.insert((c.local_addr()?.to_string(), addr.to_string()));
@@ -65,6 +73,7 @@ impl Bookkeeping {
             server: open(show, server)?,
             proxy: open(show, proxy)?,
             proxy2: proxy2.map(|a| open(show, a)).transpose()?,
+            link: link.map(|a| open(show, a)).transpose()?,
         })
     }
 
@@ -76,6 +85,11 @@ impl Bookkeeping {
         let p = self.proxy.request_raw(b"OP=DMP")?;
         if let Some(p2) = self.proxy2.as_mut() {
             p2.request_raw(b"OP=DMP")?;
+        }
+        // The link logs a write after its syscall returns: its answer to
+        // STS comes from a later turn of its loop, so by then it has.
+        if let Some(l) = self.link.as_mut() {
+            l.request_raw(b"OP=STS")?;
         }
         Ok((render(Op::Dmp, &s).1, render(Op::Dmp, &p).1))
     }
@@ -231,7 +245,7 @@ fn proxy_config(server: SocketAddr, name: &'static str) -> ProxyConfig {
 
 /// `--interactive`: the user's own commands, each hop printed.
 fn interactive(mut show: Show, mut client: Client, sys: System) -> io::Result<u8> {
-    let mut book = Bookkeeping::connect(&mut show, sys.server.addr(), sys.proxy.addr(), None)?;
+    let mut book = Bookkeeping::connect(&mut show, sys.server.addr(), sys.proxy.addr(), None, None)?;
     book.barrier()?;
     // The prompt's hops are the user's: the setup shows only traced.
     let print = show.trace;
@@ -257,17 +271,19 @@ fn scripted(opts: &DemoOptions, mut show: Show, mut client: Client, sys: System)
         delay: SLOW_LINK,
         ..Default::default()
     };
-    let link = crate::link::LinkNode::bind(crate::link::LinkConfig {
+    // (Its control listener is the bookkeeping's, not part of the tour.)
+    show.quiet.insert(("link".to_string(), "KL".to_string()));
+    let (link, link_control) = crate::link::LinkNode::bind(crate::link::LinkConfig {
         listen: any(),
         upstream: sys.server.addr(),
-        control: None,
+        control: Some(any()),
         shapes: [slow, slow],
         buffer_bytes: 64 * 1024,
         max_connections: 16,
         seed: 1,
-    })?
-    .0
-    .spawn()?;
+    })?;
+    let link = link.spawn()?;
+    let link_control = link_control.ok_or_else(|| io::Error::other("the link has no control address"))?;
     let proxy2 = Proxy::bind(proxy_config(link.addr(), "proxy2"))?.spawn()?;
     await_lease("proxy2")?;
     let mut client2 = Client::connect_named(proxy2.addr(), PATIENCE, "client2")?;
@@ -281,7 +297,13 @@ fn scripted(opts: &DemoOptions, mut show: Show, mut client: Client, sys: System)
     crate::outln!(
         "(both proxies are on loopback: the server grants them leases without --peer-secret-file; docs/coherence.md, \"Trust\")"
     );
-    let mut book = Bookkeeping::connect(&mut show, sys.server.addr(), sys.proxy.addr(), Some(proxy2.addr()))?;
+    let mut book = Bookkeeping::connect(
+        &mut show,
+        sys.server.addr(),
+        sys.proxy.addr(),
+        Some(proxy2.addr()),
+        Some(link_control),
+    )?;
     show.step("setup: listeners, the proxies' connections to the server and their leases, the clients' connections");
     book.barrier()?;
     show.flush(true);

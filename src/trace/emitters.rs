@@ -108,7 +108,7 @@ pub const EMITTERS: &[Emitter] = &[
         "src/proxy/upstream/read.rs",
     ),
     at("DECODED", Always, "pump::process", "src/frontend/pump.rs"),
-    at("QUEUED", Node("client"), "Client::exchange", "src/client/mod.rs"),
+    at("QUEUED", Node("client"), "Client::send_output", "src/client/mod.rs"),
     at(
         "QUEUED",
         Detail("the server answered"),
