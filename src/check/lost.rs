@@ -63,6 +63,9 @@ pub fn lost_writes(history: &[Record]) -> Vec<Lost> {
                     .max()
             } else {
                 match source.get(&(i, v)) {
+                    // A failed or unknown write may land at any time after
+                    // it was sent, even after later writes: no claim.
+                    Some(&w) if !matches!(history[w].outcome, Outcome::Ok(_)) => continue,
                     Some(&w) => Some(history[w].ret.unwrap_or(u64::MAX)),
                     None => continue, // a value nobody wrote: linearizability says so
                 }
