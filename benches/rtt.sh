@@ -19,17 +19,18 @@ out=${1:-target/rtt}
 mkdir -p "$out"
 cargo build --release -q
 bin=target/release/tablecache
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+pidfile=$(mktemp)
+cleanup() { xargs -r kill < "$pidfile" 2>/dev/null || true; rm -f "$pidfile"; }
 trap cleanup EXIT
 
-# Starts a node; prints the address it announced.
+# Starts a node; prints the address it announced (its pid goes to $pidfile:
+# this runs in a subshell).
 start() {
   local fifo
   fifo=$(mktemp -u)
   mkfifo "$fifo"
   "$bin" "$@" --log-level warn > "$fifo" 2>/dev/null &
-  pids+=($!)
+  echo $! >> "$pidfile"
   local line
   read -r line < "$fifo"
   rm -f "$fifo"
@@ -58,9 +59,9 @@ for d in 0 0.1 0.5 2.5; do
     "$(field "$miss" 'latency_us["p50"]')" "$(field "$miss" 'latency_us["p99"]')" \
     "$hm" "$mm" "$h" "$(field "$zipf" 'latency_us["mean"]')" "$(field "$direct" 'latency_us["mean"]')" "$pred" \
     | tee -a "$out/rtt.tsv"
-  # This delay's link and proxy go; the server stays.
-  kill "${pids[-1]}" "${pids[-2]}" 2>/dev/null || true
-  unset 'pids[-1]' 'pids[-2]'
+  # This delay's link and proxy go (the last two started); the server stays.
+  tail -n 2 "$pidfile" | xargs -r kill 2>/dev/null || true
+  head -n -2 "$pidfile" > "$pidfile.keep" && mv "$pidfile.keep" "$pidfile"
 done
 column -t "$out/rtt.tsv"
 

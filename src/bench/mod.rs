@@ -30,7 +30,7 @@ mod drive;
 mod json;
 mod keys;
 mod load;
-mod pacer;
+pub(crate) mod pacer;
 pub mod plot;
 mod preload;
 mod replies;

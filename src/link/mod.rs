@@ -22,6 +22,7 @@ mod ctl;
 pub mod pair;
 pub mod pipe;
 
+use crate::bench::pacer::{Pacer, PACER};
 use crate::reactor::{Bound, LoopStats, Node, Reactor, Timers, LISTENER};
 use crate::trace_event;
 use control::{Control, Dir};
@@ -89,6 +90,9 @@ pub struct LinkNode {
     scratch: Vec<u8>,
     stopping: bool,
     loop_stats: LoopStats,
+    /// Wakes the loop at a release time to the microsecond (`None` where
+    /// there is no timerfd: to the millisecond then).
+    pacer: Option<Pacer>,
 }
 
 /// A bound link, ready to run.
@@ -110,6 +114,7 @@ impl LinkNode {
             cfg.upstream
         );
         let ctl = ctl::Controls::bind(cfg.control, &registry)?;
+        let pacer = Pacer::new(&registry).ok();
         let control_addr = ctl.addr();
         let node = LinkNode {
             registry,
@@ -123,6 +128,7 @@ impl LinkNode {
             scratch: vec![0; 16 * 1024],
             stopping: false,
             loop_stats: LoopStats::default(),
+            pacer,
             cfg,
         };
         Ok((Bound::new(reactor, node, addr, "link"), control_addr))
@@ -332,6 +338,11 @@ impl Node for LinkNode {
     fn ready(&mut self, token: Token, event: &Event, now: Instant) {
         match token {
             LISTENER => self.accept(now),
+            PACER => {
+                if let Some(p) = self.pacer.as_mut() {
+                    p.fired();
+                }
+            }
             CONTROL_LISTENER => self.ctl.accept(&self.registry),
             Token(t) if (LINK_CONTROL..LINK_UPSTREAM).contains(&t) => {
                 let answers = self.ctl.ready(t - LINK_CONTROL, &self.registry);
@@ -375,7 +386,16 @@ impl Node for LinkNode {
                 self.pump(t.key, now);
             }
         }
-        self.timers.next()
+        let next = self.timers.next();
+        // The poll's own timeout counts whole milliseconds (rounded up):
+        // a 0.1 ms delay would take 1. The timerfd wakes it on time.
+        if let (Some(at), Some(p)) = (next, self.pacer.as_mut()) {
+            if let Err(e) = p.arm(at.saturating_duration_since(now)) {
+                warn!("link: timerfd: {e}; delays round up to the millisecond");
+                self.pacer = None;
+            }
+        }
+        next
     }
 
     fn stop(&mut self, _now: Instant) {
