@@ -23,6 +23,7 @@
 mod check_tests;
 pub mod linear;
 pub mod lost;
+mod search;
 
 use serde_json::{json, Value};
 
