@@ -9,18 +9,6 @@ mod common;
 use common::*;
 use std::process::Command;
 
-/// Runs `tablecache demo --trace` with `extra`; its stdout.
-fn demo(extra: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("demo")
-        .arg("--trace")
-        .args(extra)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The value of `name="..."` in an element's text.
 fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
     let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;

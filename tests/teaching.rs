@@ -254,18 +254,6 @@ fn trace_of_a_get_miss_through_the_proxy() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs the demo with `--trace` (and `extra`); its stdout.
-fn demo(extra: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("demo")
-        .arg("--trace")
-        .args(extra)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn the_demo_trace_is_causal_and_the_same_every_run() {
     let mut first: Option<Vec<String>> = None;

@@ -426,3 +426,15 @@ pub fn leasing(addr: &str, dir: Option<&std::path::Path>) -> Proc {
     }
     spawn_node(&args)
 }
+
+/// Runs `tablecache demo --trace` with `extra`; its stdout (it must exit 0).
+pub fn demo(extra: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("demo")
+        .arg("--trace")
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
