@@ -134,7 +134,7 @@ impl LinkNode {
         Ok((Bound::new(reactor, node, addr, "link"), control_addr))
     }
 
-    fn accept(&mut self, now: Instant) {
+    fn accept(&mut self) {
         let Some(listener) = &self.listener else { return };
         loop {
             let (sock, peer) = match listener.accept() {
@@ -191,7 +191,6 @@ impl LinkNode {
                 continue;
             }
             entry.insert(pair);
-            let _ = now;
         }
     }
 
@@ -337,7 +336,7 @@ fn shape_text(s: &Shape) -> String {
 impl Node for LinkNode {
     fn ready(&mut self, token: Token, event: &Event, now: Instant) {
         match token {
-            LISTENER => self.accept(now),
+            LISTENER => self.accept(),
             PACER => {
                 if let Some(p) = self.pacer.as_mut() {
                     p.fired();
