@@ -303,3 +303,36 @@ fn a_failed_write_seen_after_an_acknowledged_one_is_not_a_lost_write() {
     assert!(ok(&h));
     assert!(lost_writes(&h).is_empty());
 }
+
+#[test]
+fn a_clear_is_a_write_too_and_boundaries_are_strict() {
+    let clr = |conn, call, ret| rec(conn, 0, Op::Clr, call, Some(ret), Outcome::Ok(vec![]));
+    // A read of 0 after an acknowledged CLR: nothing lost.
+    let h = [put(1, 0, 1, 5, 0, 10), clr(2, 20, 30), get(3, 0, 1, 0, 40, 50)];
+    assert!(lost_writes(&h).is_empty() && ok(&h));
+    // A read of the value the CLR erased: the CLR was lost.
+    let h = [put(1, 0, 1, 5, 0, 10), clr(2, 20, 30), get(3, 0, 1, 5, 40, 50)];
+    assert_eq!(lost_writes(&h), [(2, 1)]);
+    // A CLR sent after the read was answered cannot explain its 0.
+    let h = [put(1, 0, 1, 5, 0, 10), get(3, 0, 1, 0, 40, 50), clr(2, 51, 60)];
+    assert_eq!(lost_writes(&h), [(1, 0)]);
+    // ... but one sent before it was answered can.
+    let h = [put(1, 0, 1, 5, 0, 10), get(3, 0, 1, 0, 40, 50), clr(2, 50, 60)];
+    assert!(lost_writes(&h).is_empty());
+    // A failed CLR may have landed late: a 0 after an acknowledged write is
+    // not a lost write then.
+    let h = [
+        rec(2, 0, Op::Clr, 0, Some(5), Outcome::Error),
+        put(1, 0, 1, 5, 10, 20),
+        get(3, 0, 1, 0, 40, 50),
+    ];
+    assert!(lost_writes(&h).is_empty() && ok(&h));
+    // A write sent the moment the seen one was answered, or answered the
+    // moment the read was sent, is not strictly between them: not lost.
+    let h = [put(1, 0, 1, 5, 0, 10), put(2, 0, 1, 6, 10, 20), get(3, 0, 1, 5, 30, 40)];
+    assert!(lost_writes(&h).is_empty());
+    let h = [put(1, 0, 1, 5, 0, 10), put(2, 0, 1, 6, 11, 30), get(3, 0, 1, 5, 30, 40)];
+    assert!(lost_writes(&h).is_empty());
+    let h = [put(1, 0, 1, 5, 0, 10), put(2, 0, 1, 6, 11, 29), get(3, 0, 1, 5, 30, 40)];
+    assert_eq!(lost_writes(&h), [(2, 1)]);
+}

@@ -55,11 +55,15 @@ pub fn lost_writes(history: &[Record]) -> Vec<Lost> {
             // The latest time the value seen could have been written
             // (`None`: it may be the table's first value).
             let written: Option<u64> = if v == 0 {
-                // The start, or any CLR sent before the read was answered.
+                // The start, or any CLR sent before the read was answered
+                // (a failed one may have landed at any time since).
                 clears
                     .iter()
                     .filter(|&&c| history[c].call <= r.ret.unwrap_or(u64::MAX))
-                    .map(|&c| history[c].ret.unwrap_or(u64::MAX))
+                    .map(|&c| match history[c].outcome {
+                        Outcome::Ok(_) => history[c].ret.unwrap_or(u64::MAX),
+                        _ => u64::MAX,
+                    })
                     .max()
             } else {
                 match source.get(&(i, v)) {

@@ -209,6 +209,23 @@ mod tests {
     }
 
     #[test]
+    fn bounds_are_inclusive() {
+        let line = format!("OP=STS;{}", ";".repeat(MAX_LINE - 7));
+        assert_eq!(line.len(), MAX_LINE);
+        assert_eq!(parse(&line), Ok(Control::Sts), "a line of exactly 512 bytes");
+        assert!(parse(&format!("{line};")).is_err());
+        let day_us = 86_400_000_000u64;
+        for key in ["DELAY_US", "JITTER_US", "SLICE_US"] {
+            assert!(parse(&format!("OP=SET;{key}={day_us}")).is_ok(), "{key} up to a day");
+            assert!(
+                parse(&format!("OP=SET;{key}={}", day_us + 1)).is_err(),
+                "{key} past a day"
+            );
+        }
+        assert!(parse("OP=SET;DELAY_MS=86400000").is_ok() && parse("OP=SET;DELAY_MS=86400001").is_err());
+    }
+
+    #[test]
     fn mistakes_are_named() {
         for (line, says) in [
             ("", "no OP"),
