@@ -159,11 +159,6 @@ impl Pipe {
         }
     }
 
-    /// True once the source's FIN has been read.
-    pub fn fin_taken(&self) -> bool {
-        self.fin.is_some()
-    }
-
     /// The bytes that may be written now (empty: none yet).
     pub fn ready(&self, now: Instant, shape: &Shape) -> &[u8] {
         if shape.fault == Fault::Hold || self.next_send.is_some_and(|t| now < t) {
@@ -268,6 +263,53 @@ mod tests {
         p.gave(1, t0 + ms(13), &shape);
         assert_eq!((p.held(), p.counts()), (0, (5, 0)));
         assert_eq!(p.next_due(t0 + ms(13), &shape), None);
+    }
+
+    #[test]
+    fn jitter_draws_each_read_a_spread_within_its_bound() {
+        let t0 = Instant::now();
+        let shape = Shape {
+            delay: ms(5),
+            jitter: ms(20),
+            ..Shape::default()
+        };
+        let mut p = Pipe::new(1 << 20, 7);
+        let mut offsets = std::collections::HashSet::new();
+        for i in 0..200u64 {
+            // Reads far apart: no release is held back by the one before.
+            let now = t0 + ms(100 * i);
+            let at = p.release_at(now, &shape).duration_since(now);
+            assert!(at >= ms(5) && at <= ms(25), "{at:?}");
+            offsets.insert(at.as_micros());
+        }
+        assert!(offsets.len() > 150, "{} distinct draws of 200", offsets.len());
+        // No jitter: exactly the delay.
+        let mut p = Pipe::new(100, 7);
+        let at = p.release_at(
+            t0,
+            &Shape {
+                delay: ms(5),
+                ..Shape::default()
+            },
+        );
+        assert_eq!(at.duration_since(t0), ms(5));
+    }
+
+    #[test]
+    fn only_released_bytes_are_ready_after_a_partial_write() {
+        let t0 = Instant::now();
+        let shape = Shape {
+            delay: ms(10),
+            ..Shape::default()
+        };
+        let mut p = Pipe::new(100, 1);
+        p.take(b"abc", t0, &shape);
+        p.take(b"de", t0 + ms(5), &shape);
+        assert_eq!(p.held(), 5);
+        p.gave(2, t0 + ms(10), &shape);
+        assert_eq!(p.held(), 3);
+        assert_eq!(p.ready(t0 + ms(10), &shape), b"c", "de is not released yet");
+        assert_eq!(p.ready(t0 + ms(15), &shape), b"cde");
     }
 
     #[test]
