@@ -308,6 +308,7 @@ mod tests {
         assert_eq!(p.held(), 5);
         p.gave(2, t0 + ms(10), &shape);
         assert_eq!(p.held(), 3);
+        assert!(!p.limit_reached(&shape), "no limit set: none reached");
         assert_eq!(p.ready(t0 + ms(10), &shape), b"c", "de is not released yet");
         assert_eq!(p.ready(t0 + ms(15), &shape), b"cde");
     }
