@@ -151,6 +151,12 @@ impl Pair {
                 if let Ok(local) = sock.local_addr() {
                     trace_event!("link", self.tokens[1], "CONNECTED", "local {local}, peer {peer}");
                 }
+                trace_event!(
+                    "link",
+                    self.tokens[1],
+                    "STATE",
+                    "Connecting -> Open (connect completed)"
+                );
                 self.state = PairState::Open;
                 Ok(())
             }

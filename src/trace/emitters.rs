@@ -62,6 +62,7 @@ pub const EMITTERS: &[Emitter] = &[
     ),
     at("CONNECT_FAILED", Node("link"), "Pair::on_connect", "src/link/pair.rs"),
     at("CONNECTED", Node("link"), "Pair::on_connect", "src/link/pair.rs"),
+    at("STATE", Node("link"), "Pair::on_connect", "src/link/pair.rs"),
     at("READABLE", Node("link"), "Pair::read", "src/link/pair.rs"),
     at("QUEUED", Node("link"), "Pair::read", "src/link/pair.rs"),
     at("PEER_FIN", Node("link"), "Pair::read", "src/link/pair.rs"),

@@ -40,6 +40,8 @@ pub fn role(conn: &str) -> String {
         "D" => "old upstream, draining".into(),
         "C" => "its socket".into(),
         "F" => "its log file (not a socket)".into(),
+        "KL" => "control listener".into(),
+        n if n.starts_with('U') => format!("upstream for connection {}", &n[1..]),
         n => format!("accepted connection {n}"),
     }
 }

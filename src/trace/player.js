@@ -207,7 +207,10 @@
       const e = T.events[j], x = xs[e[LANE]];
       if (x === undefined) continue;
       add("circle", { cx: x, cy: y(j) - 4, r: j === k ? 5 : 3, class: j === k ? "dot now" : "dot" });
-      add("text", { x: x + 8, y: y(j), class: j === k ? "ev now" : "ev" }, e[EVENT]);
+      // Names of the rightmost lanes go left of their dot, inside.
+      const left = x + 8 + e[EVENT].length * 7 > width;
+      const t = add("text", { x: left ? x - 8 : x + 8, y: y(j), class: j === k ? "ev now" : "ev" }, e[EVENT]);
+      if (left) t.setAttribute("text-anchor", "end");
     }
     host.appendChild(svg);
   }
