@@ -336,3 +336,15 @@ fn a_clear_is_a_write_too_and_boundaries_are_strict() {
     let h = [put(1, 0, 1, 5, 0, 10), put(2, 0, 1, 6, 11, 29), get(3, 0, 1, 5, 30, 40)];
     assert_eq!(lost_writes(&h), [(2, 1)]);
 }
+
+#[test]
+fn a_zero_read_after_a_clear_and_a_later_write_misses_that_write() {
+    let clr = rec(2, 0, Op::Clr, 20, Some(30), Outcome::Ok(vec![]));
+    let h = [
+        put(1, 0, 1, 5, 0, 10),
+        clr,
+        put(1, 1, 1, 6, 40, 50),
+        get(3, 0, 1, 0, 60, 70),
+    ];
+    assert_eq!(lost_writes(&h), [(3, 2)]);
+}

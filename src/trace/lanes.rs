@@ -278,6 +278,24 @@ mod tests {
     }
 
     #[test]
+    fn each_lane_says_what_socket_it_is() {
+        for (conn, says) in [
+            ("L", "listener"),
+            ("U", "upstream (to the server)"),
+            ("D", "old upstream, draining"),
+            ("C", "its socket"),
+            ("C.2", "its socket"),
+            ("F", "its log file (not a socket)"),
+            ("KL", "control listener"),
+            ("U0", "upstream for connection 0"),
+            ("3", "accepted connection 3"),
+        ] {
+            assert_eq!(role(conn), says, "{conn}");
+        }
+        assert!(outgoing("U") && outgoing("D.2") && outgoing("C") && !outgoing("0") && !outgoing("L"));
+    }
+
+    #[test]
     fn a_link_sits_between_the_proxy_and_the_server() {
         let mut e = vec![
             ev("server", "L", "LISTEN", ""),
