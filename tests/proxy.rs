@@ -1671,12 +1671,12 @@ fn the_misses_of_one_pass_go_as_one_get_and_each_gets_its_part() {
     let mut up = Scripted::new();
     let proxy = settled_proxy(&mut up, 8192);
     let mut c = Peer::connect(proxy.addr());
-    // One write, one read pass: three fetches, one GET. (The last read,
-    // behind its own misses, fetches its 3 again rather than join.)
+    // One write, one read pass: three reads grow one fetch, one GET. (The
+    // last read's 3 is the first read's: it is not asked twice.)
     c.send(b"OP=GET;IND=3\nOP=ADD;IND=4,5\nOP=GET;IND=6,3\n");
-    assert_eq!(up.recv(), "OP=GET;IND=3,4,5,6,3");
+    assert_eq!(up.recv(), "OP=GET;IND=3,4,5,6");
     assert!(up.silent_for(50), "nothing else was sent");
-    up.reply("OP=GET;IND=3,4,5,6,3;DATA=30,40,50,60,30;CODE=200");
+    up.reply("OP=GET;IND=3,4,5,6;DATA=30,40,50,60;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=3;DATA=30;CODE=200");
     assert_eq!(c.line(), "OP=ADD;IND=4,5;DATA=90;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=6,3;DATA=60,30;CODE=200");

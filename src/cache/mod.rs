@@ -73,6 +73,11 @@ impl Hasher for IntHasher {
             .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
             .rotate_left(29);
     }
+    // Sequence numbers and ids hash as indices do: one multiply, not one
+    // per byte.
+    fn write_u64(&mut self, n: u64) {
+        self.write_i64(n as i64);
+    }
 }
 
 /// A `HashMap` keyed by index with [`IntHasher`].

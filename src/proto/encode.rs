@@ -56,13 +56,6 @@ pub fn encode_request(out: &mut Buffer, op: Op, ind: &[i64], data: &[i64]) {
     }
 }
 
-/// Appends a GET of the indices of every list, in order, as one request
-/// (the proxy's fetches of one pass, batched).
-pub fn encode_get_lists<'a>(out: &mut Buffer, lists: impl Iterator<Item = &'a [i64]>) {
-    out.extend(b"OP=GET;IND=");
-    put_list(out, lists.flat_map(|l| l.iter().copied()));
-}
-
 /// Appends the success reply of a GET: the indices asked and their
 /// `values`, in the order asked (the server's table and the proxy's
 /// cache answer with the same bytes).
@@ -247,8 +240,6 @@ mod tests {
 
     #[test]
     fn reads_are_encoded_as_asked() {
-        let lists: [&[i64]; 3] = [&[3], &[4, 5], &[3]];
-        assert_eq!(text(|b| encode_get_lists(b, lists.into_iter())), "OP=GET;IND=3,4,5,3");
         assert_eq!(
             text(|b| encode_get_reply_nocache(b, &[1, 2], [10, 20], &[2])),
             "OP=GET;IND=1,2;DATA=10,20;NOCACHE=2;CODE=200"

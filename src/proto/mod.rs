@@ -22,8 +22,8 @@ mod encode;
 mod parse;
 
 pub use encode::{
-    encode_ack, encode_error, encode_field, encode_get_lists, encode_get_reply, encode_get_reply_nocache, encode_inv,
-    encode_lease_grant, encode_lease_request, encode_ok, encode_read_reply, encode_request, put_i64, put_list,
+    encode_ack, encode_error, encode_field, encode_get_reply, encode_get_reply_nocache, encode_inv, encode_lease_grant,
+    encode_lease_request, encode_ok, encode_read_reply, encode_request, put_i64, put_list,
 };
 pub use parse::{is_blank, peek_op, Reply, Request};
 
@@ -683,38 +683,5 @@ mod fuzz {
             r.parse(out.data()).unwrap();
             prop_assert_eq!(r, Request::new(op, &ind, &data));
         }
-    }
-
-    #[test]
-    fn a_batch_answer_is_split_into_each_fetch_part() {
-        let mut whole = Reply::default();
-        whole
-            .parse(b"OP=GET;IND=3,4,5;DATA=30,40,50;NOCACHE=5,3;CODE=200")
-            .unwrap();
-        let mut part = Reply::default();
-        part.parse(b"OP=LEASE;MS=5;ID=7;SEQ=2;CODE=200").unwrap();
-        part.take_part(&whole, 1, &[4, 5]);
-        assert_eq!((part.op, part.code, part.has_ind), (Some(Op::Get), 200, true));
-        assert_eq!(
-            (&part.ind[..], &part.data[..], &part.nocache[..]),
-            (&[4, 5][..], &[40, 50][..], &[5][..])
-        );
-        assert_eq!((part.ms, part.id, part.seq), (None, None, None), "nothing of before");
-        part.take_part(&whole, 0, &[3]);
-        assert_eq!(
-            (&part.ind[..], &part.data[..], &part.nocache[..]),
-            (&[3][..], &[30][..], &[3][..])
-        );
-        whole.parse(b"OP=GET;CODE=503;MSG=busy").unwrap();
-        part.take_part(&whole, 1, &[4, 5]);
-        assert_eq!((part.code, part.msg.as_str()), (503, "busy"));
-        assert!(part.ind.is_empty() && part.data.is_empty() && !part.has_ind);
-        // A long message is copied into each part only up to 256 bytes,
-        // cut on a character's boundary.
-        whole
-            .parse(format!("OP=GET;CODE=400;MSG={}", "é".repeat(500)).as_bytes())
-            .unwrap();
-        part.take_part(&whole, 0, &[3]);
-        assert_eq!(part.msg, "é".repeat(128));
     }
 }

@@ -312,36 +312,6 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// Makes this the part of `whole`, the answer to a batched GET, that
-    /// answers the fetch of `ind`, whose values start at `at` in it: the
-    /// same code and message, its own indices and values, and the NOCACHE
-    /// indices that are among its own.
-    pub fn take_part(&mut self, whole: &Reply, at: usize, ind: &[i64]) {
-        self.op = whole.op;
-        self.code = whole.code;
-        // The message, for people, once per member: at most its first
-        // 256 bytes (a server's long message is not copied many times).
-        let mut cut = whole.msg.len().min(256);
-        while !whole.msg.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        self.msg.clear();
-        self.msg.push_str(&whole.msg[..cut]);
-        self.has_ind = whole.has_ind;
-        self.has_data = whole.has_data;
-        self.ind.clear();
-        self.data.clear();
-        if whole.has_ind {
-            self.ind.extend_from_slice(ind);
-        }
-        if let Some(values) = whole.data.get(at..at + ind.len()) {
-            self.data.extend_from_slice(values);
-        }
-        self.nocache.clear();
-        self.nocache.extend(whole.nocache.iter().filter(|i| ind.contains(i)));
-        (self.seq, self.ms, self.id, self.sum, self.keep) = (None, None, None, None, None);
-    }
-
     /// Parses a reply body. Unknown fields are skipped (STS replies carry
     /// many), so a newer node's reply still parses; a known field given
     /// twice is an error (which of two CODEs would be the answer?).

@@ -24,14 +24,8 @@
 use crate::cache::IndexMap;
 use crate::proto::Op;
 use crate::proxy::pending::{UpKind, Waiter, Written};
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
-
-use crate::cache::IntHasher;
-
-/// A map keyed by a sequence number or read id, with the cache's fast
-/// integer hasher (these keys are the proxy's own, not a peer's).
-type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<IntHasher>>;
+use slab::Slab;
+use std::collections::VecDeque;
 
 /// A GET or ADD waiting for values from one or more fetches.
 #[derive(Debug)]
@@ -45,15 +39,15 @@ pub struct Read {
     /// Their values: from the cache at arrival, or `None` until a fetch
     /// brings them.
     pub vals: Vec<Option<i64>>,
-    /// For each value still to come, (the fetch it must come from, its
-    /// position), sorted by fetch. A value of the same index in another
-    /// fetch is not it: an older fetch may hold the index from before a
-    /// write.
-    /// Empty when the read waits on a single fetch: every missing value is
-    /// then that fetch's (the common case costs no allocation).
-    sources: Vec<(u64, u32)>,
+    /// Where each value still to come comes from, sorted by fetch. A value
+    /// of the same index in another fetch is not it: an older fetch may
+    /// hold the index from before a write.
+    sources: Vec<Source>,
     /// Fetches still to come back.
     waiting_on: u32,
+    /// Which read this is: its slab key may be reused by a later read once
+    /// it is over, while a fetch it waited on still names it.
+    id: u64,
 }
 
 impl Read {
@@ -66,73 +60,111 @@ impl Read {
             vals,
             sources: Vec::new(),
             waiting_on: 0,
+            id: 0,
         }
     }
+}
+
+/// Where one value of a read comes from: fetch `seq`'s value at `at`, for
+/// the read's position `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Source {
+    seq: u64,
+    at: u32,
+    to: u32,
+}
+
+/// A read as a fetch names it: its slab key, and its id (the key alone
+/// may be a later read's by the time the fetch comes back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadRef {
+    key: usize,
+    id: u64,
 }
 
 /// The reads waiting on one fetch: most often one, kept without a `Vec`.
 #[derive(Debug)]
 enum Readers {
-    One(u64),
-    Many(Vec<u64>),
+    None,
+    One(ReadRef),
+    Many(Vec<ReadRef>),
 }
 
 impl Readers {
-    fn push(&mut self, id: u64) {
+    fn push(&mut self, r: ReadRef) {
         match self {
-            Readers::One(first) => *self = Readers::Many(vec![*first, id]),
-            Readers::Many(v) => v.push(id),
+            Readers::None => *self = Readers::One(r),
+            Readers::One(first) => *self = Readers::Many(vec![*first, r]),
+            Readers::Many(v) => v.push(r),
         }
     }
 }
 
 impl IntoIterator for Readers {
-    type Item = u64;
+    type Item = ReadRef;
     type IntoIter = ReadersIter;
     fn into_iter(self) -> ReadersIter {
         match self {
-            Readers::One(id) => ReadersIter::One(Some(id)),
+            Readers::None => ReadersIter::One(None),
+            Readers::One(r) => ReadersIter::One(Some(r)),
             Readers::Many(v) => ReadersIter::Many(v.into_iter()),
         }
     }
 }
 
 /// The readers of a fetch, one by one (no allocation for a single one).
-pub enum ReadersIter {
+enum ReadersIter {
     /// The one reader, until taken.
-    One(Option<u64>),
+    One(Option<ReadRef>),
     /// Several.
-    Many(std::vec::IntoIter<u64>),
+    Many(std::vec::IntoIter<ReadRef>),
 }
 
 impl Iterator for ReadersIter {
-    type Item = u64;
-    fn next(&mut self) -> Option<u64> {
+    type Item = ReadRef;
+    fn next(&mut self) -> Option<ReadRef> {
         match self {
-            ReadersIter::One(id) => id.take(),
+            ReadersIter::One(r) => r.take(),
             ReadersIter::Many(it) => it.next(),
         }
     }
 }
 
+/// A fetch in flight.
+#[derive(Debug)]
+struct Fetch {
+    /// Its upstream sequence number.
+    seq: u64,
+    /// The reads waiting on it.
+    readers: Readers,
+    /// Its indices, kept when it may be refused for one of them (see
+    /// [`Reads::plan`]): more than one, not all known to the server.
+    ind: Option<Vec<i64>>,
+}
+
 /// The reads in flight and the fetches they wait on.
+///
+/// Fetches are sent in the order of their sequence numbers and the
+/// upstream answers in order, so the fetches in flight are a queue sorted
+/// by sequence: the one answered is almost always at its front, and any
+/// other is found by binary search. Reads live in a slab. The miss path
+/// hashes nothing but the index of [`Reads::joinable`].
 #[derive(Debug, Default)]
 pub struct Reads {
-    reads: SeqMap<Read>,
+    reads: Slab<Read>,
     next_id: u64,
-    /// Fetch (upstream sequence) → the reads waiting on it.
-    by_fetch: SeqMap<Readers>,
-    /// Index → the in-flight fetch of it a read may still join.
-    joinable: IndexMap<u64>,
-    /// The indices of each fetch in flight that asks more than one (a
-    /// single-index fetch is always within the read that would join it).
-    fetches: SeqMap<Vec<i64>>,
+    /// The fetches in flight, by increasing sequence.
+    fetches: VecDeque<Fetch>,
+    /// Index → the in-flight fetch of it a read may still join, and the
+    /// index's place in it.
+    joinable: IndexMap<(u64, u32)>,
     /// Reads that joined a fetch in flight (STS `COALESCED`).
     pub coalesced: u64,
     /// Lists given back by finished reads and requests, reused by the next
     /// ones: a warm miss path allocates nothing.
     spare_ind: Vec<Vec<i64>>,
     spare_vals: Vec<Vec<Option<i64>>>,
+    spare_sources: Vec<Vec<Source>>,
 }
 
 /// Spare lists kept at most (of each kind), of any length up to 4096.
@@ -149,6 +181,14 @@ fn keep_spare(kept: usize, capacity: usize) -> bool {
 }
 
 impl Reads {
+    /// Where fetch `seq` is in the queue, if in flight.
+    fn position(&self, seq: u64) -> Option<usize> {
+        match self.fetches.front() {
+            Some(f) if f.seq == seq => Some(0),
+            _ => self.fetches.binary_search_by_key(&seq, |f| f.seq).ok(),
+        }
+    }
+
     /// Splits a read's `missing` indices into those that can join a fetch
     /// in flight (their fetches, each once, into `joined`) and those that
     /// need a new fetch (`to_fetch`). `ind` is everything the read asks;
@@ -162,8 +202,9 @@ impl Reads {
     /// "Coalescing").
     ///
     /// A fetch is joined only if every index it asks is one the read asks
-    /// too: a server refuses a request for its indices (one out of range),
-    /// and a read must not inherit a refusal it would not have got alone.
+    /// too, or one the server has answered on this connection: a server
+    /// refuses a request for its indices (one out of range), and a read
+    /// must not inherit a refusal it would not have got alone.
     pub fn plan(
         &self,
         ind: &[i64],
@@ -182,60 +223,84 @@ impl Reads {
             return;
         };
         // The read's indices as a set, built only if some fetch is a
-        // candidate and the read is big enough for scans to cost.
+        // candidate and the read is big enough for scans to cost; each
+        // candidate fetch's verdict, kept only for a big read (a small one
+        // has few candidates to judge twice).
         let mut asked: Option<IndexMap<()>> = None;
-        let mut verdicts: SeqMap<bool> = SeqMap::default();
+        let mut verdicts: Option<IndexMap<bool>> = None;
         for &i in missing {
-            let joins = match self.joinable.get(&i) {
-                Some(&f) if f > after && behind.is_none_or(|b| f >= b) => *verdicts.entry(f).or_insert_with(|| {
-                    let within = |j: &i64| match &mut asked {
-                        Some(set) => set.contains_key(j),
-                        None if ind.len() <= 16 => ind.contains(j),
-                        None => asked.insert(ind.iter().map(|&k| (k, ())).collect()).contains_key(j),
-                    };
-                    self.fetches.get(&f).is_none_or(|fi| fi.iter().all(within))
-                }),
-                _ => false,
+            let candidate = match self.joinable.get(&i) {
+                Some(&(f, _)) if f > after && behind.is_none_or(|b| f >= b) => Some(f),
+                _ => None,
             };
-            match (joins, self.joinable.get(&i)) {
-                (true, Some(&f)) => joined.push(f),
-                _ => to_fetch.push(i),
+            let Some(f) = candidate else {
+                to_fetch.push(i);
+                continue;
+            };
+            let mut judge = || {
+                let within = |j: &i64| match &mut asked {
+                    Some(set) => set.contains_key(j),
+                    None if ind.len() <= 16 => ind.contains(j),
+                    None => asked.insert(ind.iter().map(|&k| (k, ())).collect()).contains_key(j),
+                };
+                let fetch = self.position(f).and_then(|p| self.fetches[p].ind.as_ref());
+                fetch.is_none_or(|fi| fi.iter().all(within))
+            };
+            let joins = if missing.len() <= 16 {
+                judge()
+            } else {
+                *verdicts
+                    .get_or_insert_with(IndexMap::default)
+                    .entry(f as i64)
+                    .or_insert_with(judge)
+            };
+            if joins {
+                joined.push(f);
+            } else {
+                to_fetch.push(i);
             }
         }
         joined.sort_unstable();
         joined.dedup();
     }
 
-    /// Registers `read`, waiting on each fetch in `fetches`: the fetches it
-    /// joined and the one it sent (already `fetch_sent`), so that each of its
-    /// missing indices is now joinable from the fetch it comes from.
-    pub fn add(&mut self, mut read: Read, fetches: &[u64], joined_any: bool) {
-        let id = self.next_id;
+    /// Registers `read`, each of its missing values coming from the
+    /// fetch [`Reads::joinable`] names for its index now: the fetches it
+    /// joined, or the one it sent or grew (already `fetch_sent` or
+    /// `fetch_grew`). `joined_any` counts it as coalesced.
+    pub fn add(&mut self, mut read: Read, joined_any: bool) {
+        read.id = self.next_id;
         self.next_id += 1;
-        read.waiting_on = fetches.len() as u32;
-        if fetches.len() > 1 {
-            read.sources = read
-                .vals
-                .iter()
-                .zip(&read.ind)
-                .enumerate()
-                .filter(|(_, (v, _))| v.is_none())
-                .map(|(p, (_, i))| (self.joinable.get(i).copied().unwrap_or(0), p as u32))
-                .collect();
-            read.sources.sort_unstable();
-        }
-        for &f in fetches {
-            match self.by_fetch.get_mut(&f) {
-                Some(readers) => readers.push(id),
-                None => {
-                    self.by_fetch.insert(f, Readers::One(id));
+        read.waiting_on = 0;
+        let mut sources = self.spare_sources.pop().unwrap_or_default();
+        for (to, (v, i)) in read.vals.iter().zip(&read.ind).enumerate() {
+            if v.is_none() {
+                if let Some(&(seq, at)) = self.joinable.get(i) {
+                    sources.push(Source { seq, at, to: to as u32 });
                 }
             }
         }
+        sources.sort_unstable();
+        let me = ReadRef {
+            key: self.reads.vacant_key(),
+            id: read.id,
+        };
+        let mut last = None;
+        for s in &sources {
+            if last != Some(s.seq) {
+                last = Some(s.seq);
+                if let Some(p) = self.position(s.seq) {
+                    self.fetches[p].readers.push(me);
+                    read.waiting_on += 1;
+                }
+            }
+        }
+        read.sources = sources;
         if joined_any {
             self.coalesced += 1;
         }
-        self.reads.insert(id, read);
+        let key = self.reads.insert(read);
+        debug_assert_eq!(key, me.key);
     }
 
     /// A copy of `src` in a spare list.
@@ -263,6 +328,11 @@ impl Reads {
     /// Gives a finished read's lists back.
     fn give_read(&mut self, read: Read) {
         self.give_ind(read.ind);
+        let mut sources = read.sources;
+        if keep_spare(self.spare_sources.len(), sources.capacity()) {
+            sources.clear();
+            self.spare_sources.push(sources);
+        }
         let mut vals = read.vals;
         if keep_spare(self.spare_vals.len(), vals.capacity()) {
             vals.clear();
@@ -272,13 +342,28 @@ impl Reads {
 
     /// Fetch `seq` of `ind` was sent: those indices may be joined (a later
     /// fetch of an index replaces an earlier one: it is the newer view).
-    pub fn fetch_sent(&mut self, seq: u64, ind: &[i64]) {
-        for &i in ind {
-            self.joinable.insert(i, seq);
+    /// `known`: every index is one the server has answered on this
+    /// connection (then no index can get the fetch refused). Fetches are
+    /// sent in the order of their sequence numbers.
+    pub fn fetch_sent(&mut self, seq: u64, ind: &[i64], known: bool) {
+        for (at, &i) in ind.iter().enumerate() {
+            self.joinable.insert(i, (seq, at as u32));
         }
-        if ind.len() > 1 {
-            let v = self.take_ind(ind);
-            self.fetches.insert(seq, v);
+        debug_assert!(self.fetches.back().is_none_or(|f| f.seq < seq));
+        let ind = (ind.len() > 1 && !known).then(|| self.take_ind(ind));
+        self.fetches.push_back(Fetch {
+            seq,
+            readers: Readers::None,
+            ind,
+        });
+    }
+
+    /// Fetch `seq`, not on the wire yet, grew by `ind` from its place
+    /// `from` on (every index known to the server: a fetch grows only
+    /// then).
+    pub fn fetch_grew(&mut self, seq: u64, from: usize, ind: &[i64]) {
+        for (k, &i) in ind.iter().enumerate() {
+            self.joinable.insert(i, (seq, (from + k) as u32));
         }
     }
 
@@ -309,41 +394,22 @@ impl Reads {
     /// Fetch `seq` of `ind` answered `data`: fills every read waiting on it
     /// and hands over (to `done`) each read that now has all its values.
     pub fn answered(&mut self, seq: u64, ind: &[i64], data: &[i64], mut done: impl FnMut(&Read)) {
-        self.fetch_over(seq, ind);
-        // Small fetches are looked up by scan, big ones through a map (a
-        // read of thousands of indices stays linear).
-        let map: Option<IndexMap<i64>> =
-            (ind.len() > 16).then(|| ind.iter().copied().zip(data.iter().copied()).collect());
-        let value = |want: i64| match &map {
-            Some(m) => m.get(&want).copied(),
-            None => ind.iter().position(|&i| i == want).map(|p| data[p]),
-        };
-        for id in self.by_fetch.remove(&seq).into_iter().flatten() {
-            let Some(read) = self.reads.get_mut(&id) else { continue };
-            if read.sources.is_empty() {
-                // Its only fetch: every missing value is this one's.
-                for (slot, &want) in read.vals.iter_mut().zip(&read.ind) {
-                    if slot.is_none() {
-                        *slot = value(want);
-                    }
-                }
-            } else {
-                // The positions this fetch fills: one run of the sorted
-                // sources.
-                let first = read.sources.partition_point(|&(f, _)| f < seq);
-                for &(f, p) in &read.sources[first..] {
-                    if f != seq {
-                        break;
-                    }
-                    read.vals[p as usize] = value(read.ind[p as usize]);
+        for r in self.fetch_over(seq, ind) {
+            let Some(read) = self.reads.get_mut(r.key).filter(|read| read.id == r.id) else {
+                continue; // ended already (another of its fetches failed)
+            };
+            // The places this fetch fills: one run of the sorted sources.
+            let first = read.sources.partition_point(|s| s.seq < seq);
+            for s in read.sources[first..].iter().take_while(|s| s.seq == seq) {
+                if let Some(slot) = read.vals.get_mut(s.to as usize) {
+                    *slot = data.get(s.at as usize).copied();
                 }
             }
             read.waiting_on -= 1;
             if read.waiting_on == 0 {
-                if let Some(read) = self.reads.remove(&id) {
-                    done(&read);
-                    self.give_read(read);
-                }
+                let read = self.reads.remove(r.key);
+                done(&read);
+                self.give_read(read);
             }
         }
     }
@@ -352,24 +418,33 @@ impl Reads {
     /// read waiting on it is over, handed to `failed` (once, even if it
     /// waited on other fetches too).
     pub fn failed(&mut self, seq: u64, ind: &[i64], mut failed: impl FnMut(&Read)) {
-        self.fetch_over(seq, ind);
-        for id in self.by_fetch.remove(&seq).into_iter().flatten() {
-            if let Some(read) = self.reads.remove(&id) {
+        for r in self.fetch_over(seq, ind) {
+            if self.reads.get(r.key).is_some_and(|read| read.id == r.id) {
+                let read = self.reads.remove(r.key);
                 failed(&read);
                 self.give_read(read);
             }
         }
     }
 
-    fn fetch_over(&mut self, seq: u64, ind: &[i64]) {
-        if let Some(v) = self.fetches.remove(&seq) {
-            self.give_ind(v);
-        }
+    /// Fetch `seq` of `ind` is over: no longer joinable, out of the queue;
+    /// returns its readers.
+    fn fetch_over(&mut self, seq: u64, ind: &[i64]) -> Readers {
         for i in ind {
-            if self.joinable.get(i) == Some(&seq) {
+            if self.joinable.get(i).is_some_and(|&(f, _)| f == seq) {
                 self.joinable.remove(i);
             }
         }
+        let fetch = match self.position(seq) {
+            Some(0) => self.fetches.pop_front(),
+            Some(p) => self.fetches.remove(p),
+            None => None,
+        };
+        let Some(fetch) = fetch else { return Readers::None };
+        if let Some(v) = fetch.ind {
+            self.give_ind(v);
+        }
+        fetch.readers
     }
 
     /// True when no read waits.
@@ -397,12 +472,12 @@ mod tests {
         let mut r = Reads::default();
         // A misses 4: fetch #7.
         assert_eq!(plan(&r, &[4], None), (vec![4], vec![]));
-        r.fetch_sent(7, &[4]);
-        r.add(Read::new(w(1), Op::Get, vec![4], vec![None]), &[7], false);
+        r.fetch_sent(7, &[4], false);
+        r.add(Read::new(w(1), Op::Get, vec![4], vec![None]), false);
         // B and C miss 4 too: they join #7.
         for k in 2..4 {
             assert_eq!(plan(&r, &[4], None), (vec![], vec![7]));
-            r.add(Read::new(w(k), Op::Get, vec![4], vec![None]), &[7], true);
+            r.add(Read::new(w(k), Op::Get, vec![4], vec![None]), true);
         }
         assert_eq!(r.coalesced, 2);
         assert!(!r.is_empty());
@@ -418,7 +493,7 @@ mod tests {
     #[test]
     fn a_write_sent_in_between_closes_the_fetch_to_later_reads() {
         let mut r = Reads::default();
-        r.fetch_sent(7, &[4, 5]);
+        r.fetch_sent(7, &[4, 5], false);
         r.write_sent(&UpKind::Put(vec![4], vec![1]));
         assert_eq!(
             plan(&r, &[4, 5], None),
@@ -432,7 +507,7 @@ mod tests {
     #[test]
     fn a_fetch_sent_before_the_connections_own_request_cannot_be_joined() {
         let mut r = Reads::default();
-        r.fetch_sent(7, &[4]);
+        r.fetch_sent(7, &[4], false);
         assert_eq!(plan(&r, &[4], Some(6)), (vec![], vec![7]));
         assert_eq!(
             plan(&r, &[4], Some(7)),
@@ -445,11 +520,10 @@ mod tests {
     #[test]
     fn a_read_of_two_fetches_is_answered_when_both_are_back() {
         let mut r = Reads::default();
-        r.fetch_sent(7, &[4]);
-        r.fetch_sent(8, &[5]);
+        r.fetch_sent(7, &[4], false);
+        r.fetch_sent(8, &[5], false);
         r.add(
             Read::new(w(1), Op::Add, vec![4, 5, 6], vec![None, None, Some(60)]),
-            &[7, 8],
             true,
         );
         let mut done = Vec::new();
@@ -464,12 +538,12 @@ mod tests {
         // #7 fetched 4 and 5; a PUT of 5 was sent; a read of 4 and 5 joins
         // #7 for 4 and sends #9 for 5. #7's (older) 5 must not be used.
         let mut r = Reads::default();
-        r.fetch_sent(7, &[4, 5]);
+        r.fetch_sent(7, &[4, 5], false);
         r.write_sent(&UpKind::Put(vec![5], vec![55]));
         let (to_fetch, joined) = plan(&r, &[4, 5], None);
         assert_eq!((to_fetch.clone(), joined), (vec![5], vec![7]));
-        r.fetch_sent(9, &to_fetch);
-        r.add(Read::new(w(1), Op::Get, vec![4, 5], vec![None, None]), &[7, 9], true);
+        r.fetch_sent(9, &to_fetch, false);
+        r.add(Read::new(w(1), Op::Get, vec![4, 5], vec![None, None]), true);
         let mut done = Vec::new();
         r.answered(7, &[4, 5], &[40, 0], |read| done.push(read.vals.clone()));
         r.answered(9, &[5], &[55], |read| done.push(read.vals.clone()));
@@ -481,7 +555,7 @@ mod tests {
         // #7 asks 3 and 20 (20 may be out of range: the server would refuse
         // the whole fetch); a read of 3 alone must not share that refusal.
         let mut r = Reads::default();
-        r.fetch_sent(7, &[3, 20]);
+        r.fetch_sent(7, &[3, 20], false);
         let (mut f, mut j) = (Vec::new(), Vec::new());
         r.plan(&[3], &[3], None, Some(0), &mut f, &mut j);
         assert_eq!((f.clone(), j.clone()), (vec![3], vec![]));
@@ -497,13 +571,13 @@ mod tests {
         let n = 20_000;
         let mut r = Reads::default();
         for i in 0..n {
-            r.fetch_sent(i as u64 + 1, &[i]);
+            r.fetch_sent(i as u64 + 1, &[i], false);
         }
         let ind: Vec<i64> = (0..n).collect();
         let (mut f, mut j) = (Vec::new(), Vec::new());
         r.plan(&ind, &ind, None, Some(0), &mut f, &mut j);
         assert_eq!((f.len(), j.len()), (0, n as usize));
-        r.add(Read::new(w(1), Op::Get, ind.clone(), vec![None; n as usize]), &j, true);
+        r.add(Read::new(w(1), Op::Get, ind.clone(), vec![None; n as usize]), true);
         let mut done = Vec::new();
         for i in 0..n {
             r.answered(i as u64 + 1, &[i], &[i * 10], |read| done.push(read.vals.clone()));
@@ -515,10 +589,10 @@ mod tests {
     #[test]
     fn a_failed_fetch_ends_its_readers_once() {
         let mut r = Reads::default();
-        r.fetch_sent(7, &[4]);
-        r.fetch_sent(8, &[5]);
-        r.add(Read::new(w(1), Op::Get, vec![4, 5], vec![None, None]), &[7, 8], false);
-        r.add(Read::new(w(2), Op::Get, vec![5], vec![None]), &[8], true);
+        r.fetch_sent(7, &[4], false);
+        r.fetch_sent(8, &[5], false);
+        r.add(Read::new(w(1), Op::Get, vec![4, 5], vec![None, None]), false);
+        r.add(Read::new(w(2), Op::Get, vec![5], vec![None]), true);
         let mut failed = Vec::new();
         assert!(!r.is_empty());
         r.failed(7, &[4], |read| failed.push(read.waiter.key));

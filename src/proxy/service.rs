@@ -155,14 +155,26 @@ impl ProxyCore {
             if let Some(why) = up.refusal() {
                 return self.refuse(conn, waiter, op, why);
             }
-            let fetch = UpReq {
-                kind: UpKind::Fetch(self.reads.take_ind(&self.to_fetch)),
-                seq: 0,
-                waiter,
-                op,
-                queued: now,
+            // The pass's fetch not on the wire yet takes the indices if it
+            // can (one GET, one answer for every miss of the pass); else a
+            // fetch of its own, which later misses may grow.
+            let seq = match up.grow_fetch(&self.to_fetch, conn.token.0) {
+                Some((seq, from)) => {
+                    self.reads.fetch_grew(seq, from, &self.to_fetch);
+                    conn.ext.sent(seq);
+                    seq
+                }
+                None => {
+                    let fetch = UpReq {
+                        kind: UpKind::Fetch(self.reads.take_ind(&self.to_fetch)),
+                        seq: 0,
+                        waiter,
+                        op,
+                        queued: now,
+                    };
+                    self.send(up, fetch, conn, now)
+                }
             };
-            let seq = self.send(up, fetch, conn, now);
             self.joined.push(seq);
         }
         // It takes effect just after the newest fetch it waits on.
@@ -176,7 +188,7 @@ impl ProxyCore {
             self.reads.take_vals(&self.vals),
         );
         let joined_any = self.joined.len() > usize::from(!self.to_fetch.is_empty());
-        self.reads.add(read, &self.joined, joined_any);
+        self.reads.add(read, joined_any);
     }
 
     /// PUT or CLR: forward; the cache changes only once the server said 200.
@@ -217,7 +229,7 @@ impl ProxyCore {
         self.next_seq += 1;
         self.writes.begin(&req.kind, req.seq);
         match &req.kind {
-            UpKind::Fetch(ind) => self.reads.fetch_sent(req.seq, ind),
+            UpKind::Fetch(ind) => self.reads.fetch_sent(req.seq, ind, up.batchable(ind)),
             kind => self.reads.write_sent(kind),
         }
         conn.ext.sent(req.seq);

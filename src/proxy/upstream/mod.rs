@@ -31,7 +31,7 @@ pub use outbox::UpEvent;
 use crate::buffer::Buffer;
 use crate::conn::{is_peer_gone, read_limit, BarePause, Conn, ConnectOutcome, ReadOutcome, State, WriteOutcome};
 use crate::framing::{Frame, Framer, Framing};
-use crate::proto::{code, encode_ack, encode_get_lists, encode_lease_request, encode_request, Reply};
+use crate::proto::{code, encode_ack, encode_lease_request, encode_request};
 use crate::proxy::pending::{UpKind, UpReq};
 use crate::reactor::{Timers, DRAINING, UPSTREAM};
 use crate::trace_event;
@@ -140,13 +140,16 @@ pub struct Upstream {
     sent: usize,
     /// Bytes of the requests in flight (`MAX_INFLIGHT_BYTES` at most).
     inflight_bytes: usize,
-    /// How many requests in flight each request on the wire answers, for
-    /// those written (one, or the fetches of a batch), oldest first.
-    groups: VecDeque<usize>,
-    /// Fetches at the tail of `inflight` not written yet: they go as one
-    /// GET at the next flush (or before the next request that is not a
-    /// fetch), and the bytes of their indices at most.
-    batch: usize,
+    /// For each request written, oldest first: whether it is a fetch that
+    /// other reads grew (a 413 to it turns growing off).
+    written: VecDeque<bool>,
+    /// A fetch at the tail of `inflight` not written yet, which the reads
+    /// of the pass grow (docs/coherence.md, "Batching"): it goes at the
+    /// next flush, or before the next request that is not a fetch.
+    /// `open_grown` once another read grew it; `batch_bytes`, the bytes of
+    /// its indices.
+    open: bool,
+    open_grown: bool,
     batch_bytes: usize,
     /// A batch's indices take this many bytes at most (0: no batching).
     batch_max: usize,
@@ -157,8 +160,9 @@ pub struct Upstream {
     /// table does not shrink while a connection lives (`--resize` takes
     /// effect only at a start).
     known: i64,
-    /// A batched GET's answer, while it is split into its fetches' parts.
-    whole: Reply,
+    /// The clients whose reads grew the fetch not written yet (for the
+    /// trace's `SEND` line; kept only while tracing).
+    merged: Vec<usize>,
     /// The latest client request queued, and the latest that may be on the
     /// wire (everything queued before a flush).
     queued_seq: u64,
@@ -214,12 +218,13 @@ impl Upstream {
             inflight: VecDeque::new(),
             sent: 0,
             inflight_bytes: 0,
-            groups: VecDeque::new(),
-            batch: 0,
+            written: VecDeque::new(),
+            open: false,
+            open_grown: false,
             batch_bytes: 0,
             batch_max: 0,
             known: -1,
-            whole: Reply::default(),
+            merged: Vec::new(),
             queued_seq: 0,
             wire_seq: 0,
             backoff: Backoff::default(),
@@ -380,14 +385,15 @@ impl Upstream {
     pub fn reset(&mut self, code: u16, why: &str, now: Instant) {
         self.stats.resets += 1;
         self.announce.clear();
+        self.merged.clear();
         if let Some(mut c) = self.conn.take() {
             c.close(&self.registry, why);
         }
         self.gen += 1;
         self.sent = 0;
         self.inflight_bytes = 0;
-        self.groups.clear();
-        (self.batch, self.batch_bytes) = (0, 0);
+        self.written.clear();
+        (self.open, self.batch_bytes) = (false, 0);
         self.paused = None;
         self.out.push(Plain::Disconnected);
         self.log_reset(code, why);

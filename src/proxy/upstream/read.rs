@@ -6,7 +6,6 @@ use super::*;
 use crate::proto::{Op, Problem, Reply};
 
 impl UpReq {
-    /// (See [`check_batch`] for a GET that carries several fetches.)
     /// Whether `r` can be this request's reply: the same operation, a code
     /// that is an answer, and for a success the same indices (and for a PUT
     /// the same values) as sent, where the reply names them (a naive server
@@ -45,31 +44,6 @@ impl UpReq {
             _ => Ok(()),
         }
     }
-}
-
-/// Whether `r` can be the answer to `members`, fetches sent as one GET:
-/// a GET's answer, and for a success a value for every index of every
-/// member, the indices (where named) theirs in order.
-fn check_batch<'a>(members: impl Iterator<Item = &'a UpReq> + Clone, r: &Reply) -> Result<(), String> {
-    if r.op.is_some_and(|op| op != Op::Get) {
-        return Err(format!("a {} reply to a GET", r.op.map(|o| o.name()).unwrap_or("?")));
-    }
-    if !r.is_answer() {
-        return Err(format!("CODE={} is not an answer", r.code));
-    }
-    if !r.is_ok() {
-        return Ok(());
-    }
-    let total: usize = members.clone().map(|m| m.kind.indices().len()).sum();
-    let named = !r.has_ind
-        || r.ind
-            .iter()
-            .copied()
-            .eq(members.flat_map(|m| m.kind.indices().iter().copied()));
-    if r.data.len() != total || !named {
-        return Err(format!("a GET reply for other indices than the {total} of a batch"));
-    }
-    Ok(())
 }
 
 /// A list for a log line: its first few items.
@@ -188,22 +162,20 @@ impl Upstream {
         if let Err(p) = parsed {
             return Err(format!("unreadable reply ({p})"));
         }
-        // What the oldest request on the wire answers: a reply while none
-        // is (a fetch may be queued, not yet written) answers nothing.
-        let n = match self.groups.front() {
-            Some(&n) if n <= self.inflight.len() => n,
+        // The oldest request on the wire is what it answers: a reply while
+        // none is (a fetch may be queued, not yet written) answers nothing.
+        let grown = match (self.written.front(), self.inflight.front()) {
+            (Some(&grown), Some(head)) => {
+                head.check_reply(reply)?;
+                grown
+            }
             _ => return Err("a reply with no request on the wire".into()),
         };
-        match self.inflight.front() {
-            None => return Err("a reply with no request in flight".into()),
-            Some(_) if n > 1 => check_batch(self.inflight.range(..n), reply)?,
-            Some(head) => head.check_reply(reply)?,
-        }
-        self.groups.pop_front();
-        if n > 1 && reply.code == code::TOO_LARGE && self.batch_max > 0 {
+        self.written.pop_front();
+        if grown && reply.code == code::TOO_LARGE && self.batch_max > 0 {
             // The server's --max-message-bytes is below the batch bound:
-            // each fetch goes alone from now on (this batch's fetches get
-            // the 413).
+            // each read's fetch goes alone from now on (the reads of this
+            // one get the 413).
             warn!(
                 "proxy upstream {}: a batched GET was refused as too long: batching is off; give the proxy an --upstream-batch-bytes under the server's --max-message-bytes",
                 self.addr
@@ -212,7 +184,7 @@ impl Upstream {
         }
         if reply.is_ok() {
             // Indices the server answered: from now on they may be batched.
-            let most = self.inflight.range(..n).flat_map(|r| r.kind.indices()).max();
+            let most = self.inflight.front().and_then(|r| r.kind.indices().iter().max());
             self.known = self.known.max(most.copied().unwrap_or(-1));
         }
         if reply.code == code::UNAVAILABLE {
@@ -225,12 +197,8 @@ impl Upstream {
             self.backoff.answered();
         }
         self.line.last_io = now;
-        self.sent = self.sent.saturating_sub(n);
-        if n == 1 {
-            self.answered_head();
-        } else {
-            self.split_batch(n);
-        }
+        self.sent = self.sent.saturating_sub(1);
+        self.answered_head();
         Ok(())
     }
 
@@ -238,21 +206,6 @@ impl Upstream {
     fn answered_head(&mut self) {
         if let Some(req) = self.inflight.pop_front() {
             self.inflight_bytes = self.inflight_bytes.saturating_sub(req.kind.wire_bytes());
-            self.out.answered(req);
-        }
-    }
-
-    /// The reply in the outbox's slot answers the `n` fetches at the head,
-    /// sent as one GET: each gets its part, as if answered alone.
-    fn split_batch(&mut self, n: usize) {
-        std::mem::swap(self.out.slot(), &mut self.whole);
-        let mut at = 0;
-        for _ in 0..n {
-            let Some(req) = self.inflight.pop_front() else { break };
-            self.inflight_bytes = self.inflight_bytes.saturating_sub(req.kind.wire_bytes());
-            let ind = req.kind.indices();
-            self.out.slot().take_part(&self.whole, at, ind);
-            at += ind.len();
             self.out.answered(req);
         }
     }
@@ -369,27 +322,6 @@ mod tests {
         assert!(ack.check_reply(&r).is_ok(), "a bare success");
         r.parse(b"OP=ACK;SEQ=2;CODE=200").unwrap();
         assert!(ack.check_reply(&r).is_err(), "another ACK's answer");
-    }
-
-    #[test]
-    fn a_batch_answer_must_answer_every_fetch_in_order() {
-        let members = [req(UpKind::Fetch(vec![3])), req(UpKind::Fetch(vec![4, 5]))];
-        let check = |text: &str| {
-            let mut r = Reply::default();
-            r.parse(text.as_bytes()).unwrap();
-            check_batch(members.iter(), &r)
-        };
-        assert!(check("OP=GET;IND=3,4,5;DATA=1,2,3;CODE=200").is_ok());
-        assert!(check("OP=GET;DATA=1,2,3;CODE=200").is_ok(), "indices unnamed");
-        assert!(check("OP=GET;CODE=400;MSG=no").is_ok(), "an error answers all");
-        assert!(check("OP=GET;IND=3;DATA=1;CODE=200").is_err(), "the first alone");
-        assert!(check("OP=GET;IND=4,5,3;DATA=1,2,3;CODE=200").is_err(), "another order");
-        assert!(check("OP=GET;IND=3,4,5;DATA=1,2;CODE=200").is_err(), "a value short");
-        assert!(
-            check("OP=PUT;IND=3,4,5;DATA=1,2,3;CODE=200").is_err(),
-            "another operation"
-        );
-        assert!(check("OP=GET;CODE=100").is_err(), "not an answer");
     }
 
     #[test]

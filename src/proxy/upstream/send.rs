@@ -38,57 +38,84 @@ impl Upstream {
                     self.write_next_bare(inflight_was);
                 }
             }
-            // The fetches of a pass wait for the flush, to go as one.
+            // A fetch the next reads of the pass may grow: it waits for the
+            // flush (the caller found the open one full, if any).
             Some(bytes) if self.batch_max > 0 => {
-                if self.batch > 0 && self.batch_bytes + bytes > self.batch_max {
-                    self.write_batch();
-                }
+                self.write_open();
                 self.inflight.push_back(req);
-                self.batch += 1;
-                self.batch_bytes += bytes;
+                (self.open, self.open_grown, self.batch_bytes) = (true, false, bytes);
             }
-            // Anything else goes now, after the fetches queued before it.
+            // Anything else goes now, after the fetch queued before it.
             _ => {
-                self.write_batch();
+                self.write_open();
                 self.inflight.push_back(req);
-                self.write_batch_of(1);
+                self.write_last(false);
             }
         }
     }
 
-    /// Writes the fetches not written yet as one GET (one alone as itself).
-    pub(super) fn write_batch(&mut self) {
-        let n = self.batch;
-        (self.batch, self.batch_bytes) = (0, 0);
-        if n > 0 {
-            self.write_batch_of(n);
+    /// Whether a fetch of `ind` may share a GET with others: batching is
+    /// on, the server speaks lines, and it has answered every index on
+    /// this connection (a fetch of one it lacks is refused, and a refusal
+    /// must reach only the read that earned it).
+    pub fn batchable(&self, ind: &[i64]) -> bool {
+        self.framing == Framing::Line && self.batch_max > 0 && ind.iter().all(|&i| (0..=self.known).contains(&i))
+    }
+
+    /// Grows the fetch queued last, not written yet, by `ind`, for a read
+    /// of client `whose`: returns the fetch's sequence number and where
+    /// `ind` starts in it. `None` when there is no such fetch, when `ind`
+    /// is not [`Upstream::batchable`], or when the GET would pass its bound
+    /// (the caller then sends a fetch of its own, which closes this one).
+    /// Every read of a loop pass that misses then shares one request, one
+    /// answer and one completion.
+    pub fn grow_fetch(&mut self, ind: &[i64], whose: usize) -> Option<(u64, usize)> {
+        let bytes = 21 * ind.len();
+        if !self.open || self.batch_bytes + bytes > self.batch_max || !self.batchable(ind) {
+            return None;
+        }
+        let req = self.inflight.back_mut()?;
+        let UpKind::Fetch(have) = &mut req.kind else {
+            return None;
+        };
+        let from = have.len();
+        have.extend_from_slice(ind);
+        self.batch_bytes += bytes;
+        self.inflight_bytes += bytes;
+        self.open_grown = true;
+        self.stats.fetches += 1;
+        if crate::trace::enabled() {
+            self.merged.push(whose);
+        }
+        Some((req.seq, from))
+    }
+
+    /// Writes the open fetch, if any.
+    pub(super) fn write_open(&mut self) {
+        if std::mem::take(&mut self.open) {
+            self.batch_bytes = 0;
+            self.write_last(self.open_grown);
         }
     }
 
-    /// Writes the last `n` requests in flight as one request on the wire:
-    /// itself for one, a GET of every fetch's indices for more.
-    fn write_batch_of(&mut self, n: usize) {
-        // (Only written requests are ever answered and popped, so the
-        // unwritten ones are all still at the tail; checked all the same.)
-        let n = n.min(self.inflight.len());
-        let Some(conn) = self.conn.as_mut().filter(|_| n > 0) else {
+    /// Writes the request queued last; `grown` if it is a fetch that other
+    /// reads grew.
+    fn write_last(&mut self, grown: bool) {
+        let (Some(conn), Some(req)) = (self.conn.as_mut(), self.inflight.back()) else {
             return;
         };
-        let members = self.inflight.range(self.inflight.len() - n..);
-        if n == 1 {
-            let req = &self.inflight[self.inflight.len() - 1];
-            write_request(conn, &req.kind, self.secret.as_ref());
+        write_request(conn, &req.kind, self.secret.as_ref());
+        if self.merged.is_empty() {
             announce(&mut self.announce, req);
         } else {
-            encode_get_lists(&mut conn.output, members.clone().map(|r| r.kind.indices()));
-            conn.end_message();
-            announce_batch(&mut self.announce, members);
+            announce_grown(&mut self.announce, req, &self.merged);
+            self.merged.clear();
         }
-        if matches!(self.inflight[self.inflight.len() - 1].kind, UpKind::Fetch(_)) {
+        if matches!(req.kind, UpKind::Fetch(_)) {
             self.stats.fetch_gets += 1;
         }
-        self.sent += n;
-        self.groups.push_back(n);
+        self.sent += 1;
+        self.written.push_back(grown);
     }
 
     /// A bare server's next request: the one at `at` in flight.
@@ -102,7 +129,7 @@ impl Upstream {
             self.stats.fetch_gets += 1;
         }
         self.sent = 1;
-        self.groups.push_back(1);
+        self.written.push_back(false);
     }
 
     /// Sets the deadline timer of the current connection for `at`.
@@ -114,7 +141,7 @@ impl Upstream {
     /// Writes queued requests (once per loop pass, so requests from many
     /// clients leave in one write).
     pub fn flush(&mut self, now: Instant) {
-        self.write_batch();
+        self.write_open();
         self.wire_seq = self.queued_seq;
         let Some(conn) = self.conn.as_mut() else { return };
         if conn.state() != State::Open {
@@ -148,10 +175,11 @@ impl std::fmt::Display for Whose<'_> {
     }
 }
 
-/// Notes fetches written as one GET, for the trace's `SEND` line.
-fn announce_batch<'a>(out: &mut Vec<String>, members: impl Iterator<Item = &'a UpReq>) {
+/// Notes a fetch grown by the reads of other clients, written as one GET.
+fn announce_grown(out: &mut Vec<String>, req: &UpReq, merged: &[usize]) {
     if crate::trace::enabled() {
-        let whose: Vec<String> = members.map(|r| Whose(r).to_string()).collect();
+        let mut whose = vec![Whose(req).to_string()];
+        whose.extend(merged.iter().map(|k| format!("client {k}")));
         out.push(format!(
             "GET of {} fetches in one, for {}",
             whose.len(),
