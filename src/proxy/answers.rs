@@ -132,7 +132,7 @@ impl ProxyCore {
     /// Gives a finished request's lists back for reuse.
     fn recycle(&mut self, kind: UpKind) {
         match kind {
-            UpKind::Fetch(ind) => self.reads.give_ind(ind),
+            UpKind::Fetch(ind) => self.reads.give_fetch(ind),
             UpKind::Put(ind, data) => {
                 self.reads.give_ind(ind);
                 self.reads.give_ind(data);

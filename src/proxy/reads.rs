@@ -165,7 +165,14 @@ pub struct Reads {
     spare_ind: Vec<Vec<i64>>,
     spare_vals: Vec<Vec<Option<i64>>>,
     spare_sources: Vec<Vec<Source>>,
+    /// Fetch lists given back: kept apart from the reads' lists, as the
+    /// reads of a pass grow them to hundreds of indices.
+    spare_fetch: Vec<Vec<i64>>,
 }
+
+/// Fetch lists kept at most: more than the fetches in flight at once at
+/// full load (one or two a loop pass), each up to 4096 indices long.
+const FETCH_SPARES: usize = 64;
 
 /// Spare lists kept at most (of each kind), of any length up to 4096.
 const SPARES: usize = 256;
@@ -315,6 +322,21 @@ impl Reads {
         let mut v = self.spare_vals.pop().unwrap_or_default();
         v.extend_from_slice(src);
         v
+    }
+
+    /// A copy of `src` in a spare fetch list.
+    pub fn take_fetch(&mut self, src: &[i64]) -> Vec<i64> {
+        let mut v = self.spare_fetch.pop().unwrap_or_default();
+        v.extend_from_slice(src);
+        v
+    }
+
+    /// Gives a fetch's list back for reuse.
+    pub fn give_fetch(&mut self, mut v: Vec<i64>) {
+        if self.spare_fetch.len() < FETCH_SPARES && v.capacity() <= 4096 {
+            v.clear();
+            self.spare_fetch.push(v);
+        }
     }
 
     /// Gives a list back for reuse.
@@ -599,6 +621,67 @@ mod tests {
         r.failed(8, &[5], |read| failed.push(read.waiter.key));
         assert_eq!(failed, vec![1, 2]);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn reads_that_grew_one_fetch_each_get_their_own_places() {
+        // A: GET 4 opens fetch #7; B: GET 6,4 grows it by 6 and joins 4;
+        // C: ADD 5,6 grows it by 5 and joins 6. One answer, three replies.
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4], true);
+        r.add(Read::new(w(1), Op::Get, vec![4], vec![None]), false);
+        let (f, j) = plan(&r, &[6, 4], Some(7));
+        assert_eq!((f, j), (vec![6], vec![7]));
+        r.fetch_grew(7, 1, &[6]);
+        r.add(Read::new(w(2), Op::Get, vec![6, 4], vec![None, None]), true);
+        let (mut f, mut j) = (Vec::new(), Vec::new());
+        r.plan(&[5, 6], &[5, 6], Some(7), Some(0), &mut f, &mut j);
+        assert_eq!((f, j), (vec![5], vec![7]), "a known fetch is joined for a part");
+        r.fetch_grew(7, 2, &[5]);
+        r.add(Read::new(w(3), Op::Add, vec![5, 6], vec![None, None]), true);
+        let mut done = Vec::new();
+        r.answered(7, &[4, 6, 5], &[40, 60, 50], |read| {
+            done.push((read.waiter.key, read.vals.clone()))
+        });
+        assert_eq!(
+            done,
+            [
+                (1, vec![Some(40)]),
+                (2, vec![Some(60), Some(40)]),
+                (3, vec![Some(50), Some(60)])
+            ]
+        );
+        assert!(r.is_empty() && r.fetches.is_empty() && r.joinable.is_empty());
+    }
+
+    #[test]
+    fn a_read_ended_by_a_failed_fetch_is_not_touched_by_its_other_fetch() {
+        // Read 1 waits on #7 and #8; #7 fails (it is over); its slab key is
+        // reused by read 2, also on #8: #8's answer fills read 2 only.
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4], false);
+        r.fetch_sent(8, &[5], false);
+        r.add(Read::new(w(1), Op::Get, vec![4, 5], vec![None, None]), false);
+        let mut failed = Vec::new();
+        r.failed(7, &[4], |read| failed.push(read.waiter.key));
+        assert_eq!(failed, [1]);
+        r.add(Read::new(w(2), Op::Get, vec![5], vec![None]), true);
+        let mut done = Vec::new();
+        r.answered(8, &[5], &[50], |read| done.push((read.waiter.key, read.vals.clone())));
+        assert_eq!(done, [(2, vec![Some(50)])]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn fetch_lists_are_kept_apart_up_to_64_of_4096_entries() {
+        let mut r = Reads::default();
+        for _ in 0..FETCH_SPARES + 5 {
+            r.give_fetch(Vec::with_capacity(400));
+        }
+        r.give_fetch(Vec::with_capacity(4097));
+        assert_eq!((r.spare_fetch.len(), r.spare_ind.len()), (FETCH_SPARES, 0));
+        let v = r.take_fetch(&[1, 2]);
+        assert!(v.capacity() >= 400 && v == [1, 2], "a kept list is reused");
     }
 
     #[test]

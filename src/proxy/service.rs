@@ -166,7 +166,7 @@ impl ProxyCore {
                 }
                 None => {
                     let fetch = UpReq {
-                        kind: UpKind::Fetch(self.reads.take_ind(&self.to_fetch)),
+                        kind: UpKind::Fetch(self.reads.take_fetch(&self.to_fetch)),
                         seq: 0,
                         waiter,
                         op,
