@@ -82,61 +82,14 @@ struct ReadRef {
     id: u64,
 }
 
-/// The reads waiting on one fetch: most often one, kept without a `Vec`.
-#[derive(Debug)]
-enum Readers {
-    None,
-    One(ReadRef),
-    Many(Vec<ReadRef>),
-}
-
-impl Readers {
-    fn push(&mut self, r: ReadRef) {
-        match self {
-            Readers::None => *self = Readers::One(r),
-            Readers::One(first) => *self = Readers::Many(vec![*first, r]),
-            Readers::Many(v) => v.push(r),
-        }
-    }
-}
-
-impl IntoIterator for Readers {
-    type Item = ReadRef;
-    type IntoIter = ReadersIter;
-    fn into_iter(self) -> ReadersIter {
-        match self {
-            Readers::None => ReadersIter::One(None),
-            Readers::One(r) => ReadersIter::One(Some(r)),
-            Readers::Many(v) => ReadersIter::Many(v.into_iter()),
-        }
-    }
-}
-
-/// The readers of a fetch, one by one (no allocation for a single one).
-enum ReadersIter {
-    /// The one reader, until taken.
-    One(Option<ReadRef>),
-    /// Several.
-    Many(std::vec::IntoIter<ReadRef>),
-}
-
-impl Iterator for ReadersIter {
-    type Item = ReadRef;
-    fn next(&mut self) -> Option<ReadRef> {
-        match self {
-            ReadersIter::One(r) => r.take(),
-            ReadersIter::Many(it) => it.next(),
-        }
-    }
-}
-
 /// A fetch in flight.
 #[derive(Debug)]
 struct Fetch {
     /// Its upstream sequence number.
     seq: u64,
-    /// The reads waiting on it.
-    readers: Readers,
+    /// The reads waiting on it (a list from the spares: a fetch that the
+    /// reads of a pass grew has hundreds).
+    readers: Vec<ReadRef>,
     /// Its indices, kept when it may be refused for one of them (see
     /// [`Reads::plan`]): more than one, not all known to the server.
     ind: Option<Vec<i64>>,
@@ -168,10 +121,12 @@ pub struct Reads {
     /// Fetch lists given back: kept apart from the reads' lists, as the
     /// reads of a pass grow them to hundreds of indices.
     spare_fetch: Vec<Vec<i64>>,
+    spare_readers: Vec<Vec<ReadRef>>,
 }
 
-/// Fetch lists kept at most: more than the fetches in flight at once at
-/// full load (one or two a loop pass), each up to 4096 indices long.
+/// Fetch lists (and lists of a fetch's readers) kept at most: more than
+/// the fetches in flight at once at full load (one or two a loop pass),
+/// each up to 4096 entries long.
 const FETCH_SPARES: usize = 64;
 
 /// Spare lists kept at most (of each kind), of any length up to 4096.
@@ -373,11 +328,8 @@ impl Reads {
         }
         debug_assert!(self.fetches.back().is_none_or(|f| f.seq < seq));
         let ind = (ind.len() > 1 && !known).then(|| self.take_ind(ind));
-        self.fetches.push_back(Fetch {
-            seq,
-            readers: Readers::None,
-            ind,
-        });
+        let readers = self.spare_readers.pop().unwrap_or_default();
+        self.fetches.push_back(Fetch { seq, readers, ind });
     }
 
     /// Fetch `seq`, not on the wire yet, grew by `ind` from its place
@@ -416,7 +368,8 @@ impl Reads {
     /// Fetch `seq` of `ind` answered `data`: fills every read waiting on it
     /// and hands over (to `done`) each read that now has all its values.
     pub fn answered(&mut self, seq: u64, ind: &[i64], data: &[i64], mut done: impl FnMut(&Read)) {
-        for r in self.fetch_over(seq, ind) {
+        let readers = self.fetch_over(seq, ind);
+        for &r in &readers {
             let Some(read) = self.reads.get_mut(r.key).filter(|read| read.id == r.id) else {
                 continue; // ended already (another of its fetches failed)
             };
@@ -434,24 +387,35 @@ impl Reads {
                 self.give_read(read);
             }
         }
+        self.give_readers(readers);
     }
 
     /// Fetch `seq` of `ind` failed (or was refused by the server): every
     /// read waiting on it is over, handed to `failed` (once, even if it
     /// waited on other fetches too).
     pub fn failed(&mut self, seq: u64, ind: &[i64], mut failed: impl FnMut(&Read)) {
-        for r in self.fetch_over(seq, ind) {
+        let readers = self.fetch_over(seq, ind);
+        for &r in &readers {
             if self.reads.get(r.key).is_some_and(|read| read.id == r.id) {
                 let read = self.reads.remove(r.key);
                 failed(&read);
                 self.give_read(read);
             }
         }
+        self.give_readers(readers);
+    }
+
+    /// Gives a fetch's list of readers back.
+    fn give_readers(&mut self, mut readers: Vec<ReadRef>) {
+        if self.spare_readers.len() < FETCH_SPARES && readers.capacity() <= 4096 {
+            readers.clear();
+            self.spare_readers.push(readers);
+        }
     }
 
     /// Fetch `seq` of `ind` is over: no longer joinable, out of the queue;
     /// returns its readers.
-    fn fetch_over(&mut self, seq: u64, ind: &[i64]) -> Readers {
+    fn fetch_over(&mut self, seq: u64, ind: &[i64]) -> Vec<ReadRef> {
         for i in ind {
             if self.joinable.get(i).is_some_and(|&(f, _)| f == seq) {
                 self.joinable.remove(i);
@@ -462,7 +426,7 @@ impl Reads {
             Some(p) => self.fetches.remove(p),
             None => None,
         };
-        let Some(fetch) = fetch else { return Readers::None };
+        let Some(fetch) = fetch else { return Vec::new() };
         if let Some(v) = fetch.ind {
             self.give_ind(v);
         }
