@@ -437,6 +437,11 @@ impl Reads {
     pub fn is_empty(&self) -> bool {
         self.reads.is_empty()
     }
+
+    /// Reads waiting on fetches (STS `READS_WAITING`).
+    pub fn len(&self) -> usize {
+        self.reads.len()
+    }
 }
 
 #[cfg(test)]

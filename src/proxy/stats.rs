@@ -24,6 +24,7 @@ pub fn encode_stats(out: &mut Buffer, core: &ProxyCore, up: &Upstream, front: &F
     encode_field(out, "MISSES", &c.misses);
     encode_field(out, "EVICTIONS", &c.evictions);
     encode_field(out, "COALESCED", &core.reads.coalesced);
+    encode_field(out, "READS_WAITING", &core.reads.len());
     encode_field(out, "UPSTREAM", &if up.connected() { "up" } else { "down" });
     encode_field(out, "UP_REQS", &up.stats.requests);
     encode_field(out, "UP_FETCHES", &up.stats.fetches);

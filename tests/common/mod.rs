@@ -230,15 +230,37 @@ impl Proc {
         self.child.id()
     }
 
-    /// Sends a signal (`STOP`, `CONT`, `TERM`, `KILL`...).
+    /// Sends a signal (`STOP`, `CONT`, `TERM`, `KILL`...). A `STOP`
+    /// returns once every thread of the node is stopped: `kill` returns
+    /// when the signal is sent, and a node woken by bytes meanwhile could
+    /// still take them in before it stops.
     pub fn signal(&self, sig: &str) {
         assert!(signal(self.pid(), sig), "kill -{sig}");
+        if sig == "STOP" {
+            wait_until("the node is stopped", || all_threads_stopped(self.pid()));
+        }
     }
 
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
         rss_kib_of(self.pid()).expect("VmRSS")
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in
+/// /proc/PID/task/*/stat).
+pub fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // "tid (comm) S ...": the state follows the last ')'.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        matches!(state, Some('T') | Some('t'))
+    })
 }
 
 /// Resident memory of process `pid` in KiB, from /proc (`None` once it is
