@@ -4,6 +4,7 @@
 //! paper.
 
 use super::{IndexMap, Policy};
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 
 /// First in, first out: evicts the oldest inserted entry.
@@ -40,11 +41,17 @@ impl Fifo {
         self.values.get(&index).is_some_and(|&(_, s)| s == stamp)
     }
 
-    /// Pops the oldest live entry.
+    /// Pops the oldest live entry. (Taken out and put back when dead but
+    /// held under a newer stamp: one hash lookup for the common case, a
+    /// live front.)
     fn pop_oldest(&mut self) -> Option<(i64, i64)> {
-        while let Some(e) = self.order.pop_front() {
-            if self.live(&e) {
-                return self.values.remove(&e.0).map(|(v, _)| (e.0, v));
+        while let Some((index, stamp)) = self.order.pop_front() {
+            match self.values.remove(&index) {
+                Some((v, s)) if s == stamp => return Some((index, v)),
+                Some(newer) => {
+                    self.values.insert(index, newer);
+                }
+                None => {}
             }
         }
         None
@@ -58,21 +65,27 @@ impl Policy for Fifo {
     }
 
     fn insert(&mut self, index: i64, value: i64) -> Option<(i64, i64)> {
-        if let Some((v, _)) = self.values.get_mut(&index) {
-            *v = value;
-            return None;
-        }
         if self.capacity == 0 {
             return None;
         }
-        let evicted = if self.values.len() >= self.capacity {
+        let stamp = self.next_stamp;
+        match self.values.entry(index) {
+            Entry::Occupied(mut held) => {
+                held.get_mut().0 = value;
+                return None;
+            }
+            Entry::Vacant(new) => {
+                new.insert((value, stamp));
+            }
+        }
+        // In, then the oldest out: the new entry is at the back of the
+        // queue, behind every other live one.
+        self.next_stamp += 1;
+        let evicted = if self.values.len() > self.capacity {
             self.pop_oldest()
         } else {
             None
         };
-        let stamp = self.next_stamp;
-        self.next_stamp += 1;
-        self.values.insert(index, (value, stamp));
         self.order.push_back((index, stamp));
         evicted
     }
