@@ -1,9 +1,16 @@
 //! What the proxy counts for STS: hits and misses (overall and per index,
 //! for a bounded number of indices), evictions, errors by code. Pure.
+//!
+//! Per index, an index below [`DIRECT`] is counted in an array (no
+//! hashing on the request path: a table's indices start at 0), any other
+//! in a map of at most [`MAX_TRACKED_INDICES`] entries.
 
 use std::collections::BTreeMap;
 
-/// Indices with their own hit and miss counters in STS, at most.
+/// Indices counted in the array: 0 to 4095 (64 KiB of counters, allocated
+/// at the first such index).
+pub(super) const DIRECT: usize = 4096;
+/// Other indices with their own hit and miss counters in STS, at most.
 const MAX_TRACKED_INDICES: usize = 4096;
 
 /// What STS reports about the cache and the requests.
@@ -13,7 +20,9 @@ pub struct Counters {
     pub hits: u64,
     /// Indices fetched.
     pub misses: u64,
-    /// Per index (the first MAX_TRACKED_INDICES seen): hits, misses.
+    /// Per index below DIRECT: hits, misses.
+    pub(super) direct: Vec<(u64, u64)>,
+    /// Per other index (the first MAX_TRACKED_INDICES seen): hits, misses.
     /// A hash map: counting costs no allocation once an index is known
     /// (a tree allocates as it grows and shrinks); STS sorts a copy.
     pub(super) by_index: crate::cache::IndexMap<(u64, u64)>,
@@ -39,12 +48,19 @@ impl Counters {
             } else {
                 self.misses += 1;
             }
-            // Clients choose indices, and must not grow this map at will.
-            let room = self.by_index.len() < MAX_TRACKED_INDICES;
-            let e = match self.by_index.get_mut(&i) {
-                Some(e) => e,
-                None if room => self.by_index.entry(i).or_default(),
-                None => continue,
+            let e = if (0..DIRECT as i64).contains(&i) {
+                if self.direct.is_empty() {
+                    self.direct = vec![(0, 0); DIRECT];
+                }
+                &mut self.direct[i as usize]
+            } else {
+                // Clients choose indices, and must not grow this map at will.
+                let room = self.by_index.len() < MAX_TRACKED_INDICES;
+                match self.by_index.get_mut(&i) {
+                    Some(e) => e,
+                    None if room => self.by_index.entry(i).or_default(),
+                    None => continue,
+                }
             };
             if hit {
                 e.0 += 1;
@@ -52,6 +68,17 @@ impl Counters {
                 e.1 += 1;
             }
         }
+    }
+
+    /// Every index counted, with its hits and misses, in index order.
+    pub fn per_index(&self) -> Vec<(i64, (u64, u64))> {
+        let direct = self.direct.iter().enumerate().map(|(i, &c)| (i as i64, c));
+        let mut all: Vec<(i64, (u64, u64))> = direct
+            .filter(|&(_, (h, m))| h + m > 0)
+            .chain(self.by_index.iter().map(|(&i, &c)| (i, c)))
+            .collect();
+        all.sort_unstable_by_key(|&(i, _)| i);
+        all
     }
 }
 
@@ -65,8 +92,7 @@ mod tests {
         c.count(&[1, 2, 1], &[Some(10), None, Some(10)]);
         c.count(&[2], &[None]);
         assert_eq!((c.hits, c.misses), (2, 2));
-        assert_eq!(c.by_index.get(&1), Some(&(2, 0)));
-        assert_eq!(c.by_index.get(&2), Some(&(0, 2)));
+        assert_eq!(c.per_index(), [(1, (2, 0)), (2, (0, 2))]);
         c.error(503);
         c.error(503);
         c.error(400);
@@ -79,14 +105,28 @@ mod tests {
     #[test]
     fn indices_past_the_bound_are_counted_only_overall() {
         let mut c = Counters::default();
-        for i in 0..MAX_TRACKED_INDICES as i64 {
+        // Indices below DIRECT are always counted, in the array.
+        for i in 0..DIRECT as i64 {
+            c.count(&[i], &[None]);
+        }
+        assert!(c.by_index.is_empty());
+        // Others: the first MAX_TRACKED_INDICES seen.
+        let far = DIRECT as i64 + 10;
+        for i in far..far + MAX_TRACKED_INDICES as i64 {
             c.count(&[i], &[None]);
         }
         assert_eq!(c.by_index.len(), MAX_TRACKED_INDICES);
-        c.count(&[-1, 0], &[Some(1), Some(1)]);
+        c.count(&[-1, far, 0], &[Some(1), Some(1), Some(1)]);
         assert_eq!(c.by_index.len(), MAX_TRACKED_INDICES, "no room for a new index");
         assert_eq!(c.by_index.get(&-1), None);
-        assert_eq!(c.by_index.get(&0), Some(&(1, 1)), "a known one still counts");
-        assert_eq!((c.hits, c.misses), (2, MAX_TRACKED_INDICES as u64));
+        assert_eq!(c.by_index.get(&far), Some(&(1, 1)), "a known one still counts");
+        assert_eq!(c.direct[0], (1, 1));
+        let all = c.per_index();
+        assert_eq!(all.len(), DIRECT + MAX_TRACKED_INDICES);
+        assert_eq!(
+            (all[0].0, all[DIRECT - 1].0, all[DIRECT].0),
+            (0, DIRECT as i64 - 1, far)
+        );
+        assert_eq!((c.hits, c.misses), (3, (DIRECT + MAX_TRACKED_INDICES) as u64));
     }
 }

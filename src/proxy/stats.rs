@@ -44,8 +44,7 @@ pub fn encode_stats(out: &mut Buffer, core: &ProxyCore, up: &Upstream, front: &F
         encode_field(out, &format!("ERR{code}"), n);
     }
     // In index order: sorted here, not kept sorted per request.
-    let mut sorted: Vec<(&i64, &(u64, u64))> = c.by_index.iter().collect();
-    sorted.sort_unstable_by_key(|(i, _)| **i);
+    let sorted = c.per_index();
     let list = |out: &mut Buffer, key: &[u8], pick: fn(&(u64, u64)) -> u64| {
         out.extend(key);
         let mut first = true;
@@ -54,7 +53,7 @@ pub fn encode_stats(out: &mut Buffer, core: &ProxyCore, up: &Upstream, front: &F
                 out.push(b',');
             }
             first = false;
-            put_list(out, [**i]);
+            put_list(out, [*i]);
             out.push(b':');
             put_list(out, [pick(v) as i64]);
         }
