@@ -855,26 +855,28 @@ fn sts_counts_each_error_code_the_proxy_answered() {
 #[test]
 fn per_index_counters_stop_at_4096_indices() {
     // Clients choose the indices: the proxy keeps its own counters for
-    // the first 4096 it sees, and only counts the rest in the totals.
-    let server = start_server(6000);
+    // every index below 4096 and for the first 4096 others it sees, and
+    // only counts the rest in the totals.
+    let server = start_server(13_000);
     let proxy = start_proxy(server.addr(), 5);
     let mut c = Peer::connect(proxy.addr());
-    for chunk in (1000..5096).collect::<Vec<i64>>().chunks(512) {
+    for chunk in (8000..12_096).collect::<Vec<i64>>().chunks(512) {
         let list = chunk.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
         assert!(c.ask(&format!("OP=GET;IND={list}")).ends_with("CODE=200"));
     }
-    assert!(c.ask("OP=GET;IND=0").ends_with("CODE=200"));
-    assert!(c.ask("OP=GET;IND=1000").ends_with("CODE=200"));
+    for probe in ["4500", "0", "8000"] {
+        assert!(c.ask(&format!("OP=GET;IND={probe}")).ends_with("CODE=200"));
+    }
     let sts = c.ask("OP=STS");
     let misses = field(&sts, "MISS_IND").unwrap();
     assert!(
-        misses.starts_with("1000:2,1001:1,"),
-        "index 0 came 4097th: untracked; {}",
+        misses.starts_with("0:1,8000:2,8001:1,"),
+        "4500 came 4097th of the others: untracked; 0 is below 4096: tracked; {}",
         &misses[..40]
     );
     assert_eq!(
         field(&sts, "MISSES").as_deref(),
-        Some("4098"),
+        Some("4099"),
         "the totals count everything"
     );
 }
