@@ -594,29 +594,32 @@ mod tests {
 
     #[test]
     fn reads_that_grew_one_fetch_each_get_their_own_places() {
-        // A: GET 4 opens fetch #7; B: GET 6,4 grows it by 6 and joins 4;
-        // C: ADD 5,6 grows it by 5 and joins 6. One answer, three replies.
+        // A: GET 4 opens fetch #7; B: GET 6,8,4 grows it by 6,8 and joins
+        // 4; C: ADD 5,6 grows it by 5 and joins 6. One answer, three
+        // replies.
         let mut r = Reads::default();
         r.fetch_sent(7, &[4], true);
         r.add(Read::new(w(1), Op::Get, vec![4], vec![None]), false);
-        let (f, j) = plan(&r, &[6, 4], Some(7));
-        assert_eq!((f, j), (vec![6], vec![7]));
-        r.fetch_grew(7, 1, &[6]);
-        r.add(Read::new(w(2), Op::Get, vec![6, 4], vec![None, None]), true);
+        let (mut f, mut j) = (Vec::new(), Vec::new());
+        r.plan(&[6, 8, 4], &[6, 8, 4], Some(7), Some(0), &mut f, &mut j);
+        assert_eq!((f, j), (vec![6, 8], vec![7]));
+        r.fetch_grew(7, 1, &[6, 8]);
+        r.add(Read::new(w(2), Op::Get, vec![6, 8, 4], vec![None; 3]), true);
         let (mut f, mut j) = (Vec::new(), Vec::new());
         r.plan(&[5, 6], &[5, 6], Some(7), Some(0), &mut f, &mut j);
         assert_eq!((f, j), (vec![5], vec![7]), "a known fetch is joined for a part");
-        r.fetch_grew(7, 2, &[5]);
+        r.fetch_grew(7, 3, &[5]);
         r.add(Read::new(w(3), Op::Add, vec![5, 6], vec![None, None]), true);
+        assert_eq!(r.len(), 3);
         let mut done = Vec::new();
-        r.answered(7, &[4, 6, 5], &[40, 60, 50], |read| {
+        r.answered(7, &[4, 6, 8, 5], &[40, 60, 80, 50], |read| {
             done.push((read.waiter.key, read.vals.clone()))
         });
         assert_eq!(
             done,
             [
                 (1, vec![Some(40)]),
-                (2, vec![Some(60), Some(40)]),
+                (2, vec![Some(60), Some(80), Some(40)]),
                 (3, vec![Some(50), Some(60)])
             ]
         );
@@ -624,9 +627,45 @@ mod tests {
     }
 
     #[test]
+    fn an_invalidation_closes_the_fetches_of_its_indices_to_later_reads() {
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4, 5, 6], true);
+        r.invalidated(Some(&[4]));
+        assert_eq!(plan(&r, &[4, 5], None), (vec![4], vec![7]));
+        r.invalidated(None);
+        assert_eq!(plan(&r, &[5, 6], None), (vec![5, 6], vec![]));
+    }
+
+    #[test]
+    fn a_fetchs_list_of_readers_is_reused() {
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4], false);
+        for k in 0..10 {
+            r.add(Read::new(w(k), Op::Get, vec![4], vec![None]), k > 0);
+        }
+        r.answered(7, &[4], &[40], |_| {});
+        assert_eq!(r.spare_readers.len(), 1, "given back");
+        r.fetch_sent(8, &[4], false);
+        assert!(
+            r.spare_readers.is_empty() && r.fetches[0].readers.capacity() >= 10,
+            "taken again"
+        );
+        for _ in 0..FETCH_SPARES + 5 {
+            r.give_readers(Vec::with_capacity(4));
+        }
+        r.give_readers(Vec::with_capacity(4097));
+        assert_eq!(r.spare_readers.len(), FETCH_SPARES);
+        let mut r = Reads::default();
+        r.give_readers(Vec::with_capacity(4096));
+        r.give_readers(Vec::with_capacity(4097));
+        assert_eq!(r.spare_readers.len(), 1, "a list longer than 4096 is freed");
+    }
+
+    #[test]
     fn a_read_ended_by_a_failed_fetch_is_not_touched_by_its_other_fetch() {
         // Read 1 waits on #7 and #8; #7 fails (it is over); its slab key is
-        // reused by read 2, also on #8: #8's answer fills read 2 only.
+        // reused by read 2, on #8 and #9: #8's answer counts once for read
+        // 2 (not again through read 1's stale name), which waits for #9.
         let mut r = Reads::default();
         r.fetch_sent(7, &[4], false);
         r.fetch_sent(8, &[5], false);
@@ -634,11 +673,54 @@ mod tests {
         let mut failed = Vec::new();
         r.failed(7, &[4], |read| failed.push(read.waiter.key));
         assert_eq!(failed, [1]);
-        r.add(Read::new(w(2), Op::Get, vec![5], vec![None]), true);
+        r.fetch_sent(9, &[6], false);
+        r.add(Read::new(w(2), Op::Get, vec![5, 6], vec![None, None]), true);
         let mut done = Vec::new();
         r.answered(8, &[5], &[50], |read| done.push((read.waiter.key, read.vals.clone())));
-        assert_eq!(done, [(2, vec![Some(50)])]);
+        assert!(done.is_empty(), "read 2 still waits for #9");
+        r.answered(9, &[6], &[60], |read| done.push((read.waiter.key, read.vals.clone())));
+        assert_eq!(done, [(2, vec![Some(50), Some(60)])]);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn only_fetches_numbered_above_the_bound_are_joined() {
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4], true);
+        let (mut f, mut j) = (Vec::new(), Vec::new());
+        r.plan(&[4], &[4], None, Some(7), &mut f, &mut j);
+        assert_eq!((f.clone(), j.clone()), (vec![4], vec![]), "#7 is on the wire");
+        r.plan(&[4], &[4], None, Some(6), &mut f, &mut j);
+        assert_eq!((f, j), (vec![], vec![7]));
+    }
+
+    #[test]
+    fn a_known_fetch_is_joined_for_a_part_an_unknown_one_only_whole() {
+        // Every index of #7 answered before on this connection: no index
+        // can get it refused, and a read of 3 alone may share it.
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[3, 20], true);
+        r.fetch_sent(8, &[4, 21], false);
+        let (mut f, mut j) = (Vec::new(), Vec::new());
+        r.plan(&[3, 4], &[3, 4], None, Some(0), &mut f, &mut j);
+        assert_eq!((f, j), (vec![4], vec![7]));
+    }
+
+    #[test]
+    fn lists_are_copied_into_spares() {
+        let mut r = Reads::default();
+        r.give_ind(Vec::with_capacity(50));
+        let ind = r.take_ind(&[1, 2, 3]);
+        assert_eq!(
+            (ind.as_slice(), ind.capacity()),
+            (&[1, 2, 3][..], 50),
+            "the spare, filled"
+        );
+        let vals = r.take_vals(&[Some(1), None]);
+        assert_eq!(vals, [Some(1), None]);
+        r.give_read(Read::new(w(1), Op::Get, ind, vals));
+        let again = r.take_vals(&[None]);
+        assert!(again == [None] && again.capacity() >= 2, "the read's list, reused");
     }
 
     #[test]
