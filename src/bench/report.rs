@@ -48,8 +48,9 @@ pub struct Report {
     /// The generator's CPU per reply it took, microseconds (warm-up
     /// included, as in `cpu`): its own cost, to set beside a target's.
     pub cpu_us_per_reply: Option<f64>,
-    /// Requests a proxy sent upstream per fetch its clients' misses made
-    /// (from STS; below 1 when the misses of a pass go as one GET).
+    /// GETs a proxy sent upstream per client read that sent indices (from
+    /// STS `UP_FETCH_GETS` / `UP_FETCHES`; below 1 when the misses of a
+    /// pass grow one GET).
     pub up_gets_per_fetch: Option<f64>,
     /// With `BenchConfig::record`: every index read (GET, ADD), in the
     /// order requested — a trace for `tablecache sim`.

@@ -332,7 +332,7 @@ impl Reply {
         let (mut has_code, mut has_msg, mut has_nocache) = (false, false, false);
         // Only MSG is text: the rest is ASCII digits and names, checked as
         // bytes, so the whole body is not run through a UTF-8 check on
-        // every reply (the proxy's miss path parses one per fetch).
+        // every reply (the proxy's miss path parses one per fetch it sends).
         let once = |seen: &mut bool, name: &'static str| {
             if std::mem::replace(seen, true) {
                 Err(Problem::RepeatedField(name))

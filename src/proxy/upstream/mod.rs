@@ -140,14 +140,13 @@ pub struct Upstream {
     sent: usize,
     /// Bytes of the requests in flight (`MAX_INFLIGHT_BYTES` at most).
     inflight_bytes: usize,
-    /// For each request written, oldest first: whether it is a fetch that
-    /// other reads grew (a 413 to it turns growing off).
+    /// Per request written, oldest first: a fetch other reads grew? (A 413
+    /// to one turns growing off.)
     written: VecDeque<bool>,
-    /// A fetch at the tail of `inflight` not written yet, which the reads
-    /// of the pass grow (docs/coherence.md, "Batching"): it goes at the
-    /// next flush, or before the next request that is not a fetch.
-    /// `open_grown` once another read grew it; `batch_bytes`, the bytes of
-    /// its indices.
+    /// A fetch at the tail of `inflight`, not written yet, that the reads
+    /// of the pass grow (docs/coherence.md, "Batching") until the flush or
+    /// a request of another kind; `open_grown` once another read did;
+    /// `batch_bytes`, its indices' bytes.
     open: bool,
     open_grown: bool,
     batch_bytes: usize,
@@ -160,8 +159,7 @@ pub struct Upstream {
     /// table does not shrink while a connection lives (`--resize` takes
     /// effect only at a start).
     known: i64,
-    /// The clients whose reads grew the fetch not written yet (for the
-    /// trace's `SEND` line; kept only while tracing).
+    /// Who grew the open fetch, for the trace's `SEND` (only when tracing).
     merged: Vec<usize>,
     /// The latest client request queued, and the latest that may be on the
     /// wire (everything queued before a flush).
