@@ -1811,6 +1811,49 @@ fn a_bad_index_in_a_pass_fails_only_the_request_that_asked_it() {
 }
 
 #[test]
+fn a_read_takes_all_its_values_from_one_fetch() {
+    // A bound of two indices: #1 fetches 5; the next read asks 5, 6 and
+    // 7, which do not fit in #1. It must not take 5 from #1 and 6 and 7
+    // from a fetch of its own: two fetches are two instants at the
+    // server, and a write of 5 and 6 by someone else may fall between
+    // them (unseen by this proxy, if #1's 5 came back NOCACHE).
+    let mut up = Scripted::new();
+    let proxy = settled_proxy(&mut up, 42);
+    let mut c = Peer::connect(proxy.addr());
+    c.send(b"OP=GET;IND=5\nOP=GET;IND=5,6,7\n");
+    assert_eq!(up.recv(), "OP=GET;IND=5");
+    assert_eq!(
+        up.recv(),
+        "OP=GET;IND=5,6,7",
+        "all of the second read's values from one fetch"
+    );
+    up.reply("OP=GET;IND=5;DATA=50;CODE=200");
+    up.reply("OP=GET;IND=5,6,7;DATA=51,61,71;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=5;DATA=50;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=5,6,7;DATA=51,61,71;CODE=200");
+}
+
+#[test]
+fn a_fetch_past_the_bound_is_joined_only_whole() {
+    // A read of 400 indices (8,400 bytes of them: past the 8192 bound, so
+    // nobody grows it) may be refused as too long by a server with a
+    // smaller limit: a read of one of them must not share that refusal.
+    let mut up = Scripted::new();
+    let proxy = settled_proxy(&mut up, 8192);
+    let mut c = Peer::connect(proxy.addr());
+    warm(&mut c, &mut up, "999", "0");
+    let big: Vec<String> = (100..500).map(|i| i.to_string()).collect();
+    let big = big.join(",");
+    c.send(format!("OP=GET;IND={big}\nOP=GET;IND=103\n").as_bytes());
+    assert_eq!(up.recv(), format!("OP=GET;IND={big}"));
+    assert_eq!(up.recv(), "OP=GET;IND=103", "a fetch of its own");
+    up.reply("OP=GET;CODE=413;MSG=message over 4096 bytes");
+    up.reply("OP=GET;IND=103;DATA=30;CODE=200");
+    assert!(c.line().starts_with("OP=GET;CODE=413"));
+    assert_eq!(c.line(), "OP=GET;IND=103;DATA=30;CODE=200");
+}
+
+#[test]
 fn a_batch_refused_as_too_long_turns_batching_off() {
     let mut up = Scripted::new();
     let proxy = settled_proxy(&mut up, 8192);
@@ -1852,21 +1895,33 @@ fn only_indices_the_server_answered_are_batched() {
     up.reply("OP=GET;IND=1;DATA=1;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=0;DATA=0;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=1;DATA=1;CODE=200");
-    // A lone fetch refused as too long does not turn batching off (only a
-    // batch's refusal does).
-    c.send(b"OP=GET;IND=2\n");
-    assert_eq!(up.recv(), "OP=GET;IND=2");
-    up.reply("OP=GET;CODE=413;MSG=too long");
-    assert!(c.line().starts_with("OP=GET;CODE=413"));
     // 0 and 1 are known now, and cached: a CLR empties the cache, so they
-    // miss again.
+    // miss again, in one fetch.
     c.send(b"OP=CLR\n");
     assert_eq!(up.recv(), "OP=CLR");
     up.reply("OP=CLR;CODE=200");
     assert_eq!(c.line(), "OP=CLR;CODE=200");
     c.send(b"OP=GET;IND=0\nOP=GET;IND=1\n");
-    assert_eq!(up.recv(), "OP=GET;IND=0,1", "known, and batching still on");
+    assert_eq!(up.recv(), "OP=GET;IND=0,1", "known: one fetch");
     up.reply("OP=GET;IND=0,1;DATA=0,1;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=0;DATA=0;CODE=200");
+    assert_eq!(c.line(), "OP=GET;IND=1;DATA=1;CODE=200");
+    // A fetch within the bound refused as too long, even alone: the
+    // server's limit is below the bound, and each read's fetch goes alone
+    // from now on.
+    c.send(b"OP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=2");
+    up.reply("OP=GET;CODE=413;MSG=too long");
+    assert!(c.line().starts_with("OP=GET;CODE=413"));
+    c.send(b"OP=CLR\n");
+    assert_eq!(up.recv(), "OP=CLR");
+    up.reply("OP=CLR;CODE=200");
+    assert_eq!(c.line(), "OP=CLR;CODE=200");
+    c.send(b"OP=GET;IND=0\nOP=GET;IND=1\n");
+    assert_eq!(up.recv(), "OP=GET;IND=0", "growing is off");
+    assert_eq!(up.recv(), "OP=GET;IND=1");
+    up.reply("OP=GET;IND=0;DATA=0;CODE=200");
+    up.reply("OP=GET;IND=1;DATA=1;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=0;DATA=0;CODE=200");
     assert_eq!(c.line(), "OP=GET;IND=1;DATA=1;CODE=200");
 }

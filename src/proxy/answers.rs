@@ -132,10 +132,10 @@ impl ProxyCore {
     /// Gives a finished request's lists back for reuse.
     fn recycle(&mut self, kind: UpKind) {
         match kind {
-            UpKind::Fetch(ind) => self.reads.give_fetch(ind),
+            UpKind::Fetch(ind) => self.reads.fetch_lists.give(ind),
             UpKind::Put(ind, data) => {
-                self.reads.give_ind(ind);
-                self.reads.give_ind(data);
+                self.reads.ind.give(ind);
+                self.reads.ind.give(data);
             }
             _ => {}
         }

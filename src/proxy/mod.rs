@@ -47,6 +47,7 @@ pub mod counters;
 pub mod decide;
 pub mod lease;
 pub mod pending;
+pub mod pool;
 pub mod reads;
 pub mod service;
 pub mod stats;

@@ -6,14 +6,16 @@
 //! of index `i` may be joined while it is in flight, by a read of a
 //! connection whose own latest request upstream was sent no later than `F`
 //! (the read takes effect just after `F`, so after everything its
-//! connection sent before it), that asks every index `F` asks (so it
-//! inherits no refusal it would not have got alone), and only until a
-//! write that may change `i` (a PUT of `i`, any CLR) is sent: a read that
-//! arrives after that write was sent gets a value fetched after it.
+//! connection sent before it), that asks every index `F` asks or for
+//! which `F` cannot be refused (so it inherits no refusal it would not
+//! have got alone), and only until a write that may change `i` (a PUT of
+//! `i`, any CLR) is sent: a read that arrives after that write was sent
+//! gets a value fetched after it.
 //!
-//! A read may join several fetches and send one of its own for the rest;
-//! it is answered when the last of them (the newest: the upstream answers
-//! in order) comes back, with the values each brought.
+//! A read takes all its values from one fetch ([`Reads::plan`] says why).
+//! [`Reads::add`] and [`Reads::answered`] keep the general case all the
+//! same (a read waiting on several fetches, each value from the one meant
+//! for it, answered when the last is back).
 //!
 //! ```text
 //!   fetch #7 GET 4      readers [A, B, C]     joinable {4 → #7}
@@ -24,6 +26,7 @@
 use crate::cache::IndexMap;
 use crate::proto::Op;
 use crate::proxy::pending::{UpKind, Waiter, Written};
+use crate::proxy::pool::Pool;
 use slab::Slab;
 use std::collections::VecDeque;
 
@@ -102,7 +105,7 @@ struct Fetch {
 /// by sequence: the one answered is almost always at its front, and any
 /// other is found by binary search. Reads live in a slab. The miss path
 /// hashes nothing but the index of [`Reads::joinable`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Reads {
     reads: Slab<Read>,
     next_id: u64,
@@ -114,32 +117,42 @@ pub struct Reads {
     /// Reads that joined a fetch in flight (STS `COALESCED`).
     pub coalesced: u64,
     /// Lists given back by finished reads and requests, reused by the next
-    /// ones: a warm miss path allocates nothing.
-    spare_ind: Vec<Vec<i64>>,
-    spare_vals: Vec<Vec<Option<i64>>>,
-    spare_sources: Vec<Vec<Source>>,
-    /// Fetch lists given back: kept apart from the reads' lists, as the
-    /// reads of a pass grow them to hundreds of indices.
-    spare_fetch: Vec<Vec<i64>>,
-    spare_readers: Vec<Vec<ReadRef>>,
+    /// ones: a warm miss path allocates nothing (`pool.rs`). Index lists
+    /// (a read's, a write's), 256 long ones or 4096 short ones.
+    pub ind: Pool<i64>,
+    /// A read's value lists, as many.
+    pub vals: Pool<Option<i64>>,
+    sources: Pool<Source>,
+    /// Fetch lists and lists of a fetch's readers, kept apart (the reads of
+    /// a pass grow them to hundreds of entries): more than the fetches in
+    /// flight at once at full load (one or two a loop pass).
+    pub fetch_lists: Pool<i64>,
+    readers: Pool<ReadRef>,
 }
 
-/// Fetch lists (and lists of a fetch's readers) kept at most: more than
-/// the fetches in flight at once at full load (one or two a loop pass),
-/// each up to 4096 entries long.
+/// A read's lists kept at most: of any length up to 4096, and more when
+/// short, enough for every fetch of a full pipeline of misses in flight at
+/// once (50 clients × 16 and more).
+const SPARES: usize = 256;
+const SMALL_SPARES: usize = 4096;
+/// Fetch and reader lists kept at most.
 const FETCH_SPARES: usize = 64;
 
-/// Spare lists kept at most (of each kind), of any length up to 4096.
-const SPARES: usize = 256;
-/// More spare lists kept when short (up to 64 values): enough for every
-/// fetch of a full pipeline of misses in flight at once (50 clients × 16
-/// and more), so a warm miss path allocates nothing: 2 MiB of index
-/// lists and 4 MiB of value lists at most.
-const SMALL_SPARES: usize = 4096;
-
-/// Whether a list given back is kept, with `kept` of its kind kept already.
-fn keep_spare(kept: usize, capacity: usize) -> bool {
-    (kept < SPARES && capacity <= 4096) || (kept < SMALL_SPARES && capacity <= 64)
+impl Default for Reads {
+    fn default() -> Reads {
+        Reads {
+            reads: Slab::new(),
+            next_id: 0,
+            fetches: VecDeque::new(),
+            joinable: IndexMap::default(),
+            coalesced: 0,
+            ind: Pool::new(SPARES, SMALL_SPARES),
+            vals: Pool::new(SPARES, SMALL_SPARES),
+            sources: Pool::new(SPARES, SMALL_SPARES),
+            fetch_lists: Pool::new(FETCH_SPARES, FETCH_SPARES),
+            readers: Pool::new(FETCH_SPARES, FETCH_SPARES),
+        }
+    }
 }
 
 impl Reads {
@@ -164,15 +177,25 @@ impl Reads {
     /// "Coalescing").
     ///
     /// A fetch is joined only if every index it asks is one the read asks
-    /// too, or one the server has answered on this connection: a server
-    /// refuses a request for its indices (one out of range), and a read
-    /// must not inherit a refusal it would not have got alone.
+    /// too, or it is a fetch of indices the server has answered on this
+    /// connection within the batch bound: a server refuses a request for
+    /// its indices (one out of range, or too many), and a read must not
+    /// inherit a refusal it would not have got alone.
+    ///
+    /// A read takes all its values from one fetch: two fetches are two
+    /// instants at the server, and a write by someone else may fall
+    /// between them unseen (the older fetch's value may have come back
+    /// `NOCACHE`, untracked). So it joins one fetch at most, and if it
+    /// also needs indices of its own, only `open`, the fetch those would
+    /// grow; else it fetches every missing index itself.
+    #[allow(clippy::too_many_arguments)]
     pub fn plan(
         &self,
         ind: &[i64],
         missing: &[i64],
         behind: Option<u64>,
         join_after: Option<u64>,
+        open: Option<u64>,
         to_fetch: &mut Vec<i64>,
         joined: &mut Vec<u64>,
     ) {
@@ -224,6 +247,16 @@ impl Reads {
         }
         joined.sort_unstable();
         joined.dedup();
+        let one = match joined[..] {
+            [] => true,
+            [f] => to_fetch.is_empty() || Some(f) == open,
+            _ => false,
+        };
+        if !one {
+            joined.clear();
+            to_fetch.clear();
+            to_fetch.extend_from_slice(missing);
+        }
     }
 
     /// Registers `read`, each of its missing values coming from the
@@ -234,7 +267,7 @@ impl Reads {
         read.id = self.next_id;
         self.next_id += 1;
         read.waiting_on = 0;
-        let mut sources = self.spare_sources.pop().unwrap_or_default();
+        let mut sources = self.sources.take();
         for (to, (v, i)) in read.vals.iter().zip(&read.ind).enumerate() {
             if v.is_none() {
                 if let Some(&(seq, at)) = self.joinable.get(i) {
@@ -265,56 +298,11 @@ impl Reads {
         debug_assert_eq!(key, me.key);
     }
 
-    /// A copy of `src` in a spare list.
-    pub fn take_ind(&mut self, src: &[i64]) -> Vec<i64> {
-        let mut v = self.spare_ind.pop().unwrap_or_default();
-        v.extend_from_slice(src);
-        v
-    }
-
-    /// A copy of `src` in a spare list.
-    pub fn take_vals(&mut self, src: &[Option<i64>]) -> Vec<Option<i64>> {
-        let mut v = self.spare_vals.pop().unwrap_or_default();
-        v.extend_from_slice(src);
-        v
-    }
-
-    /// A copy of `src` in a spare fetch list.
-    pub fn take_fetch(&mut self, src: &[i64]) -> Vec<i64> {
-        let mut v = self.spare_fetch.pop().unwrap_or_default();
-        v.extend_from_slice(src);
-        v
-    }
-
-    /// Gives a fetch's list back for reuse.
-    pub fn give_fetch(&mut self, mut v: Vec<i64>) {
-        if self.spare_fetch.len() < FETCH_SPARES && v.capacity() <= 4096 {
-            v.clear();
-            self.spare_fetch.push(v);
-        }
-    }
-
-    /// Gives a list back for reuse.
-    pub fn give_ind(&mut self, mut v: Vec<i64>) {
-        if keep_spare(self.spare_ind.len(), v.capacity()) {
-            v.clear();
-            self.spare_ind.push(v);
-        }
-    }
-
     /// Gives a finished read's lists back.
     fn give_read(&mut self, read: Read) {
-        self.give_ind(read.ind);
-        let mut sources = read.sources;
-        if keep_spare(self.spare_sources.len(), sources.capacity()) {
-            sources.clear();
-            self.spare_sources.push(sources);
-        }
-        let mut vals = read.vals;
-        if keep_spare(self.spare_vals.len(), vals.capacity()) {
-            vals.clear();
-            self.spare_vals.push(vals);
-        }
+        self.ind.give(read.ind);
+        self.vals.give(read.vals);
+        self.sources.give(read.sources);
     }
 
     /// Fetch `seq` of `ind` was sent: those indices may be joined (a later
@@ -327,8 +315,8 @@ impl Reads {
             self.joinable.insert(i, (seq, at as u32));
         }
         debug_assert!(self.fetches.back().is_none_or(|f| f.seq < seq));
-        let ind = (ind.len() > 1 && !known).then(|| self.take_ind(ind));
-        let readers = self.spare_readers.pop().unwrap_or_default();
+        let ind = (ind.len() > 1 && !known).then(|| self.ind.copy(ind));
+        let readers = self.readers.take();
         self.fetches.push_back(Fetch { seq, readers, ind });
     }
 
@@ -387,7 +375,7 @@ impl Reads {
                 self.give_read(read);
             }
         }
-        self.give_readers(readers);
+        self.readers.give(readers);
     }
 
     /// Fetch `seq` of `ind` failed (or was refused by the server): every
@@ -402,15 +390,7 @@ impl Reads {
                 self.give_read(read);
             }
         }
-        self.give_readers(readers);
-    }
-
-    /// Gives a fetch's list of readers back.
-    fn give_readers(&mut self, mut readers: Vec<ReadRef>) {
-        if self.spare_readers.len() < FETCH_SPARES && readers.capacity() <= 4096 {
-            readers.clear();
-            self.spare_readers.push(readers);
-        }
+        self.readers.give(readers);
     }
 
     /// Fetch `seq` of `ind` is over: no longer joinable, out of the queue;
@@ -428,7 +408,7 @@ impl Reads {
         };
         let Some(fetch) = fetch else { return Vec::new() };
         if let Some(v) = fetch.ind {
-            self.give_ind(v);
+            self.ind.give(v);
         }
         fetch.readers
     }
@@ -454,7 +434,10 @@ mod tests {
 
     fn plan(r: &Reads, missing: &[i64], behind: Option<u64>) -> (Vec<i64>, Vec<u64>) {
         let (mut f, mut j) = (Vec::new(), Vec::new());
-        r.plan(missing, missing, behind, Some(0), &mut f, &mut j);
+        // (The newest fetch taken as the open one, which the read may both
+        // join and grow.)
+        let open = r.fetches.back().map(|f| f.seq);
+        r.plan(missing, missing, behind, Some(0), open, &mut f, &mut j);
         (f, j)
     }
 
@@ -548,9 +531,9 @@ mod tests {
         let mut r = Reads::default();
         r.fetch_sent(7, &[3, 20], false);
         let (mut f, mut j) = (Vec::new(), Vec::new());
-        r.plan(&[3], &[3], None, Some(0), &mut f, &mut j);
+        r.plan(&[3], &[3], None, Some(0), None, &mut f, &mut j);
         assert_eq!((f.clone(), j.clone()), (vec![3], vec![]));
-        r.plan(&[20, 3, 5], &[3, 20], None, Some(0), &mut f, &mut j);
+        r.plan(&[20, 3, 5], &[3, 20], None, Some(0), None, &mut f, &mut j);
         assert_eq!((f, j), (vec![], vec![7]), "a read asking both may join");
     }
 
@@ -566,8 +549,14 @@ mod tests {
         }
         let ind: Vec<i64> = (0..n).collect();
         let (mut f, mut j) = (Vec::new(), Vec::new());
-        r.plan(&ind, &ind, None, Some(0), &mut f, &mut j);
-        assert_eq!((f.len(), j.len()), (0, n as usize));
+        r.plan(&ind, &ind, None, Some(0), None, &mut f, &mut j);
+        assert_eq!(
+            (f.len(), j.len()),
+            (n as usize, 0),
+            "one fetch of its own, not 20,000 joined"
+        );
+        // Waiting on all of them all the same (as `add` allows), answering
+        // stays linear.
         r.add(Read::new(w(1), Op::Get, ind.clone(), vec![None; n as usize]), true);
         let mut done = Vec::new();
         for i in 0..n {
@@ -601,12 +590,12 @@ mod tests {
         r.fetch_sent(7, &[4], true);
         r.add(Read::new(w(1), Op::Get, vec![4], vec![None]), false);
         let (mut f, mut j) = (Vec::new(), Vec::new());
-        r.plan(&[6, 8, 4], &[6, 8, 4], Some(7), Some(0), &mut f, &mut j);
+        r.plan(&[6, 8, 4], &[6, 8, 4], Some(7), Some(0), Some(7), &mut f, &mut j);
         assert_eq!((f, j), (vec![6, 8], vec![7]));
         r.fetch_grew(7, 1, &[6, 8]);
         r.add(Read::new(w(2), Op::Get, vec![6, 8, 4], vec![None; 3]), true);
         let (mut f, mut j) = (Vec::new(), Vec::new());
-        r.plan(&[5, 6], &[5, 6], Some(7), Some(0), &mut f, &mut j);
+        r.plan(&[5, 6], &[5, 6], Some(7), Some(0), Some(7), &mut f, &mut j);
         assert_eq!((f, j), (vec![5], vec![7]), "a known fetch is joined for a part");
         r.fetch_grew(7, 3, &[5]);
         r.add(Read::new(w(3), Op::Add, vec![5, 6], vec![None, None]), true);
@@ -644,21 +633,21 @@ mod tests {
             r.add(Read::new(w(k), Op::Get, vec![4], vec![None]), k > 0);
         }
         r.answered(7, &[4], &[40], |_| {});
-        assert_eq!(r.spare_readers.len(), 1, "given back");
+        assert_eq!(r.readers.len(), 1, "given back");
         r.fetch_sent(8, &[4], false);
         assert!(
-            r.spare_readers.is_empty() && r.fetches[0].readers.capacity() >= 10,
+            r.readers.is_empty() && r.fetches[0].readers.capacity() >= 10,
             "taken again"
         );
         for _ in 0..FETCH_SPARES + 5 {
-            r.give_readers(Vec::with_capacity(4));
+            r.readers.give(Vec::with_capacity(4));
         }
-        r.give_readers(Vec::with_capacity(4097));
-        assert_eq!(r.spare_readers.len(), FETCH_SPARES);
+        r.readers.give(Vec::with_capacity(4097));
+        assert_eq!(r.readers.len(), FETCH_SPARES);
         let mut r = Reads::default();
-        r.give_readers(Vec::with_capacity(4096));
-        r.give_readers(Vec::with_capacity(4097));
-        assert_eq!(r.spare_readers.len(), 1, "a list longer than 4096 is freed");
+        r.readers.give(Vec::with_capacity(4096));
+        r.readers.give(Vec::with_capacity(4097));
+        assert_eq!(r.readers.len(), 1, "a list longer than 4096 is freed");
     }
 
     #[test]
@@ -684,13 +673,32 @@ mod tests {
     }
 
     #[test]
+    fn a_read_that_fetches_joins_no_other_fetch() {
+        // #7 has 5 (closed: a fetch of 20 went after it); a read of 5 and
+        // 6 would take 5 from #7 and 6 from a new fetch: two instants at
+        // the server. It fetches both. It may join the open fetch it
+        // grows, and a read that fetches nothing joins one fetch at most.
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[5], true);
+        r.fetch_sent(8, &[20], false);
+        let (mut f, mut j) = (Vec::new(), Vec::new());
+        r.plan(&[5, 6], &[5, 6], None, Some(0), None, &mut f, &mut j);
+        assert_eq!((f.clone(), j.clone()), (vec![5, 6], vec![]));
+        r.plan(&[5, 6], &[5, 6], None, Some(0), Some(7), &mut f, &mut j);
+        assert_eq!((f.clone(), j.clone()), (vec![6], vec![7]), "#7 is the open fetch");
+        r.fetch_sent(9, &[6], true);
+        r.plan(&[5, 6], &[5, 6], None, Some(0), None, &mut f, &mut j);
+        assert_eq!((f, j), (vec![5, 6], vec![]), "two fetches in flight: neither");
+    }
+
+    #[test]
     fn only_fetches_numbered_above_the_bound_are_joined() {
         let mut r = Reads::default();
         r.fetch_sent(7, &[4], true);
         let (mut f, mut j) = (Vec::new(), Vec::new());
-        r.plan(&[4], &[4], None, Some(7), &mut f, &mut j);
+        r.plan(&[4], &[4], None, Some(7), None, &mut f, &mut j);
         assert_eq!((f.clone(), j.clone()), (vec![4], vec![]), "#7 is on the wire");
-        r.plan(&[4], &[4], None, Some(6), &mut f, &mut j);
+        r.plan(&[4], &[4], None, Some(6), None, &mut f, &mut j);
         assert_eq!((f, j), (vec![], vec![7]));
     }
 
@@ -702,24 +710,26 @@ mod tests {
         r.fetch_sent(7, &[3, 20], true);
         r.fetch_sent(8, &[4, 21], false);
         let (mut f, mut j) = (Vec::new(), Vec::new());
-        r.plan(&[3, 4], &[3, 4], None, Some(0), &mut f, &mut j);
-        assert_eq!((f, j), (vec![4], vec![7]));
+        r.plan(&[3], &[3], None, Some(0), None, &mut f, &mut j);
+        assert_eq!((f.clone(), j.clone()), (vec![], vec![7]));
+        r.plan(&[4], &[4], None, Some(0), None, &mut f, &mut j);
+        assert_eq!((f, j), (vec![4], vec![]));
     }
 
     #[test]
     fn lists_are_copied_into_spares() {
         let mut r = Reads::default();
-        r.give_ind(Vec::with_capacity(50));
-        let ind = r.take_ind(&[1, 2, 3]);
+        r.ind.give(Vec::with_capacity(50));
+        let ind = r.ind.copy(&[1, 2, 3]);
         assert_eq!(
             (ind.as_slice(), ind.capacity()),
             (&[1, 2, 3][..], 50),
             "the spare, filled"
         );
-        let vals = r.take_vals(&[Some(1), None]);
+        let vals = r.vals.copy(&[Some(1), None]);
         assert_eq!(vals, [Some(1), None]);
         r.give_read(Read::new(w(1), Op::Get, ind, vals));
-        let again = r.take_vals(&[None]);
+        let again = r.vals.copy(&[None]);
         assert!(again == [None] && again.capacity() >= 2, "the read's list, reused");
     }
 
@@ -727,11 +737,11 @@ mod tests {
     fn fetch_lists_are_kept_apart_up_to_64_of_4096_entries() {
         let mut r = Reads::default();
         for _ in 0..FETCH_SPARES + 5 {
-            r.give_fetch(Vec::with_capacity(400));
+            r.fetch_lists.give(Vec::with_capacity(400));
         }
-        r.give_fetch(Vec::with_capacity(4097));
-        assert_eq!((r.spare_fetch.len(), r.spare_ind.len()), (FETCH_SPARES, 0));
-        let v = r.take_fetch(&[1, 2]);
+        r.fetch_lists.give(Vec::with_capacity(4097));
+        assert_eq!((r.fetch_lists.len(), r.ind.len()), (FETCH_SPARES, 0));
+        let v = r.fetch_lists.copy(&[1, 2]);
         assert!(v.capacity() >= 400 && v == [1, 2], "a kept list is reused");
     }
 
@@ -740,29 +750,29 @@ mod tests {
         // The pools bound what a burst of big reads leaves allocated.
         let mut r = Reads::default();
         for _ in 0..SPARES + 10 {
-            r.give_ind(Vec::with_capacity(100));
+            r.ind.give(Vec::with_capacity(100));
         }
-        assert_eq!(r.spare_ind.len(), SPARES);
+        assert_eq!(r.ind.len(), SPARES);
         // Short lists: as many as a full pipeline of misses takes.
         let mut r = Reads::default();
         for _ in 0..SMALL_SPARES + 10 {
-            r.give_ind(Vec::with_capacity(64));
+            r.ind.give(Vec::with_capacity(64));
         }
-        assert_eq!(r.spare_ind.len(), SMALL_SPARES);
+        assert_eq!(r.ind.len(), SMALL_SPARES);
         let mut r = Reads::default();
-        r.give_ind(Vec::with_capacity(4096));
-        r.give_ind(Vec::with_capacity(4097));
-        assert_eq!(r.spare_ind.len(), 1, "a list longer than 4096 is freed");
+        r.ind.give(Vec::with_capacity(4096));
+        r.ind.give(Vec::with_capacity(4097));
+        assert_eq!(r.ind.len(), 1, "a list longer than 4096 is freed");
         for cap in [4096, 4097] {
             let mut read = Read::new(w(1), Op::Get, Vec::new(), Vec::with_capacity(cap));
             read.ind = Vec::with_capacity(cap);
             r.give_read(read);
         }
-        assert_eq!((r.spare_ind.len(), r.spare_vals.len()), (2, 1));
+        assert_eq!((r.ind.len(), r.vals.len()), (2, 1));
         let mut r = Reads::default();
         for _ in 0..SPARES + 10 {
             r.give_read(Read::new(w(1), Op::Get, Vec::with_capacity(65), vec![None; 65]));
         }
-        assert_eq!((r.spare_ind.len(), r.spare_vals.len()), (SPARES, SPARES));
+        assert_eq!((r.ind.len(), r.vals.len()), (SPARES, SPARES));
     }
 }

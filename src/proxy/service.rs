@@ -147,6 +147,7 @@ impl ProxyCore {
                 Mode::Shared => Some(up.on_wire()),
                 Mode::Lapsed => None,
             },
+            up.open_fetch(),
             &mut self.to_fetch,
             &mut self.joined,
         );
@@ -165,8 +166,16 @@ impl ProxyCore {
                     seq
                 }
                 None => {
+                    // All from the new fetch: a read takes its values from
+                    // one fetch (reads.rs), and the open one it joined is
+                    // full.
+                    if !self.joined.is_empty() {
+                        self.joined.clear();
+                        self.to_fetch.clear();
+                        self.to_fetch.extend_from_slice(&self.missing);
+                    }
                     let fetch = UpReq {
-                        kind: UpKind::Fetch(self.reads.take_fetch(&self.to_fetch)),
+                        kind: UpKind::Fetch(self.reads.fetch_lists.copy(&self.to_fetch)),
                         seq: 0,
                         waiter,
                         op,
@@ -184,8 +193,8 @@ impl ProxyCore {
         let read = Read::new(
             waiter,
             op,
-            self.reads.take_ind(&self.req.ind),
-            self.reads.take_vals(&self.vals),
+            self.reads.ind.copy(&self.req.ind),
+            self.reads.vals.copy(&self.vals),
         );
         let joined_any = self.joined.len() > usize::from(!self.to_fetch.is_empty());
         self.reads.add(read, joined_any);
@@ -194,7 +203,7 @@ impl ProxyCore {
     /// PUT or CLR: forward; the cache changes only once the server said 200.
     fn handle_write(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, body: usize, now: Instant) {
         let kind = if self.req.op == Op::Put {
-            UpKind::Put(self.reads.take_ind(&self.req.ind), self.reads.take_ind(&self.req.data))
+            UpKind::Put(self.reads.ind.copy(&self.req.ind), self.reads.ind.copy(&self.req.data))
         } else {
             UpKind::Clr
         };

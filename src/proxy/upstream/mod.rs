@@ -140,15 +140,10 @@ pub struct Upstream {
     sent: usize,
     /// Bytes of the requests in flight (`MAX_INFLIGHT_BYTES` at most).
     inflight_bytes: usize,
-    /// Per request written, oldest first: a fetch other reads grew? (A 413
-    /// to one turns growing off.)
-    written: VecDeque<bool>,
     /// A fetch at the tail of `inflight`, not written yet, that the reads
     /// of the pass grow (docs/coherence.md, "Batching") until the flush or
-    /// a request of another kind; `open_grown` once another read did;
-    /// `batch_bytes`, its indices' bytes.
+    /// a request of another kind; `batch_bytes`, its indices' bytes.
     open: bool,
-    open_grown: bool,
     batch_bytes: usize,
     /// A batch's indices take this many bytes at most (0: no batching).
     batch_max: usize,
@@ -216,9 +211,7 @@ impl Upstream {
             inflight: VecDeque::new(),
             sent: 0,
             inflight_bytes: 0,
-            written: VecDeque::new(),
             open: false,
-            open_grown: false,
             batch_bytes: 0,
             batch_max: 0,
             known: -1,
@@ -390,7 +383,6 @@ impl Upstream {
         self.gen += 1;
         self.sent = 0;
         self.inflight_bytes = 0;
-        self.written.clear();
         (self.open, self.batch_bytes) = (false, 0);
         self.paused = None;
         self.out.push(Plain::Disconnected);

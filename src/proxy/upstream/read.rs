@@ -164,18 +164,18 @@ impl Upstream {
         }
         // The oldest request on the wire is what it answers: a reply while
         // none is (a fetch may be queued, not yet written) answers nothing.
-        let grown = match (self.written.front(), self.inflight.front()) {
-            (Some(&grown), Some(head)) => {
+        let shareable = match self.inflight.front().filter(|_| self.sent > 0) {
+            Some(head) => {
                 head.check_reply(reply)?;
-                grown
+                matches!(&head.kind, UpKind::Fetch(ind) if 21 * ind.len() <= self.batch_max)
             }
-            _ => return Err("a reply with no request on the wire".into()),
+            None => return Err("a reply with no request on the wire".into()),
         };
-        self.written.pop_front();
-        if grown && reply.code == code::TOO_LARGE && self.batch_max > 0 {
-            // The server's --max-message-bytes is below the batch bound:
-            // each read's fetch goes alone from now on (the reads of this
-            // one get the 413).
+        if shareable && reply.code == code::TOO_LARGE {
+            // A fetch within the batch bound refused as too long: the
+            // server's --max-message-bytes is below the bound, and each
+            // read's fetch goes alone from now on (the reads waiting on
+            // this one, and on any grown fetch already sent, get the 413).
             warn!(
                 "proxy upstream {}: a batched GET was refused as too long: batching is off; give the proxy an --upstream-batch-bytes under the server's --max-message-bytes",
                 self.addr

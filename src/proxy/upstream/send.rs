@@ -16,9 +16,7 @@ impl Upstream {
         let fetch = match &req.kind {
             UpKind::Fetch(ind) => {
                 self.stats.fetches += 1;
-                // Batched only if every index is one the server answered.
-                let known = ind.iter().all(|&i| (0..=self.known).contains(&i));
-                known.then_some(21 * ind.len())
+                self.batchable(ind).then_some(21 * ind.len())
             }
             _ => None,
         };
@@ -40,26 +38,34 @@ impl Upstream {
             }
             // A fetch the next reads of the pass may grow: it waits for the
             // flush (the caller found the open one full, if any).
-            Some(bytes) if self.batch_max > 0 => {
+            Some(bytes) => {
                 self.write_open();
                 self.inflight.push_back(req);
-                (self.open, self.open_grown, self.batch_bytes) = (true, false, bytes);
+                (self.open, self.batch_bytes) = (true, bytes);
             }
             // Anything else goes now, after the fetch queued before it.
             _ => {
                 self.write_open();
                 self.inflight.push_back(req);
-                self.write_last(false);
+                self.write_last();
             }
         }
     }
 
     /// Whether a fetch of `ind` may share a GET with others: batching is
-    /// on, the server speaks lines, and it has answered every index on
-    /// this connection (a fetch of one it lacks is refused, and a refusal
-    /// must reach only the read that earned it).
+    /// on, the server speaks lines, `ind` fits the bound, and the server
+    /// has answered every index on this connection (a fetch of one it
+    /// lacks is refused, and a refusal must reach only the read that
+    /// earned it).
     pub fn batchable(&self, ind: &[i64]) -> bool {
-        self.framing == Framing::Line && self.batch_max > 0 && ind.iter().all(|&i| (0..=self.known).contains(&i))
+        self.framing == Framing::Line
+            && 21 * ind.len() <= self.batch_max
+            && ind.iter().all(|&i| (0..=self.known).contains(&i))
+    }
+
+    /// The sequence number of the fetch reads may grow now, if any.
+    pub fn open_fetch(&self) -> Option<u64> {
+        self.inflight.back().filter(|_| self.open).map(|r| r.seq)
     }
 
     /// Grows the fetch queued last, not written yet, by `ind`, for a read
@@ -82,7 +88,6 @@ impl Upstream {
         have.extend_from_slice(ind);
         self.batch_bytes += bytes;
         self.inflight_bytes += bytes;
-        self.open_grown = true;
         self.stats.fetches += 1;
         if crate::trace::enabled() {
             self.merged.push(whose);
@@ -94,13 +99,12 @@ impl Upstream {
     pub(super) fn write_open(&mut self) {
         if std::mem::take(&mut self.open) {
             self.batch_bytes = 0;
-            self.write_last(self.open_grown);
+            self.write_last();
         }
     }
 
-    /// Writes the request queued last; `grown` if it is a fetch that other
-    /// reads grew.
-    fn write_last(&mut self, grown: bool) {
+    /// Writes the request queued last.
+    fn write_last(&mut self) {
         let (Some(conn), Some(req)) = (self.conn.as_mut(), self.inflight.back()) else {
             return;
         };
@@ -115,7 +119,6 @@ impl Upstream {
             self.stats.fetch_gets += 1;
         }
         self.sent += 1;
-        self.written.push_back(grown);
     }
 
     /// A bare server's next request: the one at `at` in flight.
@@ -129,7 +132,6 @@ impl Upstream {
             self.stats.fetch_gets += 1;
         }
         self.sent = 1;
-        self.written.push_back(false);
     }
 
     /// Sets the deadline timer of the current connection for `at`.
