@@ -76,16 +76,29 @@ fn idle_and_half_sent_connections_are_closed_after_the_timeout() {
     assert_eq!(field(&sts, "IDLE_CLOSED").as_deref(), Some("2"), "{sts}");
 }
 
-/// Sends `n` GETs without reading a single reply; the node must stop
-/// reading from us rather than buffer our replies without bound.
-fn flood_without_reading(addr: &str, n: usize) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_write_timeout(Some(patience())).unwrap();
-    let batch: Vec<u8> = b"OP=GET;IND=1\n".repeat(1000);
-    for _ in 0..n / 1000 {
-        s.write_all(&batch).expect("the kernel buffers take the requests");
-    }
-    s
+/// Sends `n` GETs (from a thread of its own) without reading a single
+/// reply; the node must stop reading from us rather than buffer our
+/// replies without bound. The socket's receive buffer is small (set before
+/// connecting, so the window it advertises stays small), and `n` replies
+/// are more than the node's kernel will take (its send buffer grows to
+/// 4 MiB here): otherwise the kernels could hold them all, and a node that
+/// writes between reads would never need to pause. The thread ends once
+/// every request is written, which may take the replies being read.
+fn flood_without_reading(addr: &str, n: usize) -> (TcpStream, std::thread::JoinHandle<()>) {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let s: TcpStream = sock.into();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let batch: Vec<u8> = b"OP=GET;IND=1\n".repeat(1000);
+        for _ in 0..n / 1000 {
+            w.write_all(&batch).expect("the node reads the requests, in time");
+        }
+    });
+    (s, writer)
 }
 
 #[test]
@@ -94,8 +107,9 @@ fn a_client_that_does_not_read_cannot_grow_the_proxy_and_gets_every_reply_later(
     let mut other = Peer::connect(proxy.addr.parse().unwrap());
     assert_eq!(other.ask("OP=GET;IND=1"), "OP=GET;IND=1;DATA=0;CODE=200"); // cached now
     let rss_before = proxy.rss_kib();
-    let n = 100_000;
-    let mut hog = flood_without_reading(&proxy.addr, n);
+    // 14.5 MB of replies: more than the kernels between us will hold.
+    let n = 500_000;
+    let (mut hog, writer) = flood_without_reading(&proxy.addr, n);
     // Give the proxy every chance to (wrongly) buffer: wait until it has
     // paused the hog, then check memory and another client's service.
     wait_until("the proxy pauses the non-reading client", || {
@@ -137,6 +151,7 @@ fn a_client_that_does_not_read_cannot_grow_the_proxy_and_gets_every_reply_later(
         got += whole;
     }
     assert_eq!(got, n);
+    writer.join().unwrap();
 }
 
 #[test]

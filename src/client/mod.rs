@@ -159,7 +159,11 @@ impl Client {
         if now >= deadline {
             return Err(timed_out(what));
         }
-        crate::reactor::poll(&mut self.poll, &mut self.events, Some(wake.min(deadline) - now))
+        crate::reactor::poll(&mut self.poll, &mut self.events, Some(wake.min(deadline) - now))?;
+        for e in self.events.iter() {
+            self.conn.saw(e);
+        }
+        Ok(())
     }
 
     fn wait(&mut self, deadline: Instant, what: &str) -> io::Result<()> {

@@ -10,7 +10,7 @@
 //! The pump for one connection, on a READABLE event:
 //!
 //! ```text
-//!   read_pass (read until WouldBlock / EOF / its share of the turn)
+//!   read_pass (read until drained / EOF / its share of the turn)
 //!     -> next_message ... service.on_message   (every whole message, in order)
 //!                     ... service.reject       (an oversize one: a 413 in its turn)
 //!     -> pause if the peer is not reading its replies
@@ -96,6 +96,11 @@ pub trait Service {
     /// The reply (or a place for it) goes into `conn.output`, ended by
     /// `conn.end_message()`.
     fn on_message(&mut self, conn: &mut Conn<Self::Ext>, body: usize, front: &FrontInfo, now: Instant);
+    /// The messages of one connection's input are about to be handled, one
+    /// after another, with nothing else between them: every one of them
+    /// arrived before this call. (The proxy reads the clock for its lease
+    /// once per batch, lazily, rather than once per request.)
+    fn batch_begins(&mut self) {}
     /// A message the framing refused (over `--max-message-bytes`): the
     /// service answers `problem` in the message's turn, like any reply.
     fn reject(&mut self, conn: &mut Conn<Self::Ext>, op: Option<Op>, problem: &Problem);

@@ -34,6 +34,7 @@ impl<X: Default> Frontend<X> {
             self.close(svc, key, "socket error");
             return;
         }
+        conn.saw(event);
         if event.is_readable() || event.is_read_closed() {
             self.pump(svc, key, now);
         }
@@ -263,6 +264,7 @@ pub(super) fn process<S: Service>(
     (connections, timers): (usize, usize),
     now: Instant,
 ) {
+    svc.batch_begins();
     while !conn.paused && matches!(conn.state(), State::Open | State::ReadClosed) {
         match conn.next_message(limits.max_message_bytes) {
             Frame::Complete { body, total } => {

@@ -282,6 +282,34 @@ mod tests {
     }
 
     #[test]
+    fn the_common_reads_take_the_fast_parse_and_the_rest_the_general_one() {
+        let mut r = Request::default();
+        for fast in ["OP=GET;IND=1,22,333;", "OP=ADD;IND=7", "OP=GET;IND=999999999999999999;"] {
+            assert!(r.parse_plain_read(fast.as_bytes()), "{fast}");
+        }
+        assert_eq!((r.op, &r.ind[..]), (Op::Get, &[999_999_999_999_999_999][..]));
+        for general in [
+            "OP=GET;IND=1;DATA=2;",
+            "OP=GET;IND=1,,2;",
+            "OP=GET;IND=;",
+            "OP=GET;IND=1;;",
+            "OP=GET;IND=-1;",
+            "OP=GET;IND=1000000000000000000;",
+            "op=GET;IND=1;",
+            "OP=PUT;IND=1;DATA=2;",
+            "OP=GET;IND=1 ;",
+        ] {
+            assert!(!r.parse_plain_read(general.as_bytes()), "{general}");
+        }
+        // The general parse still answers what the fast one leaves.
+        assert_eq!(req("OP=GET;IND=1,,2;").unwrap_err().1, Problem::EmptyNumber("IND"));
+        assert_eq!(
+            req("OP=GET;IND=1000000000000000000;").unwrap().ind,
+            [1_000_000_000_000_000_000]
+        );
+    }
+
+    #[test]
     fn only_put_and_clr_change_the_table_and_ops_print_their_names() {
         for op in Op::ALL {
             assert_eq!(op.is_write(), matches!(op, Op::Put | Op::Clr), "{op:?}");
@@ -616,6 +644,29 @@ mod fuzz {
                 prop_assert_eq!((r.ind.clone(), r.data.clone()), (ind, data));
             } else {
                 prop_assert_eq!(r.msg.as_str(), "went  wrong", "separators never reach MSG");
+            }
+        }
+
+        #[test]
+        fn the_fast_read_parse_agrees_with_the_general_one(
+            head in prop::sample::select(vec!["OP=GET;IND=", "OP=ADD;IND=", "OP=get;IND=", "OP=PUT;IND=", "OP=GET;IND", "OP=GET; IND="]),
+            list in "[0-9,;+ -]{0,12}|[0-9]{1,20}(,[0-9]{1,20}){0,3};?",
+        ) {
+            let body = format!("{head}{list}");
+            // Every field set, as a request before it would have left them.
+            let mut fast = Request {
+                op: Op::Put,
+                ind: vec![9],
+                data: vec![8],
+                seq: 5,
+                id: Some(1),
+                sum: Some(2),
+                key: Some(crate::peer::Secret::from_wire(b"k")),
+            };
+            if fast.parse_plain_read(body.as_bytes()) {
+                let mut general = Request::default();
+                prop_assert_eq!(general.parse_general(body.as_bytes()), Ok(()), "{}", body);
+                prop_assert_eq!(fast, general, "{}", body);
             }
         }
 

@@ -47,6 +47,9 @@ pub struct ProxyCore {
     /// An own request the session asked for, for the node to send (it
     /// owns the upstream): a resuming LEASE (docs/durability.md).
     pub to_send: Option<UpKind>,
+    /// The clock as read for the batch of requests being handled (see
+    /// [`ProxyCore::batch_clock`]); `None` until a read of the batch needs it.
+    pub(super) clock: Option<Instant>,
 }
 
 /// Indices as the protocol writes them: `1,2,3`.
@@ -86,7 +89,26 @@ impl ProxyCore {
             lease: Lease::new(asks_lease),
             trace_name,
             to_send: None,
+            clock: None,
         }
+    }
+
+    /// A new batch of one client's requests begins: the clock is read
+    /// afresh, once, by the first read of the batch that needs it.
+    pub fn batch_begins(&mut self) {
+        self.clock = None;
+    }
+
+    /// The instant the lease is checked at for a read of this batch: the
+    /// clock read once per batch, after every request of the batch arrived
+    /// (they were in the input when the batch began). Nothing from
+    /// upstream is applied while a batch is handled — no answer, no
+    /// invalidation, no lease renewal — so every request of the batch is
+    /// decided on the same state as if the whole batch had been handled at
+    /// that one instant, which a faster machine could do; the decision is
+    /// the one a clock read per request would give on such a machine.
+    pub(super) fn batch_clock(clock: &mut Option<Instant>) -> Instant {
+        *clock.get_or_insert_with(Instant::now)
     }
 
     /// Moves the session with the server and does what it says next. An
@@ -167,5 +189,22 @@ impl ProxyCore {
     /// upstream can take a request.
     pub fn tick(&mut self, now: Instant) -> Option<UpKind> {
         self.session(Event::Tick, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_reads_the_clock_once_and_the_next_batch_afresh() {
+        let mut core = ProxyCore::new(Box::new(crate::cache::Fifo::new(2)), true, "proxy");
+        assert_eq!(core.clock, None, "no clock read before a read needs it");
+        let first = ProxyCore::batch_clock(&mut core.clock);
+        let again = ProxyCore::batch_clock(&mut core.clock);
+        assert_eq!(first, again, "one instant for the whole batch");
+        core.batch_begins();
+        assert_eq!(core.clock, None, "a new batch reads the clock again");
+        assert!(ProxyCore::batch_clock(&mut core.clock) >= first);
     }
 }

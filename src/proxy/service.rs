@@ -58,6 +58,10 @@ impl Service for ProxyService {
         }
     }
 
+    fn batch_begins(&mut self) {
+        self.core.batch_begins();
+    }
+
     fn reject(&mut self, conn: &mut Conn<Slots>, op: Option<Op>, problem: &Problem) {
         self.core.counters.error(problem.code());
         let end = conn.framer.framing().terminator();
@@ -102,9 +106,10 @@ impl ProxyCore {
     fn handle_read(&mut self, up: &mut Upstream, conn: &mut Conn<Slots>, body: usize, now: Instant) {
         let op = self.req.op;
         let behind = conn.ext.behind();
-        // The clock now, not the loop pass's start: the lease must hold at
-        // the instant this read takes effect.
-        let mode = self.lease.mode_at(Instant::now);
+        // The clock read in this batch, not the loop pass's start: the
+        // lease must hold at an instant after this read arrived.
+        let clock = &mut self.clock;
+        let mode = self.lease.mode_at(|| ProxyCore::batch_clock(clock));
         let plan = decide(
             &mut *self.cache,
             &self.writes,
