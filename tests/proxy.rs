@@ -1811,6 +1811,40 @@ fn a_bad_index_in_a_pass_fails_only_the_request_that_asked_it() {
 }
 
 #[test]
+fn an_upstream_answer_in_the_middle_of_a_pass_does_not_split_its_misses() {
+    // The proxy (the binary, so it can be stopped) is stopped while three
+    // sockets become readable, in this order: client A's miss, the
+    // server's answer to an earlier fetch, client B's miss. Woken, one loop
+    // pass takes them in that order. A's fetch must stay open through the
+    // answer, grown by B's miss: one GET for the pass, written at its end.
+    let mut up = Scripted::new();
+    let proxy = spawn_node(&proxy_args(&up.addr().to_string(), &["--capacity", "5"]));
+    let addr: SocketAddr = proxy.addr.parse().unwrap();
+    let mut probe = Peer::connect(addr);
+    up.accept();
+    wait_until("the proxy has its LEASE answered", || {
+        field(&probe.ask("OP=STS"), "LEASE_STATE").as_deref() == Some("alone")
+    });
+    warm(&mut probe, &mut up, "9", "90"); // batched only within what was answered
+    let (mut a, mut b) = (Peer::connect(addr), Peer::connect(addr));
+    for c in [&mut a, &mut b] {
+        assert!(c.ask("OP=STS").contains("CODE=200"), "accepted and registered");
+    }
+    probe.send(b"OP=GET;IND=8\n");
+    assert_eq!(up.recv(), "OP=GET;IND=8");
+    proxy.signal("STOP");
+    a.send(b"OP=GET;IND=1\n");
+    up.reply("OP=GET;IND=8;DATA=80;CODE=200");
+    b.send(b"OP=GET;IND=2\n");
+    proxy.signal("CONT");
+    assert_eq!(up.recv(), "OP=GET;IND=1,2", "one GET for the pass's misses");
+    up.reply("OP=GET;IND=1,2;DATA=10,20;CODE=200");
+    assert_eq!(probe.line(), "OP=GET;IND=8;DATA=80;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=1;DATA=10;CODE=200");
+    assert_eq!(b.line(), "OP=GET;IND=2;DATA=20;CODE=200");
+}
+
+#[test]
 fn a_read_takes_all_its_values_from_one_fetch() {
     // A bound of two indices: #1 fetches 5; the next read asks 5, 6 and
     // 7, which do not fit in #1. It must not take 5 from #1 and 6 and 7

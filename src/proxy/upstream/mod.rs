@@ -371,7 +371,9 @@ impl Upstream {
         if event.is_readable() || event.is_read_closed() {
             self.read(now);
         }
-        self.flush(now);
+        // The pass's open fetch stays open: reads of clients later in this
+        // pass may still grow it, and the pass's last flush writes it.
+        self.write_out(now);
     }
 
     /// Drops the connection: every request in flight fails with `code`, in

@@ -140,11 +140,22 @@ impl Upstream {
         self.deadline_armed = Some(self.gen);
     }
 
-    /// Writes queued requests (once per loop pass, so requests from many
-    /// clients leave in one write).
+    /// Writes queued requests, the open fetch with them (once per loop
+    /// pass, at its end, so requests from many clients leave in one write).
     pub fn flush(&mut self, now: Instant) {
         self.write_open();
-        self.wire_seq = self.queued_seq;
+        self.write_out(now);
+    }
+
+    /// Writes what is queued except the open fetch, which the reads of the
+    /// rest of the loop pass may still grow (an upstream event in the
+    /// middle of a pass: otherwise the pass's misses would go as two GETs,
+    /// one each side of it).
+    pub(super) fn write_out(&mut self, now: Instant) {
+        self.wire_seq = match self.open_fetch() {
+            Some(open) => open - 1,
+            None => self.queued_seq,
+        };
         let Some(conn) = self.conn.as_mut() else { return };
         if conn.state() != State::Open {
             return;
