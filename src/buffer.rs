@@ -66,15 +66,24 @@ impl Buffer {
 
     /// Free space at the end, at least `want` bytes long: shifts live bytes
     /// to the front, and grows the allocation when shifting is not enough.
+    #[inline]
     pub fn space(&mut self, want: usize) -> &mut [u8] {
         if self.buf.len() - self.end < want {
-            self.shift();
-            if self.buf.len() - self.end < want {
-                let new_len = (self.end + want).max(self.buf.len() * 2);
-                self.buf.resize(new_len, 0);
-            }
+            self.make_room(want);
         }
         &mut self.buf[self.end..]
+    }
+
+    /// The slow side of [`Buffer::space`], kept out of line so that the
+    /// encoders' every append inlines only the check.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, want: usize) {
+        self.shift();
+        if self.buf.len() - self.end < want {
+            let new_len = (self.end + want).max(self.buf.len() * 2);
+            self.buf.resize(new_len, 0);
+        }
     }
 
     /// Marks `n` bytes of `space()` as live (after a read into it).
