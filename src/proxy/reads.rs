@@ -28,6 +28,7 @@ use crate::proto::Op;
 use crate::proxy::pending::{UpKind, Waiter, Written};
 use crate::proxy::pool::Pool;
 use slab::Slab;
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 
 /// A GET or ADD waiting for values from one or more fetches.
@@ -396,9 +397,13 @@ impl Reads {
     /// Fetch `seq` of `ind` is over: no longer joinable, out of the queue;
     /// returns its readers.
     fn fetch_over(&mut self, seq: u64, ind: &[i64]) -> Vec<ReadRef> {
-        for i in ind {
-            if self.joinable.get(i).is_some_and(|&(f, _)| f == seq) {
-                self.joinable.remove(i);
+        for &i in ind {
+            // One hash lookup per index: the entry, removed only if still
+            // this fetch's (a later fetch of the index replaced it).
+            if let Entry::Occupied(e) = self.joinable.entry(i) {
+                if e.get().0 == seq {
+                    e.remove();
+                }
             }
         }
         let fetch = match self.position(seq) {
