@@ -127,7 +127,7 @@ pub const EMITTERS: &[Emitter] = &[
     at("PENDING", Always, "pump::process", "src/frontend/pump.rs"),
     at("PAUSE", Always, "pump::process", "src/frontend/pump.rs"),
     at("RESUME", Always, "Frontend::after_io", "src/frontend/pump.rs"),
-    at("SEND", Always, "Upstream::flush", "src/proxy/upstream/send.rs"),
+    at("SEND", Always, "Upstream::write_out", "src/proxy/upstream/send.rs"),
     at("EVICT", Always, "ProxyCore::apply_ok", "src/proxy/answers.rs"),
     at("INVALIDATE", Always, "ProxyCore::invalidated", "src/proxy/answers.rs"),
     at("CACHE", Always, "answers::log_cache", "src/proxy/answers.rs"),
