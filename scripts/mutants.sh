@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-mutants >/dev/null || { echo "needs: cargo install cargo-mutants" >&2; exit 2; }
 
-pure=(src/framing.rs src/proto/mod.rs src/proto/parse.rs src/proto/encode.rs src/table.rs src/buffer.rs
+pure=(src/framing.rs src/proto/mod.rs src/proto/parse.rs src/proto/fast.rs src/proto/encode.rs src/table.rs src/buffer.rs
       src/cache/mod.rs src/cache/list.rs src/cache/fifo.rs src/cache/lru.rs src/cache/clock.rs
       src/cache/sieve.rs src/cache/s3fifo.rs)
 is_pure() {

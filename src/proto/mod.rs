@@ -19,6 +19,7 @@
 //! allocates nothing.
 
 mod encode;
+mod fast;
 mod parse;
 
 pub use encode::{
