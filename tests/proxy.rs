@@ -1845,6 +1845,47 @@ fn an_upstream_answer_in_the_middle_of_a_pass_does_not_split_its_misses() {
 }
 
 #[test]
+fn after_a_413_in_the_middle_of_a_pass_no_read_joins_a_fetch_for_a_part() {
+    // With a lease (only fetches not yet written may be joined). The proxy
+    // is stopped while: client X's read of 300 known indices becomes the
+    // pass's open fetch; the server refuses an earlier batched GET as too
+    // long (its bound is below the proxy's); client Y reads one of X's
+    // indices. Y must not join X's fetch: it may be refused as too long
+    // too, and Y alone would not be.
+    let mut up = Scripted::granting(60_000);
+    let proxy = spawn_node(&proxy_args(&up.addr().to_string(), &["--capacity", "5"]));
+    let addr: SocketAddr = proxy.addr.parse().unwrap();
+    let mut probe = Peer::connect(addr);
+    up.accept();
+    wait_until("the proxy holds its lease", || {
+        field(&probe.ask("OP=STS"), "LEASE_STATE").as_deref() == Some("granted")
+    });
+    warm(&mut probe, &mut up, "999", "0"); // indices up to 999 are known
+    let (mut x, mut y) = (Peer::connect(addr), Peer::connect(addr));
+    for c in [&mut x, &mut y] {
+        assert!(c.ask("OP=STS").contains("CODE=200"), "accepted and registered");
+    }
+    probe.send(b"OP=GET;IND=1\nOP=GET;IND=2\n");
+    assert_eq!(up.recv(), "OP=GET;IND=1,2", "a batched GET");
+    let big: Vec<String> = (100..400).map(|i| i.to_string()).collect();
+    let big = big.join(",");
+    proxy.signal("STOP");
+    x.send(format!("OP=GET;IND={big}\n").as_bytes());
+    up.reply("OP=GET;CODE=413;MSG=message over 12 bytes");
+    y.send(b"OP=GET;IND=150\n");
+    proxy.signal("CONT");
+    assert_eq!(up.recv(), format!("OP=GET;IND={big}"));
+    assert_eq!(up.recv(), "OP=GET;IND=150", "Y's index in a GET of its own");
+    up.reply("OP=GET;CODE=413;MSG=message over 12 bytes");
+    up.reply("OP=GET;IND=150;DATA=15;CODE=200");
+    for _ in 0..2 {
+        assert!(probe.line().starts_with("OP=GET;CODE=413"));
+    }
+    assert!(x.line().starts_with("OP=GET;CODE=413"));
+    assert_eq!(y.line(), "OP=GET;IND=150;DATA=15;CODE=200");
+}
+
+#[test]
 fn a_read_takes_all_its_values_from_one_fetch() {
     // A bound of two indices: #1 fetches 5; the next read asks 5, 6 and
     // 7, which do not fit in #1. It must not take 5 from #1 and 6 and 7

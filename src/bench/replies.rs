@@ -158,7 +158,6 @@ impl Bench {
     pub(super) fn ready(&mut self, token: Token, event: &Event, now: Instant) {
         let key = token.0;
         let Some(conn) = self.conns.get_mut(key) else { return };
-        conn.saw(event);
         if let State::Connecting { .. } = conn.state() {
             match conn.on_connect_event(self.poll.registry()) {
                 ConnectOutcome::Connected => {}

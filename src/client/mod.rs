@@ -159,11 +159,7 @@ impl Client {
         if now >= deadline {
             return Err(timed_out(what));
         }
-        crate::reactor::poll(&mut self.poll, &mut self.events, Some(wake.min(deadline) - now))?;
-        for e in self.events.iter() {
-            self.conn.saw(e);
-        }
-        Ok(())
+        crate::reactor::poll(&mut self.poll, &mut self.events, Some(wake.min(deadline) - now))
     }
 
     fn wait(&mut self, deadline: Instant, what: &str) -> io::Result<()> {

@@ -68,12 +68,6 @@ const KEEP_IDLE_BYTES: usize = 4096;
 pub enum ReadOutcome {
     /// The socket has nothing more for now (edge consumed).
     WouldBlock,
-    /// A read returned fewer bytes than asked: the socket's queue was empty
-    /// at that instant, so the edge is consumed as surely as by
-    /// `WouldBlock`, one `read(2)` sooner (a byte arriving later raises a
-    /// new edge). Never after the poll reported the peer's FIN: then the
-    /// pass reads on to the 0 (see [`Conn::peer_fin_reported`]).
-    Drained,
     /// The input buffer reached its bound (inside a read pass only; never returned by one).
     Full,
     /// The connection had its share of full reads this turn; bytes may be
@@ -157,12 +151,6 @@ pub struct Conn<X> {
     pub last_active: Instant,
     /// When the last bytes arrived (bare framing measures silence from it).
     pub last_bytes: Instant,
-    /// The poll reported the peer's FIN (`EPOLLRDHUP`) on this socket.
-    /// From then on a read pass reads until `read(2)` returns 0: a short
-    /// read may stop just before the FIN, and no new edge would come for
-    /// it. Every node that takes events for a connection sets it
-    /// ([`Conn::saw`]).
-    pub peer_fin_reported: bool,
     /// The node's per-connection state.
     pub ext: X,
 }
@@ -196,16 +184,8 @@ impl<X> Conn<X> {
             paused: false,
             last_active: now,
             last_bytes: now,
-            peer_fin_reported: false,
             ext,
         }
-    }
-
-    /// Notes what a readiness event says of the peer's side (sticky: a
-    /// FIN reported while reading was paused still counts when it
-    /// resumes).
-    pub fn saw(&mut self, event: &mio::event::Event) {
-        self.peer_fin_reported |= event.is_read_closed();
     }
 
     /// The current state.
@@ -374,7 +354,6 @@ impl ReadOutcome {
     fn name(&self) -> &'static str {
         match self {
             ReadOutcome::WouldBlock => "WouldBlock",
-            ReadOutcome::Drained => "drained (short read)",
             ReadOutcome::Full => "buffer full",
             ReadOutcome::Yielded => "yielded",
             ReadOutcome::Stopped => "stopped",

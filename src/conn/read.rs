@@ -1,5 +1,5 @@
 //! Reading: the read pass every node uses (edge-triggered rules: read until
-//! the socket is drained — WouldBlock, or a short read), handing whole messages to the node through the framer,
+//! WouldBlock), handing whole messages to the node through the framer,
 //! and the pause timer that ends a bare message.
 
 use super::{BarePause, Conn, ConnEvent, ReadOutcome, State, KEEP_IDLE_BYTES, READ_CHUNK};
@@ -35,16 +35,8 @@ impl<X> Conn<X> {
         }
     }
 
-    /// Reads until the socket is drained (WouldBlock, or a read shorter than
-    /// asked), EOF, an error, or `input` holds `limit` bytes (`Full`).
-    /// Retries on `Interrupted`.
-    ///
-    /// A short read ends the pass without the `read(2)` that would return
-    /// `EAGAIN`: the kernel copied everything queued, so the queue was empty
-    /// at that instant, and under edge-triggered epoll every segment queued
-    /// later raises a new event. The exception is the peer's FIN: if the
-    /// poll already reported it, it may sit just behind the bytes read, and
-    /// only reading on shows it (no later edge would).
+    /// Reads until WouldBlock, EOF, an error, or `input` holds `limit`
+    /// bytes (`Full`). Retries on `Interrupted`.
     fn fill(&mut self, limit: usize, now: Instant) -> (usize, ReadOutcome) {
         let mut total = 0;
         let outcome = loop {
@@ -59,9 +51,6 @@ impl<X> Conn<X> {
                 Ok(n) => {
                     self.input.fill(n);
                     total += n;
-                    if n < want && !self.peer_fin_reported {
-                        break ReadOutcome::Drained;
-                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadOutcome::WouldBlock,
@@ -120,13 +109,12 @@ impl<X> Conn<X> {
         (dropped, outcome)
     }
 
-    /// One read pass, the one every node uses: read until the socket is
-    /// drained (WouldBlock or a short read: the edge is consumed), handing
-    /// the input to `handle` after every read so complete messages are
-    /// taken as they arrive and the buffer stays bounded by `limit`. Ends
-    /// early when `handle` returns false or reading pauses (`Stopped`), or
-    /// after `max_rounds` full buffers (`Yielded`: fairness, come back
-    /// without an edge). EOF ends a bare message (it is
+    /// One read pass, the one every node uses: read until WouldBlock (the
+    /// edge is consumed), handing the input to `handle` after every read so
+    /// complete messages are taken as they arrive and the buffer stays
+    /// bounded by `limit`. Ends early when `handle` returns false or reading
+    /// pauses (`Stopped`), or after `max_rounds` full buffers (`Yielded`:
+    /// fairness, come back without an edge). EOF ends a bare message (it is
     /// handed over once more) and moves the connection to `ReadClosed`.
     pub fn read_pass(
         &mut self,
@@ -235,93 +223,5 @@ impl<X> Conn<X> {
         }
         self.framer.end_burst();
         BarePause::Ended
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mio::{Events, Interest, Poll, Token};
-    use std::io::Write;
-    use std::net::{Shutdown, TcpListener, TcpStream};
-
-    /// A connection accepted on loopback, registered for reading, and its
-    /// peer (a plain blocking socket).
-    fn pair() -> (Poll, Conn<()>, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        s.set_nonblocking(true).unwrap();
-        let mut sock = mio::net::TcpStream::from_std(s);
-        let poll = Poll::new().unwrap();
-        poll.registry()
-            .register(&mut sock, Token(0), Interest::READABLE)
-            .unwrap();
-        let conn = Conn::new(sock, Token(0), 0, "server", State::Open, Instant::now(), ());
-        (poll, conn, peer)
-    }
-
-    /// Polls until the poll has reported the peer's FIN, noting every event.
-    fn until_fin_reported(poll: &mut Poll, conn: &mut Conn<()>) {
-        let mut events = Events::with_capacity(8);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !conn.peer_fin_reported {
-            assert!(Instant::now() < deadline, "no FIN reported in 10 s");
-            crate::reactor::poll(poll, &mut events, Some(Duration::from_millis(100))).unwrap();
-            events.iter().for_each(|e| conn.saw(e));
-        }
-    }
-
-    fn pass(conn: &mut Conn<()>, seen: &mut Vec<u8>) -> ReadOutcome {
-        let mut scratch = Buffer::with_capacity(READ_CHUNK);
-        conn.read_pass(&mut scratch, READ_CHUNK, 4, Instant::now(), |c| {
-            seen.extend_from_slice(c.input.data());
-            let n = c.input.len();
-            c.input.consume(n);
-            true
-        })
-    }
-
-    #[test]
-    fn a_fin_right_behind_the_bytes_ends_the_pass_once_the_poll_reported_it() {
-        let (mut poll, mut conn, mut peer) = pair();
-        peer.write_all(b"OP=GET;IND=1\n").unwrap();
-        peer.shutdown(Shutdown::Write).unwrap();
-        until_fin_reported(&mut poll, &mut conn);
-        let mut seen = Vec::new();
-        let outcome = pass(&mut conn, &mut seen);
-        assert!(
-            matches!(outcome, ReadOutcome::Eof),
-            "{outcome:?}: the short read did not end the pass"
-        );
-        assert_eq!(seen, b"OP=GET;IND=1\n");
-        assert_eq!(conn.state(), State::ReadClosed);
-    }
-
-    #[test]
-    fn a_short_read_ends_the_pass_and_a_fin_not_reported_waits_for_its_edge() {
-        let (_poll, mut conn, mut peer) = pair();
-        peer.write_all(b"OP=GET;IND=1\n").unwrap();
-        peer.shutdown(Shutdown::Write).unwrap();
-        // Read without waiting for the poll: the bytes (and, soon, the
-        // FIN) are in, and a short read says the socket was drained.
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while seen.is_empty() {
-            assert!(Instant::now() < deadline, "the bytes never came");
-            let outcome = pass(&mut conn, &mut seen);
-            assert!(
-                matches!(outcome, ReadOutcome::Drained | ReadOutcome::WouldBlock),
-                "{outcome:?}"
-            );
-        }
-        assert_eq!(seen, b"OP=GET;IND=1\n");
-        assert_eq!(conn.state(), State::Open, "the FIN is not taken by a short read");
-        // The FIN is still queued: its edge (EPOLLRDHUP) is what makes the
-        // node read again, this time to the 0.
-        let (mut poll, mut conn) = (_poll, conn);
-        until_fin_reported(&mut poll, &mut conn);
-        assert!(matches!(pass(&mut conn, &mut seen), ReadOutcome::Eof));
-        assert_eq!(conn.state(), State::ReadClosed);
     }
 }

@@ -10,7 +10,7 @@
 //! The pump for one connection, on a READABLE event:
 //!
 //! ```text
-//!   read_pass (read until drained / EOF / its share of the turn)
+//!   read_pass (read until WouldBlock / EOF / its share of the turn)
 //!     -> next_message ... service.on_message   (every whole message, in order)
 //!                     ... service.reject       (an oversize one: a 413 in its turn)
 //!     -> pause if the peer is not reading its replies

@@ -34,7 +34,6 @@ impl<X: Default> Frontend<X> {
             self.close(svc, key, "socket error");
             return;
         }
-        conn.saw(event);
         if event.is_readable() || event.is_read_closed() {
             self.pump(svc, key, now);
         }

@@ -109,6 +109,12 @@ impl ProxyCore {
             if matches!(reply.code, code::BAD_GATEWAY | code::GATEWAY_TIMEOUT) {
                 self.forget_written(&req.kind);
             }
+            if reply.code == code::TOO_LARGE && matches!(req.kind, UpKind::Fetch(_)) {
+                // The server's bound is below ours: a fetch in flight of
+                // known indices may be refused too, so none is joined for
+                // a part any more (the pass's open fetch among them).
+                self.reads.refused_too_large();
+            }
             // The server's verdict, passed on unchanged.
             self.fail(req, reply.code, &reply.msg);
         }

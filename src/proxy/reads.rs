@@ -342,6 +342,16 @@ impl Reads {
         }
     }
 
+    /// The server refused a fetch as too large: its bound is below the
+    /// proxy's, and any fetch in flight of more than one index may be
+    /// refused the same way. A read joining one for a part would inherit a
+    /// refusal it would not have earned alone, so no fetch in flight is
+    /// joined from now on; later fetches are each a read's own (the
+    /// upstream stopped growing them).
+    pub fn refused_too_large(&mut self) {
+        self.joinable.clear();
+    }
+
     /// The server invalidated `ind` (every index for `None`): a write by
     /// someone else is on its way, and a read arriving from now on must
     /// not get a value fetched before it.
@@ -444,6 +454,19 @@ mod tests {
         let open = r.fetches.back().map(|f| f.seq);
         r.plan(missing, missing, behind, Some(0), open, &mut f, &mut j);
         (f, j)
+    }
+
+    #[test]
+    fn after_a_413_no_fetch_in_flight_is_joined() {
+        let mut r = Reads::default();
+        // #7 fetches 4 and 5, indices the server knows: a read of 4 may
+        // join it for a part...
+        r.fetch_sent(7, &[4, 5], true);
+        assert_eq!(plan(&r, &[4], None), (vec![], vec![7]));
+        // ...until a fetch is refused as too large: #7 may be too.
+        r.refused_too_large();
+        assert_eq!(plan(&r, &[4], None), (vec![4], vec![]));
+        assert_eq!(plan(&r, &[4, 5], None), (vec![4, 5], vec![]));
     }
 
     #[test]

@@ -365,9 +365,6 @@ impl Upstream {
             };
             return self.reset(code::BAD_GATEWAY, &why, now);
         }
-        if let Some(conn) = self.conn.as_mut() {
-            conn.saw(event);
-        }
         if event.is_readable() || event.is_read_closed() {
             self.read(now);
         }
