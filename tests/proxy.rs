@@ -1845,6 +1845,39 @@ fn an_upstream_answer_in_the_middle_of_a_pass_does_not_split_its_misses() {
 }
 
 #[test]
+fn with_a_lease_a_read_after_an_upstream_event_joins_the_open_fetch() {
+    // As above, with a lease: only a fetch not yet on the wire may be
+    // joined. The open fetch, left open through the server's answer in
+    // the middle of the pass, is not on the wire: B's read of the index A
+    // asked joins it, and the index is asked once.
+    let mut up = Scripted::granting(60_000);
+    let proxy = spawn_node(&proxy_args(&up.addr().to_string(), &["--capacity", "5"]));
+    let addr: SocketAddr = proxy.addr.parse().unwrap();
+    let mut probe = Peer::connect(addr);
+    up.accept();
+    wait_until("the proxy holds its lease", || {
+        field(&probe.ask("OP=STS"), "LEASE_STATE").as_deref() == Some("granted")
+    });
+    warm(&mut probe, &mut up, "9", "90");
+    let (mut a, mut b) = (Peer::connect(addr), Peer::connect(addr));
+    for c in [&mut a, &mut b] {
+        assert!(c.ask("OP=STS").contains("CODE=200"), "accepted and registered");
+    }
+    probe.send(b"OP=GET;IND=8\n");
+    assert_eq!(up.recv(), "OP=GET;IND=8");
+    proxy.signal("STOP");
+    a.send(b"OP=GET;IND=1\n");
+    up.reply("OP=GET;IND=8;DATA=80;CODE=200");
+    b.send(b"OP=GET;IND=1,2\n");
+    proxy.signal("CONT");
+    assert_eq!(up.recv(), "OP=GET;IND=1,2", "1 joined, 2 grown: one GET, 1 once");
+    up.reply("OP=GET;IND=1,2;DATA=10,20;CODE=200");
+    assert_eq!(probe.line(), "OP=GET;IND=8;DATA=80;CODE=200");
+    assert_eq!(a.line(), "OP=GET;IND=1;DATA=10;CODE=200");
+    assert_eq!(b.line(), "OP=GET;IND=1,2;DATA=10,20;CODE=200");
+}
+
+#[test]
 fn after_a_413_in_the_middle_of_a_pass_no_read_joins_a_fetch_for_a_part() {
     // With a lease (only fetches not yet written may be joined). The proxy
     // is stopped while: client X's read of 300 known indices becomes the
