@@ -9,17 +9,8 @@
 # Prints one line per run: round shape build req/s p50_us p99_us hit-ratio errors.
 set -euo pipefail
 A=$1; B=$2; R=${3:-3}; D=${4:-3}; F=${5:-.}
-tmp=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-# Starts a node in the background; its address is left in $addr.
-start() { # bin name args...
-  local bin=$1 name=$2; shift 2
-  "$bin" "$@" --listen 127.0.0.1:0 --log-level warn >"$tmp/$name" 2>/dev/null &
-  pids+=($!)
-  until grep -qs listening "$tmp/$name"; do sleep 0.05; done
-  addr=$(sed 's/listening on //' "$tmp/$name")
-}
+# shellcheck source=benches/nodes-lib.sh
+. "$(dirname "$0")/nodes-lib.sh"
 shapes=(
   "hits-1x1|--keys 5 --connections 1 --pipeline 1"
   "hits-50x16|--keys 5 --connections 50 --pipeline 16"

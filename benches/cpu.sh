@@ -12,16 +12,8 @@
 # share of a core, proxy user-space µs a request), then the medians.
 set -euo pipefail
 A=$1; B=$2; R=${3:-5}; D=${4:-2}; KEYS=${5:-1000}
-tmp=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-start() { # bin name args...
-  local bin=$1 name=$2; shift 2
-  "$bin" "$@" --listen 127.0.0.1:0 --log-level warn >"$tmp/$name" 2>/dev/null &
-  pids+=($!)
-  until grep -qs listening "$tmp/$name"; do sleep 0.05; done
-  addr=$(sed 's/listening on //' "$tmp/$name")
-}
+# shellcheck source=benches/nodes-lib.sh
+. "$(dirname "$0")/nodes-lib.sh"
 ticks() { awk '{print $14 + $15, $14}' "/proc/$1/stat"; }
 load=(--keys "$KEYS" --connections 50 --pipeline 16 --warmup 0)
 for r in $(seq 1 "$R"); do
