@@ -1810,6 +1810,26 @@ fn a_bad_index_in_a_pass_fails_only_the_request_that_asked_it() {
     }
 }
 
+/// The proxy binary (so that it can be stopped with SIGSTOP) in front of
+/// `up`, its session in `state` ("alone", "granted"), indices up to
+/// `known` answered once (so fetches of them may be grown), and three
+/// clients accepted and registered: a probe and two more.
+fn stoppable_proxy(up: &mut Scripted, state: &str, known: &str) -> (Proc, Peer, Peer, Peer) {
+    let proxy = spawn_node(&proxy_args(&up.addr().to_string(), &["--capacity", "5"]));
+    let addr: SocketAddr = proxy.addr.parse().unwrap();
+    let mut probe = Peer::connect(addr);
+    up.accept();
+    wait_until("the proxy's session with the server settles", || {
+        field(&probe.ask("OP=STS"), "LEASE_STATE").as_deref() == Some(state)
+    });
+    warm(&mut probe, up, known, "0");
+    let (mut a, mut b) = (Peer::connect(addr), Peer::connect(addr));
+    for c in [&mut a, &mut b] {
+        assert!(c.ask("OP=STS").contains("CODE=200"), "accepted and registered");
+    }
+    (proxy, probe, a, b)
+}
+
 #[test]
 fn an_upstream_answer_in_the_middle_of_a_pass_does_not_split_its_misses() {
     // The proxy (the binary, so it can be stopped) is stopped while three
@@ -1818,18 +1838,7 @@ fn an_upstream_answer_in_the_middle_of_a_pass_does_not_split_its_misses() {
     // pass takes them in that order. A's fetch must stay open through the
     // answer, grown by B's miss: one GET for the pass, written at its end.
     let mut up = Scripted::new();
-    let proxy = spawn_node(&proxy_args(&up.addr().to_string(), &["--capacity", "5"]));
-    let addr: SocketAddr = proxy.addr.parse().unwrap();
-    let mut probe = Peer::connect(addr);
-    up.accept();
-    wait_until("the proxy has its LEASE answered", || {
-        field(&probe.ask("OP=STS"), "LEASE_STATE").as_deref() == Some("alone")
-    });
-    warm(&mut probe, &mut up, "9", "90"); // batched only within what was answered
-    let (mut a, mut b) = (Peer::connect(addr), Peer::connect(addr));
-    for c in [&mut a, &mut b] {
-        assert!(c.ask("OP=STS").contains("CODE=200"), "accepted and registered");
-    }
+    let (proxy, mut probe, mut a, mut b) = stoppable_proxy(&mut up, "alone", "9");
     probe.send(b"OP=GET;IND=8\n");
     assert_eq!(up.recv(), "OP=GET;IND=8");
     proxy.signal("STOP");
@@ -1851,18 +1860,7 @@ fn with_a_lease_a_read_after_an_upstream_event_joins_the_open_fetch() {
     // the middle of the pass, is not on the wire: B's read of the index A
     // asked joins it, and the index is asked once.
     let mut up = Scripted::granting(60_000);
-    let proxy = spawn_node(&proxy_args(&up.addr().to_string(), &["--capacity", "5"]));
-    let addr: SocketAddr = proxy.addr.parse().unwrap();
-    let mut probe = Peer::connect(addr);
-    up.accept();
-    wait_until("the proxy holds its lease", || {
-        field(&probe.ask("OP=STS"), "LEASE_STATE").as_deref() == Some("granted")
-    });
-    warm(&mut probe, &mut up, "9", "90");
-    let (mut a, mut b) = (Peer::connect(addr), Peer::connect(addr));
-    for c in [&mut a, &mut b] {
-        assert!(c.ask("OP=STS").contains("CODE=200"), "accepted and registered");
-    }
+    let (proxy, mut probe, mut a, mut b) = stoppable_proxy(&mut up, "granted", "9");
     probe.send(b"OP=GET;IND=8\n");
     assert_eq!(up.recv(), "OP=GET;IND=8");
     proxy.signal("STOP");
@@ -1886,18 +1884,7 @@ fn after_a_413_in_the_middle_of_a_pass_no_read_joins_a_fetch_for_a_part() {
     // indices. Y must not join X's fetch: it may be refused as too long
     // too, and Y alone would not be.
     let mut up = Scripted::granting(60_000);
-    let proxy = spawn_node(&proxy_args(&up.addr().to_string(), &["--capacity", "5"]));
-    let addr: SocketAddr = proxy.addr.parse().unwrap();
-    let mut probe = Peer::connect(addr);
-    up.accept();
-    wait_until("the proxy holds its lease", || {
-        field(&probe.ask("OP=STS"), "LEASE_STATE").as_deref() == Some("granted")
-    });
-    warm(&mut probe, &mut up, "999", "0"); // indices up to 999 are known
-    let (mut x, mut y) = (Peer::connect(addr), Peer::connect(addr));
-    for c in [&mut x, &mut y] {
-        assert!(c.ask("OP=STS").contains("CODE=200"), "accepted and registered");
-    }
+    let (proxy, mut probe, mut x, mut y) = stoppable_proxy(&mut up, "granted", "999");
     probe.send(b"OP=GET;IND=1\nOP=GET;IND=2\n");
     assert_eq!(up.recv(), "OP=GET;IND=1,2", "a batched GET");
     let big: Vec<String> = (100..400).map(|i| i.to_string()).collect();
