@@ -189,8 +189,8 @@ impl ProxyCore {
                 log_cache(&*self.cache, self.trace_name);
                 let (counters, made) = (&mut self.counters, &mut self.made);
                 self.reads.answered(req.seq, ind, data, |read| {
-                    made.push(read.waiter, |body| match sum_if_add(read.op, &read.vals) {
-                        Ok(sum) => encode_read_reply(body, read.op, &read.ind, &read.vals, sum),
+                    made.push(read.waiter, |body| match sum_if_add(read.op, read.vals) {
+                        Ok(sum) => encode_read_reply(body, read.op, read.ind, read.vals, sum),
                         Err(p) => {
                             counters.error(p.code());
                             encode_error(body, Some(read.op), p.code(), &p);

@@ -149,7 +149,11 @@ impl ProxyNode {
                             "reply queued (the server answered), {} bytes to write",
                             conn.output.len()
                         );
-                        self.dirty.push(w.key);
+                        // (A client's replies to one fetch come together:
+                        // its key once for the run, not once a reply.)
+                        if self.dirty.last() != Some(&w.key) {
+                            self.dirty.push(w.key);
+                        }
                     }
                 }
                 core.made.clear();

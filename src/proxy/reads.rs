@@ -15,7 +15,10 @@
 //! A read takes all its values from one fetch ([`Reads::plan`] says why).
 //! [`Reads::add`] and [`Reads::answered`] keep the general case all the
 //! same (a read waiting on several fetches, each value from the one meant
-//! for it, answered when the last is back).
+//! for it, answered when the last is back). The common miss, a read of one
+//! index, is kept in its fetch's own list instead ([`Reads::add_one`]):
+//! answering a pass's fetch then walks one list in order, where a read in
+//! the slab costs a chase to its entry and to each of its lists.
 //!
 //! ```text
 //!   fetch #7 GET 4      readers [A, B, C]     joinable {4 → #7}
@@ -69,6 +72,41 @@ impl Read {
     }
 }
 
+/// A read over, as [`Reads::answered`] and [`Reads::failed`] hand it
+/// out: whose reply it is, and what it asked and got.
+#[derive(Debug)]
+pub struct Done<'a> {
+    /// Whose slot its reply fills.
+    pub waiter: Waiter,
+    /// GET or ADD.
+    pub op: Op,
+    /// The indices asked, in order.
+    pub ind: &'a [i64],
+    /// Their values (`None` for those a failed fetch did not bring).
+    pub vals: &'a [Option<i64>],
+}
+
+impl Read {
+    fn done(&self) -> Done<'_> {
+        Done {
+            waiter: self.waiter,
+            op: self.op,
+            ind: &self.ind,
+            vals: &self.vals,
+        }
+    }
+}
+
+/// A read of one index that missed: it waits on one fetch, for the value
+/// at `at`, and that fetch's list is all it needs.
+#[derive(Debug, Clone, Copy)]
+struct One {
+    waiter: Waiter,
+    op: Op,
+    index: i64,
+    at: u32,
+}
+
 /// Where one value of a read comes from: fetch `seq`'s value at `at`, for
 /// the read's position `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -94,6 +132,8 @@ struct Fetch {
     /// The reads waiting on it (a list from the spares: a fetch that the
     /// reads of a pass grew has hundreds).
     readers: Vec<ReadRef>,
+    /// The reads of one index waiting on it (a list from the spares too).
+    ones: Vec<One>,
     /// Its indices, kept when it may be refused for one of them (see
     /// [`Reads::plan`]): more than one, not all known to the server.
     ind: Option<Vec<i64>>,
@@ -129,6 +169,9 @@ pub struct Reads {
     /// flight at once at full load (one or two a loop pass).
     pub fetch_lists: Pool<i64>,
     readers: Pool<ReadRef>,
+    ones: Pool<One>,
+    /// Reads of one index waiting, in the fetches' lists.
+    ones_waiting: usize,
 }
 
 /// A read's lists kept at most: of any length up to 4096, and more when
@@ -152,15 +195,20 @@ impl Default for Reads {
             sources: Pool::new(SPARES, SMALL_SPARES),
             fetch_lists: Pool::new(FETCH_SPARES, FETCH_SPARES),
             readers: Pool::new(FETCH_SPARES, FETCH_SPARES),
+            ones: Pool::new(FETCH_SPARES, FETCH_SPARES),
+            ones_waiting: 0,
         }
     }
 }
 
 impl Reads {
     /// Where fetch `seq` is in the queue, if in flight.
+    /// (An answer is for the oldest, almost always; a read joins or grows
+    /// the newest, almost always.)
     fn position(&self, seq: u64) -> Option<usize> {
-        match self.fetches.front() {
-            Some(f) if f.seq == seq => Some(0),
+        match (self.fetches.front(), self.fetches.back()) {
+            (Some(f), _) if f.seq == seq => Some(0),
+            (_, Some(b)) if b.seq == seq => Some(self.fetches.len() - 1),
             _ => self.fetches.binary_search_by_key(&seq, |f| f.seq).ok(),
         }
     }
@@ -299,6 +347,28 @@ impl Reads {
         debug_assert_eq!(key, me.key);
     }
 
+    /// Registers a read of the one index `index`, which missed: like
+    /// [`Reads::add`], its value comes from the fetch
+    /// [`Reads::joinable`] names for it now, but it is kept in that
+    /// fetch's list, not in the slab.
+    pub fn add_one(&mut self, waiter: Waiter, op: Op, index: i64, joined_any: bool) {
+        let place = self
+            .joinable
+            .get(&index)
+            .and_then(|&(seq, at)| Some((self.position(seq)?, at)));
+        let Some((p, at)) = place else {
+            // (Not reached: the caller has just sent, grown or joined a
+            // fetch of `index`.) The general read does what it always did.
+            debug_assert!(false, "a read of {index} with no fetch of it");
+            return self.add(Read::new(waiter, op, vec![index], vec![None]), joined_any);
+        };
+        self.fetches[p].ones.push(One { waiter, op, index, at });
+        self.ones_waiting += 1;
+        if joined_any {
+            self.coalesced += 1;
+        }
+    }
+
     /// Gives a finished read's lists back.
     fn give_read(&mut self, read: Read) {
         self.ind.give(read.ind);
@@ -317,8 +387,13 @@ impl Reads {
         }
         debug_assert!(self.fetches.back().is_none_or(|f| f.seq < seq));
         let ind = (ind.len() > 1 && !known).then(|| self.ind.copy(ind));
-        let readers = self.readers.take();
-        self.fetches.push_back(Fetch { seq, readers, ind });
+        let (readers, ones) = (self.readers.take(), self.ones.take());
+        self.fetches.push_back(Fetch {
+            seq,
+            readers,
+            ones,
+            ind,
+        });
     }
 
     /// Fetch `seq`, not on the wire yet, grew by `ind` from its place
@@ -366,9 +441,9 @@ impl Reads {
 
     /// Fetch `seq` of `ind` answered `data`: fills every read waiting on it
     /// and hands over (to `done`) each read that now has all its values.
-    pub fn answered(&mut self, seq: u64, ind: &[i64], data: &[i64], mut done: impl FnMut(&Read)) {
-        let readers = self.fetch_over(seq, ind);
-        for &r in &readers {
+    pub fn answered(&mut self, seq: u64, ind: &[i64], data: &[i64], mut done: impl FnMut(&Done)) {
+        let Some(fetch) = self.fetch_over(seq, ind) else { return };
+        for &r in &fetch.readers {
             let Some(read) = self.reads.get_mut(r.key).filter(|read| read.id == r.id) else {
                 continue; // ended already (another of its fetches failed)
             };
@@ -382,31 +457,54 @@ impl Reads {
             read.waiting_on -= 1;
             if read.waiting_on == 0 {
                 let read = self.reads.remove(r.key);
-                done(&read);
+                done(&read.done());
                 self.give_read(read);
             }
         }
-        self.readers.give(readers);
+        for one in &fetch.ones {
+            done(&Done {
+                waiter: one.waiter,
+                op: one.op,
+                ind: std::slice::from_ref(&one.index),
+                vals: &[data.get(one.at as usize).copied()],
+            });
+        }
+        self.give_fetch(fetch);
     }
 
     /// Fetch `seq` of `ind` failed (or was refused by the server): every
     /// read waiting on it is over, handed to `failed` (once, even if it
     /// waited on other fetches too).
-    pub fn failed(&mut self, seq: u64, ind: &[i64], mut failed: impl FnMut(&Read)) {
-        let readers = self.fetch_over(seq, ind);
-        for &r in &readers {
+    pub fn failed(&mut self, seq: u64, ind: &[i64], mut failed: impl FnMut(&Done)) {
+        let Some(fetch) = self.fetch_over(seq, ind) else { return };
+        for &r in &fetch.readers {
             if self.reads.get(r.key).is_some_and(|read| read.id == r.id) {
                 let read = self.reads.remove(r.key);
-                failed(&read);
+                failed(&read.done());
                 self.give_read(read);
             }
         }
-        self.readers.give(readers);
+        for one in &fetch.ones {
+            failed(&Done {
+                waiter: one.waiter,
+                op: one.op,
+                ind: std::slice::from_ref(&one.index),
+                vals: &[None],
+            });
+        }
+        self.give_fetch(fetch);
     }
 
-    /// Fetch `seq` of `ind` is over: no longer joinable, out of the queue;
-    /// returns its readers.
-    fn fetch_over(&mut self, seq: u64, ind: &[i64]) -> Vec<ReadRef> {
+    /// A fetch over and its readers handed out: its lists back for reuse.
+    fn give_fetch(&mut self, fetch: Fetch) {
+        self.ones_waiting -= fetch.ones.len();
+        self.readers.give(fetch.readers);
+        self.ones.give(fetch.ones);
+    }
+
+    /// Fetch `seq` of `ind` is over: no longer joinable, out of the queue
+    /// (its list of indices given back); returns it.
+    fn fetch_over(&mut self, seq: u64, ind: &[i64]) -> Option<Fetch> {
         for &i in ind {
             // One hash lookup per index: the entry, removed only if still
             // this fetch's (a later fetch of the index replaced it).
@@ -421,21 +519,21 @@ impl Reads {
             Some(p) => self.fetches.remove(p),
             None => None,
         };
-        let Some(fetch) = fetch else { return Vec::new() };
-        if let Some(v) = fetch.ind {
+        let mut fetch = fetch?;
+        if let Some(v) = fetch.ind.take() {
             self.ind.give(v);
         }
-        fetch.readers
+        Some(fetch)
     }
 
     /// True when no read waits.
     pub fn is_empty(&self) -> bool {
-        self.reads.is_empty()
+        self.reads.is_empty() && self.ones_waiting == 0
     }
 
     /// Reads waiting on fetches (STS `READS_WAITING`).
     pub fn len(&self) -> usize {
-        self.reads.len()
+        self.reads.len() + self.ones_waiting
     }
 }
 
@@ -484,7 +582,7 @@ mod tests {
         assert_eq!(r.coalesced, 2);
         assert!(!r.is_empty());
         let mut got = Vec::new();
-        r.answered(7, &[4], &[44], |read| got.push((read.waiter.key, read.vals.clone())));
+        r.answered(7, &[4], &[44], |read| got.push((read.waiter.key, read.vals.to_vec())));
         got.sort_by_key(|g| g.0);
         assert_eq!(got, vec![(1, vec![Some(44)]), (2, vec![Some(44)]), (3, vec![Some(44)])]);
         assert!(r.is_empty());
@@ -529,9 +627,9 @@ mod tests {
             true,
         );
         let mut done = Vec::new();
-        r.answered(7, &[4], &[40], |read| done.push(read.vals.clone()));
+        r.answered(7, &[4], &[40], |read| done.push(read.vals.to_vec()));
         assert!(done.is_empty(), "still waiting on #8");
-        r.answered(8, &[5], &[50], |read| done.push(read.vals.clone()));
+        r.answered(8, &[5], &[50], |read| done.push(read.vals.to_vec()));
         assert_eq!(done, vec![vec![Some(40), Some(50), Some(60)]]);
     }
 
@@ -547,8 +645,8 @@ mod tests {
         r.fetch_sent(9, &to_fetch, false);
         r.add(Read::new(w(1), Op::Get, vec![4, 5], vec![None, None]), true);
         let mut done = Vec::new();
-        r.answered(7, &[4, 5], &[40, 0], |read| done.push(read.vals.clone()));
-        r.answered(9, &[5], &[55], |read| done.push(read.vals.clone()));
+        r.answered(7, &[4, 5], &[40, 0], |read| done.push(read.vals.to_vec()));
+        r.answered(9, &[5], &[55], |read| done.push(read.vals.to_vec()));
         assert_eq!(done, vec![vec![Some(40), Some(55)]]);
     }
 
@@ -588,7 +686,7 @@ mod tests {
         r.add(Read::new(w(1), Op::Get, ind.clone(), vec![None; n as usize]), true);
         let mut done = Vec::new();
         for i in 0..n {
-            r.answered(i as u64 + 1, &[i], &[i * 10], |read| done.push(read.vals.clone()));
+            r.answered(i as u64 + 1, &[i], &[i * 10], |read| done.push(read.vals.to_vec()));
         }
         assert_eq!(done.len(), 1);
         assert_eq!(done[0][n as usize - 1], Some((n - 1) * 10));
@@ -630,7 +728,7 @@ mod tests {
         assert_eq!(r.len(), 3);
         let mut done = Vec::new();
         r.answered(7, &[4, 6, 8, 5], &[40, 60, 80, 50], |read| {
-            done.push((read.waiter.key, read.vals.clone()))
+            done.push((read.waiter.key, read.vals.to_vec()))
         });
         assert_eq!(
             done,
@@ -693,10 +791,62 @@ mod tests {
         r.fetch_sent(9, &[6], false);
         r.add(Read::new(w(2), Op::Get, vec![5, 6], vec![None, None]), true);
         let mut done = Vec::new();
-        r.answered(8, &[5], &[50], |read| done.push((read.waiter.key, read.vals.clone())));
+        r.answered(8, &[5], &[50], |read| done.push((read.waiter.key, read.vals.to_vec())));
         assert!(done.is_empty(), "read 2 still waits for #9");
-        r.answered(9, &[6], &[60], |read| done.push((read.waiter.key, read.vals.clone())));
+        r.answered(9, &[6], &[60], |read| done.push((read.waiter.key, read.vals.to_vec())));
         assert_eq!(done, [(2, vec![Some(50), Some(60)])]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn reads_of_one_index_wait_in_their_fetchs_list_beside_the_others() {
+        // #7 fetches 4 and 5 (known to the server): A reads 4, B reads 5
+        // (one index each), C reads 5 and 4 (in the slab).
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4, 5], true);
+        r.add_one(w(1), Op::Get, 4, false);
+        r.add_one(w(2), Op::Add, 5, true);
+        r.add(Read::new(w(3), Op::Get, vec![5, 4], vec![None, None]), true);
+        assert_eq!((r.len(), r.coalesced), (3, 2));
+        assert_eq!(r.fetches[0].ones.len(), 2, "no slab entry for A and B");
+        let mut done = Vec::new();
+        r.answered(7, &[4, 5], &[40, 50], |d| {
+            done.push((d.waiter.key, d.op, d.ind.to_vec(), d.vals.to_vec()))
+        });
+        done.sort_by_key(|d| d.0);
+        assert_eq!(
+            done,
+            [
+                (1, Op::Get, vec![4], vec![Some(40)]),
+                (2, Op::Add, vec![5], vec![Some(50)]),
+                (3, Op::Get, vec![5, 4], vec![Some(50), Some(40)]),
+            ]
+        );
+        assert!(r.is_empty() && r.fetches.is_empty());
+        assert_eq!(r.ones.len(), 1, "the list given back");
+        r.fetch_sent(8, &[6], false);
+        assert!(
+            r.ones.is_empty() && r.fetches[0].ones.capacity() >= 2,
+            "and taken again"
+        );
+    }
+
+    #[test]
+    fn a_read_of_one_index_waits_on_the_fetch_joinable_names_and_fails_with_it() {
+        // #7 has 4; a PUT of 4 was sent; #9 fetches 4 again: a read of 4
+        // now waits on #9, not #7.
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4], false);
+        r.write_sent(&UpKind::Put(vec![4], vec![1]));
+        r.fetch_sent(9, &[4], false);
+        r.add_one(w(1), Op::Get, 4, false);
+        let mut done = Vec::new();
+        r.answered(7, &[4], &[0], |d| done.push(d.vals.to_vec()));
+        assert!(done.is_empty(), "not from the fetch before the write");
+        assert_eq!(r.len(), 1);
+        let mut failed = Vec::new();
+        r.failed(9, &[4], |d| failed.push((d.waiter.key, d.op, d.ind.to_vec())));
+        assert_eq!(failed, [(1, Op::Get, vec![4])]);
         assert!(r.is_empty());
     }
 

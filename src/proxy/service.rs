@@ -195,13 +195,17 @@ impl ProxyCore {
         if let Some(&newest) = self.joined.iter().max() {
             conn.ext.sent(newest);
         }
+        let joined_any = self.joined.len() > usize::from(!self.to_fetch.is_empty());
+        if let [index] = self.req.ind[..] {
+            // The common miss: kept in its fetch's list, no lists of its own.
+            return self.reads.add_one(waiter, op, index, joined_any);
+        }
         let read = Read::new(
             waiter,
             op,
             self.reads.ind.copy(&self.req.ind),
             self.reads.vals.copy(&self.vals),
         );
-        let joined_any = self.joined.len() > usize::from(!self.to_fetch.is_empty());
         self.reads.add(read, joined_any);
     }
 
