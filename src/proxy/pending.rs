@@ -249,7 +249,7 @@ impl UpKind {
     }
 
     /// What the request writes at the server: the one place that says
-    /// which kinds write (the write bookkeeping of decide.rs and reads.rs,
+    /// which kinds write (the write bookkeeping of decide.rs and reads/,
     /// and the cache's forgetting, all ask here).
     pub fn written(&self) -> Written<'_> {
         match self {
@@ -291,7 +291,7 @@ pub struct UpReq {
     /// Whose slot its reply fills.
     pub waiter: Waiter,
     /// The client's operation (GET or ADD for a fetch: the reads waiting
-    /// on a fetch are kept by `reads.rs`).
+    /// on a fetch are kept by `reads/`).
     pub op: Op,
     /// When it was queued upstream (its timeout runs from here).
     pub queued: Instant,

@@ -136,7 +136,7 @@ impl ProxyCore {
             return;
         }
         // Join the fetches in flight that may be joined; one new fetch for
-        // the rest (reads.rs says when joining is safe).
+        // the rest (reads/ says when joining is safe).
         self.reads.plan(
             &self.req.ind,
             &self.missing,
@@ -172,7 +172,7 @@ impl ProxyCore {
                 }
                 None => {
                     // All from the new fetch: a read takes its values from
-                    // one fetch (reads.rs), and the open one it joined is
+                    // one fetch (reads/join.rs), and the open one it joined is
                     // full.
                     if !self.joined.is_empty() {
                         self.joined.clear();
