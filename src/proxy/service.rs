@@ -157,6 +157,8 @@ impl ProxyCore {
             &mut self.joined,
         );
         let waiter = reserve(conn, reply_size(op, body, self.req.ind.len()));
+        // Where the first index fetched lands (fetch, place in it).
+        let mut place = None;
         if !self.to_fetch.is_empty() {
             if let Some(why) = up.refusal() {
                 return self.refuse(conn, waiter, op, why);
@@ -168,6 +170,7 @@ impl ProxyCore {
                 Some((seq, from)) => {
                     self.reads.fetch_grew(seq, from, &self.to_fetch);
                     conn.ext.sent(seq);
+                    place = Some((seq, from as u32));
                     seq
                 }
                 None => {
@@ -186,7 +189,9 @@ impl ProxyCore {
                         op,
                         queued: now,
                     };
-                    self.send(up, fetch, conn, now)
+                    let seq = self.send(up, fetch, conn, now);
+                    place = Some((seq, 0));
+                    seq
                 }
             };
             self.joined.push(seq);
@@ -198,7 +203,8 @@ impl ProxyCore {
         let joined_any = self.joined.len() > usize::from(!self.to_fetch.is_empty());
         if let [index] = self.req.ind[..] {
             // The common miss: kept in its fetch's list, no lists of its own.
-            return self.reads.add_one(waiter, op, index, joined_any);
+            // (Its place is known unless it joined a fetch.)
+            return self.reads.add_one(waiter, op, index, place, joined_any);
         }
         let read = Read::new(
             waiter,

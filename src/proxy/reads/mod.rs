@@ -257,12 +257,13 @@ impl Reads {
     /// Registers a read of the one index `index`, which missed: like
     /// [`Reads::add`], its value comes from the fetch
     /// [`Reads::joinable`] names for it now, but it is kept in that
-    /// fetch's list, not in the slab.
-    pub fn add_one(&mut self, waiter: Waiter, op: Op, index: i64, joined_any: bool) {
-        let place = self
-            .joinable
-            .get(&index)
-            .and_then(|&(seq, at)| Some((self.position(seq)?, at)));
+    /// fetch's list, not in the slab. `place`: that fetch and the
+    /// index's place in it, when the caller knows them (it has just sent
+    /// or grown the fetch: one hash lookup fewer).
+    pub fn add_one(&mut self, waiter: Waiter, op: Op, index: i64, place: Option<(u64, u32)>, joined_any: bool) {
+        debug_assert!(place.is_none() || place.as_ref() == self.joinable.get(&index));
+        let place = place.or_else(|| self.joinable.get(&index).copied());
+        let place = place.and_then(|(seq, at)| Some((self.position(seq)?, at)));
         let Some((p, at)) = place else {
             // (Not reached: the caller has just sent, grown or joined a
             // fetch of `index`.) The general read does what it always did.
@@ -648,8 +649,8 @@ mod tests {
         // (one index each), C reads 5 and 4 (in the slab).
         let mut r = Reads::default();
         r.fetch_sent(7, &[4, 5], true);
-        r.add_one(w(1), Op::Get, 4, false);
-        r.add_one(w(2), Op::Add, 5, true);
+        r.add_one(w(1), Op::Get, 4, None, false);
+        r.add_one(w(2), Op::Add, 5, Some((7, 1)), true);
         r.add(Read::new(w(3), Op::Get, vec![5, 4], vec![None, None]), true);
         assert_eq!((r.len(), r.coalesced), (3, 2));
         assert_eq!(r.fetches[0].ones.len(), 2, "no slab entry for A and B");
@@ -683,7 +684,7 @@ mod tests {
         r.fetch_sent(7, &[4], false);
         r.write_sent(&UpKind::Put(vec![4], vec![1]));
         r.fetch_sent(9, &[4], false);
-        r.add_one(w(1), Op::Get, 4, false);
+        r.add_one(w(1), Op::Get, 4, None, false);
         let mut done = Vec::new();
         r.answered(7, &[4], &[0], |d| done.push(d.vals.to_vec()));
         assert!(done.is_empty(), "not from the fetch before the write");
