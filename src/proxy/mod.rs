@@ -149,8 +149,10 @@ impl ProxyNode {
                             "reply queued (the server answered), {} bytes to write",
                             conn.output.len()
                         );
-                        // (A client's replies to one fetch come together:
-                        // its key once for the run, not once a reply.)
+                        // (A client's replies to one fetch mostly come
+                        // together, its reads of a pass having joined the
+                        // fetch one after another: its key once for the
+                        // run, not once a reply.)
                         if self.dirty.last() != Some(&w.key) {
                             self.dirty.push(w.key);
                         }

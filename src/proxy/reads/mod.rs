@@ -126,16 +126,24 @@ struct ReadRef {
     id: u64,
 }
 
+/// A read waiting on a fetch, as the fetch lists it: a read of one index
+/// whole, any other by its name in the slab. One list, in the order the
+/// reads came, so that a client's replies to one fetch are made in the
+/// order it sent them (one made early would wait in a list of its own).
+#[derive(Debug, Clone, Copy)]
+enum Waiting {
+    One(One),
+    Read(ReadRef),
+}
+
 /// A fetch in flight.
 #[derive(Debug)]
 struct Fetch {
     /// Its upstream sequence number.
     seq: u64,
-    /// The reads waiting on it (a list from the spares: a fetch that the
-    /// reads of a pass grew has hundreds).
-    readers: Vec<ReadRef>,
-    /// The reads of one index waiting on it (a list from the spares too).
-    ones: Vec<One>,
+    /// The reads waiting on it, in the order they came (a list from the
+    /// spares: a fetch that the reads of a pass grew has hundreds).
+    readers: Vec<Waiting>,
     /// Its indices, kept when it may be refused for one of them (see
     /// [`Reads::plan`]): more than one, not all known to the server.
     ind: Option<Vec<i64>>,
@@ -146,8 +154,9 @@ struct Fetch {
 /// Fetches are sent in the order of their sequence numbers and the
 /// upstream answers in order, so the fetches in flight are a queue sorted
 /// by sequence: the one answered is almost always at its front, and any
-/// other is found by binary search. Reads live in a slab. The miss path
-/// hashes nothing but the index of [`Reads::joinable`].
+/// other is found by binary search. A read of one index lives in its
+/// fetch's list, any other in a slab. The miss path hashes nothing but the
+/// index of [`Reads::joinable`].
 #[derive(Debug)]
 pub struct Reads {
     reads: Slab<Read>,
@@ -170,8 +179,7 @@ pub struct Reads {
     /// a pass grow them to hundreds of entries): more than the fetches in
     /// flight at once at full load (one or two a loop pass).
     pub fetch_lists: Pool<i64>,
-    readers: Pool<ReadRef>,
-    ones: Pool<One>,
+    readers: Pool<Waiting>,
     /// Reads of one index waiting, in the fetches' lists.
     ones_waiting: usize,
 }
@@ -197,7 +205,6 @@ impl Default for Reads {
             sources: Pool::new(SPARES, SMALL_SPARES),
             fetch_lists: Pool::new(FETCH_SPARES, FETCH_SPARES),
             readers: Pool::new(FETCH_SPARES, FETCH_SPARES),
-            ones: Pool::new(FETCH_SPARES, FETCH_SPARES),
             ones_waiting: 0,
         }
     }
@@ -241,7 +248,7 @@ impl Reads {
             if last != Some(s.seq) {
                 last = Some(s.seq);
                 if let Some(p) = self.position(s.seq) {
-                    self.fetches[p].readers.push(me);
+                    self.fetches[p].readers.push(Waiting::Read(me));
                     read.waiting_on += 1;
                 }
             }
@@ -270,7 +277,8 @@ impl Reads {
             debug_assert!(false, "a read of {index} with no fetch of it");
             return self.add(Read::new(waiter, op, vec![index], vec![None]), joined_any);
         };
-        self.fetches[p].ones.push(One { waiter, op, index, at });
+        let one = One { waiter, op, index, at };
+        self.fetches[p].readers.push(Waiting::One(one));
         self.ones_waiting += 1;
         if joined_any {
             self.coalesced += 1;
@@ -295,13 +303,8 @@ impl Reads {
         }
         debug_assert!(self.fetches.back().is_none_or(|f| f.seq < seq));
         let ind = (ind.len() > 1 && !known).then(|| self.ind.copy(ind));
-        let (readers, ones) = (self.readers.take(), self.ones.take());
-        self.fetches.push_back(Fetch {
-            seq,
-            readers,
-            ones,
-            ind,
-        });
+        let readers = self.readers.take();
+        self.fetches.push_back(Fetch { seq, readers, ind });
     }
 
     /// Fetch `seq`, not on the wire yet, grew by `ind` from its place
@@ -351,7 +354,20 @@ impl Reads {
     /// and hands over (to `done`) each read that now has all its values.
     pub fn answered(&mut self, seq: u64, ind: &[i64], data: &[i64], mut done: impl FnMut(&Done)) {
         let Some(fetch) = self.fetch_over(seq, ind) else { return };
-        for &r in &fetch.readers {
+        for &w in &fetch.readers {
+            let r = match w {
+                Waiting::One(one) => {
+                    self.ones_waiting -= 1;
+                    done(&Done {
+                        waiter: one.waiter,
+                        op: one.op,
+                        ind: std::slice::from_ref(&one.index),
+                        vals: &[data.get(one.at as usize).copied()],
+                    });
+                    continue;
+                }
+                Waiting::Read(r) => r,
+            };
             let Some(read) = self.reads.get_mut(r.key).filter(|read| read.id == r.id) else {
                 continue; // ended already (another of its fetches failed)
             };
@@ -369,15 +385,7 @@ impl Reads {
                 self.give_read(read);
             }
         }
-        for one in &fetch.ones {
-            done(&Done {
-                waiter: one.waiter,
-                op: one.op,
-                ind: std::slice::from_ref(&one.index),
-                vals: &[data.get(one.at as usize).copied()],
-            });
-        }
-        self.give_fetch(fetch);
+        self.readers.give(fetch.readers);
     }
 
     /// Fetch `seq` of `ind` failed (or was refused by the server): every
@@ -385,29 +393,27 @@ impl Reads {
     /// waited on other fetches too).
     pub fn failed(&mut self, seq: u64, ind: &[i64], mut failed: impl FnMut(&Done)) {
         let Some(fetch) = self.fetch_over(seq, ind) else { return };
-        for &r in &fetch.readers {
-            if self.reads.get(r.key).is_some_and(|read| read.id == r.id) {
-                let read = self.reads.remove(r.key);
-                failed(&read.done());
-                self.give_read(read);
+        for &w in &fetch.readers {
+            match w {
+                Waiting::One(one) => {
+                    self.ones_waiting -= 1;
+                    failed(&Done {
+                        waiter: one.waiter,
+                        op: one.op,
+                        ind: std::slice::from_ref(&one.index),
+                        vals: &[None],
+                    });
+                }
+                Waiting::Read(r) => {
+                    if self.reads.get(r.key).is_some_and(|read| read.id == r.id) {
+                        let read = self.reads.remove(r.key);
+                        failed(&read.done());
+                        self.give_read(read);
+                    }
+                }
             }
         }
-        for one in &fetch.ones {
-            failed(&Done {
-                waiter: one.waiter,
-                op: one.op,
-                ind: std::slice::from_ref(&one.index),
-                vals: &[None],
-            });
-        }
-        self.give_fetch(fetch);
-    }
-
-    /// A fetch over and its readers handed out: its lists back for reuse.
-    fn give_fetch(&mut self, fetch: Fetch) {
-        self.ones_waiting -= fetch.ones.len();
         self.readers.give(fetch.readers);
-        self.ones.give(fetch.ones);
     }
 
     /// Fetch `seq` of `ind` is over: no longer joinable, out of the queue
@@ -580,9 +586,12 @@ mod tests {
         assert_eq!((f, j), (vec![5], vec![7]), "a known fetch is joined for a part");
         r.fetch_grew(7, 3, &[5]);
         r.add(Read::new(w(3), Op::Add, vec![5, 6], vec![None, None]), true);
-        assert_eq!(r.len(), 3);
+        // D: GET 9 grows it by 9, at its place 4, given.
+        r.fetch_grew(7, 4, &[9]);
+        r.add_one(w(4), Op::Get, 9, Some((7, 4)), false);
+        assert_eq!(r.len(), 4);
         let mut done = Vec::new();
-        r.answered(7, &[4, 6, 8, 5], &[40, 60, 80, 50], |read| {
+        r.answered(7, &[4, 6, 8, 5, 9], &[40, 60, 80, 50, 90], |read| {
             done.push((read.waiter.key, read.vals.to_vec()))
         });
         assert_eq!(
@@ -590,7 +599,8 @@ mod tests {
             [
                 (1, vec![Some(40)]),
                 (2, vec![Some(60), Some(80), Some(40)]),
-                (3, vec![Some(50), Some(60)])
+                (3, vec![Some(50), Some(60)]),
+                (4, vec![Some(90)])
             ]
         );
         assert!(r.is_empty() && r.fetches.is_empty() && r.joinable.is_empty());
@@ -644,6 +654,26 @@ mod tests {
     }
 
     #[test]
+    fn a_fetchs_reads_are_answered_in_the_order_they_came() {
+        // One client pipelines GET 4, GET 4,5, GET 5 into fetch #7 (slots
+        // 0, 1, 2): their replies must be made in that order, so each goes
+        // straight into the client's output (one out of order waits in a
+        // list of its own).
+        let mut r = Reads::default();
+        r.fetch_sent(7, &[4, 5], true);
+        let slot = |seq| Waiter { key: 1, gen: 1, seq };
+        r.add_one(slot(0), Op::Get, 4, Some((7, 0)), false);
+        r.add(Read::new(slot(1), Op::Get, vec![4, 5], vec![None, None]), true);
+        r.add_one(slot(2), Op::Get, 5, Some((7, 1)), true);
+        let mut order = Vec::new();
+        r.answered(7, &[4, 5], &[40, 50], |d| order.push((d.waiter.seq, d.vals.to_vec())));
+        assert_eq!(
+            order,
+            [(0, vec![Some(40)]), (1, vec![Some(40), Some(50)]), (2, vec![Some(50)])]
+        );
+    }
+
+    #[test]
     fn reads_of_one_index_wait_in_their_fetchs_list_beside_the_others() {
         // #7 fetches 4 and 5 (known to the server): A reads 4, B reads 5
         // (one index each), C reads 5 and 4 (in the slab).
@@ -653,12 +683,11 @@ mod tests {
         r.add_one(w(2), Op::Add, 5, Some((7, 1)), true);
         r.add(Read::new(w(3), Op::Get, vec![5, 4], vec![None, None]), true);
         assert_eq!((r.len(), r.coalesced), (3, 2));
-        assert_eq!(r.fetches[0].ones.len(), 2, "no slab entry for A and B");
+        assert_eq!(r.reads.len(), 1, "no slab entry for A and B");
         let mut done = Vec::new();
         r.answered(7, &[4, 5], &[40, 50], |d| {
             done.push((d.waiter.key, d.op, d.ind.to_vec(), d.vals.to_vec()))
         });
-        done.sort_by_key(|d| d.0);
         assert_eq!(
             done,
             [
@@ -668,10 +697,10 @@ mod tests {
             ]
         );
         assert!(r.is_empty() && r.fetches.is_empty());
-        assert_eq!(r.ones.len(), 1, "the list given back");
+        assert_eq!(r.readers.len(), 1, "the list given back");
         r.fetch_sent(8, &[6], false);
         assert!(
-            r.ones.is_empty() && r.fetches[0].ones.capacity() >= 2,
+            r.readers.is_empty() && r.fetches[0].readers.capacity() >= 3,
             "and taken again"
         );
     }
