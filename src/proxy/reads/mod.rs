@@ -654,6 +654,25 @@ mod tests {
     }
 
     #[test]
+    fn a_read_of_a_fetch_in_the_middle_of_the_queue_waits_on_that_one() {
+        // #7, #8, #9 in flight: reads of 5 (one index, and two indices
+        // with a cached one) wait on #8, neither the oldest nor the newest.
+        let mut r = Reads::default();
+        for (seq, i) in [(7, 4), (8, 5), (9, 6)] {
+            r.fetch_sent(seq, &[i], false);
+        }
+        r.add_one(w(1), Op::Get, 5, None, true);
+        r.add(Read::new(w(2), Op::Get, vec![5, 1], vec![None, Some(10)]), true);
+        let mut done = Vec::new();
+        r.answered(9, &[6], &[60], |d| done.push((d.waiter.key, d.vals.to_vec())));
+        r.answered(7, &[4], &[40], |d| done.push((d.waiter.key, d.vals.to_vec())));
+        assert!(done.is_empty(), "neither is #7's or #9's");
+        r.answered(8, &[5], &[50], |d| done.push((d.waiter.key, d.vals.to_vec())));
+        assert_eq!(done, [(1, vec![Some(50)]), (2, vec![Some(50), Some(10)])]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
     fn a_fetchs_reads_are_answered_in_the_order_they_came() {
         // One client pipelines GET 4, GET 4,5, GET 5 into fetch #7 (slots
         // 0, 1, 2): their replies must be made in that order, so each goes
