@@ -1,10 +1,13 @@
 //! Whether a read may join fetches in flight ([`Reads::plan`]): which of
-//! its missing indices join which fetch, and which it fetches itself. The
-//! rules are in `mod.rs`'s opening and docs/coherence.md ("Coalescing");
-//! this is where they are decided, for every read that missed.
+//! its missing indices join which fetch, and which it fetches itself; and
+//! what ends joining of a fetch early (a write sent, an invalidation, a
+//! `413`). The rules are in `mod.rs`'s opening and docs/coherence.md
+//! ("Coalescing"); this is where they are decided, for every read that
+//! missed.
 
 use super::Reads;
 use crate::cache::IndexMap;
+use crate::proxy::pending::{UpKind, Written};
 
 impl Reads {
     /// Splits a read's `missing` indices into those that can join a fetch
@@ -101,13 +104,46 @@ impl Reads {
             to_fetch.extend_from_slice(missing);
         }
     }
+
+    /// A write was sent: the fetches of what it may change can no longer be
+    /// joined.
+    pub fn write_sent(&mut self, kind: &UpKind) {
+        match kind.written() {
+            Written::Indices(ind) => ind.iter().for_each(|i| {
+                self.joinable.remove(i);
+            }),
+            Written::All => self.joinable.clear(),
+            Written::Nothing => {}
+        }
+    }
+
+    /// The server refused a fetch as too large: its bound is below the
+    /// proxy's, and any fetch in flight of more than one index may be
+    /// refused the same way. A read joining one for a part would inherit a
+    /// refusal it would not have earned alone, so no fetch in flight is
+    /// joined from now on; later fetches are each a read's own (the
+    /// upstream stopped growing them).
+    pub fn refused_too_large(&mut self) {
+        self.joinable.clear();
+    }
+
+    /// The server invalidated `ind` (every index for `None`): a write by
+    /// someone else is on its way, and a read arriving from now on must
+    /// not get a value fetched before it.
+    pub fn invalidated(&mut self, ind: Option<&[i64]>) {
+        match ind {
+            Some(ind) => ind.iter().for_each(|i| {
+                self.joinable.remove(i);
+            }),
+            None => self.joinable.clear(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::plan;
     use super::*;
-    use crate::proxy::pending::UpKind;
 
     #[test]
     fn after_a_413_no_fetch_in_flight_is_joined() {

@@ -30,7 +30,7 @@ mod join;
 
 use crate::cache::IndexMap;
 use crate::proto::Op;
-use crate::proxy::pending::{UpKind, Waiter, Written};
+use crate::proxy::pending::Waiter;
 use crate::proxy::pool::Pool;
 use slab::Slab;
 use std::collections::hash_map::Entry;
@@ -107,6 +107,17 @@ struct One {
     op: Op,
     index: i64,
     at: u32,
+}
+
+impl One {
+    fn done<'a>(&'a self, val: &'a [Option<i64>; 1]) -> Done<'a> {
+        Done {
+            waiter: self.waiter,
+            op: self.op,
+            ind: std::slice::from_ref(&self.index),
+            vals: val,
+        }
+    }
 }
 
 /// Where one value of a read comes from: fetch `seq`'s value at `at`, for
@@ -316,40 +327,6 @@ impl Reads {
         }
     }
 
-    /// A write was sent: the fetches of what it may change can no longer be
-    /// joined.
-    pub fn write_sent(&mut self, kind: &UpKind) {
-        match kind.written() {
-            Written::Indices(ind) => ind.iter().for_each(|i| {
-                self.joinable.remove(i);
-            }),
-            Written::All => self.joinable.clear(),
-            Written::Nothing => {}
-        }
-    }
-
-    /// The server refused a fetch as too large: its bound is below the
-    /// proxy's, and any fetch in flight of more than one index may be
-    /// refused the same way. A read joining one for a part would inherit a
-    /// refusal it would not have earned alone, so no fetch in flight is
-    /// joined from now on; later fetches are each a read's own (the
-    /// upstream stopped growing them).
-    pub fn refused_too_large(&mut self) {
-        self.joinable.clear();
-    }
-
-    /// The server invalidated `ind` (every index for `None`): a write by
-    /// someone else is on its way, and a read arriving from now on must
-    /// not get a value fetched before it.
-    pub fn invalidated(&mut self, ind: Option<&[i64]>) {
-        match ind {
-            Some(ind) => ind.iter().for_each(|i| {
-                self.joinable.remove(i);
-            }),
-            None => self.joinable.clear(),
-        }
-    }
-
     /// Fetch `seq` of `ind` answered `data`: fills every read waiting on it
     /// and hands over (to `done`) each read that now has all its values.
     pub fn answered(&mut self, seq: u64, ind: &[i64], data: &[i64], mut done: impl FnMut(&Done)) {
@@ -358,12 +335,7 @@ impl Reads {
             let r = match w {
                 Waiting::One(one) => {
                     self.ones_waiting -= 1;
-                    done(&Done {
-                        waiter: one.waiter,
-                        op: one.op,
-                        ind: std::slice::from_ref(&one.index),
-                        vals: &[data.get(one.at as usize).copied()],
-                    });
+                    done(&one.done(&[data.get(one.at as usize).copied()]));
                     continue;
                 }
                 Waiting::Read(r) => r,
@@ -397,12 +369,7 @@ impl Reads {
             match w {
                 Waiting::One(one) => {
                     self.ones_waiting -= 1;
-                    failed(&Done {
-                        waiter: one.waiter,
-                        op: one.op,
-                        ind: std::slice::from_ref(&one.index),
-                        vals: &[None],
-                    });
+                    failed(&one.done(&[None]));
                 }
                 Waiting::Read(r) => {
                     if self.reads.get(r.key).is_some_and(|read| read.id == r.id) {
@@ -454,6 +421,7 @@ impl Reads {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::pending::UpKind;
 
     pub(super) fn w(key: usize) -> Waiter {
         Waiter { key, gen: 1, seq: 0 }
